@@ -1,0 +1,1 @@
+//! Vienna store (being written).

@@ -1,0 +1,1 @@
+//! Vienna e2e support (being written).
