@@ -1,0 +1,190 @@
+//! Routes of the admin endpoint. Everything here is read-only; secrets never leave the store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use vienna_store::{Aor, Store, StoreError, UnixTime};
+
+use super::metrics::{process_metrics, unix_now};
+use crate::roles::{Listener, NOT_BUILT};
+
+/// What the routes share.
+pub struct AdminState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Prometheus renderer.
+    pub prometheus: PrometheusHandle,
+    /// When the server started.
+    pub started: Instant,
+    /// Same, as Unix seconds.
+    pub started_unix: f64,
+    /// The server's SIP domain.
+    pub domain: String,
+    /// Every bound listener.
+    pub listeners: Vec<Listener>,
+    /// Bearer token for `/api/`, empty for none.
+    pub token: String,
+}
+
+type Shared = Arc<AdminState>;
+
+/// The admin router.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/accounts", get(accounts))
+        .route("/accounts/{uri}", get(account))
+        .route("/registrations", get(registrations))
+        .route("/conferences", get(conferences))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::counter!("vienna_admin_requests_total", "route" => route, "status" => response.status().as_str().to_owned())
+        .increment(1);
+    response
+}
+
+async fn require_token(State(state): State<Shared>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    if !state.token.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+            let mut response = ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("literal"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON error `{"error": "..."}` with a status.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::Invalid { .. } => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            _ => {
+                metrics::counter!("vienna_store_errors_total").increment(1);
+                tracing::error!(error = %e, "admin: store failed");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        }
+    }
+}
+
+/// Runs a store call on the blocking pool.
+async fn with_store<T: Send + 'static>(
+    state: &Shared,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("store task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn unix_now_secs() -> UnixTime {
+    unix_now() as UnixTime
+}
+
+async fn healthz(State(state): State<Shared>) -> Response {
+    match with_store(&state, |s| s.ping()).await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(ApiError(_, reason)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {reason}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    metrics::gauge!("vienna_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    let now = unix_now_secs();
+    if let Ok((accounts, registrations)) =
+        with_store(&state, move |s| Ok((s.list_accounts()?.len(), s.all_bindings(now)?.len()))).await
+    {
+        metrics::gauge!("vienna_accounts").set(accounts as f64);
+        metrics::gauge!("vienna_registrations").set(registrations as f64);
+    }
+    let mut body = state.prometheus.render();
+    body.push_str(&process_metrics(state.started_unix));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    version: &'static str,
+    domain: &'a str,
+    uptime_seconds: u64,
+    listeners: &'a [Listener],
+    not_built: &'static [&'static str],
+}
+
+async fn status(State(state): State<Shared>) -> Response {
+    Json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        domain: &state.domain,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        listeners: &state.listeners,
+        not_built: NOT_BUILT,
+    })
+    .into_response()
+}
+
+async fn accounts(State(state): State<Shared>) -> Result<Response, ApiError> {
+    Ok(Json(with_store(&state, |s| s.list_accounts()).await?).into_response())
+}
+
+async fn account(State(state): State<Shared>, Path(uri): Path<String>) -> Result<Response, ApiError> {
+    let aor = Aor::parse(&uri, Some(&state.domain))?;
+    let now = unix_now_secs();
+    let (account, bindings) = with_store(&state, move |s| {
+        let account = s.account(&aor)?.ok_or_else(|| StoreError::NotFound { kind: "account", key: aor.to_string() })?;
+        Ok((account, s.bindings(&aor, now)?))
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "account": account, "registrations": bindings })).into_response())
+}
+
+async fn registrations(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let now = unix_now_secs();
+    Ok(Json(with_store(&state, move |s| s.all_bindings(now)).await?).into_response())
+}
+
+async fn conferences(State(state): State<Shared>) -> Result<Response, ApiError> {
+    Ok(Json(with_store(&state, |s| s.list_conferences()).await?).into_response())
+}

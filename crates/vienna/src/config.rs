@@ -1,0 +1,330 @@
+//! Configuration: a TOML file, overridden by `--set SECTION.KEY=VALUE` and `--data-dir`.
+//!
+//! [`DEFAULT_TOML`] is the commented file `vienna config default` prints; a unit test keeps it equal to
+//! [`Config::default`], so the documentation cannot drift from the code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+/// The complete, commented default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
+
+/// All of Vienna's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identity and files of this server.
+    pub server: ServerConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// Persistent store.
+    pub store: StoreConfig,
+    /// Certificate for every TLS listener.
+    pub tls: TlsConfig,
+    /// HTTP admin API and metrics.
+    pub admin: AdminConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// SIP domain, authentication realm and TLS certificate name.
+    pub domain: String,
+    /// Directory for the store, the generated certificate and other state.
+    pub data_dir: PathBuf,
+    /// Seconds to let open connections finish at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { domain: "localhost".into(), data_dir: "vienna-data".into(), shutdown_timeout_secs: 10 }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Line format.
+    pub format: LogFormat,
+    /// Filter directives (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Back end.
+    pub backend: StoreBackend,
+    /// SQLite database file; relative paths are inside the data directory.
+    pub path: PathBuf,
+    /// `full`: every commit synced (survives power loss); `normal`: survives a crash of the process.
+    pub synchronous: SyncMode,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { backend: StoreBackend::Sqlite, path: "vienna.db".into(), synchronous: SyncMode::Full }
+    }
+}
+
+/// Store back ends this build has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Embedded SQLite file.
+    Sqlite,
+}
+
+/// SQLite durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Sync every commit.
+    Full,
+    /// Sync at checkpoints.
+    Normal,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; unset: a self-signed certificate in `<data_dir>/tls/`, made on first start.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of `certificate`.
+    pub private_key: Option<PathBuf>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin API, `/metrics` and `/healthz`.
+    pub enabled: bool,
+    /// Address and port; port 0 picks a free port (the bound address is logged).
+    pub listen: SocketAddr,
+    /// Serve HTTPS with the `[tls]` certificate instead of HTTP.
+    pub tls: bool,
+    /// Bearer token required on `/api/`; required when `listen` is not a loopback address.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: "127.0.0.1:9464".parse().expect("literal"), tls: false, token: String::new() }
+    }
+}
+
+impl Config {
+    /// Reads `file` (if any), applies `--set` overrides and `--data-dir`, and checks the result.
+    pub fn load(file: Option<&Path>, overrides: &[String], data_dir: Option<&Path>) -> Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                parse_table(&text).map_err(|e| anyhow!("config file {}: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for item in overrides {
+            apply_override(&mut table, item)?;
+        }
+        let mut config: Config = deserialize(table).map_err(|e| match file {
+            Some(path) => anyhow!("config file {}: {e}", path.display()),
+            None => anyhow!("configuration: {e}"),
+        })?;
+        if let Some(dir) = data_dir {
+            config.server.data_dir = dir.to_owned();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let domain = &self.server.domain;
+        if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '@' || c == ':') {
+            bail!("server.domain {domain:?} is not a domain name");
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            bail!("server.data_dir is empty");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| anyhow!("log.level {:?}: {e}", self.log.level))?;
+        if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
+            bail!("tls.certificate and tls.private_key go together: set both or neither");
+        }
+        if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
+            bail!(
+                "admin.listen {} is not a loopback address: set admin.token so the admin API is not open",
+                self.admin.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// The store file, resolved against the data directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.server.data_dir.join(&self.store.path)
+    }
+
+    /// How long shutdown waits for connections.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_timeout_secs)
+    }
+}
+
+fn deserialize(table: toml::Table) -> Result<Config, String> {
+    Config::deserialize(toml::Value::Table(table)).map_err(|e| one_line(e.message()))
+}
+
+/// Parses TOML text into a table, with a one-line error that names line and column.
+fn parse_table(text: &str) -> Result<toml::Table, String> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let place = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        format!("{}{}", place.unwrap_or_default(), one_line(e.message()))
+    })
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Applies one `SECTION.KEY=VALUE`. VALUE is read as a TOML value (`true`, `5060`, `"x"`, `[1, 2]`) and,
+/// failing that, as a plain string, so `--set server.domain=example.com` needs no quotes.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
+    let bad = |why: &str| anyhow!("--set {item:?}: {why}");
+    let (key, raw) = item.split_once('=').ok_or_else(|| bad("expected SECTION.KEY=VALUE"))?;
+    let (section, field) = key.trim().split_once('.').ok_or_else(|| bad("expected SECTION.KEY=VALUE"))?;
+    if section.is_empty() || field.is_empty() || field.contains('.') {
+        return Err(bad("expected SECTION.KEY=VALUE"));
+    }
+    let value = parse_table(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    // Check the key and the value's type alone, so the error names this --set.
+    let mut alone = toml::Table::new();
+    alone.insert(section.to_owned(), toml::Value::Table(toml::Table::from_iter([(field.to_owned(), value.clone())])));
+    deserialize(alone).map_err(|e| bad(&e))?;
+    let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let section_table = entry.as_table_mut().ok_or_else(|| bad("that section is not a table in the config file"))?;
+    section_table.insert(field.to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_is_the_default_config() {
+        let parsed: Config = deserialize(parse_table(DEFAULT_TOML).unwrap()).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn default_file_documents_every_option() {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        for (section, fields) in defaults.as_table().unwrap() {
+            assert!(DEFAULT_TOML.contains(&format!("[{section}]")), "section {section} undocumented");
+            for field in fields.as_table().unwrap().keys() {
+                assert!(DEFAULT_TOML.contains(&format!("\n{field} = ")), "{section}.{field} undocumented");
+            }
+        }
+        for optional in ["certificate", "private_key"] {
+            assert!(DEFAULT_TOML.contains(&format!("# {optional} = ")), "tls.{optional} undocumented");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_with_and_without_quotes() {
+        let sets = [
+            "server.domain=example.com".to_string(),
+            "admin.listen=127.0.0.1:0".into(),
+            "admin.tls=true".into(),
+            "log.format=\"json\"".into(),
+            "tls.certificate=/etc/c.pem".into(),
+            "tls.private_key=/etc/k.pem".into(),
+        ];
+        let c = Config::load(None, &sets, Some(Path::new("/tmp/x"))).unwrap();
+        assert_eq!(c.server.domain, "example.com");
+        assert_eq!(c.admin.listen.port(), 0);
+        assert!(c.admin.tls);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.store_path(), PathBuf::from("/tmp/x/vienna.db"));
+    }
+
+    #[test]
+    fn bad_overrides_are_named() {
+        for (set, needle) in [
+            ("server.nope=1", "unknown field"),
+            ("nosuch.key=1", "unknown field"),
+            ("admin.listen=banana", "socket address"),
+            ("admin.tls=maybe", "admin.tls=maybe"),
+            ("serverdomain", "SECTION.KEY=VALUE"),
+            ("server.=x", "SECTION.KEY=VALUE"),
+        ] {
+            let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains(set.split('=').next().unwrap()), "{set}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn semantic_checks() {
+        for (set, needle) in [
+            ("admin.listen=0.0.0.0:9464", "admin.token"),
+            ("server.domain=a b", "not a domain"),
+            ("log.level=info,=", "log.level"),
+            ("tls.certificate=/x.pem", "go together"),
+        ] {
+            let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
+            assert!(err.contains(needle), "{set}: {err}");
+        }
+        let open = ["admin.listen=0.0.0.0:9464".to_string(), "admin.token=s3cret".into()];
+        Config::load(None, &open, None).unwrap();
+    }
+
+    #[test]
+    fn malformed_file_gives_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server]\ndomain = \"x\"\nshutdown_timeout_secs = = 3\n").unwrap();
+        let err = Config::load(Some(&path), &[], None).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("line 3"), "{err}");
+        std::fs::write(&path, "[server]\nshutdown_timeout_secs = \"soon\"\n").unwrap();
+        let err = Config::load(Some(&path), &[], None).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("invalid type"), "{err}");
+    }
+}

@@ -1,0 +1,107 @@
+//! `vienna serve`: open the store, bind every listener of the built roles, run until SIGINT/SIGTERM, then
+//! drain and flush.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::roles::{Listener, NOT_BUILT};
+use crate::{data, tls};
+
+/// Runs the server until a shutdown signal.
+pub fn run(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vienna")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let started = Instant::now();
+    let prometheus = admin::metrics::install()?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        domain = %config.server.domain,
+        data_dir = %config.server.data_dir.display(),
+        "starting vienna"
+    );
+    let store = data::open_store(&config)?;
+    tracing::info!(backend = "sqlite", path = %config.store_path().display(), "store open");
+    warn_about_stale_realms(&config, store.as_ref());
+    let certificate = tls::ensure_certificate(&config)?;
+    // Load it now even if no listener needs TLS yet, so a broken certificate fails at start, not later.
+    let tls_config = tls::server_config(&certificate, &[b"h2", b"http/1.1"])?;
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut listeners = Vec::new();
+
+    if config.admin.enabled {
+        let protocol = if config.admin.tls { "https" } else { "http" };
+        let socket = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|e| anyhow!("admin: cannot bind {protocol} on {}: {e}", config.admin.listen))?;
+        let listener = Listener { role: "admin", protocol, address: socket.local_addr()? };
+        listener.log();
+        listeners.push(listener);
+        let state = Arc::new(AdminState {
+            store: store.clone(),
+            prometheus,
+            started,
+            started_unix: admin::metrics::unix_now(),
+            domain: config.server.domain.clone(),
+            listeners: listeners.clone(),
+            token: config.admin.token.clone(),
+        });
+        let tls = config.admin.tls.then(|| tls_config.clone());
+        tasks.spawn(admin::serve(socket, tls, admin::router(state), stopped.clone(), config.shutdown_timeout()));
+    }
+    tracing::info!(not_built = ?NOT_BUILT, "roles not in this build yet");
+    tracing::info!(listeners = listeners.len(), "ready");
+
+    let reason = shutdown_signal().await?;
+    tracing::info!(signal = reason, "shutting down");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await?;
+    if let Err(e) = flushed {
+        tracing::error!(error = %e, "store flush at shutdown failed");
+        return Err(anyhow!("store flush at shutdown failed: {e}"));
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<&'static str> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    })
+}
+
+/// Accounts whose secrets were derived for another realm cannot authenticate; say so once at start.
+fn warn_about_stale_realms(config: &Config, store: &dyn vienna_store::Store) {
+    match store.list_accounts() {
+        Ok(accounts) => {
+            let stale = accounts.iter().filter(|a| a.realm != config.server.domain).count();
+            if stale > 0 {
+                tracing::warn!(
+                    accounts = stale,
+                    domain = %config.server.domain,
+                    "accounts have passwords for another realm and cannot authenticate until `vienna user passwd`"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list accounts"),
+    }
+}
