@@ -1,1 +1,246 @@
-//! Vienna e2e support (being written).
+//! Helpers for the end-to-end tests: start the real `vienna` binary on ephemeral loopback ports, read its
+//! JSON log, talk HTTP to it, stop it with a signal or kill it.
+//!
+//! The binary is the one cargo built for this profile (`target/<profile>/vienna`); the README's test
+//! command builds it before the tests run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any wait in these tests may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Path of the `vienna` binary of the profile these tests were built with.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/vienna
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join("vienna");
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` before the tests", path.display());
+    path
+}
+
+/// A `vienna` command with `--data-dir dir`.
+pub fn vienna(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.arg("--data-dir").arg(data_dir).env_remove("VIENNA_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs a `vienna` command to completion with `stdin` as its standard input.
+pub fn run(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = vienna(data_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vienna");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    wait_output(child)
+}
+
+fn wait_output(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(output) => output.expect("wait for vienna"),
+        Err(_) => {
+            signal(pid, libc::SIGKILL);
+            panic!("vienna (pid {pid}) did not finish within {PATIENCE:?}");
+        }
+    }
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a pid we spawned; at worst it fails with ESRCH.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// A running `vienna serve`.
+pub struct Server {
+    child: Option<Child>,
+    lines: Receiver<Value>,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Address of the admin HTTP listener.
+    pub admin: SocketAddr,
+}
+
+impl Server {
+    /// Starts `vienna serve` on `data_dir` with JSON logs, the admin listener on an ephemeral port, and
+    /// `extra` arguments; returns once the server logged that it is ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = vienna(data_dir)
+            .args(["serve", "--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vienna serve");
+        let (tx, lines) = channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        let mut server = Server { child: Some(child), lines, log, admin: "0.0.0.0:0".parse().unwrap() };
+        let line = server.wait_log(|l| l["message"] == "listening" && l["role"] == "admin");
+        server.admin = line["address"].as_str().expect("address").parse().expect("socket address");
+        server.wait_log(|l| l["message"] == "ready");
+        server
+    }
+
+    /// Waits for a log line matching `matches`; panics with the log so far after [`PATIENCE`].
+    pub fn wait_log(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if matches(&line) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!("log line not seen; log so far:\n{}", self.log_text())
+                }
+            }
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `sig` and waits for the process to exit.
+    pub fn stop_with(mut self, sig: libc::c_int) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), sig);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("vienna did not exit after signal {sig}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET over plain HTTP/1.1 on the admin listener.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http_get(self.admin, path, &[])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// GET `path` from `addr` with HTTP/1.1 and `Connection: close`; extra header lines in `headers`.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&String::from_utf8_lossy(&raw))
+}
+
+fn parse_response(text: &str) -> HttpResponse {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// Adds an account through the CLI, asserting success.
+pub fn add_user(data_dir: &Path, uri: &str, password: &str) {
+    let out = run(data_dir, &["user", "add", uri, "--password-stdin"], &format!("{password}\n"));
+    assert!(out.status.success(), "user add {uri} failed: {}", stderr(&out));
+}

@@ -113,8 +113,18 @@ mod tests {
     #[test]
     fn refuses_bad_input() {
         for bad in [
-            "", "sip:", "sip:@x.test", "bob", "tel:+123", "sips:a@x.test", "sip:a@x.test:5060",
-            "sip:a@x.test;transport=tcp", "sip:a b@x.test", "sip:a@-x.test", "sip:a@x..test", "sip:a@[zz]",
+            "",
+            "sip:",
+            "sip:@x.test",
+            "bob",
+            "tel:+123",
+            "sips:a@x.test",
+            "sip:a@x.test:5060",
+            "sip:a@x.test;transport=tcp",
+            "sip:a b@x.test",
+            "sip:a@-x.test",
+            "sip:a@x..test",
+            "sip:a@[zz]",
         ] {
             assert!(Aor::parse(bad, None).is_err(), "{bad:?} accepted");
         }

@@ -4,8 +4,8 @@
 //! naming what failed; they are plain functions so a back end's test file can also call them one by one.
 
 use crate::{
-    AccessLevel, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry, NewAccount,
-    Secrets, Store, StoreError, Watcher, WatcherState,
+    AccessLevel, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry, NewAccount, Secrets,
+    Store, StoreError, Watcher, WatcherState,
 };
 
 /// A named check of the suite.
@@ -89,10 +89,7 @@ fn accounts(store: &dyn Store) {
     let ghost = aor("ghost");
     assert!(store.account(&ghost).unwrap().is_none());
     assert!(matches!(store.remove_account(&ghost), Err(StoreError::NotFound { .. })));
-    assert!(matches!(
-        store.update_account(&ghost, &AccountUpdate::default(), 1),
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(store.update_account(&ghost, &AccountUpdate::default(), 1), Err(StoreError::NotFound { .. })));
 
     store.remove_account(&alice).unwrap();
     assert!(store.account(&alice).unwrap().is_none());

@@ -87,7 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             logging::init(&config.log);
-            serve::run(config).inspect_err(|e| tracing::error!("{e:#}"))
+            serve::run(config)
         }
         Command::Config { command: ConfigCommand::Show } => {
             print!("{}", toml::to_string_pretty(&config)?);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
@@ -26,6 +26,8 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let started = Instant::now();
+    // Watch the signals first, so a SIGTERM during start-up also shuts down cleanly.
+    let signals = ShutdownSignals::install()?;
     let prometheus = admin::metrics::install()?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -67,7 +69,7 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(not_built = ?NOT_BUILT, "roles not in this build yet");
     tracing::info!(listeners = listeners.len(), "ready");
 
-    let reason = shutdown_signal().await?;
+    let reason = signals.recv().await;
     tracing::info!(signal = reason, "shutting down");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
@@ -80,13 +82,27 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<&'static str> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    Ok(tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    })
+/// SIGINT and SIGTERM, watched from start-up on.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+        })
+    }
+
+    /// Waits for the first of them; returns its name.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }
 
 /// Accounts whose secrets were derived for another realm cannot authenticate; say so once at start.

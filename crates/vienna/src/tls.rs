@@ -33,8 +33,8 @@ pub fn ensure_certificate(config: &Config) -> Result<CertificatePaths> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let names = vec![config.server.domain.clone(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| anyhow!("cannot generate a TLS certificate: {e}"))?;
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| anyhow!("cannot generate a TLS certificate: {e}"))?;
     write_private(&paths.private_key, generated.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&paths.certificate, generated.cert.pem())
         .with_context(|| format!("cannot write {}", paths.certificate.display()))?;

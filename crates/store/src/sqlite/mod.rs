@@ -12,8 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::{
-    AccessLevel, Account, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry,
-    ContactList, Group, NewAccount, Result, Secrets, Store, StoreError, UnixTime, Watcher, WatcherState,
+    AccessLevel, Account, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry, ContactList,
+    Group, NewAccount, Result, Secrets, Store, StoreError, UnixTime, Watcher, WatcherState,
 };
 use migrations::MIGRATIONS;
 
@@ -66,20 +66,15 @@ impl SqliteStore {
         let open_err = |e: rusqlite::Error| StoreError::Backend(format!("cannot open {}: {e}", path.display()));
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(options.busy_timeout).map_err(open_err)?;
-        let journal: String =
-            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
+        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
         if !journal.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
-                "cannot use WAL journal on {} (got {journal})",
-                path.display()
-            )));
+            return Err(StoreError::Backend(format!("cannot use WAL journal on {} (got {journal})", path.display())));
         }
         let sync = match options.synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"))
-            .map_err(open_err)?;
+        conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;")).map_err(open_err)?;
         migrate(&mut conn)?;
         Ok(Self { conn: Mutex::new(conn), path: path.to_owned() })
     }
@@ -176,9 +171,8 @@ fn binding_from_row(r: &Row<'_>) -> rusqlite::Result<Binding> {
         expires_at: r.get(6)?,
         q: r.get(7)?,
         received: r.get(8)?,
-        path: serde_json::from_str(&path).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        path: serde_json::from_str(&path)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e)))?,
         user_agent: r.get(10)?,
         updated_at: r.get(11)?,
     })
@@ -270,9 +264,7 @@ impl Store for SqliteStore {
     }
 
     fn flush(&self) -> Result<()> {
-        self.conn()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(backend)
+        self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(backend)
     }
 
     fn add_account(&self, a: &NewAccount, now: UnixTime) -> Result<Account> {
@@ -459,9 +451,7 @@ impl Store for SqliteStore {
     fn all_bindings(&self, now: UnixTime) -> Result<Vec<Binding>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {BINDING_COLUMNS} FROM bindings WHERE expires_at > ?1 ORDER BY aor, contact"
-            ))
+            .prepare(&format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE expires_at > ?1 ORDER BY aor, contact"))
             .map_err(backend)?;
         stmt.query_map([now], binding_from_row).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
     }
@@ -690,13 +680,7 @@ impl Store for SqliteStore {
                 "blocked" => WatcherState::Blocked,
                 _ => return Err(corrupt(2, state)),
             };
-            Ok(Watcher {
-                uri: r.get(0)?,
-                display_name: r.get(1)?,
-                state,
-                first_seen: r.get(3)?,
-                updated_at: r.get(4)?,
-            })
+            Ok(Watcher { uri: r.get(0)?, display_name: r.get(1)?, state, first_seen: r.get(3)?, updated_at: r.get(4)? })
         })
         .map_err(backend)?
         .collect::<rusqlite::Result<_>>()
@@ -713,14 +697,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT OR REPLACE INTO watchers (owner, uri, display_name, state, first_seen, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    owner.as_str(),
-                    w.uri,
-                    w.display_name,
-                    watcher_state_name(w.state),
-                    w.first_seen,
-                    w.updated_at
-                ],
+                params![owner.as_str(), w.uri, w.display_name, watcher_state_name(w.state), w.first_seen, w.updated_at],
             )
             .map_err(backend)?;
             Ok(())
@@ -742,15 +719,7 @@ impl Store for SqliteStore {
             require_owner(tx, &organizer)?;
             tx.execute(
                 &format!("INSERT INTO conferences ({CONFERENCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
-                    c.id,
-                    organizer.as_str(),
-                    c.subject,
-                    c.locked,
-                    c.max_participants,
-                    c.created_at,
-                    c.expires_at
-                ],
+                params![c.id, organizer.as_str(), c.subject, c.locked, c.max_participants, c.created_at, c.expires_at],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -776,9 +745,8 @@ impl Store for SqliteStore {
 
     fn list_conferences(&self) -> Result<Vec<ConferenceRecord>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!("SELECT {CONFERENCE_COLUMNS} FROM conferences ORDER BY id"))
-            .map_err(backend)?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {CONFERENCE_COLUMNS} FROM conferences ORDER BY id")).map_err(backend)?;
         stmt.query_map([], conference_from_row).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
     }
 
@@ -820,10 +788,7 @@ fn check_group_name(name: &str) -> Result<()> {
 }
 
 fn check_conference(c: &ConferenceRecord) -> Result<()> {
-    if c.id.is_empty()
-        || c.id.len() > 128
-        || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-    {
+    if c.id.is_empty() || c.id.len() > 128 || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
         return Err(StoreError::invalid("conference id", "1 to 128 of A-Z a-z 0-9 - _ ."));
     }
     check_text("subject", &c.subject, MAX_NAME)

@@ -55,10 +55,8 @@ pub fn router(state: Shared) -> Router {
 }
 
 async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     metrics::counter!("vienna_admin_requests_total", "route" => route, "status" => response.status().as_str().to_owned())
         .increment(1);
@@ -73,7 +71,8 @@ async fn require_token(State(state): State<Shared>, headers: HeaderMap, request:
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
-            let mut response = ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+            let mut response =
+                ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("literal"));
             return response;
         }

@@ -54,7 +54,7 @@ fn cpu_seconds() -> Option<f64> {
     let stime: f64 = fields.next()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions and only reads a constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then(|| (utime + stime) / ticks as f64)
+    (ticks > 0).then_some((utime + stime) / ticks as f64)
 }
 
 fn resident_bytes() -> Option<f64> {
@@ -62,7 +62,7 @@ fn resident_bytes() -> Option<f64> {
     let pages: f64 = statm.split(' ').nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions and only reads a constant.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    (page > 0).then(|| pages * page as f64)
+    (page > 0).then_some(pages * page as f64)
 }
 
 #[cfg(test)]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Vienna's build and tests need, if any is missing. Safe to run again.
+#   build:  cmake nasm clang pkg-config libssl-dev (C parts of the media crates: opus, openh264, libsrtp2)
+#   tests:  curl (HTTPS checks of the admin endpoint)
+set -euo pipefail
+
+packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "install-deps: missing ${missing[*]} and no apt-get here: install them by hand" >&2
+  exit 1
+fi
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "install-deps: installing ${missing[*]}" >&2
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
