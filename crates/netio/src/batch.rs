@@ -1,0 +1,326 @@
+//! `recvmmsg(2)` and `sendmmsg(2)` batches with buffers allocated once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use crate::addr::{from_sockaddr, to_sockaddr};
+
+/// Datagrams per batch.
+pub const BATCH: usize = 32;
+/// Largest datagram handled; longer ones are truncated by the kernel and dropped by [`RecvBatch`].
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// Receives up to [`BATCH`] datagrams per call.
+pub struct RecvBatch {
+    buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    lens: [usize; BATCH],
+    peers: [Option<SocketAddr>; BATCH],
+    count: usize,
+    truncated: u64,
+}
+
+// SAFETY: the raw structures hold no pointers between calls: iovecs and headers are rebuilt on the
+// stack of each `recv` call, so moving the batch to another thread is sound.
+unsafe impl Send for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecvBatch {
+    /// Allocates the buffers (about 70 KiB).
+    pub fn new() -> Self {
+        Self {
+            buffers: Box::new([[0; MAX_DATAGRAM]; BATCH]),
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            addrs: Box::new(unsafe { std::mem::zeroed() }),
+            lens: [0; BATCH],
+            peers: [None; BATCH],
+            count: 0,
+            truncated: 0,
+        }
+    }
+
+    /// Receives what is waiting on `socket` without blocking; returns how many datagrams arrived
+    /// (0 when none was waiting). Truncated datagrams and unknown address families are skipped.
+    pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        // SAFETY: all-zero is a valid value for these plain C structures.
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iovecs[i] = libc::iovec { iov_base: self.buffers[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
+            let h = &mut headers[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iovecs[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a buffer, an iovec and an address owned by `self` or this frame,
+        // all valid and unaliased for the duration of the call; the kernel writes at most the lengths given.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            self.count = 0;
+            return match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let mut kept = 0;
+        for (i, h) in headers.iter().enumerate().take(n as usize) {
+            let peer = from_sockaddr(&self.addrs[i], h.msg_hdr.msg_namelen);
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || peer.is_none() {
+                self.truncated += 1;
+                continue;
+            }
+            if kept != i {
+                let (head, tail) = self.buffers.split_at_mut(i);
+                head[kept][..h.msg_len as usize].copy_from_slice(&tail[0][..h.msg_len as usize]);
+            }
+            self.lens[kept] = h.msg_len as usize;
+            self.peers[kept] = peer;
+            kept += 1;
+        }
+        self.count = kept;
+        Ok(kept)
+    }
+
+    /// Datagrams of the last [`recv`](Self::recv).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the last receive got nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Datagram `i` of the last receive and its source.
+    pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
+        assert!(i < self.count, "datagram {i} of {}", self.count);
+        (&self.buffers[i][..self.lens[i]], self.peers[i].expect("kept datagrams have a source"))
+    }
+
+    /// Datagram `i` as a mutable buffer (for in-place rewriting) with its source.
+    pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddr) {
+        assert!(i < self.count, "datagram {i} of {}", self.count);
+        (&mut self.buffers[i][..self.lens[i]], self.peers[i].expect("kept datagrams have a source"))
+    }
+
+    /// Datagrams dropped so far because they were longer than [`MAX_DATAGRAM`] or had no usable source.
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+}
+
+/// What [`SendBatch::flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendOutcome {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams dropped (send buffer full or a send error).
+    pub dropped: usize,
+}
+
+/// Queues up to [`BATCH`] datagrams for one socket and sends them with `sendmmsg`.
+pub struct SendBatch {
+    buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    addr_lens: [libc::socklen_t; BATCH],
+    lens: [usize; BATCH],
+    count: usize,
+}
+
+// SAFETY: as for RecvBatch: no pointers survive between calls.
+unsafe impl Send for SendBatch {}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendBatch {
+    /// Allocates the slots (about 70 KiB).
+    pub fn new() -> Self {
+        Self {
+            buffers: Box::new([[0; MAX_DATAGRAM]; BATCH]),
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            addrs: Box::new(unsafe { std::mem::zeroed() }),
+            addr_lens: [0; BATCH],
+            lens: [0; BATCH],
+            count: 0,
+        }
+    }
+
+    /// Whether another datagram fits.
+    pub fn is_full(&self) -> bool {
+        self.count == BATCH
+    }
+
+    /// Queued datagrams.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The next free slot: write the datagram into it, then call [`commit`](Self::commit).
+    /// `None` when the batch is full.
+    pub fn slot(&mut self) -> Option<&mut [u8; MAX_DATAGRAM]> {
+        if self.is_full() { None } else { Some(&mut self.buffers[self.count]) }
+    }
+
+    /// Queues the first `len` bytes of the slot for `dest`.
+    pub fn commit(&mut self, len: usize, dest: SocketAddr) {
+        assert!(self.count < BATCH && len <= MAX_DATAGRAM, "commit without a free slot");
+        self.addr_lens[self.count] = to_sockaddr(dest, &mut self.addrs[self.count]);
+        self.lens[self.count] = len;
+        self.count += 1;
+    }
+
+    /// Copies `bytes` into the next slot for `dest`; `false` if the batch is full or `bytes` too long.
+    pub fn push(&mut self, bytes: &[u8], dest: SocketAddr) -> bool {
+        let Some(slot) = self.slot() else { return false };
+        if bytes.len() > MAX_DATAGRAM {
+            return false;
+        }
+        slot[..bytes.len()].copy_from_slice(bytes);
+        self.commit(bytes.len(), dest);
+        true
+    }
+
+    /// Sends everything queued on `socket` and empties the batch. A full socket buffer drops the rest.
+    pub fn flush(&mut self, socket: &impl AsRawFd) -> SendOutcome {
+        let mut outcome = SendOutcome::default();
+        let total = self.count;
+        let mut start = 0;
+        while start < total {
+            // SAFETY: all-zero is a valid value for these plain C structures.
+            let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            let n = total - start;
+            for j in 0..n {
+                let i = start + j;
+                iovecs[j] = libc::iovec { iov_base: self.buffers[i].as_mut_ptr().cast(), iov_len: self.lens[i] };
+                let h = &mut headers[j].msg_hdr;
+                h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = self.addr_lens[i];
+                h.msg_iov = &mut iovecs[j];
+                h.msg_iovlen = 1;
+            }
+            // SAFETY: the headers point at buffers, lengths and addresses owned by `self` or this frame,
+            // valid for the call; the kernel only reads them.
+            let sent = unsafe {
+                libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+            };
+            if sent < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    // Send buffer full: UDP may drop; the caller counts it.
+                    outcome.dropped += n;
+                    break;
+                }
+                // An error about the first datagram (say, an unreachable destination): drop it, go on.
+                outcome.dropped += 1;
+                start += 1;
+                continue;
+            }
+            outcome.sent += sent as usize;
+            start += sent as usize;
+        }
+        self.count = 0;
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{UdpOptions, bind_udp};
+
+    #[test]
+    fn batches_round_trip_over_loopback() {
+        let a = bind_udp("127.0.0.1:0".parse().unwrap(), UdpOptions::default()).unwrap();
+        let b = bind_udp("127.0.0.1:0".parse().unwrap(), UdpOptions::default()).unwrap();
+        let b_addr = b.local_addr().unwrap();
+        let mut out = SendBatch::new();
+        for i in 0..BATCH {
+            assert!(out.push(&[i as u8; 100][..10 + i], b_addr));
+        }
+        assert!(out.is_full() && !out.push(b"x", b_addr));
+        assert_eq!(out.flush(&a), SendOutcome { sent: BATCH, dropped: 0 });
+        assert!(out.is_empty());
+
+        let mut inb = RecvBatch::new();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let n = inb.recv(&b).unwrap();
+            for i in 0..n {
+                let (bytes, from) = inb.get(i);
+                assert_eq!(from, a.local_addr().unwrap());
+                got.push(bytes.to_vec());
+            }
+            if got.len() == BATCH {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got.len(), BATCH);
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d, &vec![i as u8; 10 + i]);
+        }
+        assert_eq!(inb.recv(&b).unwrap(), 0, "nothing left, no blocking");
+    }
+
+    #[test]
+    fn oversized_datagrams_are_dropped_and_counted() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = bind_udp("127.0.0.1:0".parse().unwrap(), UdpOptions::default()).unwrap();
+        a.send_to(&[1u8; MAX_DATAGRAM + 100], b.local_addr().unwrap()).unwrap();
+        a.send_to(b"ok", b.local_addr().unwrap()).unwrap();
+        let mut inb = RecvBatch::new();
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            for i in 0..inb.recv(&b).unwrap() {
+                seen.push(inb.get(i).0.to_vec());
+            }
+            if !seen.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(seen, vec![b"ok".to_vec()]);
+        assert_eq!(inb.truncated(), 1);
+    }
+
+    #[test]
+    fn reuse_port_sockets_share_a_port() {
+        let opts = UdpOptions { reuse_port: true, recv_buffer: 1 << 20, send_buffer: 1 << 20 };
+        let first = bind_udp("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+        let second = bind_udp(first.local_addr().unwrap(), opts).unwrap();
+        assert_eq!(first.local_addr().unwrap(), second.local_addr().unwrap());
+        let plain = bind_udp(first.local_addr().unwrap(), UdpOptions::default());
+        assert!(plain.is_err(), "a socket without SO_REUSEPORT cannot join");
+    }
+}

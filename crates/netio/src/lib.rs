@@ -1,0 +1,19 @@
+//! Batched UDP I/O for the media plane.
+//!
+//! [`RecvBatch`] receives up to [`BATCH`] datagrams with one `recvmmsg(2)` call into buffers it owns;
+//! [`SendBatch`] queues datagrams into preallocated slots and sends them with one `sendmmsg(2)` call per
+//! socket. After construction neither allocates. Sockets are non-blocking; a full send buffer drops the
+//! rest of a batch (UDP semantics) and reports how many were dropped, so the caller can count them.
+//!
+//! Linux only. UDP GSO/GRO are not used yet: with one relayed socket per TURN allocation, consecutive
+//! datagrams rarely share a destination, which is what GSO needs to pay off.
+
+#![cfg(target_os = "linux")]
+
+mod addr;
+mod batch;
+mod socket;
+
+pub use addr::{from_sockaddr, to_sockaddr};
+pub use batch::{BATCH, MAX_DATAGRAM, RecvBatch, SendBatch, SendOutcome};
+pub use socket::{UdpOptions, bind_udp};
