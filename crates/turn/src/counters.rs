@@ -1,0 +1,164 @@
+//! Counters the driver reads (and exports as metrics). Plain `u64`s: a relay lives on one
+//! worker thread, which reads them between calls.
+
+use std::fmt;
+
+/// Why a packet was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Not STUN, not ChannelData.
+    NotStunOrChannelData,
+    /// STUN that does not decode, or an indication with bad attributes.
+    Malformed,
+    /// FINGERPRINT present and wrong.
+    BadFingerprint,
+    /// A response or unexpected class/method from a client.
+    Unexpected,
+    /// No allocation for the 5-tuple or relayed address.
+    NoAllocation,
+    /// ChannelData on an unbound or expired channel.
+    NoChannel,
+    /// No (unexpired) permission for the peer.
+    NoPermission,
+    /// Peer address denied by policy.
+    PeerDenied,
+    /// The allocation has no relayed address of the peer's family.
+    FamilyMismatch,
+    /// Over the allocation's bandwidth cap.
+    BandwidthExceeded,
+    /// The caller's output buffer is too small.
+    BufferTooSmall,
+    /// An indication with unknown comprehension-required attributes.
+    UnknownAttribute,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 12;
+    /// All reasons, in index order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::NotStunOrChannelData,
+        DropReason::Malformed,
+        DropReason::BadFingerprint,
+        DropReason::Unexpected,
+        DropReason::NoAllocation,
+        DropReason::NoChannel,
+        DropReason::NoPermission,
+        DropReason::PeerDenied,
+        DropReason::FamilyMismatch,
+        DropReason::BandwidthExceeded,
+        DropReason::BufferTooSmall,
+        DropReason::UnknownAttribute,
+    ];
+    /// Index into [`Counters::drops`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    /// Short snake_case name for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::NotStunOrChannelData => "not_stun",
+            DropReason::Malformed => "malformed",
+            DropReason::BadFingerprint => "bad_fingerprint",
+            DropReason::Unexpected => "unexpected",
+            DropReason::NoAllocation => "no_allocation",
+            DropReason::NoChannel => "no_channel",
+            DropReason::NoPermission => "no_permission",
+            DropReason::PeerDenied => "peer_denied",
+            DropReason::FamilyMismatch => "family_mismatch",
+            DropReason::BandwidthExceeded => "bandwidth_exceeded",
+            DropReason::BufferTooSmall => "buffer_too_small",
+            DropReason::UnknownAttribute => "unknown_attribute",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Error codes the relay sends, in [`Counters::error_responses`] order.
+pub const ERROR_CODES: [u16; 14] = [
+    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+];
+
+/// The reason phrase for an error code.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        300 => "Try Alternate",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        420 => "Unknown Attribute",
+        437 => "Allocation Mismatch",
+        438 => "Stale Nonce",
+        440 => "Address Family not Supported",
+        441 => "Wrong Credentials",
+        442 => "Unsupported Transport Protocol",
+        443 => "Peer Address Family Mismatch",
+        486 => "Allocation Quota Reached",
+        508 => "Insufficient Capacity",
+        _ => "Server Error",
+    }
+}
+
+/// Relay counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets relayed client to peer.
+    pub client_to_peer_packets: u64,
+    /// Payload bytes relayed client to peer.
+    pub client_to_peer_bytes: u64,
+    /// Packets relayed peer to client.
+    pub peer_to_client_packets: u64,
+    /// Payload bytes relayed peer to client.
+    pub peer_to_client_bytes: u64,
+    /// Drops by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+    /// Allocations now active.
+    pub allocations_active: u64,
+    /// Allocations created since start.
+    pub allocations_created: u64,
+    /// Allocations that expired.
+    pub allocations_expired: u64,
+    /// Allocations deleted by Refresh with lifetime 0.
+    pub allocations_deleted: u64,
+    /// Requests with integrity that failed authentication (wrong key, unknown or expired user).
+    pub auth_failures: u64,
+    /// 401 challenges to requests without credentials.
+    pub auth_challenges: u64,
+    /// Per-user quota rejections (486).
+    pub user_quota_hits: u64,
+    /// Total quota rejections (508 or 300).
+    pub total_quota_hits: u64,
+    /// Success responses sent.
+    pub success_responses: u64,
+    /// Error responses by code, in [`ERROR_CODES`] order.
+    pub error_responses: [u64; ERROR_CODES.len()],
+}
+
+impl Counters {
+    /// Drops for one reason.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+    /// Error responses sent with `code`.
+    pub fn errors(&self, code: u16) -> u64 {
+        ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.error_responses[i])
+    }
+    pub(crate) fn count_error(&mut self, code: u16) {
+        let i = ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(ERROR_CODES.len() - 2);
+        self.error_responses[i] += 1;
+    }
+    pub(crate) fn drop(&mut self, r: DropReason) {
+        self.drops[r.index()] += 1;
+    }
+}

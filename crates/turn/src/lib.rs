@@ -1,0 +1,322 @@
+//! Sans-IO TURN relay core (RFC 8656, RFC 5766, RFC 6156) for Vienna.
+//!
+//! [`Relay`] is a state machine: it never reads a clock, opens a socket or spawns a task. Time is
+//! an argument of every call. The driver (the `vienna` binary's tokio code) feeds it datagrams
+//! and drains [`Output`]s.
+//!
+//! # Driver loop
+//! ```text
+//! loop {
+//!     wait for: client datagram | peer datagram on a relayed socket | relay_bound result | poll_timeout()
+//!     client datagram: if classify(bytes) == ChannelData -> relay.relay_channel_data(now, &tuple, bytes)
+//!                          Ok(t) -> send bytes[t.payload] from t.relayed to t.peer
+//!                      else relay.handle_client_datagram(now, ClientDatagram { .. })
+//!     peer datagram:   relay.relay_peer_datagram(now, relayed, peer, payload, &mut buf)
+//!                          Ok(t) -> send buf[..t.len] to t.tuple.client over t.tuple.transport
+//!     timer:           relay.handle_timeout(now)
+//!     while let Some(o) = relay.poll_output() {
+//!         Transmit(t)        -> send it
+//!         BindRelay(req)     -> bind a UDP socket on req.addr (set DF if req.dont_fragment),
+//!                               then relay.relay_bound(now, req.allocation, req.addr, result)
+//!         ReleaseRelay(addr) -> close the socket bound on addr
+//!         Event(e)           -> log / metrics
+//!     }
+//! }
+//! ```
+//!
+//! # Relayed sockets: two-phase allocation
+//! The core cannot bind sockets, so an Allocate that passes authentication and policy takes a
+//! port from [`Config::min_port`]..=[`Config::max_port`] (even with EVEN-PORT, with port+1
+//! reserved under a RESERVATION-TOKEN when the R bit is set) and emits [`Output::BindRelay`] per
+//! address family. The driver binds and answers with [`Relay::relay_bound`]. On
+//! [`BindFailure::AddrInUse`] the core tries another port (up to [`Config::bind_attempts`]); when
+//! every requested family is resolved it sends the Allocate success (or 508). If the driver does
+//! not answer within [`Config::bind_timeout`] the client gets 508 and any late bind is released.
+//!
+//! # Hot path
+//! [`Relay::relay_channel_data`] (client to peer) returns the payload range inside the received
+//! buffer and the destination; [`Relay::relay_peer_datagram`] (peer to client) writes a
+//! ChannelData frame (or a Data indication when no channel is bound) into a caller-owned buffer.
+//! Neither allocates nor parses STUN; each costs one hash lookup for the allocation plus one for
+//! the channel/permission.
+//!
+//! # Implemented
+//! RFC 8656 §5-§12 for UDP relaying: Allocate (REQUESTED-TRANSPORT, DONT-FRAGMENT, EVEN-PORT,
+//! RESERVATION-TOKEN, REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY with ADDRESS-ERROR-CODE,
+//! LIFETIME, retransmission answered from cache), Refresh (0 deletes), CreatePermission,
+//! ChannelBind, Send/Data indications, ChannelData; Binding (RFC 8489) for anyone; long-term
+//! credentials with stateless nonces (RFC 8489 §9.2) and TURN REST ephemeral credentials;
+//! quotas, peer policy, per-allocation bandwidth cap, counters and events.
+//!
+//! # Left out (for now)
+//! RFC 6062 TCP relaying (CONNECT/ConnectionBind), MS-TURN, RFC 7635 OAuth, the RFC 8489
+//! PASSWORD-ALGORITHMS negotiation and USERHASH lookup, SASLprep, sending ICMP attributes to
+//! clients, the 5-minute channel-number quarantine after a binding expires (RFC 8656 §12), Refresh
+//! of one family of a dual allocation, and "credential expiry ends live sessions" (only Refresh
+//! and new requests check REST expiry).
+
+mod config;
+pub mod counters;
+pub mod credentials;
+pub mod nonce;
+pub mod policy;
+pub mod ports;
+mod relay;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use config::Config;
+pub use counters::{Counters, DropReason};
+pub use credentials::{CredentialStore, StaticUsers};
+pub use policy::{IpCidr, PeerPolicy};
+pub use relay::Relay;
+
+/// Errors of this crate (configuration only: network input never produces an `Err` that
+/// escapes, it is answered or dropped and counted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The configuration is inconsistent.
+    #[error("invalid relay configuration: {0}")]
+    Config(&'static str),
+}
+
+/// Client-side transport of a 5-tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP (ChannelData padded to 4 bytes).
+    Tcp,
+    /// TLS over TCP (ChannelData padded to 4 bytes).
+    Tls,
+}
+
+impl Transport {
+    /// Whether this is a stream transport (ChannelData must be padded).
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+}
+
+/// The client 5-tuple that identifies an allocation (RFC 8656 §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FiveTuple {
+    /// Transport between client and server.
+    pub transport: Transport,
+    /// Client address as the server sees it.
+    pub client: SocketAddr,
+    /// Server address the client sent to.
+    pub server: SocketAddr,
+}
+
+/// One datagram (UDP) or one frame (TCP/TLS, delimited with [`vienna_stun::frame_len`]) from a
+/// client.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientDatagram<'a> {
+    /// Transport it came over.
+    pub transport: Transport,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Local (server) address it arrived on.
+    pub server: SocketAddr,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+impl ClientDatagram<'_> {
+    /// The 5-tuple it belongs to.
+    pub fn tuple(&self) -> FiveTuple {
+        FiveTuple {
+            transport: self.transport,
+            client: self.client,
+            server: self.server,
+        }
+    }
+}
+
+/// Identifies an allocation in events and in the bind handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AllocationId(pub u64);
+
+/// Something to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// To a client over its 5-tuple.
+    Client {
+        /// The 5-tuple.
+        tuple: FiveTuple,
+        /// Bytes (a STUN message or ChannelData frame).
+        bytes: Vec<u8>,
+    },
+    /// To a peer from a relayed address (UDP).
+    Peer {
+        /// Relayed address to send from.
+        relayed: SocketAddr,
+        /// Peer address.
+        peer: SocketAddr,
+        /// Payload.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Request to bind a relayed UDP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindRequest {
+    /// The allocation being created (pass back to [`Relay::relay_bound`]).
+    pub allocation: AllocationId,
+    /// Address and port to bind.
+    pub addr: SocketAddr,
+    /// Set the DF bit / IPV6_DONTFRAG on the socket (client sent DONT-FRAGMENT).
+    pub dont_fragment: bool,
+}
+
+/// Why the driver could not bind a relayed socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindFailure {
+    /// The port is taken by someone else: the core tries another port.
+    AddrInUse,
+    /// Any other error: the family fails with 508.
+    Other,
+}
+
+/// Quota kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    /// Per-username allocation quota (486).
+    User,
+    /// Total allocation quota (508 / 300).
+    Total,
+    /// Relay ports exhausted (508).
+    Ports,
+}
+
+/// Why a request failed authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Unknown username.
+    UnknownUser,
+    /// MESSAGE-INTEGRITY did not verify.
+    BadIntegrity,
+    /// TURN REST username past its expiry.
+    Expired,
+    /// REALM differs from ours.
+    WrongRealm,
+    /// Username differs from the allocation's (441).
+    WrongUser,
+}
+
+/// Something the driver may log or count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An allocation was created.
+    AllocationCreated {
+        /// Id.
+        id: AllocationId,
+        /// Client 5-tuple.
+        tuple: FiveTuple,
+        /// Authenticated username.
+        username: String,
+        /// Relayed addresses.
+        relayed: Vec<SocketAddr>,
+        /// Granted lifetime.
+        lifetime: Duration,
+    },
+    /// A Refresh extended an allocation.
+    AllocationRefreshed {
+        /// Id.
+        id: AllocationId,
+        /// New lifetime.
+        lifetime: Duration,
+    },
+    /// An allocation timed out.
+    AllocationExpired {
+        /// Id.
+        id: AllocationId,
+    },
+    /// A Refresh with lifetime 0 deleted an allocation.
+    AllocationDeleted {
+        /// Id.
+        id: AllocationId,
+    },
+    /// A request failed authentication.
+    AuthFailed {
+        /// Client address.
+        client: SocketAddr,
+        /// Username it claimed.
+        username: String,
+        /// Why.
+        reason: AuthFailure,
+    },
+    /// A quota was hit.
+    QuotaExceeded {
+        /// Username.
+        username: String,
+        /// Which quota.
+        quota: Quota,
+    },
+    /// A datagram handed to `handle_client_datagram`/`handle_peer_datagram` was dropped.
+    Dropped {
+        /// Source address.
+        from: SocketAddr,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// What [`Relay::poll_output`] hands the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send this.
+    Transmit(Transmit),
+    /// Bind a relayed socket and report with [`Relay::relay_bound`].
+    BindRelay(BindRequest),
+    /// Close the relayed socket bound on this address.
+    ReleaseRelay(SocketAddr),
+    /// Informational event.
+    Event(Event),
+}
+
+/// Client to peer forwarding decision of the hot path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerTransmit {
+    /// Relayed address to send from.
+    pub relayed: SocketAddr,
+    /// Peer to send to.
+    pub peer: SocketAddr,
+    /// Payload location inside the buffer given to [`Relay::relay_channel_data`].
+    pub payload: std::ops::Range<usize>,
+}
+
+/// Peer to client forwarding decision of the hot path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientTransmit {
+    /// Client 5-tuple to send over.
+    pub tuple: FiveTuple,
+    /// Bytes written at the start of the output buffer.
+    pub len: usize,
+}
+
+/// Source of randomness (nonce secret, ports, reservation tokens). The driver passes a CSPRNG
+/// (e.g. `rand::rng()`); tests pass [`SplitMix64`] for determinism.
+pub trait Entropy {
+    /// Fill `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// Deterministic, NOT cryptographic generator for tests and benchmarks.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl Entropy for SplitMix64 {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
