@@ -206,6 +206,11 @@ impl SendBatch {
         true
     }
 
+    /// Discards everything queued.
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+
     /// Sends everything queued on `socket` and empties the batch. A full socket buffer drops the rest.
     pub fn flush(&mut self, socket: &impl AsRawFd) -> SendOutcome {
         let mut outcome = SendOutcome::default();

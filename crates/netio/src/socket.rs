@@ -36,3 +36,39 @@ pub fn bind_udp(addr: SocketAddr, options: UdpOptions) -> io::Result<UdpSocket> 
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
+
+/// Sets the Don't Fragment behaviour on a UDP socket (`IP_MTU_DISCOVER = IP_PMTUDISC_DO` for IPv4,
+/// `IPV6_DONTFRAG` for IPv6), as TURN's DONT-FRAGMENT attribute asks (RFC 8656 §14.8).
+pub fn set_dont_fragment(socket: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = if socket.local_addr()?.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    };
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live c_int on the stack.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dont_fragment_sets_on_both_families() {
+        let v4 = bind_udp("127.0.0.1:0".parse().unwrap(), UdpOptions::default()).unwrap();
+        set_dont_fragment(&v4).unwrap();
+        if let Ok(v6) = bind_udp("[::1]:0".parse().unwrap(), UdpOptions::default()) {
+            set_dont_fragment(&v6).unwrap();
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! [`DEFAULT_TOML`] is the commented file `vienna config default` prints; a unit test keeps it equal to
 //! [`Config::default`], so the documentation cannot drift from the code.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// HTTP admin API and metrics.
     pub admin: AdminConfig,
+    /// TURN relay.
+    pub turn: TurnConfig,
 }
 
 /// `[server]`.
@@ -139,7 +141,94 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[turn]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// Run the TURN relay.
+    pub enabled: bool,
+    /// Address clients reach the relay on (UDP, TCP and TLS listeners).
+    pub listen_ip: IpAddr,
+    /// UDP port; 0 picks a free port.
+    pub udp_port: u16,
+    /// TCP port; 0 picks a free port.
+    pub tcp_port: u16,
+    /// TLS port; 0 picks a free port.
+    pub tls_port: u16,
+    /// Also listen on TCP.
+    pub tcp: bool,
+    /// Also listen on TLS.
+    pub tls: bool,
+    /// IPv4 address relayed sockets bind to; empty for no IPv4 relaying.
+    pub relay_ipv4: String,
+    /// IPv6 address relayed sockets bind to; empty for no IPv6 relaying.
+    pub relay_ipv6: String,
+    /// Lowest relay port.
+    pub min_port: u16,
+    /// Highest relay port.
+    pub max_port: u16,
+    /// Realm; empty means server.domain.
+    pub realm: String,
+    /// Worker threads (each owns a share of the allocations and relay ports); 0 means one per core.
+    pub workers: usize,
+    /// Longest allocation lifetime granted, in seconds.
+    pub max_lifetime_secs: u64,
+    /// Seconds a nonce stays valid before 438 Stale Nonce.
+    pub nonce_lifetime_secs: u64,
+    /// Most allocations per user; 0 for no limit.
+    pub user_quota: u32,
+    /// Most allocations in total; 0 for no limit.
+    pub total_quota: u32,
+    /// Per-allocation bandwidth cap in bytes per second (both directions); 0 for no cap.
+    pub bandwidth_limit: u64,
+    /// Peer ranges (CIDR) allowed even though the built-in policy denies them.
+    pub allowed_peers: Vec<String>,
+    /// Peer ranges (CIDR) always denied.
+    pub denied_peers: Vec<String>,
+    /// TURN REST API shared secrets; the first is current, the others still accepted.
+    pub rest_secrets: Vec<String>,
+    /// ALTERNATE-SERVER ("ip:port") to send clients to when the relay is full; empty for none.
+    pub alternate_server: String,
+    /// SOFTWARE attribute; empty to send none.
+    pub software: String,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            udp_port: 3478,
+            tcp_port: 3478,
+            tls_port: 5349,
+            tcp: true,
+            tls: true,
+            relay_ipv4: "127.0.0.1".into(),
+            relay_ipv6: String::new(),
+            min_port: 49152,
+            max_port: 65535,
+            realm: String::new(),
+            workers: 0,
+            max_lifetime_secs: 3600,
+            nonce_lifetime_secs: 600,
+            user_quota: 10,
+            total_quota: 0,
+            bandwidth_limit: 0,
+            allowed_peers: Vec::new(),
+            denied_peers: Vec::new(),
+            rest_secrets: Vec::new(),
+            alternate_server: String::new(),
+            software: "Vienna".into(),
+        }
+    }
+}
+
 impl Config {
+    /// The TURN realm: `turn.realm`, or the server domain.
+    pub fn turn_realm(&self) -> &str {
+        if self.turn.realm.is_empty() { &self.server.domain } else { &self.turn.realm }
+    }
+
     /// Reads `file` (if any), applies `--set` overrides and `--data-dir`, and checks the result.
     pub fn load(file: Option<&Path>, overrides: &[String], data_dir: Option<&Path>) -> Result<Self> {
         let mut table = match file {
@@ -178,6 +267,7 @@ impl Config {
         if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
             bail!("tls.certificate and tls.private_key go together: set both or neither");
         }
+        crate::turn::settings::validate(&self.turn)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
             bail!(
                 "admin.listen {} is not a loopback address: set admin.token so the admin API is not open",

@@ -7,6 +7,7 @@ mod logging;
 mod roles;
 mod serve;
 mod tls;
+mod turn;
 mod users;
 
 use std::path::PathBuf;

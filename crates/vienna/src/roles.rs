@@ -26,6 +26,6 @@ impl Listener {
 /// API; each leaves this list when it is built.
 pub const NOT_BUILT: &[&str] = &[
     "sip (registrar, proxy, presence, IM)",
-    "turn (TURN and MS-TURN relay, MRAS)",
+    "msturn (MS-TURN dialect and MRAS credentials; standard TURN is built)",
     "conferencing (focus and audio MCU)",
 ];

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::roles::{Listener, NOT_BUILT};
+use crate::turn::TurnRole;
 use crate::{data, tls};
 
 /// Runs the server until a shutdown signal.
@@ -46,6 +47,18 @@ async fn serve(config: Config) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut listeners = Vec::new();
 
+    let turn = if config.turn.enabled {
+        let (role, bound) = TurnRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks).await?;
+        for listener in &bound {
+            listener.log();
+        }
+        listeners.extend(bound);
+        Some(role)
+    } else {
+        tracing::info!("turn relay disabled by configuration (turn.enabled = false)");
+        None
+    };
+
     if config.admin.enabled {
         let protocol = if config.admin.tls { "https" } else { "http" };
         let socket = TcpListener::bind(config.admin.listen)
@@ -54,6 +67,7 @@ async fn serve(config: Config) -> Result<()> {
         let listener = Listener { role: "admin", protocol, address: socket.local_addr()? };
         listener.log();
         listeners.push(listener);
+        let turn_shared = turn.as_ref().map(|t| t.shared.clone());
         let state = Arc::new(AdminState {
             store: store.clone(),
             prometheus,
@@ -62,6 +76,7 @@ async fn serve(config: Config) -> Result<()> {
             domain: config.server.domain.clone(),
             listeners: listeners.clone(),
             token: config.admin.token.clone(),
+            turn: turn_shared,
         });
         let tls = config.admin.tls.then(|| tls_config.clone());
         tasks.spawn(admin::serve(socket, tls, admin::router(state), stopped.clone(), config.shutdown_timeout()));
@@ -73,6 +88,9 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(signal = reason, "shutting down");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
+    if let Some(turn) = turn {
+        tokio::task::spawn_blocking(move || turn.shutdown()).await?;
+    }
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await?;
     if let Err(e) = flushed {
         tracing::error!(error = %e, "store flush at shutdown failed");

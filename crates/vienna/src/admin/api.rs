@@ -15,6 +15,7 @@ use vienna_store::{Aor, Store, StoreError, UnixTime};
 
 use super::metrics::{process_metrics, unix_now};
 use crate::roles::{Listener, NOT_BUILT};
+use crate::turn::TurnShared;
 
 /// What the routes share.
 pub struct AdminState {
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub listeners: Vec<Listener>,
     /// Bearer token for `/api/`, empty for none.
     pub token: String,
+    /// The TURN relay's shared state, when it runs.
+    pub turn: Option<Arc<TurnShared>>,
 }
 
 type Shared = Arc<AdminState>;
@@ -44,6 +47,7 @@ pub fn router(state: Shared) -> Router {
         .route("/accounts/{uri}", get(account))
         .route("/registrations", get(registrations))
         .route("/conferences", get(conferences))
+        .route("/allocations", get(allocations))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -139,6 +143,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
         metrics::gauge!("vienna_accounts").set(accounts as f64);
         metrics::gauge!("vienna_registrations").set(registrations as f64);
     }
+    if let Some(turn) = &state.turn {
+        turn.export_metrics();
+    }
     let mut body = state.prometheus.render();
     body.push_str(&process_metrics(state.started_unix));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
@@ -186,4 +193,11 @@ async fn registrations(State(state): State<Shared>) -> Result<Response, ApiError
 
 async fn conferences(State(state): State<Shared>) -> Result<Response, ApiError> {
     Ok(Json(with_store(&state, |s| s.list_conferences()).await?).into_response())
+}
+
+async fn allocations(State(state): State<Shared>) -> Result<Response, ApiError> {
+    match &state.turn {
+        Some(turn) => Ok(Json(turn.allocations()).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "the TURN relay is not running".into())),
+    }
 }

@@ -1,0 +1,141 @@
+//! What the relay workers publish for the admin API and `/metrics`: written on the control path (events,
+//! once-a-second snapshots), never per packet.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use vienna_turn::{Counters, DropReason};
+
+/// Counters of one worker: the core's plus the driver's own.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerStats {
+    /// The relay core's counters.
+    pub relay: Counters,
+    /// Datagrams dropped at receive: longer than the buffer, or no usable source address.
+    pub truncated: u64,
+    /// Datagrams dropped at send: socket buffer full or send error.
+    pub send_dropped: u64,
+    /// Frames dropped because a stream client's writer was too far behind or gone.
+    pub stream_dropped: u64,
+    /// Relayed sockets open.
+    pub relay_sockets: u64,
+    /// Stream (TCP/TLS) clients connected to this worker.
+    pub stream_clients: u64,
+}
+
+/// An allocation as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllocationView {
+    /// `worker-id`.
+    pub id: String,
+    /// Client transport.
+    pub transport: &'static str,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Server address the client used.
+    pub server: SocketAddr,
+    /// Authenticated user name.
+    pub username: String,
+    /// Relayed transport addresses.
+    pub relayed: Vec<SocketAddr>,
+    /// Unix time of creation.
+    pub created_at: u64,
+    /// Unix time it expires unless refreshed.
+    pub expires_at: u64,
+}
+
+/// State shared by the workers, the admin API and the metrics endpoint.
+pub struct TurnShared {
+    /// Latest snapshot per worker.
+    pub stats: Vec<Mutex<WorkerStats>>,
+    /// Live allocations by (worker, allocation id).
+    pub allocations: Mutex<BTreeMap<(usize, u64), AllocationView>>,
+}
+
+impl TurnShared {
+    /// Empty state for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            stats: (0..workers).map(|_| Mutex::new(WorkerStats::default())).collect(),
+            allocations: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Every live allocation.
+    pub fn allocations(&self) -> Vec<AllocationView> {
+        self.allocations.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Sums the workers' snapshots into the `metrics` registry (absolute values), for `/metrics`.
+    pub fn export_metrics(&self) {
+        let mut total = WorkerStats::default();
+        for stats in &self.stats {
+            let s = stats.lock().unwrap_or_else(|p| p.into_inner());
+            add(&mut total, &s);
+        }
+        let c = &total.relay;
+        let counter = |name: &'static str, value: u64| metrics::counter!(name).absolute(value);
+        for (direction, packets, bytes) in [
+            ("client_to_peer", c.client_to_peer_packets, c.client_to_peer_bytes),
+            ("peer_to_client", c.peer_to_client_packets, c.peer_to_client_bytes),
+        ] {
+            metrics::counter!("vienna_turn_relayed_packets_total", "direction" => direction).absolute(packets);
+            metrics::counter!("vienna_turn_relayed_bytes_total", "direction" => direction).absolute(bytes);
+        }
+        for reason in DropReason::ALL {
+            metrics::counter!("vienna_turn_dropped_packets_total", "reason" => reason.name())
+                .absolute(c.drops(reason));
+        }
+        for (reason, value) in [
+            ("truncated", total.truncated),
+            ("send_failed", total.send_dropped),
+            ("stream_backlog", total.stream_dropped),
+        ] {
+            metrics::counter!("vienna_turn_dropped_packets_total", "reason" => reason).absolute(value);
+        }
+        metrics::gauge!("vienna_turn_allocations").set(c.allocations_active as f64);
+        metrics::gauge!("vienna_turn_relay_sockets").set(total.relay_sockets as f64);
+        metrics::gauge!("vienna_turn_stream_clients").set(total.stream_clients as f64);
+        counter("vienna_turn_allocations_created_total", c.allocations_created);
+        counter("vienna_turn_allocations_expired_total", c.allocations_expired);
+        counter("vienna_turn_allocations_deleted_total", c.allocations_deleted);
+        counter("vienna_turn_auth_failures_total", c.auth_failures);
+        counter("vienna_turn_auth_challenges_total", c.auth_challenges);
+        metrics::counter!("vienna_turn_quota_rejections_total", "quota" => "user").absolute(c.user_quota_hits);
+        metrics::counter!("vienna_turn_quota_rejections_total", "quota" => "total").absolute(c.total_quota_hits);
+        metrics::counter!("vienna_turn_responses_total", "code" => "success").absolute(c.success_responses);
+        for (i, code) in vienna_turn::counters::ERROR_CODES.iter().enumerate() {
+            metrics::counter!("vienna_turn_responses_total", "code" => code.to_string()).absolute(c.error_responses[i]);
+        }
+    }
+}
+
+fn add(total: &mut WorkerStats, s: &WorkerStats) {
+    let (t, r) = (&mut total.relay, &s.relay);
+    t.client_to_peer_packets += r.client_to_peer_packets;
+    t.client_to_peer_bytes += r.client_to_peer_bytes;
+    t.peer_to_client_packets += r.peer_to_client_packets;
+    t.peer_to_client_bytes += r.peer_to_client_bytes;
+    for (a, b) in t.drops.iter_mut().zip(r.drops) {
+        *a += b;
+    }
+    t.allocations_active += r.allocations_active;
+    t.allocations_created += r.allocations_created;
+    t.allocations_expired += r.allocations_expired;
+    t.allocations_deleted += r.allocations_deleted;
+    t.auth_failures += r.auth_failures;
+    t.auth_challenges += r.auth_challenges;
+    t.user_quota_hits += r.user_quota_hits;
+    t.total_quota_hits += r.total_quota_hits;
+    t.success_responses += r.success_responses;
+    for (a, b) in t.error_responses.iter_mut().zip(r.error_responses) {
+        *a += b;
+    }
+    total.truncated += s.truncated;
+    total.send_dropped += s.send_dropped;
+    total.stream_dropped += s.stream_dropped;
+    total.relay_sockets += s.relay_sockets;
+    total.stream_clients += s.stream_clients;
+}

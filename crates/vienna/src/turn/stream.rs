@@ -1,0 +1,160 @@
+//! TURN over TCP and TLS (RFC 8656 §3.1, §12.5): async tasks that frame the byte stream into STUN
+//! messages and ChannelData, and hand each frame to the worker that owns the connection.
+//!
+//! A connection belongs to one worker (by hash of the client address) for its whole life; closing it
+//! deletes its allocation. Frames cost one allocation each on this path (the UDP path has none).
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use vienna_turn::{FiveTuple, Transport};
+
+use super::WorkerHandle;
+use super::worker::Command;
+use crate::admin::stop_requested;
+
+/// Largest frame accepted: a STUN message or a ChannelData frame (64 KiB payload plus headers).
+const MAX_FRAME: usize = 65_536 + 8;
+/// A connection with no byte from the client for this long is closed (clients refresh well within it).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Time allowed for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for one client before more are dropped.
+const WRITE_QUEUE: usize = 1024;
+/// Most stream clients at once per listener.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Accepts stream clients on `listener` until `stop`; with `tls`, each connection is TLS.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    workers: Arc<Vec<WorkerHandle>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let Ok(server) = listener.local_addr() else { return };
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "turn: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop_requested(&mut stop) => return,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%client, "turn: too many stream clients; connection refused");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let tuple = FiveTuple { transport, client, server };
+        let worker = workers[owner(client, workers.len())].clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve(stream, tuple, worker, stop).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve(stream, tuple, worker, stop).await,
+                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "turn: TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client, "turn: TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+/// The worker that owns connections from `client`.
+fn owner(client: SocketAddr, workers: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    client.hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    tuple: FiveTuple,
+    worker: WorkerHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    if !worker.send(Command::StreamOpened { tuple, sender: tx }) {
+        return;
+    }
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let write = async move {
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    };
+    let read = async {
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            match vienna_stun::frame_len(&buf) {
+                Ok(Some(len)) if len > MAX_FRAME => return "frame too long",
+                Ok(Some(len)) if buf.len() >= len => {
+                    let rest = buf.split_off(len);
+                    let frame = std::mem::replace(&mut buf, rest);
+                    if !worker.send(Command::StreamFrame { tuple, bytes: frame }) {
+                        return "worker stopped";
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => return "not STUN or ChannelData framing",
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::select! {
+                read = tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut chunk)) => match read {
+                    Ok(Ok(0)) => return "closed by client",
+                    Ok(Ok(n)) => n,
+                    Ok(Err(_)) => return "read error",
+                    Err(_) => return "idle timeout",
+                },
+                () = stop_requested(&mut stop) => return "shutdown",
+            };
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    // The writer ends when the worker drops the sender (StreamClosed) or the socket fails.
+    let reason = tokio::select! {
+        reason = read => reason,
+        () = write => "write failed",
+    };
+    tracing::debug!(client = %tuple.client, transport = ?tuple.transport, reason, "turn: stream client gone");
+    worker.send(Command::StreamClosed { tuple });
+}
+
+/// Binds a TCP listener for the relay.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn owners_spread_and_stay_put() {
+        let a: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(super::owner(a, 4), super::owner(a, 4));
+        let spread: std::collections::HashSet<usize> =
+            (0..64).map(|p| super::owner(format!("127.0.0.1:{}", 40000 + p).parse().unwrap(), 4)).collect();
+        assert_eq!(spread.len(), 4);
+    }
+}
