@@ -58,6 +58,7 @@
 mod config;
 pub mod counters;
 pub mod credentials;
+mod hash;
 pub mod nonce;
 pub mod policy;
 pub mod ports;

@@ -15,12 +15,16 @@ use vienna_stun::{
 
 use crate::counters::reason_phrase;
 use crate::credentials::{self, CredentialStore};
+use crate::hash::SeededState;
 use crate::nonce::{self, NonceCheck};
 use crate::ports::PortPool;
 use crate::{
     AllocationId, AuthFailure, BindFailure, BindRequest, ClientDatagram, ClientTransmit, Config,
     Counters, DropReason, Entropy, Error, Event, FiveTuple, Output, PeerTransmit, Quota, Transmit,
 };
+
+/// Hash map keyed with the relay's seeded hasher.
+type Map<K, V> = HashMap<K, V, SeededState>;
 
 /// UDP's protocol number in REQUESTED-TRANSPORT.
 const UDP: u8 = 17;
@@ -90,9 +94,9 @@ struct Allocation {
     relayed_v4: Option<SocketAddr>,
     relayed_v6: Option<SocketAddr>,
     expires: Instant,
-    permissions: HashMap<IpAddr, Instant>,
-    channels: HashMap<u16, Channel>,
-    peer_channels: HashMap<SocketAddr, u16>,
+    permissions: Map<IpAddr, Instant>,
+    channels: Map<u16, Channel>,
+    peer_channels: Map<SocketAddr, u16>,
     bucket: Option<TokenBucket>,
     alloc_txid: TransactionId,
     alloc_response: Vec<u8>,
@@ -217,6 +221,7 @@ fn parse_req<'a>(m: &Message<'a>) -> Option<Req<'a>> {
 /// The TURN relay core. See the crate documentation for the driver protocol.
 pub struct Relay {
     config: Config,
+    hasher: SeededState,
     credentials: Box<dyn CredentialStore>,
     entropy: Box<dyn Entropy>,
     nonce_secret: [u8; 32],
@@ -224,13 +229,13 @@ pub struct Relay {
     unix_anchor: u64,
     slots: Vec<Option<Allocation>>,
     free: Vec<u32>,
-    by_tuple: HashMap<FiveTuple, u32>,
-    by_relayed: HashMap<SocketAddr, u32>,
-    by_id: HashMap<AllocationId, u32>,
-    pending: HashMap<AllocationId, Pending>,
-    pending_by_tuple: HashMap<FiveTuple, AllocationId>,
-    reservations: HashMap<[u8; 8], Reservation>,
-    user_allocs: HashMap<String, u32>,
+    by_tuple: Map<FiveTuple, u32>,
+    by_relayed: Map<SocketAddr, u32>,
+    by_id: Map<AllocationId, u32>,
+    pending: Map<AllocationId, Pending>,
+    pending_by_tuple: Map<FiveTuple, AllocationId>,
+    reservations: Map<[u8; 8], Reservation>,
+    user_allocs: Map<String, u32>,
     ports_v4: PortPool,
     ports_v6: PortPool,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
@@ -269,7 +274,11 @@ impl Relay {
         });
         let mut t = [0u8; 16];
         entropy.fill(&mut t);
+        let mut seed = [0u8; 8];
+        entropy.fill(&mut seed);
+        let hasher = SeededState::new(u64::from_le_bytes(seed));
         Ok(Relay {
+            hasher,
             ports_v4: PortPool::new(config.min_port, config.max_port),
             ports_v6: PortPool::new(config.min_port, config.max_port),
             config,
@@ -280,13 +289,13 @@ impl Relay {
             unix_anchor: unix_secs,
             slots: Vec::new(),
             free: Vec::new(),
-            by_tuple: HashMap::new(),
-            by_relayed: HashMap::new(),
-            by_id: HashMap::new(),
-            pending: HashMap::new(),
-            pending_by_tuple: HashMap::new(),
-            reservations: HashMap::new(),
-            user_allocs: HashMap::new(),
+            by_tuple: Map::with_hasher(hasher),
+            by_relayed: Map::with_hasher(hasher),
+            by_id: Map::with_hasher(hasher),
+            pending: Map::with_hasher(hasher),
+            pending_by_tuple: Map::with_hasher(hasher),
+            reservations: Map::with_hasher(hasher),
+            user_allocs: Map::with_hasher(hasher),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
@@ -1194,9 +1203,9 @@ impl Relay {
             relayed_v4,
             relayed_v6,
             expires: now + p.lifetime,
-            permissions: HashMap::new(),
-            channels: HashMap::new(),
-            peer_channels: HashMap::new(),
+            permissions: Map::with_hasher(self.hasher),
+            channels: Map::with_hasher(self.hasher),
+            peer_channels: Map::with_hasher(self.hasher),
             bucket: self
                 .config
                 .bandwidth_limit
