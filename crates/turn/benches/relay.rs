@@ -51,7 +51,7 @@ fn setup(n: u16) -> (Relay, Instant, FiveTuple, SocketAddr, SocketAddr) {
             client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 10000 + i),
             server: "198.51.100.1:3478".parse().unwrap(),
         };
-        let mut feed = |relay: &mut Relay, bytes: &[u8]| {
+        let feed = |relay: &mut Relay, bytes: &[u8]| {
             relay.handle_client_datagram(
                 now,
                 ClientDatagram {

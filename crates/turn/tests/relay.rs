@@ -150,7 +150,7 @@ fn permission_and_data_indication_then_expiry_at_300s() {
     let mut c = alice();
     let relayed = allocated(&mut h, &mut c);
     // No permission yet: dropped.
-    assert!(h.from_peer(relayed, PEER, b"early").is_none());
+    assert!(h.peer_sends(relayed, PEER, b"early").is_none());
     assert_eq!(h.relay.counters().drops(DropReason::NoPermission), 1);
     assert!(h.create_permission(&mut c, PEER).is_success());
     // Send indication goes out, peer's answer comes back as a Data indication.
@@ -159,7 +159,7 @@ fn permission_and_data_indication_then_expiry_at_300s() {
         (from, to.to_string().as_str(), &data[..]),
         (relayed, PEER, &b"hello"[..])
     );
-    let (tuple, bytes) = h.from_peer(relayed, PEER, b"world").unwrap();
+    let (tuple, bytes) = h.peer_sends(relayed, PEER, b"world").unwrap();
     assert_eq!(tuple, c.tuple);
     let m = Message::decode(&bytes).unwrap();
     assert_eq!((m.method(), m.class()), (Method::DATA, Class::Indication));
@@ -172,13 +172,13 @@ fn permission_and_data_indication_then_expiry_at_300s() {
         ]
     );
     // Permission covers the IP, any port.
-    assert!(h.from_peer(relayed, "203.0.113.5:1", b"x").is_some());
+    assert!(h.peer_sends(relayed, "203.0.113.5:1", b"x").is_some());
     // Another IP: no.
-    assert!(h.from_peer(relayed, PEER2, b"x").is_none());
+    assert!(h.peer_sends(relayed, PEER2, b"x").is_none());
     h.advance(secs(299));
-    assert!(h.from_peer(relayed, PEER, b"still").is_some());
+    assert!(h.peer_sends(relayed, PEER, b"still").is_some());
     h.advance(secs(2));
-    assert!(h.from_peer(relayed, PEER, b"late").is_none());
+    assert!(h.peer_sends(relayed, PEER, b"late").is_none());
     assert!(h.send_indication(&mut c, PEER, b"late").is_none());
     assert_eq!(h.relay.counters().drops(DropReason::NoPermission), 4);
     assert_eq!(h.relay.counters().client_to_peer_packets, 1);
@@ -195,7 +195,7 @@ fn channel_bind_forwarding_both_ways() {
         (from, to, &data[..]),
         (relayed, PEER.parse().unwrap(), &b"to-peer"[..])
     );
-    let (tuple, bytes) = h.from_peer(relayed, PEER, b"to-client").unwrap();
+    let (tuple, bytes) = h.peer_sends(relayed, PEER, b"to-client").unwrap();
     assert_eq!(tuple, c.tuple);
     assert_eq!(
         ChannelData::parse(&bytes).unwrap(),
@@ -269,7 +269,7 @@ fn tcp_channel_data_is_padded() {
     let mut c = Client::with_transport("192.0.2.10:5000", "alice", "alice-pw", Transport::Tcp);
     let relayed = allocated(&mut h, &mut c);
     assert!(h.channel_bind(&mut c, 0x4001, PEER).is_success());
-    let (_, bytes) = h.from_peer(relayed, PEER, b"abcde").unwrap();
+    let (_, bytes) = h.peer_sends(relayed, PEER, b"abcde").unwrap();
     assert_eq!(bytes.len(), 12);
     assert_eq!(vienna_stun::frame_len(&bytes), Ok(Some(12)));
     // Padded ChannelData from a TCP client is accepted too.
@@ -325,7 +325,7 @@ fn channel_binding_expires_at_600s() {
     assert!(h.channel_data(&c, 0x4000, b"x").is_none());
     assert_eq!(h.relay.counters().drops(DropReason::NoChannel), 1);
     // Peer traffic falls back to Data indications.
-    let (_, bytes) = h.from_peer(relayed, PEER, b"y").unwrap();
+    let (_, bytes) = h.peer_sends(relayed, PEER, b"y").unwrap();
     assert_eq!(Message::decode(&bytes).unwrap().method(), Method::DATA);
     // The channel can be bound to another peer now.
     assert!(h.channel_bind(&mut c, 0x4000, PEER2).is_success());
@@ -874,7 +874,7 @@ proptest! {
             cd.extend_from_slice(b);
             h.feed(&c.tuple, &cd);
         }
-        h.from_peer(relayed, PEER, &peer_bytes);
+        h.peer_sends(relayed, PEER, &peer_bytes);
         let mut out = [0u8; 16];
         let _ = h.relay.relay_peer_datagram(h.now, relayed, PEER.parse().unwrap(), &peer_bytes, &mut out);
         h.advance(secs(700));

@@ -372,7 +372,7 @@ impl Harness {
     }
 
     /// A peer sends `payload` to `relayed`; returns what reached the client (if anything).
-    pub fn from_peer(
+    pub fn peer_sends(
         &mut self,
         relayed: SocketAddr,
         peer: &str,
