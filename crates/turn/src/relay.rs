@@ -102,6 +102,9 @@ struct Allocation {
     alloc_response: Vec<u8>,
     last_txid: Option<TransactionId>,
     last_response: Vec<u8>,
+    /// Earliest allocation timer in the heap (at most one live entry per allocation plus a few
+    /// stale ones: a Refresh only pushes when it brings the expiry forward).
+    scheduled: Instant,
 }
 
 impl Allocation {
@@ -592,6 +595,27 @@ impl Relay {
         }
     }
 
+    /// A TCP/TLS client connection closed: its allocation (or pending Allocate) goes away
+    /// (RFC 8656 §3.1: the allocation's lifetime is tied to the connection).
+    pub fn client_disconnected(&mut self, tuple: &FiveTuple) {
+        if let Some(&idx) = self.by_tuple.get(tuple) {
+            self.remove_allocation(idx, true);
+        }
+        if let Some(id) = self.pending_by_tuple.remove(tuple)
+            && let Some(p) = self.pending.remove(&id)
+        {
+            for b in &p.binds {
+                if b.state != BindState::Failed {
+                    self.outputs.push_back(Output::ReleaseRelay(b.addr));
+                    if !p.from_reservation {
+                        self.release_port(b.addr, b.pair);
+                    }
+                }
+            }
+            self.user_dec(&p.auth.username);
+        }
+    }
+
     // ----------------------------------------------------------------------------------------
     // Timers
 
@@ -610,10 +634,16 @@ impl Relay {
                     let Some(a) = self.slots[idx as usize].as_mut() else {
                         continue;
                     };
+                    if a.scheduled != t {
+                        continue; // stale entry
+                    }
                     if a.expires <= now {
                         self.remove_allocation(idx, false);
                     } else {
                         a.purge(now);
+                        a.scheduled = a.expires;
+                        self.timers
+                            .push(Reverse((a.expires, TimerKey::Allocation(id))));
                     }
                 }
                 TimerKey::Pending(id) => {
@@ -1214,6 +1244,7 @@ impl Relay {
             alloc_response: response,
             last_txid: None,
             last_response: Vec::new(),
+            scheduled: now + p.lifetime,
         };
         let relayed: Vec<SocketAddr> = alloc.relayed().collect();
         let idx = match self.free.pop() {
@@ -1319,8 +1350,11 @@ impl Relay {
         a.expires = now + lifetime;
         a.purge(now);
         let id = a.id;
-        self.timers
-            .push(Reverse((now + lifetime, TimerKey::Allocation(id))));
+        if a.expires < a.scheduled {
+            a.scheduled = a.expires;
+            self.timers
+                .push(Reverse((a.expires, TimerKey::Allocation(id))));
+        }
         self.outputs
             .push_back(Output::Event(Event::AllocationRefreshed { id, lifetime }));
         self.respond(
@@ -1354,7 +1388,6 @@ impl Relay {
             return false;
         }
         if peers.iter().any(|p| !self.peer_allowed(p.ip())) {
-            self.counters.drop(DropReason::PeerDenied);
             self.error(tuple, m, 403, &[], Some(auth));
             return false;
         }

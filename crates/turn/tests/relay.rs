@@ -132,6 +132,38 @@ fn allocation_expires_after_lifetime() {
 }
 
 #[test]
+fn tcp_disconnect_deletes_allocation() {
+    let mut h = Harness::new(config());
+    let mut c = Client::with_transport("192.0.2.10:5000", "alice", "alice-pw", Transport::Tls);
+    let relayed = allocated(&mut h, &mut c);
+    h.relay.client_disconnected(&c.tuple);
+    h.drain();
+    assert_eq!(h.relay.allocation_count(), 0);
+    assert!(h.released.contains(&relayed));
+    assert_eq!(h.relay.counters().allocations_active, 0);
+}
+
+#[test]
+fn refresh_spam_does_not_grow_timers() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    let first = h.relay.poll_timeout();
+    for _ in 0..100 {
+        assert!(h.refresh(&mut c, Some(3600)).is_success());
+    }
+    assert_eq!(
+        h.relay.poll_timeout(),
+        first,
+        "longer lifetimes reuse the scheduled timer"
+    );
+    // Shortening schedules an earlier timer which expires the allocation on time.
+    assert_eq!(h.refresh(&mut c, Some(30)).lifetime(), Some(30));
+    h.advance(secs(31));
+    assert_eq!(h.relay.allocation_count(), 0);
+}
+
+#[test]
 fn refresh_extends_expiry() {
     let mut h = Harness::new(config());
     let mut c = alice();
@@ -563,7 +595,7 @@ fn denied_peers_get_403_allowed_ones_succeed() {
             .is_success()
     );
     assert!(h.send_indication(&mut c, "10.1.2.3:9", b"x").is_none());
-    assert_eq!(h.relay.counters().drops(DropReason::PeerDenied), 10);
+    assert_eq!(h.relay.counters().drops(DropReason::PeerDenied), 1);
 
     let mut cfg = config();
     cfg.peer_policy.allow = vec![
