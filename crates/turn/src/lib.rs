@@ -40,6 +40,16 @@
 //! Neither allocates nor parses STUN; each costs one hash lookup for the allocation plus one for
 //! the channel/permission.
 //!
+//! # Several workers
+//! Run one `Relay` per worker thread (a 5-tuple and its relayed sockets stay on one worker, so
+//! the packet path takes no lock). Give each worker a disjoint port range and the same
+//! [`Config::nonce_secret`], so a nonce issued by one worker is accepted by another.
+//!
+//! # Stream transports
+//! For TCP/TLS clients the driver cuts the byte stream into frames with
+//! [`vienna_stun::frame_len`] and feeds each frame as one [`ClientDatagram`]; it calls
+//! [`Relay::client_disconnected`] when the connection closes.
+//!
 //! # Implemented
 //! RFC 8656 §5-§12 for UDP relaying: Allocate (REQUESTED-TRANSPORT, DONT-FRAGMENT, EVEN-PORT,
 //! RESERVATION-TOKEN, REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY with ADDRESS-ERROR-CODE,

@@ -225,8 +225,8 @@ fn parse_req<'a>(m: &Message<'a>) -> Option<Req<'a>> {
 pub struct Relay {
     config: Config,
     hasher: SeededState,
-    credentials: Box<dyn CredentialStore>,
-    entropy: Box<dyn Entropy>,
+    credentials: Box<dyn CredentialStore + Send>,
+    entropy: Box<dyn Entropy + Send>,
     nonce_secret: [u8; 32],
     instant_anchor: Instant,
     unix_anchor: u64,
@@ -264,8 +264,8 @@ impl Relay {
     /// expiry (see [`Relay::set_unix_time`]).
     pub fn new(
         config: Config,
-        credentials: impl CredentialStore + 'static,
-        mut entropy: impl Entropy + 'static,
+        credentials: impl CredentialStore + Send + 'static,
+        mut entropy: impl Entropy + Send + 'static,
         now: Instant,
         unix_secs: u64,
     ) -> Result<Relay, Error> {

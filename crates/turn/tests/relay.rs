@@ -930,3 +930,174 @@ proptest! {
         h.feed(&c.tuple, &bytes[..truncate % n]);
     }
 }
+
+#[test]
+fn relay_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<vienna_turn::Relay>();
+}
+
+#[test]
+fn sha256_integrity_is_answered_in_kind() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    c.sha256 = true;
+    let r = h.allocate(&mut c, &[]);
+    assert!(r.is_success());
+    assert_eq!(
+        r.msg().integrity_kind(),
+        Some(vienna_stun::message::IntegrityKind::Sha256)
+    );
+    assert!(r.integrity_ok(&c.key));
+}
+
+#[test]
+fn nonce_is_bound_to_client_ip() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    let mut other = Client::new("192.0.2.77:5000", "alice", "alice-pw");
+    other.nonce = c.nonce.clone();
+    assert_eq!(h.allocate(&mut other, &[]).code(), Some(438));
+}
+
+#[test]
+fn binding_with_unknown_required_attribute_gets_420() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    let r = h.call(
+        &mut c,
+        Method::BINDING,
+        &[Attribute::Unknown {
+            typ: 0x0033,
+            value: b"",
+        }],
+    );
+    assert_eq!(r.code(), Some(420));
+    assert_eq!(r.unknown_attributes(), vec![0x0033]);
+}
+
+#[test]
+fn dual_stack_allocation_relays_both_families() {
+    let mut cfg = config();
+    cfg.relay_ipv6 = Some("2001:db8::1".parse().unwrap());
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let r = h.allocate(
+        &mut c,
+        &[Attribute::AdditionalAddressFamily(AddressFamily::V6)],
+    );
+    let relayed = r.relayed();
+    assert!(relayed[0].is_ipv4() && relayed[1].is_ipv6());
+    assert_eq!(h.binds.len(), 2);
+    let v6peer = "[2001:db8:5::9]:7000";
+    assert!(h.channel_bind(&mut c, 0x4000, PEER).is_success());
+    assert!(h.channel_bind(&mut c, 0x4001, v6peer).is_success());
+    assert_eq!(h.channel_data(&c, 0x4001, b"six").unwrap().0, relayed[1]);
+    assert_eq!(h.channel_data(&c, 0x4000, b"four").unwrap().0, relayed[0]);
+    let (_, bytes) = h.peer_sends(relayed[1], v6peer, b"back6").unwrap();
+    assert_eq!(ChannelData::parse(&bytes).unwrap().channel, 0x4001);
+    // Deleting releases both relayed sockets.
+    assert!(h.refresh(&mut c, Some(0)).is_success());
+    assert!(h.released.contains(&relayed[0]) && h.released.contains(&relayed[1]));
+}
+
+#[test]
+fn send_indication_edge_cases() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    // No allocation yet.
+    assert!(h.send_indication(&mut c, PEER, b"x").is_none());
+    assert_eq!(h.relay.counters().drops(DropReason::NoAllocation), 1);
+    allocated(&mut h, &mut c);
+    // IPv6 peer on an IPv4-only allocation: no permission possible, dropped.
+    assert!(h.send_indication(&mut c, "[2001:db8::9]:1", b"x").is_none());
+    assert_eq!(h.relay.counters().drops(DropReason::NoPermission), 1);
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Dropped {
+            reason: DropReason::NoPermission,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn stale_nonce_on_allocate_then_success() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    let r = h.call(
+        &mut c,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    c.nonce = r.nonce();
+    h.advance(secs(600));
+    let r = h.call(
+        &mut c,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    assert_eq!(r.code(), Some(438));
+    assert_eq!(r.realm().as_deref(), Some(REALM));
+    c.nonce = r.nonce();
+    let r = h.call(
+        &mut c,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    assert!(r.is_success());
+    assert_eq!(h.relay.counters().errors(438), 1);
+    assert_eq!(
+        h.relay.counters().auth_failures,
+        0,
+        "stale nonce is not an auth failure"
+    );
+}
+
+#[test]
+fn refresh_emits_event_and_missing_credentials_are_400() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    h.refresh(&mut c, Some(900));
+    assert!(h.has_event(
+        |e| matches!(e, Event::AllocationRefreshed { lifetime, .. } if *lifetime == secs(900))
+    ));
+    // MESSAGE-INTEGRITY without USERNAME/REALM/NONCE: 400.
+    let mut b = vienna_stun::MessageBuilder::new(Class::Request, Method::REFRESH, c.txid());
+    b.add_message_integrity(&c.key);
+    b.add_fingerprint();
+    let r = h.feed(&c.tuple, &b.finish());
+    assert_eq!(r[0].code(), Some(400));
+}
+
+#[test]
+fn hot_path_respects_bandwidth_and_expiry_without_timers() {
+    let mut cfg = config();
+    cfg.bandwidth_limit = Some(1000);
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let relayed = allocated(&mut h, &mut c);
+    assert!(h.channel_bind(&mut c, 0x4000, PEER).is_success());
+    let mut out = [0u8; 2048];
+    let peer: SocketAddr = PEER.parse().unwrap();
+    // Burst is max(rate, 1500) bytes.
+    assert!(
+        h.relay
+            .relay_peer_datagram(h.now, relayed, peer, &[0; 1400], &mut out)
+            .is_ok()
+    );
+    assert_eq!(
+        h.relay
+            .relay_peer_datagram(h.now, relayed, peer, &[0; 200], &mut out),
+        Err(DropReason::BandwidthExceeded)
+    );
+    // Past expiry the hot path drops even if handle_timeout has not run yet.
+    let later = h.now + secs(601);
+    assert_eq!(
+        h.relay
+            .relay_peer_datagram(later, relayed, peer, &[0; 10], &mut out),
+        Err(DropReason::NoAllocation)
+    );
+}
