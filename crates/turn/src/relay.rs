@@ -581,9 +581,7 @@ impl Relay {
             }
             Err(_) => {
                 let b = p.binds[i].clone();
-                if !p.from_reservation {
-                    self.release_port(b.addr, b.pair);
-                }
+                self.release_port(b.addr, b.pair);
                 p.binds[i].state = BindState::Failed;
                 p.binds[i].pair = false;
             }
@@ -607,9 +605,7 @@ impl Relay {
             for b in &p.binds {
                 if b.state != BindState::Failed {
                     self.outputs.push_back(Output::ReleaseRelay(b.addr));
-                    if !p.from_reservation {
-                        self.release_port(b.addr, b.pair);
-                    }
+                    self.release_port(b.addr, b.pair);
                 }
             }
             self.user_dec(&p.auth.username);
@@ -653,10 +649,8 @@ impl Relay {
                         for b in &mut p.binds {
                             if b.state == BindState::Waiting {
                                 self.outputs.push_back(Output::ReleaseRelay(b.addr));
-                                if !p.from_reservation {
-                                    let (addr, pair) = (b.addr, b.pair);
-                                    self.release_port(addr, pair);
-                                }
+                                let (addr, pair) = (b.addr, b.pair);
+                                self.release_port(addr, pair);
                                 b.state = BindState::Failed;
                                 b.pair = false;
                             }

@@ -1101,3 +1101,50 @@ fn hot_path_respects_bandwidth_and_expiry_without_timers() {
         Err(DropReason::NoAllocation)
     );
 }
+
+#[test]
+fn failed_bind_of_reserved_port_returns_it_to_the_pool() {
+    let mut cfg = config();
+    cfg.min_port = 50000;
+    cfg.max_port = 50001;
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let token = h
+        .allocate(&mut c, &[Attribute::EvenPort(true)])
+        .token()
+        .unwrap();
+    h.auto_bind = false;
+    let mut b = Client::new("192.0.2.20:5000", "bob", "bob-pw");
+    let r = h.call(
+        &mut b,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    b.nonce = r.nonce();
+    let txid = b.txid();
+    let req = b.request(
+        Method::ALLOCATE,
+        &[
+            Attribute::RequestedTransport(17),
+            Attribute::ReservationToken(token),
+        ],
+        txid,
+    );
+    h.feed(&b.tuple, &req);
+    let bind = *h.binds.last().unwrap();
+    assert_eq!(bind.addr.port(), 50001);
+    // A reserved port is not retried elsewhere: AddrInUse fails the Allocate.
+    h.bound(bind, Err(BindFailure::AddrInUse));
+    assert_eq!(
+        Resp(h.to_clients.last().unwrap().1.clone()).code(),
+        Some(508)
+    );
+    h.auto_bind = true;
+    let mut d = Client::new("192.0.2.30:5000", "bob", "bob-pw");
+    let r = h.allocate(&mut d, &[]);
+    assert_eq!(
+        r.relayed()[0].port(),
+        50001,
+        "port released after the failed bind"
+    );
+}
