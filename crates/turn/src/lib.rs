@@ -24,6 +24,32 @@
 //! }
 //! ```
 //!
+//! # Example
+//! ```
+//! use std::time::Instant;
+//! use vienna_stun::{Class, Message, MessageBuilder, Method, TransactionId};
+//! use vienna_turn::{ClientDatagram, Config, Output, Relay, SplitMix64, StaticUsers, Transmit, Transport};
+//!
+//! let now = Instant::now();
+//! let config = Config::new("example.org", "198.51.100.1".parse().unwrap());
+//! let users = StaticUsers::new().with_password("alice", "example.org", "secret");
+//! let mut relay = Relay::new(config, users, SplitMix64(7), now, 1_800_000_000).unwrap();
+//!
+//! let request = MessageBuilder::new(Class::Request, Method::BINDING, TransactionId([1; 12])).finish();
+//! relay.handle_client_datagram(now, ClientDatagram {
+//!     transport: Transport::Udp,
+//!     client: "192.0.2.1:5000".parse().unwrap(),
+//!     server: "198.51.100.1:3478".parse().unwrap(),
+//!     bytes: &request,
+//! });
+//! match relay.poll_output() {
+//!     Some(Output::Transmit(Transmit::Client { bytes, .. })) => {
+//!         assert_eq!(Message::decode(&bytes).unwrap().class(), Class::Success);
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! ```
+//!
 //! # Relayed sockets: two-phase allocation
 //! The core cannot bind sockets, so an Allocate that passes authentication and policy takes a
 //! port from [`Config::min_port`]..=[`Config::max_port`] (even with EVEN-PORT, with port+1
