@@ -87,9 +87,10 @@
 //! # Left out (for now)
 //! RFC 6062 TCP relaying (CONNECT/ConnectionBind), MS-TURN, RFC 7635 OAuth, the RFC 8489
 //! PASSWORD-ALGORITHMS negotiation and USERHASH lookup, SASLprep, sending ICMP attributes to
-//! clients, the 5-minute channel-number quarantine after a binding expires (RFC 8656 §12), Refresh
-//! of one family of a dual allocation, and "credential expiry ends live sessions" (only Refresh
-//! and new requests check REST expiry).
+//! clients, Refresh of one family of a dual allocation (a Refresh covers both), and cutting a live
+//! allocation short when a long-term (store) credential is revoked: the allocation keeps the key
+//! it was created with. REST credential expiry is checked on every request and, with
+//! [`Config::strict_rest_expiry`], also caps allocation lifetimes.
 
 mod config;
 pub mod counters;
@@ -226,6 +227,31 @@ pub enum Quota {
     Total,
     /// Relay ports exhausted (508).
     Ports,
+    /// The relay is draining (300 / 508), see [`Relay::set_draining`].
+    Draining,
+}
+
+/// A live allocation as shown by [`Relay::allocations`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocationInfo<'a> {
+    /// Id.
+    pub id: AllocationId,
+    /// Client 5-tuple.
+    pub tuple: FiveTuple,
+    /// Authenticated username.
+    pub username: &'a str,
+    /// IPv4 relayed address.
+    pub relayed_v4: Option<SocketAddr>,
+    /// IPv6 relayed address.
+    pub relayed_v6: Option<SocketAddr>,
+    /// When it expires unless refreshed.
+    pub expires: std::time::Instant,
+    /// Installed permissions (including any not yet purged after expiry).
+    pub permissions: usize,
+    /// Channel bindings (including any not yet purged after expiry).
+    pub channels: usize,
+    /// TURN REST credential expiry (Unix seconds), if authenticated that way.
+    pub rest_expiry: Option<u64>,
 }
 
 /// Why a request failed authentication.

@@ -19,8 +19,9 @@ use crate::hash::SeededState;
 use crate::nonce::{self, NonceCheck};
 use crate::ports::PortPool;
 use crate::{
-    AllocationId, AuthFailure, BindFailure, BindRequest, ClientDatagram, ClientTransmit, Config,
-    Counters, DropReason, Entropy, Error, Event, FiveTuple, Output, PeerTransmit, Quota, Transmit,
+    AllocationId, AllocationInfo, AuthFailure, BindFailure, BindRequest, ClientDatagram,
+    ClientTransmit, Config, Counters, DropReason, Entropy, Error, Event, FiveTuple, Output,
+    PeerTransmit, Quota, Transmit,
 };
 
 /// Hash map keyed with the relay's seeded hasher.
@@ -246,6 +247,7 @@ pub struct Relay {
     counters: Counters,
     next_id: u64,
     indication_txid: u128,
+    draining: bool,
 }
 
 impl std::fmt::Debug for Relay {
@@ -303,6 +305,7 @@ impl Relay {
             outputs: VecDeque::new(),
             counters: Counters::default(),
             next_id: 1,
+            draining: false,
             indication_txid: u128::from_le_bytes(t),
         })
     }
@@ -331,6 +334,37 @@ impl Relay {
     /// Number of live allocations (not counting those waiting for their relayed socket).
     pub fn allocation_count(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Drain mode: refuse new allocations (300 Try Alternate with [`Config::alternate_server`],
+    /// else 508) while existing ones keep working, e.g. before a graceful shutdown.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Snapshot of the live allocations (for an admin interface).
+    pub fn allocations(&self) -> impl Iterator<Item = AllocationInfo<'_>> {
+        self.slots.iter().flatten().map(|a| AllocationInfo {
+            id: a.id,
+            tuple: a.tuple,
+            username: &a.username,
+            relayed_v4: a.relayed_v4,
+            relayed_v6: a.relayed_v6,
+            expires: a.expires,
+            permissions: a.permissions.len(),
+            channels: a.channels.len(),
+            rest_expiry: a.rest_expiry,
+        })
+    }
+
+    /// With [`Config::strict_rest_expiry`], no lifetime runs past the REST credential's expiry.
+    fn cap_lifetime(&self, now: Instant, lifetime: Duration, rest_expiry: Option<u64>) -> Duration {
+        match rest_expiry {
+            Some(e) if self.config.strict_rest_expiry => {
+                lifetime.min(Duration::from_secs(e.saturating_sub(self.unix_now(now))))
+            }
+            _ => lifetime,
+        }
     }
 
     /// Next output for the driver, `None` when drained.
@@ -1059,6 +1093,22 @@ impl Relay {
             }));
             return self.error(tuple, m, 486, &[], Some(&auth));
         }
+        if self.draining {
+            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
+                username: auth.username.clone(),
+                quota: Quota::Draining,
+            }));
+            return match self.config.alternate_server {
+                Some(alt) => self.error(
+                    tuple,
+                    m,
+                    300,
+                    &[Attribute::AlternateServer(alt)],
+                    Some(&auth),
+                ),
+                None => self.error(tuple, m, 508, &[], Some(&auth)),
+            };
+        }
         let total = self.by_id.len() + self.pending.len();
         if self.config.total_quota.is_some_and(|q| total >= q as usize) {
             self.counters.total_quota_hits += 1;
@@ -1079,6 +1129,7 @@ impl Relay {
         }
         let requested = Duration::from_secs(u64::from(req.lifetime.unwrap_or(0)));
         let lifetime = requested.clamp(self.config.default_lifetime, self.config.max_lifetime);
+        let lifetime = self.cap_lifetime(now, lifetime, auth.rest_expiry);
         let id = AllocationId(self.next_id);
         self.next_id += 1;
         let mut binds = Vec::new();
@@ -1313,6 +1364,10 @@ impl Relay {
         req: &Req<'_>,
         auth: &Auth,
     ) {
+        let rest_expiry = self.slots[idx as usize]
+            .as_ref()
+            .and_then(|a| a.rest_expiry);
+        let max = self.cap_lifetime(now, self.config.max_lifetime, rest_expiry);
         let Some(a) = self.slots[idx as usize].as_mut() else {
             return;
         };
@@ -1340,7 +1395,7 @@ impl Relay {
         let requested = req.lifetime.map_or(self.config.default_lifetime, |s| {
             Duration::from_secs(u64::from(s))
         });
-        let lifetime = requested.min(self.config.max_lifetime);
+        let lifetime = requested.min(max);
         a.expires = now + lifetime;
         a.purge(now);
         let id = a.id;

@@ -1148,3 +1148,69 @@ fn failed_bind_of_reserved_port_returns_it_to_the_pool() {
         "port released after the failed bind"
     );
 }
+
+#[test]
+fn strict_rest_expiry_caps_lifetimes() {
+    let mut cfg = config();
+    cfg.rest_secrets = vec![b"s".to_vec()];
+    cfg.strict_rest_expiry = true;
+    let mut h = Harness::with_users(cfg, vienna_turn::StaticUsers::new());
+    let user = format!("{}:erin", UNIX0 + 120);
+    let mut c = Client::new("192.0.2.60:1", &user, &rest_password(b"s", &user));
+    let r = h.allocate(&mut c, &[]);
+    assert_eq!(r.lifetime(), Some(120));
+    h.advance(secs(60));
+    assert_eq!(h.refresh(&mut c, Some(3600)).lifetime(), Some(60));
+    h.advance(secs(61));
+    assert_eq!(
+        h.relay.allocation_count(),
+        0,
+        "allocation ended with its credential"
+    );
+}
+
+#[test]
+fn draining_refuses_new_allocations_only() {
+    let mut cfg = config();
+    let alt: SocketAddr = "198.51.100.2:3478".parse().unwrap();
+    cfg.alternate_server = Some(alt);
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    h.relay.set_draining(true);
+    let mut b = Client::new("192.0.2.20:5000", "bob", "bob-pw");
+    let r = h.allocate(&mut b, &[]);
+    assert_eq!(r.code(), Some(300));
+    assert_eq!(r.alternate(), Some(alt));
+    assert!(
+        h.refresh(&mut c, None).is_success(),
+        "existing allocations keep working"
+    );
+    assert!(h.has_event(|e| matches!(
+        e,
+        Event::QuotaExceeded {
+            quota: Quota::Draining,
+            ..
+        }
+    )));
+    h.relay.set_draining(false);
+    assert!(h.allocate(&mut b, &[]).is_success());
+}
+
+#[test]
+fn allocations_snapshot() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    let relayed = allocated(&mut h, &mut c);
+    h.channel_bind(&mut c, 0x4000, PEER);
+    h.create_permission(&mut c, PEER2);
+    let all: Vec<_> = h.relay.allocations().collect();
+    assert_eq!(all.len(), 1);
+    let a = &all[0];
+    assert_eq!(
+        (a.username, a.tuple, a.relayed_v4, a.relayed_v6),
+        ("alice", c.tuple, Some(relayed), None)
+    );
+    assert_eq!((a.permissions, a.channels), (2, 1));
+    assert_eq!(a.expires, h.now + secs(600));
+}
