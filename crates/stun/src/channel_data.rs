@@ -3,7 +3,7 @@
 //!
 //! Channel numbers are 0x4000..=0x4FFF (RFC 8656; RFC 5766 allowed up to 0x7FFF, which
 //! RFC 8656 reserves). On UDP trailing padding is accepted; on TCP/TLS the frame is padded to
-//! a multiple of 4 ([`write`] with `pad = true`).
+//! a multiple of 4 ([`write()`] with `pad = true`).
 
 use crate::Error;
 
@@ -51,7 +51,7 @@ impl<'a> ChannelData<'a> {
         encoded_len(self.data.len(), pad)
     }
 
-    /// Write into `out`; see [`write`].
+    /// Write into `out`; see [`write()`].
     pub fn write(&self, out: &mut [u8], pad: bool) -> Result<usize, Error> {
         write(self.channel, self.data, out, pad)
     }

@@ -53,6 +53,9 @@ pub struct Config {
     pub peer_policy: PeerPolicy,
     /// TURN REST API shared secrets; the first is current, the others still accepted (rotation).
     pub rest_secrets: Vec<Vec<u8>>,
+    /// End allocations when their TURN REST credential expires (lifetimes granted by Allocate
+    /// and Refresh are capped at the expiry), like eturnal's `strict_expiry`. Default false.
+    pub strict_rest_expiry: bool,
 }
 
 impl Config {
@@ -81,6 +84,7 @@ impl Config {
             alternate_server: None,
             peer_policy: PeerPolicy::default(),
             rest_secrets: Vec::new(),
+            strict_rest_expiry: false,
         }
     }
 

@@ -24,6 +24,32 @@
 //! }
 //! ```
 //!
+//! # Example
+//! ```
+//! use std::time::Instant;
+//! use vienna_stun::{Class, Message, MessageBuilder, Method, TransactionId};
+//! use vienna_turn::{ClientDatagram, Config, Output, Relay, SplitMix64, StaticUsers, Transmit, Transport};
+//!
+//! let now = Instant::now();
+//! let config = Config::new("example.org", "198.51.100.1".parse().unwrap());
+//! let users = StaticUsers::new().with_password("alice", "example.org", "secret");
+//! let mut relay = Relay::new(config, users, SplitMix64(7), now, 1_800_000_000).unwrap();
+//!
+//! let request = MessageBuilder::new(Class::Request, Method::BINDING, TransactionId([1; 12])).finish();
+//! relay.handle_client_datagram(now, ClientDatagram {
+//!     transport: Transport::Udp,
+//!     client: "192.0.2.1:5000".parse().unwrap(),
+//!     server: "198.51.100.1:3478".parse().unwrap(),
+//!     bytes: &request,
+//! });
+//! match relay.poll_output() {
+//!     Some(Output::Transmit(Transmit::Client { bytes, .. })) => {
+//!         assert_eq!(Message::decode(&bytes).unwrap().class(), Class::Success);
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! ```
+//!
 //! # Relayed sockets: two-phase allocation
 //! The core cannot bind sockets, so an Allocate that passes authentication and policy takes a
 //! port from [`Config::min_port`]..=[`Config::max_port`] (even with EVEN-PORT, with port+1
@@ -40,6 +66,16 @@
 //! Neither allocates nor parses STUN; each costs one hash lookup for the allocation plus one for
 //! the channel/permission.
 //!
+//! # Several workers
+//! Run one `Relay` per worker thread (a 5-tuple and its relayed sockets stay on one worker, so
+//! the packet path takes no lock). Give each worker a disjoint port range and the same
+//! [`Config::nonce_secret`], so a nonce issued by one worker is accepted by another.
+//!
+//! # Stream transports
+//! For TCP/TLS clients the driver cuts the byte stream into frames with
+//! [`vienna_stun::frame_len`] and feeds each frame as one [`ClientDatagram`]; it calls
+//! [`Relay::client_disconnected`] when the connection closes.
+//!
 //! # Implemented
 //! RFC 8656 §5-§12 for UDP relaying: Allocate (REQUESTED-TRANSPORT, DONT-FRAGMENT, EVEN-PORT,
 //! RESERVATION-TOKEN, REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY with ADDRESS-ERROR-CODE,
@@ -51,13 +87,15 @@
 //! # Left out (for now)
 //! RFC 6062 TCP relaying (CONNECT/ConnectionBind), MS-TURN, RFC 7635 OAuth, the RFC 8489
 //! PASSWORD-ALGORITHMS negotiation and USERHASH lookup, SASLprep, sending ICMP attributes to
-//! clients, the 5-minute channel-number quarantine after a binding expires (RFC 8656 §12), Refresh
-//! of one family of a dual allocation, and "credential expiry ends live sessions" (only Refresh
-//! and new requests check REST expiry).
+//! clients, Refresh of one family of a dual allocation (a Refresh covers both), and cutting a live
+//! allocation short when a long-term (store) credential is revoked: the allocation keeps the key
+//! it was created with. REST credential expiry is checked on every request and, with
+//! [`Config::strict_rest_expiry`], also caps allocation lifetimes.
 
 mod config;
 pub mod counters;
 pub mod credentials;
+mod hash;
 pub mod nonce;
 pub mod policy;
 pub mod ports;
@@ -189,6 +227,31 @@ pub enum Quota {
     Total,
     /// Relay ports exhausted (508).
     Ports,
+    /// The relay is draining (300 / 508), see [`Relay::set_draining`].
+    Draining,
+}
+
+/// A live allocation as shown by [`Relay::allocations`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocationInfo<'a> {
+    /// Id.
+    pub id: AllocationId,
+    /// Client 5-tuple.
+    pub tuple: FiveTuple,
+    /// Authenticated username.
+    pub username: &'a str,
+    /// IPv4 relayed address.
+    pub relayed_v4: Option<SocketAddr>,
+    /// IPv6 relayed address.
+    pub relayed_v6: Option<SocketAddr>,
+    /// When it expires unless refreshed.
+    pub expires: std::time::Instant,
+    /// Installed permissions (including any not yet purged after expiry).
+    pub permissions: usize,
+    /// Channel bindings (including any not yet purged after expiry).
+    pub channels: usize,
+    /// TURN REST credential expiry (Unix seconds), if authenticated that way.
+    pub rest_expiry: Option<u64>,
 }
 
 /// Why a request failed authentication.

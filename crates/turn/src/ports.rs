@@ -59,7 +59,7 @@ impl PortPool {
         let start = seed % size;
         for i in 0..size {
             let p = (u32::from(self.min) + (start + i) % size) as u16;
-            if (even || pair) && p % 2 != 0 {
+            if (even || pair) && !p.is_multiple_of(2) {
                 continue;
             }
             if self.is_used(p) {

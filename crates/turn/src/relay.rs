@@ -15,12 +15,17 @@ use vienna_stun::{
 
 use crate::counters::reason_phrase;
 use crate::credentials::{self, CredentialStore};
+use crate::hash::SeededState;
 use crate::nonce::{self, NonceCheck};
 use crate::ports::PortPool;
 use crate::{
-    AllocationId, AuthFailure, BindFailure, BindRequest, ClientDatagram, ClientTransmit, Config,
-    Counters, DropReason, Entropy, Error, Event, FiveTuple, Output, PeerTransmit, Quota, Transmit,
+    AllocationId, AllocationInfo, AuthFailure, BindFailure, BindRequest, ClientDatagram,
+    ClientTransmit, Config, Counters, DropReason, Entropy, Error, Event, FiveTuple, Output,
+    PeerTransmit, Quota, Transmit,
 };
+
+/// Hash map keyed with the relay's seeded hasher.
+type Map<K, V> = HashMap<K, V, SeededState>;
 
 /// UDP's protocol number in REQUESTED-TRANSPORT.
 const UDP: u8 = 17;
@@ -90,14 +95,17 @@ struct Allocation {
     relayed_v4: Option<SocketAddr>,
     relayed_v6: Option<SocketAddr>,
     expires: Instant,
-    permissions: HashMap<IpAddr, Instant>,
-    channels: HashMap<u16, Channel>,
-    peer_channels: HashMap<SocketAddr, u16>,
+    permissions: Map<IpAddr, Instant>,
+    channels: Map<u16, Channel>,
+    peer_channels: Map<SocketAddr, u16>,
     bucket: Option<TokenBucket>,
     alloc_txid: TransactionId,
     alloc_response: Vec<u8>,
     last_txid: Option<TransactionId>,
     last_response: Vec<u8>,
+    /// Earliest allocation timer in the heap (at most one live entry per allocation plus a few
+    /// stale ones: a Refresh only pushes when it brings the expiry forward).
+    scheduled: Instant,
 }
 
 impl Allocation {
@@ -217,20 +225,21 @@ fn parse_req<'a>(m: &Message<'a>) -> Option<Req<'a>> {
 /// The TURN relay core. See the crate documentation for the driver protocol.
 pub struct Relay {
     config: Config,
-    credentials: Box<dyn CredentialStore>,
-    entropy: Box<dyn Entropy>,
+    hasher: SeededState,
+    credentials: Box<dyn CredentialStore + Send>,
+    entropy: Box<dyn Entropy + Send>,
     nonce_secret: [u8; 32],
     instant_anchor: Instant,
     unix_anchor: u64,
     slots: Vec<Option<Allocation>>,
     free: Vec<u32>,
-    by_tuple: HashMap<FiveTuple, u32>,
-    by_relayed: HashMap<SocketAddr, u32>,
-    by_id: HashMap<AllocationId, u32>,
-    pending: HashMap<AllocationId, Pending>,
-    pending_by_tuple: HashMap<FiveTuple, AllocationId>,
-    reservations: HashMap<[u8; 8], Reservation>,
-    user_allocs: HashMap<String, u32>,
+    by_tuple: Map<FiveTuple, u32>,
+    by_relayed: Map<SocketAddr, u32>,
+    by_id: Map<AllocationId, u32>,
+    pending: Map<AllocationId, Pending>,
+    pending_by_tuple: Map<FiveTuple, AllocationId>,
+    reservations: Map<[u8; 8], Reservation>,
+    user_allocs: Map<String, u32>,
     ports_v4: PortPool,
     ports_v6: PortPool,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
@@ -238,6 +247,7 @@ pub struct Relay {
     counters: Counters,
     next_id: u64,
     indication_txid: u128,
+    draining: bool,
 }
 
 impl std::fmt::Debug for Relay {
@@ -256,8 +266,8 @@ impl Relay {
     /// expiry (see [`Relay::set_unix_time`]).
     pub fn new(
         config: Config,
-        credentials: impl CredentialStore + 'static,
-        mut entropy: impl Entropy + 'static,
+        credentials: impl CredentialStore + Send + 'static,
+        mut entropy: impl Entropy + Send + 'static,
         now: Instant,
         unix_secs: u64,
     ) -> Result<Relay, Error> {
@@ -269,7 +279,11 @@ impl Relay {
         });
         let mut t = [0u8; 16];
         entropy.fill(&mut t);
+        let mut seed = [0u8; 8];
+        entropy.fill(&mut seed);
+        let hasher = SeededState::new(u64::from_le_bytes(seed));
         Ok(Relay {
+            hasher,
             ports_v4: PortPool::new(config.min_port, config.max_port),
             ports_v6: PortPool::new(config.min_port, config.max_port),
             config,
@@ -280,17 +294,18 @@ impl Relay {
             unix_anchor: unix_secs,
             slots: Vec::new(),
             free: Vec::new(),
-            by_tuple: HashMap::new(),
-            by_relayed: HashMap::new(),
-            by_id: HashMap::new(),
-            pending: HashMap::new(),
-            pending_by_tuple: HashMap::new(),
-            reservations: HashMap::new(),
-            user_allocs: HashMap::new(),
+            by_tuple: Map::with_hasher(hasher),
+            by_relayed: Map::with_hasher(hasher),
+            by_id: Map::with_hasher(hasher),
+            pending: Map::with_hasher(hasher),
+            pending_by_tuple: Map::with_hasher(hasher),
+            reservations: Map::with_hasher(hasher),
+            user_allocs: Map::with_hasher(hasher),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
             next_id: 1,
+            draining: false,
             indication_txid: u128::from_le_bytes(t),
         })
     }
@@ -319,6 +334,37 @@ impl Relay {
     /// Number of live allocations (not counting those waiting for their relayed socket).
     pub fn allocation_count(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Drain mode: refuse new allocations (300 Try Alternate with [`Config::alternate_server`],
+    /// else 508) while existing ones keep working, e.g. before a graceful shutdown.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Snapshot of the live allocations (for an admin interface).
+    pub fn allocations(&self) -> impl Iterator<Item = AllocationInfo<'_>> {
+        self.slots.iter().flatten().map(|a| AllocationInfo {
+            id: a.id,
+            tuple: a.tuple,
+            username: &a.username,
+            relayed_v4: a.relayed_v4,
+            relayed_v6: a.relayed_v6,
+            expires: a.expires,
+            permissions: a.permissions.len(),
+            channels: a.channels.len(),
+            rest_expiry: a.rest_expiry,
+        })
+    }
+
+    /// With [`Config::strict_rest_expiry`], no lifetime runs past the REST credential's expiry.
+    fn cap_lifetime(&self, now: Instant, lifetime: Duration, rest_expiry: Option<u64>) -> Duration {
+        match rest_expiry {
+            Some(e) if self.config.strict_rest_expiry => {
+                lifetime.min(Duration::from_secs(e.saturating_sub(self.unix_now(now))))
+            }
+            _ => lifetime,
+        }
     }
 
     /// Next output for the driver, `None` when drained.
@@ -569,9 +615,7 @@ impl Relay {
             }
             Err(_) => {
                 let b = p.binds[i].clone();
-                if !p.from_reservation {
-                    self.release_port(b.addr, b.pair);
-                }
+                self.release_port(b.addr, b.pair);
                 p.binds[i].state = BindState::Failed;
                 p.binds[i].pair = false;
             }
@@ -580,6 +624,25 @@ impl Relay {
             self.pending.insert(allocation, p);
         } else {
             self.finish_allocation(now, p);
+        }
+    }
+
+    /// A TCP/TLS client connection closed: its allocation (or pending Allocate) goes away
+    /// (RFC 8656 §3.1: the allocation's lifetime is tied to the connection).
+    pub fn client_disconnected(&mut self, tuple: &FiveTuple) {
+        if let Some(&idx) = self.by_tuple.get(tuple) {
+            self.remove_allocation(idx, true);
+        }
+        if let Some(id) = self.pending_by_tuple.remove(tuple)
+            && let Some(p) = self.pending.remove(&id)
+        {
+            for b in &p.binds {
+                if b.state != BindState::Failed {
+                    self.outputs.push_back(Output::ReleaseRelay(b.addr));
+                    self.release_port(b.addr, b.pair);
+                }
+            }
+            self.user_dec(&p.auth.username);
         }
     }
 
@@ -601,10 +664,16 @@ impl Relay {
                     let Some(a) = self.slots[idx as usize].as_mut() else {
                         continue;
                     };
+                    if a.scheduled != t {
+                        continue; // stale entry
+                    }
                     if a.expires <= now {
                         self.remove_allocation(idx, false);
                     } else {
                         a.purge(now);
+                        a.scheduled = a.expires;
+                        self.timers
+                            .push(Reverse((a.expires, TimerKey::Allocation(id))));
                     }
                 }
                 TimerKey::Pending(id) => {
@@ -614,10 +683,8 @@ impl Relay {
                         for b in &mut p.binds {
                             if b.state == BindState::Waiting {
                                 self.outputs.push_back(Output::ReleaseRelay(b.addr));
-                                if !p.from_reservation {
-                                    let (addr, pair) = (b.addr, b.pair);
-                                    self.release_port(addr, pair);
-                                }
+                                let (addr, pair) = (b.addr, b.pair);
+                                self.release_port(addr, pair);
                                 b.state = BindState::Failed;
                                 b.pair = false;
                             }
@@ -1026,6 +1093,22 @@ impl Relay {
             }));
             return self.error(tuple, m, 486, &[], Some(&auth));
         }
+        if self.draining {
+            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
+                username: auth.username.clone(),
+                quota: Quota::Draining,
+            }));
+            return match self.config.alternate_server {
+                Some(alt) => self.error(
+                    tuple,
+                    m,
+                    300,
+                    &[Attribute::AlternateServer(alt)],
+                    Some(&auth),
+                ),
+                None => self.error(tuple, m, 508, &[], Some(&auth)),
+            };
+        }
         let total = self.by_id.len() + self.pending.len();
         if self.config.total_quota.is_some_and(|q| total >= q as usize) {
             self.counters.total_quota_hits += 1;
@@ -1046,6 +1129,7 @@ impl Relay {
         }
         let requested = Duration::from_secs(u64::from(req.lifetime.unwrap_or(0)));
         let lifetime = requested.clamp(self.config.default_lifetime, self.config.max_lifetime);
+        let lifetime = self.cap_lifetime(now, lifetime, auth.rest_expiry);
         let id = AllocationId(self.next_id);
         self.next_id += 1;
         let mut binds = Vec::new();
@@ -1194,9 +1278,9 @@ impl Relay {
             relayed_v4,
             relayed_v6,
             expires: now + p.lifetime,
-            permissions: HashMap::new(),
-            channels: HashMap::new(),
-            peer_channels: HashMap::new(),
+            permissions: Map::with_hasher(self.hasher),
+            channels: Map::with_hasher(self.hasher),
+            peer_channels: Map::with_hasher(self.hasher),
             bucket: self
                 .config
                 .bandwidth_limit
@@ -1205,6 +1289,7 @@ impl Relay {
             alloc_response: response,
             last_txid: None,
             last_response: Vec::new(),
+            scheduled: now + p.lifetime,
         };
         let relayed: Vec<SocketAddr> = alloc.relayed().collect();
         let idx = match self.free.pop() {
@@ -1279,6 +1364,10 @@ impl Relay {
         req: &Req<'_>,
         auth: &Auth,
     ) {
+        let rest_expiry = self.slots[idx as usize]
+            .as_ref()
+            .and_then(|a| a.rest_expiry);
+        let max = self.cap_lifetime(now, self.config.max_lifetime, rest_expiry);
         let Some(a) = self.slots[idx as usize].as_mut() else {
             return;
         };
@@ -1306,12 +1395,15 @@ impl Relay {
         let requested = req.lifetime.map_or(self.config.default_lifetime, |s| {
             Duration::from_secs(u64::from(s))
         });
-        let lifetime = requested.min(self.config.max_lifetime);
+        let lifetime = requested.min(max);
         a.expires = now + lifetime;
         a.purge(now);
         let id = a.id;
-        self.timers
-            .push(Reverse((now + lifetime, TimerKey::Allocation(id))));
+        if a.expires < a.scheduled {
+            a.scheduled = a.expires;
+            self.timers
+                .push(Reverse((a.expires, TimerKey::Allocation(id))));
+        }
         self.outputs
             .push_back(Output::Event(Event::AllocationRefreshed { id, lifetime }));
         self.respond(
@@ -1345,7 +1437,6 @@ impl Relay {
             return false;
         }
         if peers.iter().any(|p| !self.peer_allowed(p.ip())) {
-            self.counters.drop(DropReason::PeerDenied);
             self.error(tuple, m, 403, &[], Some(auth));
             return false;
         }

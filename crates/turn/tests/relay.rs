@@ -132,6 +132,38 @@ fn allocation_expires_after_lifetime() {
 }
 
 #[test]
+fn tcp_disconnect_deletes_allocation() {
+    let mut h = Harness::new(config());
+    let mut c = Client::with_transport("192.0.2.10:5000", "alice", "alice-pw", Transport::Tls);
+    let relayed = allocated(&mut h, &mut c);
+    h.relay.client_disconnected(&c.tuple);
+    h.drain();
+    assert_eq!(h.relay.allocation_count(), 0);
+    assert!(h.released.contains(&relayed));
+    assert_eq!(h.relay.counters().allocations_active, 0);
+}
+
+#[test]
+fn refresh_spam_does_not_grow_timers() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    let first = h.relay.poll_timeout();
+    for _ in 0..100 {
+        assert!(h.refresh(&mut c, Some(3600)).is_success());
+    }
+    assert_eq!(
+        h.relay.poll_timeout(),
+        first,
+        "longer lifetimes reuse the scheduled timer"
+    );
+    // Shortening schedules an earlier timer which expires the allocation on time.
+    assert_eq!(h.refresh(&mut c, Some(30)).lifetime(), Some(30));
+    h.advance(secs(31));
+    assert_eq!(h.relay.allocation_count(), 0);
+}
+
+#[test]
 fn refresh_extends_expiry() {
     let mut h = Harness::new(config());
     let mut c = alice();
@@ -150,7 +182,7 @@ fn permission_and_data_indication_then_expiry_at_300s() {
     let mut c = alice();
     let relayed = allocated(&mut h, &mut c);
     // No permission yet: dropped.
-    assert!(h.from_peer(relayed, PEER, b"early").is_none());
+    assert!(h.peer_sends(relayed, PEER, b"early").is_none());
     assert_eq!(h.relay.counters().drops(DropReason::NoPermission), 1);
     assert!(h.create_permission(&mut c, PEER).is_success());
     // Send indication goes out, peer's answer comes back as a Data indication.
@@ -159,7 +191,7 @@ fn permission_and_data_indication_then_expiry_at_300s() {
         (from, to.to_string().as_str(), &data[..]),
         (relayed, PEER, &b"hello"[..])
     );
-    let (tuple, bytes) = h.from_peer(relayed, PEER, b"world").unwrap();
+    let (tuple, bytes) = h.peer_sends(relayed, PEER, b"world").unwrap();
     assert_eq!(tuple, c.tuple);
     let m = Message::decode(&bytes).unwrap();
     assert_eq!((m.method(), m.class()), (Method::DATA, Class::Indication));
@@ -172,13 +204,13 @@ fn permission_and_data_indication_then_expiry_at_300s() {
         ]
     );
     // Permission covers the IP, any port.
-    assert!(h.from_peer(relayed, "203.0.113.5:1", b"x").is_some());
+    assert!(h.peer_sends(relayed, "203.0.113.5:1", b"x").is_some());
     // Another IP: no.
-    assert!(h.from_peer(relayed, PEER2, b"x").is_none());
+    assert!(h.peer_sends(relayed, PEER2, b"x").is_none());
     h.advance(secs(299));
-    assert!(h.from_peer(relayed, PEER, b"still").is_some());
+    assert!(h.peer_sends(relayed, PEER, b"still").is_some());
     h.advance(secs(2));
-    assert!(h.from_peer(relayed, PEER, b"late").is_none());
+    assert!(h.peer_sends(relayed, PEER, b"late").is_none());
     assert!(h.send_indication(&mut c, PEER, b"late").is_none());
     assert_eq!(h.relay.counters().drops(DropReason::NoPermission), 4);
     assert_eq!(h.relay.counters().client_to_peer_packets, 1);
@@ -195,7 +227,7 @@ fn channel_bind_forwarding_both_ways() {
         (from, to, &data[..]),
         (relayed, PEER.parse().unwrap(), &b"to-peer"[..])
     );
-    let (tuple, bytes) = h.from_peer(relayed, PEER, b"to-client").unwrap();
+    let (tuple, bytes) = h.peer_sends(relayed, PEER, b"to-client").unwrap();
     assert_eq!(tuple, c.tuple);
     assert_eq!(
         ChannelData::parse(&bytes).unwrap(),
@@ -269,7 +301,7 @@ fn tcp_channel_data_is_padded() {
     let mut c = Client::with_transport("192.0.2.10:5000", "alice", "alice-pw", Transport::Tcp);
     let relayed = allocated(&mut h, &mut c);
     assert!(h.channel_bind(&mut c, 0x4001, PEER).is_success());
-    let (_, bytes) = h.from_peer(relayed, PEER, b"abcde").unwrap();
+    let (_, bytes) = h.peer_sends(relayed, PEER, b"abcde").unwrap();
     assert_eq!(bytes.len(), 12);
     assert_eq!(vienna_stun::frame_len(&bytes), Ok(Some(12)));
     // Padded ChannelData from a TCP client is accepted too.
@@ -325,7 +357,7 @@ fn channel_binding_expires_at_600s() {
     assert!(h.channel_data(&c, 0x4000, b"x").is_none());
     assert_eq!(h.relay.counters().drops(DropReason::NoChannel), 1);
     // Peer traffic falls back to Data indications.
-    let (_, bytes) = h.from_peer(relayed, PEER, b"y").unwrap();
+    let (_, bytes) = h.peer_sends(relayed, PEER, b"y").unwrap();
     assert_eq!(Message::decode(&bytes).unwrap().method(), Method::DATA);
     // The channel can be bound to another peer now.
     assert!(h.channel_bind(&mut c, 0x4000, PEER2).is_success());
@@ -563,7 +595,7 @@ fn denied_peers_get_403_allowed_ones_succeed() {
             .is_success()
     );
     assert!(h.send_indication(&mut c, "10.1.2.3:9", b"x").is_none());
-    assert_eq!(h.relay.counters().drops(DropReason::PeerDenied), 10);
+    assert_eq!(h.relay.counters().drops(DropReason::PeerDenied), 1);
 
     let mut cfg = config();
     cfg.peer_policy.allow = vec![
@@ -874,7 +906,7 @@ proptest! {
             cd.extend_from_slice(b);
             h.feed(&c.tuple, &cd);
         }
-        h.from_peer(relayed, PEER, &peer_bytes);
+        h.peer_sends(relayed, PEER, &peer_bytes);
         let mut out = [0u8; 16];
         let _ = h.relay.relay_peer_datagram(h.now, relayed, PEER.parse().unwrap(), &peer_bytes, &mut out);
         h.advance(secs(700));
@@ -897,4 +929,288 @@ proptest! {
         h.feed(&c.tuple, &bytes);
         h.feed(&c.tuple, &bytes[..truncate % n]);
     }
+}
+
+#[test]
+fn relay_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<vienna_turn::Relay>();
+}
+
+#[test]
+fn sha256_integrity_is_answered_in_kind() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    c.sha256 = true;
+    let r = h.allocate(&mut c, &[]);
+    assert!(r.is_success());
+    assert_eq!(
+        r.msg().integrity_kind(),
+        Some(vienna_stun::message::IntegrityKind::Sha256)
+    );
+    assert!(r.integrity_ok(&c.key));
+}
+
+#[test]
+fn nonce_is_bound_to_client_ip() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    let mut other = Client::new("192.0.2.77:5000", "alice", "alice-pw");
+    other.nonce = c.nonce.clone();
+    assert_eq!(h.allocate(&mut other, &[]).code(), Some(438));
+}
+
+#[test]
+fn binding_with_unknown_required_attribute_gets_420() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    let r = h.call(
+        &mut c,
+        Method::BINDING,
+        &[Attribute::Unknown {
+            typ: 0x0033,
+            value: b"",
+        }],
+    );
+    assert_eq!(r.code(), Some(420));
+    assert_eq!(r.unknown_attributes(), vec![0x0033]);
+}
+
+#[test]
+fn dual_stack_allocation_relays_both_families() {
+    let mut cfg = config();
+    cfg.relay_ipv6 = Some("2001:db8::1".parse().unwrap());
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let r = h.allocate(
+        &mut c,
+        &[Attribute::AdditionalAddressFamily(AddressFamily::V6)],
+    );
+    let relayed = r.relayed();
+    assert!(relayed[0].is_ipv4() && relayed[1].is_ipv6());
+    assert_eq!(h.binds.len(), 2);
+    let v6peer = "[2001:db8:5::9]:7000";
+    assert!(h.channel_bind(&mut c, 0x4000, PEER).is_success());
+    assert!(h.channel_bind(&mut c, 0x4001, v6peer).is_success());
+    assert_eq!(h.channel_data(&c, 0x4001, b"six").unwrap().0, relayed[1]);
+    assert_eq!(h.channel_data(&c, 0x4000, b"four").unwrap().0, relayed[0]);
+    let (_, bytes) = h.peer_sends(relayed[1], v6peer, b"back6").unwrap();
+    assert_eq!(ChannelData::parse(&bytes).unwrap().channel, 0x4001);
+    // Deleting releases both relayed sockets.
+    assert!(h.refresh(&mut c, Some(0)).is_success());
+    assert!(h.released.contains(&relayed[0]) && h.released.contains(&relayed[1]));
+}
+
+#[test]
+fn send_indication_edge_cases() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    // No allocation yet.
+    assert!(h.send_indication(&mut c, PEER, b"x").is_none());
+    assert_eq!(h.relay.counters().drops(DropReason::NoAllocation), 1);
+    allocated(&mut h, &mut c);
+    // IPv6 peer on an IPv4-only allocation: no permission possible, dropped.
+    assert!(h.send_indication(&mut c, "[2001:db8::9]:1", b"x").is_none());
+    assert_eq!(h.relay.counters().drops(DropReason::NoPermission), 1);
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Dropped {
+            reason: DropReason::NoPermission,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn stale_nonce_on_allocate_then_success() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    let r = h.call(
+        &mut c,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    c.nonce = r.nonce();
+    h.advance(secs(600));
+    let r = h.call(
+        &mut c,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    assert_eq!(r.code(), Some(438));
+    assert_eq!(r.realm().as_deref(), Some(REALM));
+    c.nonce = r.nonce();
+    let r = h.call(
+        &mut c,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    assert!(r.is_success());
+    assert_eq!(h.relay.counters().errors(438), 1);
+    assert_eq!(
+        h.relay.counters().auth_failures,
+        0,
+        "stale nonce is not an auth failure"
+    );
+}
+
+#[test]
+fn refresh_emits_event_and_missing_credentials_are_400() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    h.refresh(&mut c, Some(900));
+    assert!(h.has_event(
+        |e| matches!(e, Event::AllocationRefreshed { lifetime, .. } if *lifetime == secs(900))
+    ));
+    // MESSAGE-INTEGRITY without USERNAME/REALM/NONCE: 400.
+    let mut b = vienna_stun::MessageBuilder::new(Class::Request, Method::REFRESH, c.txid());
+    b.add_message_integrity(&c.key);
+    b.add_fingerprint();
+    let r = h.feed(&c.tuple, &b.finish());
+    assert_eq!(r[0].code(), Some(400));
+}
+
+#[test]
+fn hot_path_respects_bandwidth_and_expiry_without_timers() {
+    let mut cfg = config();
+    cfg.bandwidth_limit = Some(1000);
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let relayed = allocated(&mut h, &mut c);
+    assert!(h.channel_bind(&mut c, 0x4000, PEER).is_success());
+    let mut out = [0u8; 2048];
+    let peer: SocketAddr = PEER.parse().unwrap();
+    // Burst is max(rate, 1500) bytes.
+    assert!(
+        h.relay
+            .relay_peer_datagram(h.now, relayed, peer, &[0; 1400], &mut out)
+            .is_ok()
+    );
+    assert_eq!(
+        h.relay
+            .relay_peer_datagram(h.now, relayed, peer, &[0; 200], &mut out),
+        Err(DropReason::BandwidthExceeded)
+    );
+    // Past expiry the hot path drops even if handle_timeout has not run yet.
+    let later = h.now + secs(601);
+    assert_eq!(
+        h.relay
+            .relay_peer_datagram(later, relayed, peer, &[0; 10], &mut out),
+        Err(DropReason::NoAllocation)
+    );
+}
+
+#[test]
+fn failed_bind_of_reserved_port_returns_it_to_the_pool() {
+    let mut cfg = config();
+    cfg.min_port = 50000;
+    cfg.max_port = 50001;
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let token = h
+        .allocate(&mut c, &[Attribute::EvenPort(true)])
+        .token()
+        .unwrap();
+    h.auto_bind = false;
+    let mut b = Client::new("192.0.2.20:5000", "bob", "bob-pw");
+    let r = h.call(
+        &mut b,
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(17)],
+    );
+    b.nonce = r.nonce();
+    let txid = b.txid();
+    let req = b.request(
+        Method::ALLOCATE,
+        &[
+            Attribute::RequestedTransport(17),
+            Attribute::ReservationToken(token),
+        ],
+        txid,
+    );
+    h.feed(&b.tuple, &req);
+    let bind = *h.binds.last().unwrap();
+    assert_eq!(bind.addr.port(), 50001);
+    // A reserved port is not retried elsewhere: AddrInUse fails the Allocate.
+    h.bound(bind, Err(BindFailure::AddrInUse));
+    assert_eq!(
+        Resp(h.to_clients.last().unwrap().1.clone()).code(),
+        Some(508)
+    );
+    h.auto_bind = true;
+    let mut d = Client::new("192.0.2.30:5000", "bob", "bob-pw");
+    let r = h.allocate(&mut d, &[]);
+    assert_eq!(
+        r.relayed()[0].port(),
+        50001,
+        "port released after the failed bind"
+    );
+}
+
+#[test]
+fn strict_rest_expiry_caps_lifetimes() {
+    let mut cfg = config();
+    cfg.rest_secrets = vec![b"s".to_vec()];
+    cfg.strict_rest_expiry = true;
+    let mut h = Harness::with_users(cfg, vienna_turn::StaticUsers::new());
+    let user = format!("{}:erin", UNIX0 + 120);
+    let mut c = Client::new("192.0.2.60:1", &user, &rest_password(b"s", &user));
+    let r = h.allocate(&mut c, &[]);
+    assert_eq!(r.lifetime(), Some(120));
+    h.advance(secs(60));
+    assert_eq!(h.refresh(&mut c, Some(3600)).lifetime(), Some(60));
+    h.advance(secs(61));
+    assert_eq!(
+        h.relay.allocation_count(),
+        0,
+        "allocation ended with its credential"
+    );
+}
+
+#[test]
+fn draining_refuses_new_allocations_only() {
+    let mut cfg = config();
+    let alt: SocketAddr = "198.51.100.2:3478".parse().unwrap();
+    cfg.alternate_server = Some(alt);
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    allocated(&mut h, &mut c);
+    h.relay.set_draining(true);
+    let mut b = Client::new("192.0.2.20:5000", "bob", "bob-pw");
+    let r = h.allocate(&mut b, &[]);
+    assert_eq!(r.code(), Some(300));
+    assert_eq!(r.alternate(), Some(alt));
+    assert!(
+        h.refresh(&mut c, None).is_success(),
+        "existing allocations keep working"
+    );
+    assert!(h.has_event(|e| matches!(
+        e,
+        Event::QuotaExceeded {
+            quota: Quota::Draining,
+            ..
+        }
+    )));
+    h.relay.set_draining(false);
+    assert!(h.allocate(&mut b, &[]).is_success());
+}
+
+#[test]
+fn allocations_snapshot() {
+    let mut h = Harness::new(config());
+    let mut c = alice();
+    let relayed = allocated(&mut h, &mut c);
+    h.channel_bind(&mut c, 0x4000, PEER);
+    h.create_permission(&mut c, PEER2);
+    let all: Vec<_> = h.relay.allocations().collect();
+    assert_eq!(all.len(), 1);
+    let a = &all[0];
+    assert_eq!(
+        (a.username, a.tuple, a.relayed_v4, a.relayed_v6),
+        ("alice", c.tuple, Some(relayed), None)
+    );
+    assert_eq!((a.permissions, a.channels), (2, 1));
+    assert_eq!(a.expires, h.now + secs(600));
 }

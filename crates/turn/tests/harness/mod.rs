@@ -161,6 +161,8 @@ pub struct Client {
     pub username: String,
     pub key: [u8; 16],
     pub nonce: Option<String>,
+    /// Protect requests with MESSAGE-INTEGRITY-SHA256 instead of MESSAGE-INTEGRITY.
+    pub sha256: bool,
     next_txid: u64,
 }
 
@@ -183,6 +185,7 @@ impl Client {
             username: username.into(),
             key: long_term_key(username, REALM, password),
             nonce: None,
+            sha256: false,
             next_txid: u64::from(client.len() as u32) << 40,
         }
     }
@@ -210,7 +213,11 @@ impl Client {
             b.add(&Attribute::Username(&self.username)).unwrap();
             b.add(&Attribute::Realm(REALM)).unwrap();
             b.add(&Attribute::Nonce(n)).unwrap();
-            b.add_message_integrity(&self.key);
+            if self.sha256 {
+                b.add_message_integrity_sha256(&self.key);
+            } else {
+                b.add_message_integrity(&self.key);
+            }
         }
         b.add_fingerprint();
         b.finish()
@@ -372,7 +379,7 @@ impl Harness {
     }
 
     /// A peer sends `payload` to `relayed`; returns what reached the client (if anything).
-    pub fn from_peer(
+    pub fn peer_sends(
         &mut self,
         relayed: SocketAddr,
         peer: &str,
