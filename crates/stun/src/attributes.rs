@@ -146,11 +146,7 @@ impl AddressFamily {
     }
     /// Family of an address.
     pub fn of(addr: &SocketAddr) -> AddressFamily {
-        if addr.is_ipv4() {
-            AddressFamily::V4
-        } else {
-            AddressFamily::V6
-        }
+        if addr.is_ipv4() { AddressFamily::V4 } else { AddressFamily::V6 }
     }
 }
 
@@ -298,10 +294,7 @@ fn error_code(typ: u16, v: &[u8]) -> Result<ErrorCode<'_>, Error> {
         return Err(bad(typ, "error code out of range"));
     }
     let reason = text(typ, &v[4..], 763)?;
-    Ok(ErrorCode {
-        code: class * 100 + number,
-        reason: Cow::Borrowed(reason),
-    })
+    Ok(ErrorCode { code: class * 100 + number, reason: Cow::Borrowed(reason) })
 }
 
 /// Decode a (non-XOR) address value.
@@ -311,10 +304,7 @@ pub fn decode_address(typ: u16, v: &[u8]) -> Result<SocketAddr, Error> {
     }
     let port = u16::from_be_bytes([v[2], v[3]]);
     match (v[1], v.len()) {
-        (1, 8) => Ok(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(v[4], v[5], v[6], v[7])),
-            port,
-        )),
+        (1, 8) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(v[4], v[5], v[6], v[7])), port)),
         (2, 20) => {
             let mut o = [0u8; 16];
             o.copy_from_slice(&v[4..20]);
@@ -338,12 +328,7 @@ pub fn xor_address(a: SocketAddr, txid: &TransactionId) -> SocketAddr {
     match a.ip() {
         IpAddr::V4(ip) => {
             let o = ip.octets();
-            let x = [
-                o[0] ^ cookie[0],
-                o[1] ^ cookie[1],
-                o[2] ^ cookie[2],
-                o[3] ^ cookie[3],
-            ];
+            let x = [o[0] ^ cookie[0], o[1] ^ cookie[1], o[2] ^ cookie[2], o[3] ^ cookie[3]];
             SocketAddr::new(IpAddr::V4(Ipv4Addr::from(x)), port)
         }
         IpAddr::V6(ip) => {
@@ -403,9 +388,7 @@ fn password_algorithm(typ: u16, v: &[u8]) -> Result<(PasswordAlgorithm<'_>, usiz
     }
     let algorithm = u16::from_be_bytes([v[0], v[1]]);
     let plen = usize::from(u16::from_be_bytes([v[2], v[3]]));
-    let params = v
-        .get(4..4 + plen)
-        .ok_or(bad(typ, "password algorithm params overflow"))?;
+    let params = v.get(4..4 + plen).ok_or(bad(typ, "password algorithm params overflow"))?;
     let used = (4 + plen + 3) & !3;
     Ok((PasswordAlgorithm { algorithm, params }, used.min(v.len())))
 }
@@ -465,9 +448,7 @@ impl<'a> Attribute<'a> {
                     return Err(bad(typ, "odd length"));
                 }
                 Attribute::UnknownAttributes(Cow::Owned(
-                    v.chunks_exact(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                        .collect(),
+                    v.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect(),
                 ))
             }
             CHANNEL_NUMBER => Attribute::ChannelNumber((u32_of(typ, v)? >> 16) as u16),
@@ -478,10 +459,7 @@ impl<'a> Attribute<'a> {
             ADDRESS_ERROR_CODE => {
                 let family = AddressFamily::from_byte(*v.first().ok_or(bad(typ, "empty"))?)
                     .ok_or(bad(typ, "bad address family"))?;
-                Attribute::AddressErrorCode {
-                    family,
-                    error: error_code(typ, v)?,
-                }
+                Attribute::AddressErrorCode { family, error: error_code(typ, v)? }
             }
             EVEN_PORT => match v {
                 [b] => Attribute::EvenPort(b & 0x80 != 0),
@@ -494,18 +472,12 @@ impl<'a> Attribute<'a> {
                 }
                 Attribute::DontFragment
             }
-            RESERVATION_TOKEN => {
-                Attribute::ReservationToken(v.try_into().map_err(|_| bad(typ, "expected 8 bytes"))?)
-            }
+            RESERVATION_TOKEN => Attribute::ReservationToken(v.try_into().map_err(|_| bad(typ, "expected 8 bytes"))?),
             ICMP => {
                 if v.len() != 8 {
                     return Err(bad(typ, "ICMP must be 8 bytes"));
                 }
-                Attribute::Icmp {
-                    icmp_type: v[2],
-                    icmp_code: v[3],
-                    data: u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
-                }
+                Attribute::Icmp { icmp_type: v[2], icmp_code: v[3], data: u32::from_be_bytes([v[4], v[5], v[6], v[7]]) }
             }
             PRIORITY => Attribute::Priority(u32_of(typ, v)?),
             USE_CANDIDATE => {
@@ -563,13 +535,12 @@ impl<'a> Attribute<'a> {
     pub fn encode_value(&self, txid: &TransactionId, out: &mut Vec<u8>) {
         match self {
             Attribute::MappedAddress(a) | Attribute::AlternateServer(a) => encode_address(*a, out),
-            Attribute::XorMappedAddress(a)
-            | Attribute::XorPeerAddress(a)
-            | Attribute::XorRelayedAddress(a) => encode_address(xor_address(*a, txid), out),
-            Attribute::Username(s)
-            | Attribute::Realm(s)
-            | Attribute::Nonce(s)
-            | Attribute::Software(s) => out.extend_from_slice(s.as_bytes()),
+            Attribute::XorMappedAddress(a) | Attribute::XorPeerAddress(a) | Attribute::XorRelayedAddress(a) => {
+                encode_address(xor_address(*a, txid), out)
+            }
+            Attribute::Username(s) | Attribute::Realm(s) | Attribute::Nonce(s) | Attribute::Software(s) => {
+                out.extend_from_slice(s.as_bytes())
+            }
             Attribute::UserHash(b)
             | Attribute::MessageIntegrity(b)
             | Attribute::MessageIntegritySha256(b)
@@ -578,9 +549,7 @@ impl<'a> Attribute<'a> {
                 out.extend_from_slice(&v.to_be_bytes())
             }
             Attribute::ErrorCode(e) => encode_error(e, 0, out),
-            Attribute::AddressErrorCode { family, error } => {
-                encode_error(error, family.to_byte(), out)
-            }
+            Attribute::AddressErrorCode { family, error } => encode_error(error, family.to_byte(), out),
             Attribute::PasswordAlgorithm(p) => encode_password_algorithm(p, out),
             Attribute::PasswordAlgorithms(list) => {
                 for p in list.iter() {
@@ -603,17 +572,11 @@ impl<'a> Attribute<'a> {
             Attribute::RequestedTransport(p) => out.extend_from_slice(&[*p, 0, 0, 0]),
             Attribute::DontFragment | Attribute::UseCandidate => {}
             Attribute::ReservationToken(t) => out.extend_from_slice(t),
-            Attribute::Icmp {
-                icmp_type,
-                icmp_code,
-                data,
-            } => {
+            Attribute::Icmp { icmp_type, icmp_code, data } => {
                 out.extend_from_slice(&[0, 0, *icmp_type, *icmp_code]);
                 out.extend_from_slice(&data.to_be_bytes());
             }
-            Attribute::IceControlled(v) | Attribute::IceControlling(v) => {
-                out.extend_from_slice(&v.to_be_bytes())
-            }
+            Attribute::IceControlled(v) | Attribute::IceControlling(v) => out.extend_from_slice(&v.to_be_bytes()),
             Attribute::Unknown { value, .. } => out.extend_from_slice(value),
         }
     }

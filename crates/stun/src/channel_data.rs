@@ -1,8 +1,10 @@
 //! ChannelData messages (RFC 8656 §12.4, §12.5): a 4-byte header (channel number, length)
 //! followed by the application data. Parsing and building never allocate.
 //!
-//! Channel numbers are 0x4000..=0x4FFF (RFC 8656; RFC 5766 allowed up to 0x7FFF, which
-//! RFC 8656 reserves). On UDP trailing padding is accepted; on TCP/TLS the frame is padded to
+//! Channel numbers are 0x4000..=0x7FFF: RFC 8656 narrowed the range to 0x4000..=0x4FFF, but
+//! RFC 5766 clients still pick numbers up to 0x7FFF (coturn's own `turnutils_uclient` does), and a
+//! TURN listener carries nothing else that starts with 0x50..=0x7F, so the relay accepts the
+//! RFC 5766 range. On UDP trailing padding is accepted; on TCP/TLS the frame is padded to
 //! a multiple of 4 ([`write()`] with `pad = true`).
 
 use crate::Error;
@@ -10,7 +12,7 @@ use crate::Error;
 /// Lowest valid channel number.
 pub const MIN_CHANNEL: u16 = 0x4000;
 /// Highest valid channel number.
-pub const MAX_CHANNEL: u16 = 0x4FFF;
+pub const MAX_CHANNEL: u16 = 0x7FFF;
 /// Length of the ChannelData header.
 pub const HEADER_LEN: usize = 4;
 
@@ -40,9 +42,7 @@ impl<'a> ChannelData<'a> {
             return Err(Error::BadChannelNumber);
         }
         let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
-        let data = bytes
-            .get(HEADER_LEN..HEADER_LEN + len)
-            .ok_or(Error::Truncated)?;
+        let data = bytes.get(HEADER_LEN..HEADER_LEN + len).ok_or(Error::Truncated)?;
         Ok(ChannelData { channel, data })
     }
 
@@ -98,43 +98,20 @@ mod tests {
         let mut buf = [0xffu8; 16];
         let n = write(0x4001, b"abcde", &mut buf, true).unwrap();
         assert_eq!(n, 12);
-        assert_eq!(
-            &buf[..12],
-            &[0x40, 0x01, 0, 5, b'a', b'b', b'c', b'd', b'e', 0, 0, 0]
-        );
+        assert_eq!(&buf[..12], &[0x40, 0x01, 0, 5, b'a', b'b', b'c', b'd', b'e', 0, 0, 0]);
         let cd = ChannelData::parse(&buf[..n]).unwrap();
-        assert_eq!(
-            cd,
-            ChannelData {
-                channel: 0x4001,
-                data: b"abcde"
-            }
-        );
+        assert_eq!(cd, ChannelData { channel: 0x4001, data: b"abcde" });
         assert_eq!(write(0x4001, b"abcde", &mut buf, false).unwrap(), 9);
     }
 
     #[test]
     fn errors() {
         assert_eq!(ChannelData::parse(&[0x40, 0]), Err(Error::Truncated));
-        assert_eq!(
-            ChannelData::parse(&[0x50, 0, 0, 0]),
-            Err(Error::BadChannelNumber)
-        );
-        assert_eq!(
-            ChannelData::parse(&[0x3f, 0xff, 0, 0]),
-            Err(Error::BadChannelNumber)
-        );
-        assert_eq!(
-            ChannelData::parse(&[0x40, 0, 0, 5, 1, 2]),
-            Err(Error::Truncated)
-        );
-        assert_eq!(
-            write(0x4000, b"abc", &mut [0u8; 6], false),
-            Err(Error::BufferTooSmall)
-        );
-        assert_eq!(
-            write(0x3000, b"abc", &mut [0u8; 16], false),
-            Err(Error::BadChannelNumber)
-        );
+        assert_eq!(ChannelData::parse(&[0x80, 0, 0, 0]), Err(Error::BadChannelNumber));
+        assert!(ChannelData::parse(&[0x7f, 0xff, 0, 0]).is_ok(), "RFC 5766 range");
+        assert_eq!(ChannelData::parse(&[0x3f, 0xff, 0, 0]), Err(Error::BadChannelNumber));
+        assert_eq!(ChannelData::parse(&[0x40, 0, 0, 5, 1, 2]), Err(Error::Truncated));
+        assert_eq!(write(0x4000, b"abc", &mut [0u8; 6], false), Err(Error::BufferTooSmall));
+        assert_eq!(write(0x3000, b"abc", &mut [0u8; 16], false), Err(Error::BadChannelNumber));
     }
 }

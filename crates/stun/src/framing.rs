@@ -1,8 +1,8 @@
 //! Demultiplexing and stream framing (RFC 8656 §12.5, RFC 7983 §7).
 //!
 //! [`classify`] looks at the first byte only (RFC 8656 §12.4): top two bits zero is STUN,
-//! 0x40..=0x4F is ChannelData (channels 0x4000..=0x4FFF), anything else (including the RFC 8656
-//! reserved 0x5000..=0x7FFF channel range and DTLS/RTP) is [`Kind::Other`]. [`frame_len`] tells
+//! 0x40..=0x7F is ChannelData (channels 0x4000..=0x7FFF, the RFC 5766 range; see
+//! [`channel_data`](crate::channel_data)), anything else (DTLS, RTP, garbage) is [`Kind::Other`]. [`frame_len`] tells
 //! how long the next frame on a TCP/TLS stream is: STUN frames are 20 + length bytes, ChannelData
 //! frames are padded to a multiple of 4 on streams.
 
@@ -26,7 +26,7 @@ pub enum Kind {
 pub fn classify(bytes: &[u8]) -> Kind {
     match bytes.first() {
         Some(0..=0x3f) if bytes.len() >= HEADER_LEN => Kind::Stun,
-        Some(0x40..=0x4f) if bytes.len() >= channel_data::HEADER_LEN => Kind::ChannelData,
+        Some(0x40..=0x7f) if bytes.len() >= channel_data::HEADER_LEN => Kind::ChannelData,
         _ => Kind::Other,
     }
 }
@@ -48,7 +48,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Error> {
             }
             Ok(Some(HEADER_LEN + len))
         }
-        0x40..=0x4f => Ok(Some(channel_data::encoded_len(len, true))),
+        0x40..=0x7f => Ok(Some(channel_data::encoded_len(len, true))),
         _ => Err(Error::UnknownFrame),
     }
 }
@@ -62,7 +62,7 @@ mod tests {
         assert_eq!(classify(&[0u8; 20]), Kind::Stun);
         assert_eq!(classify(&[0u8; 19]), Kind::Other);
         assert_eq!(classify(&[0x40, 0, 0, 0]), Kind::ChannelData);
-        assert_eq!(classify(&[0x50, 0, 0, 0]), Kind::Other);
+        assert_eq!(classify(&[0x78, 0xe9, 0, 0]), Kind::ChannelData, "RFC 5766 range");
         assert_eq!(classify(&[0x80; 30]), Kind::Other);
         assert_eq!(classify(&[]), Kind::Other);
         assert_eq!(frame_len(&[0, 1, 0]), Ok(None));
@@ -71,6 +71,6 @@ mod tests {
         assert_eq!(frame_len(&[0x40, 0, 0, 5]), Ok(Some(12)));
         assert_eq!(frame_len(&[0x40, 0, 0, 4]), Ok(Some(8)));
         assert_eq!(frame_len(&[0x80, 3, 1, 0]), Err(Error::UnknownFrame));
-        assert_eq!(frame_len(&[0x50, 0, 0, 0]), Err(Error::UnknownFrame));
+        assert_eq!(frame_len(&[0x7f, 0, 0, 1]), Ok(Some(8)));
     }
 }

@@ -84,11 +84,7 @@ mod tests {
     #[test]
     fn rfc5769_long_term_key() {
         // RFC 5769 §2.4: username "<U+30DE><U+30C8><U+30EA><U+30C3><U+30AF><U+30B9>", realm "example.org", password "TheMatrIX"
-        let k = long_term_key(
-            "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}",
-            "example.org",
-            "TheMatrIX",
-        );
+        let k = long_term_key("\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}", "example.org", "TheMatrIX");
         assert_eq!(k.len(), 16);
         assert!(ct_eq(&k, &k));
         assert!(!ct_eq(&k, &[0; 16]));

@@ -72,8 +72,8 @@ pub enum Error {
     /// The output buffer is too small.
     #[error("output buffer too small")]
     BufferTooSmall,
-    /// A ChannelData channel number outside 0x4000..=0x4FFF.
-    #[error("channel number outside 0x4000..=0x4FFF")]
+    /// A ChannelData channel number outside 0x4000..=0x7FFF.
+    #[error("channel number outside 0x4000..=0x7FFF")]
     BadChannelNumber,
     /// The frame is neither STUN nor ChannelData.
     #[error("neither STUN nor ChannelData")]

@@ -163,10 +163,7 @@ impl<'a> Message<'a> {
             match typ {
                 attr::MESSAGE_INTEGRITY => {
                     if vlen != 20 {
-                        return Err(Error::BadAttribute {
-                            typ,
-                            reason: "MESSAGE-INTEGRITY must be 20 bytes",
-                        });
+                        return Err(Error::BadAttribute { typ, reason: "MESSAGE-INTEGRITY must be 20 bytes" });
                     }
                     if msg.integrity.is_none() && msg.integrity_sha256.is_none() {
                         msg.integrity = Some(pos);
@@ -175,10 +172,7 @@ impl<'a> Message<'a> {
                 }
                 attr::MESSAGE_INTEGRITY_SHA256 => {
                     if !(16..=32).contains(&vlen) || !vlen.is_multiple_of(4) {
-                        return Err(Error::BadAttribute {
-                            typ,
-                            reason: "MESSAGE-INTEGRITY-SHA256 length",
-                        });
+                        return Err(Error::BadAttribute { typ, reason: "MESSAGE-INTEGRITY-SHA256 length" });
                     }
                     if msg.integrity_sha256.is_none() {
                         msg.integrity_sha256 = Some(pos);
@@ -187,10 +181,7 @@ impl<'a> Message<'a> {
                 }
                 attr::FINGERPRINT => {
                     if vlen != 4 {
-                        return Err(Error::BadAttribute {
-                            typ,
-                            reason: "FINGERPRINT must be 4 bytes",
-                        });
+                        return Err(Error::BadAttribute { typ, reason: "FINGERPRINT must be 4 bytes" });
                     }
                     msg.fingerprint = Some(pos);
                     msg.covered_end = msg.covered_end.min(pos);
@@ -222,30 +213,23 @@ impl<'a> Message<'a> {
     /// Raw `(type, value)` pairs of the attributes that precede MESSAGE-INTEGRITY(-SHA256) and
     /// FINGERPRINT, i.e. those that count (RFC 8489 §14.5).
     pub fn raw_attributes(&self) -> RawAttributes<'a> {
-        RawAttributes {
-            bytes: &self.raw[..self.covered_end],
-            pos: HEADER_LEN,
-        }
+        RawAttributes { bytes: &self.raw[..self.covered_end], pos: HEADER_LEN }
     }
 
     /// The value of the first covered attribute of type `typ`.
     pub fn get_raw(&self, typ: u16) -> Option<&'a [u8]> {
-        self.raw_attributes()
-            .find(|(t, _)| *t == typ)
-            .map(|(_, v)| v)
+        self.raw_attributes().find(|(t, _)| *t == typ).map(|(_, v)| v)
     }
 
     /// Typed attributes (covered ones, in order). Malformed values come out as errors.
     pub fn attributes(&self) -> impl Iterator<Item = Result<Attribute<'a>, Error>> + 'a {
         let txid = self.txid;
-        self.raw_attributes()
-            .map(move |(t, v)| Attribute::decode(t, v, &txid))
+        self.raw_attributes().map(move |(t, v)| Attribute::decode(t, v, &txid))
     }
 
     /// Decode the first attribute of type `typ`, if any.
     pub fn get(&self, typ: u16) -> Option<Result<Attribute<'a>, Error>> {
-        self.get_raw(typ)
-            .map(|v| Attribute::decode(typ, v, &self.txid))
+        self.get_raw(typ).map(|v| Attribute::decode(typ, v, &self.txid))
     }
 
     /// Comprehension-required attribute types (< 0x8000) that `known` does not recognise; a
@@ -273,12 +257,7 @@ impl<'a> Message<'a> {
     /// Check FINGERPRINT: `None` when absent, `Some(valid)` otherwise.
     pub fn check_fingerprint(&self) -> Option<bool> {
         let at = self.fingerprint?;
-        let got = u32::from_be_bytes([
-            self.raw[at + 4],
-            self.raw[at + 5],
-            self.raw[at + 6],
-            self.raw[at + 7],
-        ]);
+        let got = u32::from_be_bytes([self.raw[at + 4], self.raw[at + 5], self.raw[at + 6], self.raw[at + 7]]);
         let header = adjusted_header(self.raw, at + 8);
         let crc = integrity::crc32(&[&header, &self.raw[HEADER_LEN..at]]) ^ FINGERPRINT_XOR;
         Some(crc == got)
@@ -418,8 +397,7 @@ impl MessageBuilder {
     pub fn add_message_integrity_sha256(&mut self, key: &[u8]) {
         let end = self.buf.len() + 36;
         let header = adjusted_header(&self.buf, end);
-        let mac =
-            integrity::hmac_sha256(key, &[&header, &self.buf[HEADER_LEN..]]).unwrap_or([0; 32]);
+        let mac = integrity::hmac_sha256(key, &[&header, &self.buf[HEADER_LEN..]]).unwrap_or([0; 32]);
         let _ = self.add_raw(attr::MESSAGE_INTEGRITY_SHA256, &mac);
     }
 
@@ -475,12 +453,7 @@ mod tests {
     #[test]
     fn type_roundtrip() {
         for m in [1u16, 3, 4, 6, 7, 8, 9, 0xfff, 0x123] {
-            for c in [
-                Class::Request,
-                Class::Indication,
-                Class::Success,
-                Class::Error,
-            ] {
+            for c in [Class::Request, Class::Indication, Class::Success, Class::Error] {
                 let t = encode_type(Method(m), c);
                 assert_eq!(t & 0xc000, 0);
                 assert_eq!(decode_type(t), (Method(m), c));

@@ -4,21 +4,14 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
-use vienna_stun::attributes::{
-    self as attr, AddressFamily, Attribute, ErrorCode, PasswordAlgorithm,
-};
+use vienna_stun::attributes::{self as attr, AddressFamily, Attribute, ErrorCode, PasswordAlgorithm};
 use vienna_stun::message::IntegrityKind;
-use vienna_stun::{
-    ChannelData, Class, Error, Message, MessageBuilder, Method, TransactionId, channel_data,
-    frame_len,
-};
+use vienna_stun::{ChannelData, Class, Error, Message, MessageBuilder, Method, TransactionId, channel_data, frame_len};
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<u16>())
-            .prop_map(|(ip, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), p)),
-        (any::<[u8; 16]>(), any::<u16>())
-            .prop_map(|(ip, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), p)),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), p)),
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), p)),
     ]
 }
 
@@ -64,32 +57,14 @@ fn owned() -> impl Strategy<Value = Owned> {
             addr()
         )
             .prop_map(|(t, a)| Owned::Addr(t, a)),
-        (
-            prop_oneof![
-                Just(attr::USERNAME),
-                Just(attr::REALM),
-                Just(attr::NONCE),
-                Just(attr::SOFTWARE)
-            ],
-            text
-        )
+        (prop_oneof![Just(attr::USERNAME), Just(attr::REALM), Just(attr::NONCE), Just(attr::SOFTWARE)], text)
             .prop_map(|(t, s)| Owned::Text(t, s)),
         proptest::collection::vec(any::<u8>(), 0..200).prop_map(|d| Owned::Bytes(attr::DATA, d)),
         any::<[u8; 32]>().prop_map(|d| Owned::Bytes(attr::USERHASH, d.to_vec())),
-        (
-            prop_oneof![Just(attr::LIFETIME), Just(attr::PRIORITY)],
-            any::<u32>()
-        )
-            .prop_map(|(t, v)| Owned::U32(t, v)),
+        (prop_oneof![Just(attr::LIFETIME), Just(attr::PRIORITY)], any::<u32>()).prop_map(|(t, v)| Owned::U32(t, v)),
         (code(), text).prop_map(|(c, s)| Owned::Error(c, s)),
         (family(), code(), text).prop_map(|(f, c, s)| Owned::AddrErr(f, c, s)),
-        (
-            prop_oneof![
-                Just(attr::REQUESTED_ADDRESS_FAMILY),
-                Just(attr::ADDITIONAL_ADDRESS_FAMILY)
-            ],
-            family()
-        )
+        (prop_oneof![Just(attr::REQUESTED_ADDRESS_FAMILY), Just(attr::ADDITIONAL_ADDRESS_FAMILY)], family())
             .prop_map(|(t, f)| Owned::Family(t, f)),
         (0x4000u16..=0x4fff).prop_map(Owned::Channel),
         any::<bool>().prop_map(Owned::EvenPort),
@@ -121,39 +96,21 @@ fn as_attr(o: &Owned) -> Attribute<'_> {
         Owned::Bytes(_, d) => Attribute::UserHash(d),
         Owned::U32(t, v) if *t == attr::LIFETIME => Attribute::Lifetime(*v),
         Owned::U32(_, v) => Attribute::Priority(*v),
-        Owned::Error(c, s) => Attribute::ErrorCode(ErrorCode {
-            code: *c,
-            reason: Cow::Borrowed(s),
-        }),
-        Owned::AddrErr(f, c, s) => Attribute::AddressErrorCode {
-            family: *f,
-            error: ErrorCode {
-                code: *c,
-                reason: Cow::Borrowed(s),
-            },
-        },
-        Owned::Family(t, f) if *t == attr::REQUESTED_ADDRESS_FAMILY => {
-            Attribute::RequestedAddressFamily(*f)
+        Owned::Error(c, s) => Attribute::ErrorCode(ErrorCode { code: *c, reason: Cow::Borrowed(s) }),
+        Owned::AddrErr(f, c, s) => {
+            Attribute::AddressErrorCode { family: *f, error: ErrorCode { code: *c, reason: Cow::Borrowed(s) } }
         }
+        Owned::Family(t, f) if *t == attr::REQUESTED_ADDRESS_FAMILY => Attribute::RequestedAddressFamily(*f),
         Owned::Family(_, f) => Attribute::AdditionalAddressFamily(*f),
         Owned::Channel(c) => Attribute::ChannelNumber(*c),
         Owned::EvenPort(r) => Attribute::EvenPort(*r),
         Owned::Transport(p) => Attribute::RequestedTransport(*p),
         Owned::DontFragment => Attribute::DontFragment,
         Owned::Token(t) => Attribute::ReservationToken(*t),
-        Owned::Icmp(a, b, c) => Attribute::Icmp {
-            icmp_type: *a,
-            icmp_code: *b,
-            data: *c,
-        },
+        Owned::Icmp(a, b, c) => Attribute::Icmp { icmp_type: *a, icmp_code: *b, data: *c },
         Owned::Unknown(v) => Attribute::UnknownAttributes(Cow::Borrowed(v)),
         Owned::Algs(v) => Attribute::PasswordAlgorithms(Cow::Owned(
-            v.iter()
-                .map(|a| PasswordAlgorithm {
-                    algorithm: *a,
-                    params: &[],
-                })
-                .collect(),
+            v.iter().map(|a| PasswordAlgorithm { algorithm: *a, params: &[] }).collect(),
         )),
     }
 }
@@ -277,43 +234,25 @@ fn malformed_messages_are_errors() {
     assert_eq!(Message::decode(&b).unwrap_err(), Error::BadLength);
     // huge attribute length
     let b = binding_with(&[0x80, 0x22, 0xff, 0xff, 1, 2, 3, 4]);
-    assert_eq!(
-        Message::decode(&b).unwrap_err(),
-        Error::AttributeOverflow(0x8022)
-    );
+    assert_eq!(Message::decode(&b).unwrap_err(), Error::AttributeOverflow(0x8022));
     // attribute value not padded inside the message (length 3 with only 3 bytes before end)
     let b = binding_with(&[0x80, 0x22, 0x00, 0x05, 1, 2, 3, 4]);
-    assert_eq!(
-        Message::decode(&b).unwrap_err(),
-        Error::AttributeOverflow(0x8022)
-    );
+    assert_eq!(Message::decode(&b).unwrap_err(), Error::AttributeOverflow(0x8022));
     // bad family in XOR-PEER-ADDRESS
     let b = binding_with(&[0x00, 0x12, 0x00, 0x08, 0, 3, 0, 1, 1, 2, 3, 4]);
     let m = Message::decode(&b).unwrap();
-    assert!(matches!(
-        m.get(attr::XOR_PEER_ADDRESS),
-        Some(Err(Error::BadAttribute { .. }))
-    ));
+    assert!(matches!(m.get(attr::XOR_PEER_ADDRESS), Some(Err(Error::BadAttribute { .. }))));
     // IPv4 family with IPv6 length
     let mut v = vec![0x00, 0x20, 0x00, 0x14, 0, 1, 0, 1];
     v.extend_from_slice(&[0; 16]);
     let b = binding_with(&v);
-    assert!(matches!(
-        Message::decode(&b).unwrap().get(attr::XOR_MAPPED_ADDRESS),
-        Some(Err(_))
-    ));
+    assert!(matches!(Message::decode(&b).unwrap().get(attr::XOR_MAPPED_ADDRESS), Some(Err(_))));
     // error code class out of range
     let b = binding_with(&[0x00, 0x09, 0x00, 0x04, 0, 0, 7, 1]);
-    assert!(matches!(
-        Message::decode(&b).unwrap().get(attr::ERROR_CODE),
-        Some(Err(_))
-    ));
+    assert!(matches!(Message::decode(&b).unwrap().get(attr::ERROR_CODE), Some(Err(_))));
     // bad UTF-8 in USERNAME
     let b = binding_with(&[0x00, 0x06, 0x00, 0x02, 0xff, 0xfe, 0, 0]);
-    assert!(matches!(
-        Message::decode(&b).unwrap().get(attr::USERNAME),
-        Some(Err(_))
-    ));
+    assert!(matches!(Message::decode(&b).unwrap().get(attr::USERNAME), Some(Err(_))));
     // MESSAGE-INTEGRITY with a wrong length
     let b = binding_with(&[0x00, 0x08, 0x00, 0x04, 0, 0, 0, 0]);
     assert!(Message::decode(&b).is_err());
@@ -344,10 +283,7 @@ fn unknown_comprehension_required_reported() {
     b.add_raw(0x002A, &[0; 4]).unwrap(); // CONNECTION-ID (RFC 6062), not supported
     let bytes = b.finish();
     let m = Message::decode(&bytes).unwrap();
-    assert_eq!(
-        m.unknown_comprehension_required(attr::is_known),
-        vec![0x7777, 0x002A]
-    );
+    assert_eq!(m.unknown_comprehension_required(attr::is_known), vec![0x7777, 0x002A]);
 }
 
 #[test]
@@ -356,8 +292,7 @@ fn data_indication_writer_matches_builder() {
     for peer in ["1.2.3.4:5678", "[2001:db8::1]:9"] {
         let peer: SocketAddr = peer.parse().unwrap();
         let mut buf = [0u8; 300];
-        let n =
-            vienna_stun::message::write_data_indication(&txid, peer, b"hello", &mut buf).unwrap();
+        let n = vienna_stun::message::write_data_indication(&txid, peer, b"hello", &mut buf).unwrap();
         let mut b = MessageBuilder::new(Class::Indication, Method::DATA, txid);
         b.add(&Attribute::XorPeerAddress(peer)).unwrap();
         b.add(&Attribute::Data(b"hello")).unwrap();

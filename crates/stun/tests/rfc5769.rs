@@ -27,10 +27,7 @@ fn sample_request() {
             Attribute::Username("evtj:h6vY"),
         ]
     );
-    assert_eq!(
-        m.verify_integrity(&short_term_key(PASSWORD)),
-        Some(IntegrityKind::Sha1)
-    );
+    assert_eq!(m.verify_integrity(&short_term_key(PASSWORD)), Some(IntegrityKind::Sha1));
     assert_eq!(m.verify_integrity(b"wrong"), None);
     assert_eq!(m.check_fingerprint(), Some(true));
     assert!(m.unknown_comprehension_required(attr::is_known).is_empty());
@@ -41,14 +38,8 @@ fn sample_ipv4_response() {
     let m = Message::decode(IPV4).unwrap();
     assert_eq!(m.class(), Class::Success);
     let want: SocketAddr = "192.0.2.1:32853".parse().unwrap();
-    assert_eq!(
-        m.get(attr::XOR_MAPPED_ADDRESS),
-        Some(Ok(Attribute::XorMappedAddress(want)))
-    );
-    assert_eq!(
-        m.get(attr::SOFTWARE),
-        Some(Ok(Attribute::Software("test vector")))
-    );
+    assert_eq!(m.get(attr::XOR_MAPPED_ADDRESS), Some(Ok(Attribute::XorMappedAddress(want))));
+    assert_eq!(m.get(attr::SOFTWARE), Some(Ok(Attribute::Software("test vector"))));
     assert!(m.verify_integrity(PASSWORD.as_bytes()).is_some());
     assert_eq!(m.check_fingerprint(), Some(true));
 }
@@ -56,13 +47,8 @@ fn sample_ipv4_response() {
 #[test]
 fn sample_ipv6_response() {
     let m = Message::decode(IPV6).unwrap();
-    let want: SocketAddr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
-        .parse()
-        .unwrap();
-    assert_eq!(
-        m.get(attr::XOR_MAPPED_ADDRESS),
-        Some(Ok(Attribute::XorMappedAddress(want)))
-    );
+    let want: SocketAddr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().unwrap();
+    assert_eq!(m.get(attr::XOR_MAPPED_ADDRESS), Some(Ok(Attribute::XorMappedAddress(want))));
     assert!(m.verify_integrity(PASSWORD.as_bytes()).is_some());
     assert_eq!(m.check_fingerprint(), Some(true));
 }
@@ -72,27 +58,17 @@ fn long_term_request_and_reencode() {
     let m = Message::decode(LONG_TERM).unwrap();
     let user = "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}";
     assert_eq!(m.get(attr::USERNAME), Some(Ok(Attribute::Username(user))));
-    assert_eq!(
-        m.get(attr::NONCE),
-        Some(Ok(Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA")))
-    );
-    assert_eq!(
-        m.get(attr::REALM),
-        Some(Ok(Attribute::Realm("example.org")))
-    );
+    assert_eq!(m.get(attr::NONCE), Some(Ok(Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA"))));
+    assert_eq!(m.get(attr::REALM), Some(Ok(Attribute::Realm("example.org"))));
     assert_eq!(m.check_fingerprint(), None);
     let key = long_term_key(user, "example.org", "TheMatrIX");
     assert!(m.verify_integrity(&key).is_some());
-    assert!(
-        m.verify_integrity(&long_term_key(user, "example.org", "thematrix"))
-            .is_none()
-    );
+    assert!(m.verify_integrity(&long_term_key(user, "example.org", "thematrix")).is_none());
 
     // Our builder reproduces the vector byte for byte.
     let mut b = MessageBuilder::new(Class::Request, Method::BINDING, m.transaction_id());
     b.add(&Attribute::Username(user)).unwrap();
-    b.add(&Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA"))
-        .unwrap();
+    b.add(&Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA")).unwrap();
     b.add(&Attribute::Realm("example.org")).unwrap();
     b.add_message_integrity(&key);
     assert_eq!(b.finish(), LONG_TERM);

@@ -9,19 +9,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vienna_stun::attributes::Attribute;
 use vienna_stun::integrity::long_term_key;
 use vienna_stun::{Class, Message, MessageBuilder, Method, TransactionId, channel_data};
-use vienna_turn::{
-    ClientDatagram, Config, FiveTuple, Output, Relay, SplitMix64, StaticUsers, Transmit, Transport,
-};
+use vienna_turn::{ClientDatagram, Config, FiveTuple, Output, Relay, SplitMix64, StaticUsers, Transmit, Transport};
 
 const REALM: &str = "bench";
 
-fn request(
-    method: Method,
-    txid: u8,
-    attrs: &[Attribute<'_>],
-    nonce: Option<&str>,
-    key: &[u8; 16],
-) -> Vec<u8> {
+fn request(method: Method, txid: u8, attrs: &[Attribute<'_>], nonce: Option<&str>, key: &[u8; 16]) -> Vec<u8> {
     let mut b = MessageBuilder::new(Class::Request, method, TransactionId([txid; 12]));
     for a in attrs {
         b.add(a).unwrap();
@@ -54,12 +46,7 @@ fn setup(n: u16) -> (Relay, Instant, FiveTuple, SocketAddr, SocketAddr) {
         let feed = |relay: &mut Relay, bytes: &[u8]| {
             relay.handle_client_datagram(
                 now,
-                ClientDatagram {
-                    transport: tuple.transport,
-                    client: tuple.client,
-                    server: tuple.server,
-                    bytes,
-                },
+                ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes },
             );
             let mut resp = None;
             while let Some(o) = relay.poll_output() {
@@ -71,56 +58,22 @@ fn setup(n: u16) -> (Relay, Instant, FiveTuple, SocketAddr, SocketAddr) {
             }
             resp.unwrap()
         };
-        let challenge = feed(
-            &mut relay,
-            &request(
-                Method::ALLOCATE,
-                1,
-                &[Attribute::RequestedTransport(17)],
-                None,
-                &key,
-            ),
-        );
+        let challenge =
+            feed(&mut relay, &request(Method::ALLOCATE, 1, &[Attribute::RequestedTransport(17)], None, &key));
         let m = Message::decode(&challenge).unwrap();
         let nonce = m
             .attributes()
-            .find_map(|a| {
-                if let Ok(Attribute::Nonce(n)) = a {
-                    Some(n.to_string())
-                } else {
-                    None
-                }
-            })
+            .find_map(|a| if let Ok(Attribute::Nonce(n)) = a { Some(n.to_string()) } else { None })
             .unwrap();
-        let ok = feed(
-            &mut relay,
-            &request(
-                Method::ALLOCATE,
-                2,
-                &[Attribute::RequestedTransport(17)],
-                Some(&nonce),
-                &key,
-            ),
-        );
+        let ok =
+            feed(&mut relay, &request(Method::ALLOCATE, 2, &[Attribute::RequestedTransport(17)], Some(&nonce), &key));
         let m = Message::decode(&ok).unwrap();
         let relayed = m
             .attributes()
-            .find_map(|a| {
-                if let Ok(Attribute::XorRelayedAddress(r)) = a {
-                    Some(r)
-                } else {
-                    None
-                }
-            })
+            .find_map(|a| if let Ok(Attribute::XorRelayedAddress(r)) = a { Some(r) } else { None })
             .unwrap();
-        let bind = [
-            Attribute::ChannelNumber(0x4000),
-            Attribute::XorPeerAddress(peer),
-        ];
-        feed(
-            &mut relay,
-            &request(Method::CHANNEL_BIND, 3, &bind, Some(&nonce), &key),
-        );
+        let bind = [Attribute::ChannelNumber(0x4000), Attribute::XorPeerAddress(peer)];
+        feed(&mut relay, &request(Method::CHANNEL_BIND, 3, &bind, Some(&nonce), &key));
         last = Some((tuple, relayed));
     }
     let (tuple, relayed) = last.unwrap();
@@ -139,18 +92,14 @@ fn bench(c: &mut Criterion) {
         g.warm_up_time(Duration::from_secs(1));
         g.bench_function("client_to_peer", |b| {
             b.iter(|| {
-                let t = relay
-                    .relay_channel_data(now, &tuple, black_box(&frame[..len]))
-                    .unwrap();
+                let t = relay.relay_channel_data(now, &tuple, black_box(&frame[..len])).unwrap();
                 black_box(&frame[t.payload]);
             })
         });
         let mut out = [0u8; 2048];
         g.bench_function("peer_to_client", |b| {
             b.iter(|| {
-                let t = relay
-                    .relay_peer_datagram(now, relayed, peer, black_box(&payload), &mut out)
-                    .unwrap();
+                let t = relay.relay_peer_datagram(now, relayed, peer, black_box(&payload), &mut out).unwrap();
                 black_box(&out[..t.len]);
             })
         });

@@ -94,9 +94,7 @@ impl Config {
             return Err(crate::Error::Config("empty or invalid relay port range"));
         }
         if self.max_lifetime < self.default_lifetime {
-            return Err(crate::Error::Config(
-                "max_lifetime is shorter than default_lifetime",
-            ));
+            return Err(crate::Error::Config("max_lifetime is shorter than default_lifetime"));
         }
         if self.relay_ipv4.is_none() && self.relay_ipv6.is_none() {
             return Err(crate::Error::Config("no relay address"));

@@ -80,9 +80,7 @@ impl fmt::Display for DropReason {
 }
 
 /// Error codes the relay sends, in [`Counters::error_responses`] order.
-pub const ERROR_CODES: [u16; 14] = [
-    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
-];
+pub const ERROR_CODES: [u16; 14] = [300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508];
 
 /// The reason phrase for an error code.
 pub fn reason_phrase(code: u16) -> &'static str {
@@ -146,16 +144,10 @@ impl Counters {
     }
     /// Error responses sent with `code`.
     pub fn errors(&self, code: u16) -> u64 {
-        ERROR_CODES
-            .iter()
-            .position(|c| *c == code)
-            .map_or(0, |i| self.error_responses[i])
+        ERROR_CODES.iter().position(|c| *c == code).map_or(0, |i| self.error_responses[i])
     }
     pub(crate) fn count_error(&mut self, code: u16) {
-        let i = ERROR_CODES
-            .iter()
-            .position(|c| *c == code)
-            .unwrap_or(ERROR_CODES.len() - 2);
+        let i = ERROR_CODES.iter().position(|c| *c == code).unwrap_or(ERROR_CODES.len() - 2);
         self.error_responses[i] += 1;
     }
     pub(crate) fn drop(&mut self, r: DropReason) {

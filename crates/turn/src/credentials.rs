@@ -36,19 +36,14 @@ impl StaticUsers {
     }
     /// Add a user with a clear-text password (the key is computed here).
     pub fn with_password(mut self, username: &str, realm: &str, password: &str) -> StaticUsers {
-        self.keys.insert(
-            (username.to_string(), realm.to_string()),
-            long_term_key(username, realm, password),
-        );
+        self.keys.insert((username.to_string(), realm.to_string()), long_term_key(username, realm, password));
         self
     }
 }
 
 impl CredentialStore for StaticUsers {
     fn long_term_key(&self, username: &str, realm: &str) -> Option<[u8; 16]> {
-        self.keys
-            .get(&(username.to_string(), realm.to_string()))
-            .copied()
+        self.keys.get(&(username.to_string(), realm.to_string())).copied()
     }
 }
 

@@ -34,10 +34,7 @@ impl BuildHasher for SeededState {
     type Hasher = SeededHasher;
     #[inline]
     fn build_hasher(&self) -> SeededHasher {
-        SeededHasher {
-            state: self.seed,
-            key: self.seed ^ MUL,
-        }
+        SeededHasher { state: self.seed, key: self.seed ^ MUL }
     }
 }
 
@@ -105,9 +102,6 @@ mod tests {
             assert!(seen.insert(s.hash_one(a)));
         }
         let a: SocketAddr = "192.0.2.1:1".parse().unwrap();
-        assert_ne!(
-            SeededState::new(1).hash_one(a),
-            SeededState::new(2).hash_one(a)
-        );
+        assert_ne!(SeededState::new(1).hash_one(a), SeededState::new(2).hash_one(a));
     }
 }

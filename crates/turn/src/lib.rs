@@ -165,11 +165,7 @@ pub struct ClientDatagram<'a> {
 impl ClientDatagram<'_> {
     /// The 5-tuple it belongs to.
     pub fn tuple(&self) -> FiveTuple {
-        FiveTuple {
-            transport: self.transport,
-            client: self.client,
-            server: self.server,
-        }
+        FiveTuple { transport: self.transport, client: self.client, server: self.server }
     }
 }
 

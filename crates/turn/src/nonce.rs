@@ -60,13 +60,7 @@ pub fn issue(secret: &[u8; 32], unix_now: u64, ip: IpAddr) -> String {
 }
 
 /// Check a nonce presented by `ip` at Unix time `unix_now`.
-pub fn check(
-    secret: &[u8; 32],
-    nonce: &str,
-    unix_now: u64,
-    ip: IpAddr,
-    lifetime_secs: u64,
-) -> NonceCheck {
+pub fn check(secret: &[u8; 32], nonce: &str, unix_now: u64, ip: IpAddr, lifetime_secs: u64) -> NonceCheck {
     let Some(rest) = nonce.strip_prefix("v1") else {
         return NonceCheck::Stale;
     };
@@ -101,16 +95,10 @@ mod tests {
         assert_eq!(check(&s, &n, 1000, ip, 600), NonceCheck::Valid);
         assert_eq!(check(&s, &n, 1599, ip, 600), NonceCheck::Valid);
         assert_eq!(check(&s, &n, 1600, ip, 600), NonceCheck::Stale);
-        assert_eq!(
-            check(&s, &n, 1000, "192.0.2.2".parse().unwrap(), 600),
-            NonceCheck::Stale
-        );
+        assert_eq!(check(&s, &n, 1000, "192.0.2.2".parse().unwrap(), 600), NonceCheck::Stale);
         assert_eq!(check(&[8; 32], &n, 1000, ip, 600), NonceCheck::Stale);
         assert_eq!(check(&s, "v1zz", 1000, ip, 600), NonceCheck::Stale);
         assert_eq!(check(&s, "", 1000, ip, 600), NonceCheck::Stale);
-        assert_eq!(
-            check(&s, &n.replace('v', "w"), 1000, ip, 600),
-            NonceCheck::Stale
-        );
+        assert_eq!(check(&s, &n.replace('v', "w"), 1000, ip, 600), NonceCheck::Stale);
     }
 }

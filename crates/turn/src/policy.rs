@@ -28,29 +28,18 @@ impl IpCidr {
     /// A range from an address and prefix length (clamped to the address width).
     pub fn new(addr: IpAddr, prefix: u8) -> IpCidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        IpCidr {
-            addr,
-            prefix: prefix.min(max),
-        }
+        IpCidr { addr, prefix: prefix.min(max) }
     }
 
     /// Whether `ip` is inside the range (an IPv4 range never contains an IPv6 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.prefix))
-                };
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.prefix))
-                };
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -146,21 +135,26 @@ impl PeerPolicy {
     /// Whether a client may relay to `ip`. Ranges are also matched against the IPv4 address
     /// embedded in a mapped/compatible IPv6 address.
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
+        self.verdict(ip).unwrap_or_else(|| !builtin_denied(ip))
+    }
+
+    /// Whether `ip` is in an allow range and in no deny range: the operator asked for it by name,
+    /// which is what relaying to the relay's own address needs (client to client through one relay).
+    pub fn is_explicitly_allowed(&self, ip: IpAddr) -> bool {
+        self.verdict(ip) == Some(true)
+    }
+
+    /// The configured lists' verdict: `Some(false)` denied, `Some(true)` allowed, `None` unlisted.
+    fn verdict(&self, ip: IpAddr) -> Option<bool> {
         let alt = match ip {
             IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        let matches = |list: &[IpCidr]| {
-            list.iter()
-                .any(|c| c.contains(ip) || alt.is_some_and(|a| c.contains(a)))
-        };
+        let matches = |list: &[IpCidr]| list.iter().any(|c| c.contains(ip) || alt.is_some_and(|a| c.contains(a)));
         if matches(&self.deny) {
-            return false;
+            return Some(false);
         }
-        if matches(&self.allow) {
-            return true;
-        }
-        !builtin_denied(ip)
+        matches(&self.allow).then_some(true)
     }
 }
 
@@ -204,15 +198,7 @@ mod tests {
         ] {
             assert!(!p.is_allowed(ip(d)), "{d} should be denied");
         }
-        for a in [
-            "8.8.8.8",
-            "100.128.0.1",
-            "172.32.0.1",
-            "2001:db8::1",
-            "2a00::1",
-            "::ffff:8.8.8.8",
-            "198.20.0.1",
-        ] {
+        for a in ["8.8.8.8", "100.128.0.1", "172.32.0.1", "2001:db8::1", "2a00::1", "::ffff:8.8.8.8", "198.20.0.1"] {
             assert!(p.is_allowed(ip(a)), "{a} should be allowed");
         }
     }
@@ -232,11 +218,6 @@ mod tests {
         assert!(!p.is_allowed(ip("127.0.0.1")));
         assert!("10.0.0.0/33".parse::<IpCidr>().is_err());
         assert!("x/8".parse::<IpCidr>().is_err());
-        assert!(
-            "0.0.0.0/0"
-                .parse::<IpCidr>()
-                .unwrap()
-                .contains(ip("1.2.3.4"))
-        );
+        assert!("0.0.0.0/0".parse::<IpCidr>().unwrap().contains(ip("1.2.3.4")));
     }
 }

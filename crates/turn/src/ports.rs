@@ -13,12 +13,7 @@ pub struct PortPool {
 impl PortPool {
     /// A pool over `min..=max`.
     pub fn new(min: u16, max: u16) -> PortPool {
-        PortPool {
-            min,
-            max,
-            used: vec![0; 1024],
-            in_use: 0,
-        }
+        PortPool { min, max, used: vec![0; 1024], in_use: 0 }
     }
 
     /// Whether `port` is in use (ports outside the range count as in use).

@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 
 use vienna_stun::attributes::{self as attr, AddressFamily, Attribute, ErrorCode};
 use vienna_stun::message::{IntegrityKind, write_data_indication};
-use vienna_stun::{
-    ChannelData, Class, Kind, Message, MessageBuilder, Method, TransactionId, channel_data,
-    classify,
-};
+use vienna_stun::{ChannelData, Class, Kind, Message, MessageBuilder, Method, TransactionId, channel_data, classify};
 
 use crate::counters::reason_phrase;
 use crate::credentials::{self, CredentialStore};
@@ -19,9 +16,8 @@ use crate::hash::SeededState;
 use crate::nonce::{self, NonceCheck};
 use crate::ports::PortPool;
 use crate::{
-    AllocationId, AllocationInfo, AuthFailure, BindFailure, BindRequest, ClientDatagram,
-    ClientTransmit, Config, Counters, DropReason, Entropy, Error, Event, FiveTuple, Output,
-    PeerTransmit, Quota, Transmit,
+    AllocationId, AllocationInfo, AuthFailure, BindFailure, BindRequest, ClientDatagram, ClientTransmit, Config,
+    Counters, DropReason, Entropy, Error, Event, FiveTuple, Output, PeerTransmit, Quota, Transmit,
 };
 
 /// Hash map keyed with the relay's seeded hasher.
@@ -51,19 +47,13 @@ struct TokenBucket {
 impl TokenBucket {
     fn new(rate: u64, now: Instant) -> TokenBucket {
         let burst = rate.max(1500);
-        TokenBucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
+        TokenBucket { rate, burst, tokens: burst, last: now }
     }
 
     #[inline]
     fn take(&mut self, now: Instant, n: usize) -> bool {
         if now > self.last {
-            let add =
-                now.duration_since(self.last).as_nanos() * u128::from(self.rate) / 1_000_000_000;
+            let add = now.duration_since(self.last).as_nanos() * u128::from(self.rate) / 1_000_000_000;
             if add > 0 {
                 self.tokens = (u128::from(self.tokens) + add).min(u128::from(self.burst)) as u64;
                 self.last = now;
@@ -111,11 +101,7 @@ struct Allocation {
 impl Allocation {
     #[inline]
     fn relayed_for(&self, peer: &SocketAddr) -> Option<SocketAddr> {
-        if peer.is_ipv4() {
-            self.relayed_v4
-        } else {
-            self.relayed_v6
-        }
+        if peer.is_ipv4() { self.relayed_v4 } else { self.relayed_v6 }
     }
 
     #[inline]
@@ -392,10 +378,7 @@ impl Relay {
                     peer: t.peer,
                     bytes: d.bytes[t.payload].to_vec(),
                 })),
-                Err(reason) => self.outputs.push_back(Output::Event(Event::Dropped {
-                    from: d.client,
-                    reason,
-                })),
+                Err(reason) => self.outputs.push_back(Output::Event(Event::Dropped { from: d.client, reason })),
             },
             Kind::Stun => self.handle_stun(now, tuple, d.bytes),
             Kind::Other => self.dropped(d.client, DropReason::NotStunOrChannelData),
@@ -423,17 +406,10 @@ impl Relay {
     }
 
     #[inline]
-    fn channel_to_peer(
-        &mut self,
-        now: Instant,
-        tuple: &FiveTuple,
-        bytes: &[u8],
-    ) -> Result<PeerTransmit, DropReason> {
+    fn channel_to_peer(&mut self, now: Instant, tuple: &FiveTuple, bytes: &[u8]) -> Result<PeerTransmit, DropReason> {
         let cd = ChannelData::parse(bytes).map_err(|_| DropReason::Malformed)?;
         let idx = *self.by_tuple.get(tuple).ok_or(DropReason::NoAllocation)?;
-        let a = self.slots[idx as usize]
-            .as_mut()
-            .ok_or(DropReason::NoAllocation)?;
+        let a = self.slots[idx as usize].as_mut().ok_or(DropReason::NoAllocation)?;
         if a.expires <= now {
             return Err(DropReason::NoAllocation);
         }
@@ -451,11 +427,7 @@ impl Relay {
         {
             return Err(DropReason::BandwidthExceeded);
         }
-        Ok(PeerTransmit {
-            relayed,
-            peer,
-            payload: channel_data::HEADER_LEN..channel_data::HEADER_LEN + cd.data.len(),
-        })
+        Ok(PeerTransmit { relayed, peer, payload: channel_data::HEADER_LEN..channel_data::HEADER_LEN + cd.data.len() })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -463,25 +435,14 @@ impl Relay {
 
     /// Feed one datagram a relayed socket received from `peer` (copying path; see
     /// [`Relay::relay_peer_datagram`]).
-    pub fn handle_peer_datagram(
-        &mut self,
-        now: Instant,
-        relayed: SocketAddr,
-        peer: SocketAddr,
-        payload: &[u8],
-    ) {
+    pub fn handle_peer_datagram(&mut self, now: Instant, relayed: SocketAddr, peer: SocketAddr, payload: &[u8]) {
         let mut buf = vec![0u8; payload.len() + 64];
         match self.relay_peer_datagram(now, relayed, peer, payload, &mut buf) {
             Ok(t) => {
                 buf.truncate(t.len);
-                self.outputs.push_back(Output::Transmit(Transmit::Client {
-                    tuple: t.tuple,
-                    bytes: buf,
-                }));
+                self.outputs.push_back(Output::Transmit(Transmit::Client { tuple: t.tuple, bytes: buf }));
             }
-            Err(reason) => self
-                .outputs
-                .push_back(Output::Event(Event::Dropped { from: peer, reason })),
+            Err(reason) => self.outputs.push_back(Output::Event(Event::Dropped { from: peer, reason })),
         }
     }
 
@@ -518,13 +479,8 @@ impl Relay {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<ClientTransmit, DropReason> {
-        let idx = *self
-            .by_relayed
-            .get(&relayed)
-            .ok_or(DropReason::NoAllocation)?;
-        let a = self.slots[idx as usize]
-            .as_mut()
-            .ok_or(DropReason::NoAllocation)?;
+        let idx = *self.by_relayed.get(&relayed).ok_or(DropReason::NoAllocation)?;
+        let a = self.slots[idx as usize].as_mut().ok_or(DropReason::NoAllocation)?;
         if a.expires <= now {
             return Err(DropReason::NoAllocation);
         }
@@ -537,11 +493,8 @@ impl Relay {
             return Err(DropReason::BandwidthExceeded);
         }
         let tuple = a.tuple;
-        let channel = a
-            .peer_channels
-            .get(&peer)
-            .copied()
-            .filter(|ch| a.channels.get(ch).is_some_and(|c| c.expires > now));
+        let channel =
+            a.peer_channels.get(&peer).copied().filter(|ch| a.channels.get(ch).is_some_and(|c| c.expires > now));
         let len = match channel {
             Some(ch) => channel_data::write(ch, payload, out, tuple.transport.is_stream()),
             None => {
@@ -574,17 +527,8 @@ impl Relay {
             }
             return;
         };
-        let Some(i) = p
-            .binds
-            .iter()
-            .position(|b| b.addr == addr && b.state == BindState::Waiting)
-        else {
-            if result.is_ok()
-                && !p
-                    .binds
-                    .iter()
-                    .any(|b| b.addr == addr && b.state == BindState::Bound)
-            {
+        let Some(i) = p.binds.iter().position(|b| b.addr == addr && b.state == BindState::Waiting) else {
+            if result.is_ok() && !p.binds.iter().any(|b| b.addr == addr && b.state == BindState::Bound) {
                 self.outputs.push_back(Output::ReleaseRelay(addr));
             }
             self.pending.insert(allocation, p);
@@ -592,9 +536,7 @@ impl Relay {
         };
         match result {
             Ok(()) => p.binds[i].state = BindState::Bound,
-            Err(BindFailure::AddrInUse)
-                if !p.from_reservation && p.binds[i].attempts < self.config.bind_attempts =>
-            {
+            Err(BindFailure::AddrInUse) if !p.from_reservation && p.binds[i].attempts < self.config.bind_attempts => {
                 let b = p.binds[i].clone();
                 self.release_port(b.addr, b.pair);
                 match self.pick_addr(b.family, b.even, b.pair) {
@@ -672,8 +614,7 @@ impl Relay {
                     } else {
                         a.purge(now);
                         a.scheduled = a.expires;
-                        self.timers
-                            .push(Reverse((a.expires, TimerKey::Allocation(id))));
+                        self.timers.push(Reverse((a.expires, TimerKey::Allocation(id))));
                     }
                 }
                 TimerKey::Pending(id) => {
@@ -693,10 +634,7 @@ impl Relay {
                     }
                 }
                 TimerKey::Reservation(tok) => {
-                    if self
-                        .reservations
-                        .get(&tok)
-                        .is_some_and(|r| r.expires <= now)
+                    if self.reservations.get(&tok).is_some_and(|r| r.expires <= now)
                         && let Some(r) = self.reservations.remove(&tok)
                     {
                         self.release_port(r.addr, false);
@@ -711,8 +649,7 @@ impl Relay {
 
     fn dropped(&mut self, from: SocketAddr, reason: DropReason) {
         self.counters.drop(reason);
-        self.outputs
-            .push_back(Output::Event(Event::Dropped { from, reason }));
+        self.outputs.push_back(Output::Event(Event::Dropped { from, reason }));
     }
 
     fn handle_stun(&mut self, now: Instant, tuple: FiveTuple, bytes: &[u8]) {
@@ -739,17 +676,10 @@ impl Relay {
         attrs: &[Attribute<'_>],
         auth: Option<&Auth>,
     ) -> Vec<u8> {
-        let class = if code.is_some() {
-            Class::Error
-        } else {
-            Class::Success
-        };
+        let class = if code.is_some() { Class::Error } else { Class::Success };
         let mut b = MessageBuilder::new(class, method, txid);
         if let Some(code) = code {
-            let _ = b.add(&Attribute::ErrorCode(ErrorCode {
-                code,
-                reason: Cow::Borrowed(reason_phrase(code)),
-            }));
+            let _ = b.add(&Attribute::ErrorCode(ErrorCode { code, reason: Cow::Borrowed(reason_phrase(code)) }));
             self.counters.count_error(code);
         } else {
             self.counters.success_responses += 1;
@@ -774,51 +704,21 @@ impl Relay {
             a.last_txid = Some(txid);
             a.last_response.clone_from(&bytes);
         }
-        self.outputs.push_back(Output::Transmit(Transmit::Client {
-            tuple,
-            bytes: bytes.clone(),
-        }));
+        self.outputs.push_back(Output::Transmit(Transmit::Client { tuple, bytes: bytes.clone() }));
         bytes
     }
 
-    fn error(
-        &mut self,
-        tuple: FiveTuple,
-        m: &Message<'_>,
-        code: u16,
-        attrs: &[Attribute<'_>],
-        auth: Option<&Auth>,
-    ) {
-        self.respond(
-            tuple,
-            m.method(),
-            m.transaction_id(),
-            Some(code),
-            attrs,
-            auth,
-        );
+    fn error(&mut self, tuple: FiveTuple, m: &Message<'_>, code: u16, attrs: &[Attribute<'_>], auth: Option<&Auth>) {
+        self.respond(tuple, m.method(), m.transaction_id(), Some(code), attrs, auth);
     }
 
     fn challenge(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>, code: u16) {
         let nonce = nonce::issue(&self.nonce_secret, self.unix_now(now), tuple.client.ip());
         let realm = self.config.realm.clone();
-        self.error(
-            tuple,
-            m,
-            code,
-            &[Attribute::Realm(&realm), Attribute::Nonce(&nonce)],
-            None,
-        );
+        self.error(tuple, m, code, &[Attribute::Realm(&realm), Attribute::Nonce(&nonce)], None);
     }
 
-    fn auth_fail(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        m: &Message<'_>,
-        username: &str,
-        reason: AuthFailure,
-    ) {
+    fn auth_fail(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>, username: &str, reason: AuthFailure) {
         self.counters.auth_failures += 1;
         self.outputs.push_back(Output::Event(Event::AuthFailed {
             client: tuple.client,
@@ -829,28 +729,19 @@ impl Relay {
     }
 
     /// Long-term credential check (RFC 8489 §9.2.4). Answers the failure itself.
-    fn authenticate(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        m: &Message<'_>,
-        req: &Req<'_>,
-    ) -> Option<Auth> {
+    fn authenticate(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>, req: &Req<'_>) -> Option<Auth> {
         let Some(kind) = m.integrity_kind() else {
             self.counters.auth_challenges += 1;
             self.challenge(now, tuple, m, 401);
             return None;
         };
-        let (Some(username), Some(realm), Some(nonce)) = (req.username, req.realm, req.nonce)
-        else {
+        let (Some(username), Some(realm), Some(nonce)) = (req.username, req.realm, req.nonce) else {
             self.error(tuple, m, 400, &[], None);
             return None;
         };
         let unix = self.unix_now(now);
         let lifetime = self.config.nonce_lifetime.as_secs();
-        if nonce::check(&self.nonce_secret, nonce, unix, tuple.client.ip(), lifetime)
-            == NonceCheck::Stale
-        {
+        if nonce::check(&self.nonce_secret, nonce, unix, tuple.client.ip(), lifetime) == NonceCheck::Stale {
             self.challenge(now, tuple, m, 438);
             return None;
         }
@@ -895,9 +786,7 @@ impl Relay {
             if found.is_none() {
                 match self.credentials.long_term_key(username, realm) {
                     Some(k) => found = m.verify_integrity(&k).map(|_| k),
-                    None if rest_expiry.is_none()
-                        && credentials::rest_expiry(username).is_none() =>
-                    {
+                    None if rest_expiry.is_none() && credentials::rest_expiry(username).is_none() => {
                         self.auth_fail(now, tuple, m, username, AuthFailure::UnknownUser);
                         return None;
                     }
@@ -907,12 +796,7 @@ impl Relay {
             found
         };
         match key {
-            Some(key) => Some(Auth {
-                username: username.to_string(),
-                key,
-                kind,
-                rest_expiry,
-            }),
+            Some(key) => Some(Auth { username: username.to_string(), key, kind, rest_expiry }),
             None => {
                 self.auth_fail(now, tuple, m, username, AuthFailure::BadIntegrity);
                 None
@@ -934,17 +818,11 @@ impl Relay {
                 None
             };
             if let Some(bytes) = cached {
-                self.outputs
-                    .push_back(Output::Transmit(Transmit::Client { tuple, bytes }));
+                self.outputs.push_back(Output::Transmit(Transmit::Client { tuple, bytes }));
                 return;
             }
         }
-        if self
-            .pending_by_tuple
-            .get(&tuple)
-            .and_then(|id| self.pending.get(id))
-            .is_some_and(|p| p.txid == txid)
-        {
+        if self.pending_by_tuple.get(&tuple).and_then(|id| self.pending.get(id)).is_some_and(|p| p.txid == txid) {
             return; // answered once the relayed socket is bound
         }
         let Some(req) = parse_req(m) else {
@@ -953,28 +831,13 @@ impl Relay {
         if m.method() == Method::BINDING {
             let unknown = m.unknown_comprehension_required(attr::is_known);
             if !unknown.is_empty() {
-                return self.error(
-                    tuple,
-                    m,
-                    420,
-                    &[Attribute::UnknownAttributes(Cow::Owned(unknown))],
-                    None,
-                );
+                return self.error(tuple, m, 420, &[Attribute::UnknownAttributes(Cow::Owned(unknown))], None);
             }
-            self.respond(
-                tuple,
-                Method::BINDING,
-                txid,
-                None,
-                &[Attribute::XorMappedAddress(tuple.client)],
-                None,
-            );
+            self.respond(tuple, Method::BINDING, txid, None, &[Attribute::XorMappedAddress(tuple.client)], None);
             return;
         }
-        if !matches!(
-            m.method(),
-            Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
-        ) {
+        if !matches!(m.method(), Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND)
+        {
             return self.error(tuple, m, 400, &[], None);
         }
         let Some(auth) = self.authenticate(now, tuple, m, &req) else {
@@ -982,13 +845,7 @@ impl Relay {
         };
         let unknown = m.unknown_comprehension_required(attr::is_known);
         if !unknown.is_empty() {
-            return self.error(
-                tuple,
-                m,
-                420,
-                &[Attribute::UnknownAttributes(Cow::Owned(unknown))],
-                Some(&auth),
-            );
+            return self.error(tuple, m, 420, &[Attribute::UnknownAttributes(Cow::Owned(unknown))], Some(&auth));
         }
         if m.method() == Method::ALLOCATE {
             return self.allocate(now, tuple, m, &req, auth);
@@ -996,10 +853,7 @@ impl Relay {
         let Some(&idx) = self.by_tuple.get(&tuple) else {
             return self.error(tuple, m, 437, &[], Some(&auth));
         };
-        if self.slots[idx as usize]
-            .as_ref()
-            .is_none_or(|a| a.username != auth.username)
-        {
+        if self.slots[idx as usize].as_ref().is_none_or(|a| a.username != auth.username) {
             self.counters.auth_failures += 1;
             self.outputs.push_back(Output::Event(Event::AuthFailed {
                 client: tuple.client,
@@ -1020,7 +874,12 @@ impl Relay {
             IpAddr::V4(v4) => self.config.relay_ipv4 == Some(v4),
             IpAddr::V6(v6) => self.config.relay_ipv6 == Some(v6),
         };
-        !is_relay && self.config.peer_policy.is_allowed(ip)
+        if is_relay {
+            // Relaying to our own relayed addresses only when the operator allowed that range.
+            self.config.peer_policy.is_explicitly_allowed(ip)
+        } else {
+            self.config.peer_policy.is_allowed(ip)
+        }
     }
 
     fn pick_addr(&mut self, family: AddressFamily, even: bool, pair: bool) -> Option<SocketAddr> {
@@ -1042,11 +901,7 @@ impl Relay {
     }
 
     fn release_port(&mut self, addr: SocketAddr, pair: bool) {
-        let pool = if addr.is_ipv4() {
-            &mut self.ports_v4
-        } else {
-            &mut self.ports_v6
-        };
+        let pool = if addr.is_ipv4() { &mut self.ports_v4 } else { &mut self.ports_v6 };
         pool.release(addr.port());
         if pair {
             pool.release(addr.port().wrapping_add(1));
@@ -1061,14 +916,7 @@ impl Relay {
     }
 
     /// Allocate (RFC 8656 §7.2), first phase: checks, port choice, BindRelay outputs.
-    fn allocate(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        m: &Message<'_>,
-        req: &Req<'_>,
-        auth: Auth,
-    ) {
+    fn allocate(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>, req: &Req<'_>, auth: Auth) {
         if self.by_tuple.contains_key(&tuple) || self.pending_by_tuple.contains_key(&tuple) {
             return self.error(tuple, m, 437, &[], Some(&auth));
         }
@@ -1077,8 +925,7 @@ impl Relay {
             Some(UDP) => {}
             Some(_) => return self.error(tuple, m, 442, &[], Some(&auth)),
         }
-        if (req.token.is_some()
-            && (req.even_port.is_some() || req.req_family.is_some() || req.add_family.is_some()))
+        if (req.token.is_some() && (req.even_port.is_some() || req.req_family.is_some() || req.add_family.is_some()))
             || (req.req_family.is_some() && req.add_family.is_some())
             || req.add_family == Some(AddressFamily::V4)
         {
@@ -1087,10 +934,8 @@ impl Relay {
         let user_count = self.user_allocs.get(&auth.username).copied().unwrap_or(0);
         if self.config.user_quota.is_some_and(|q| user_count >= q) {
             self.counters.user_quota_hits += 1;
-            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
-                username: auth.username.clone(),
-                quota: Quota::User,
-            }));
+            self.outputs
+                .push_back(Output::Event(Event::QuotaExceeded { username: auth.username.clone(), quota: Quota::User }));
             return self.error(tuple, m, 486, &[], Some(&auth));
         }
         if self.draining {
@@ -1099,13 +944,7 @@ impl Relay {
                 quota: Quota::Draining,
             }));
             return match self.config.alternate_server {
-                Some(alt) => self.error(
-                    tuple,
-                    m,
-                    300,
-                    &[Attribute::AlternateServer(alt)],
-                    Some(&auth),
-                ),
+                Some(alt) => self.error(tuple, m, 300, &[Attribute::AlternateServer(alt)], Some(&auth)),
                 None => self.error(tuple, m, 508, &[], Some(&auth)),
             };
         }
@@ -1117,13 +956,7 @@ impl Relay {
                 quota: Quota::Total,
             }));
             return match self.config.alternate_server {
-                Some(alt) => self.error(
-                    tuple,
-                    m,
-                    300,
-                    &[Attribute::AlternateServer(alt)],
-                    Some(&auth),
-                ),
+                Some(alt) => self.error(tuple, m, 300, &[Attribute::AlternateServer(alt)], Some(&auth)),
                 None => self.error(tuple, m, 508, &[], Some(&auth)),
             };
         }
@@ -1163,14 +996,9 @@ impl Relay {
                 let even = i == 0 && req.even_port.is_some();
                 let pair = i == 0 && req.even_port == Some(true);
                 match self.pick_addr(family, even, pair) {
-                    Some(addr) => binds.push(PendingBind {
-                        family,
-                        addr,
-                        state: BindState::Waiting,
-                        attempts: 0,
-                        pair,
-                        even,
-                    }),
+                    Some(addr) => {
+                        binds.push(PendingBind { family, addr, state: BindState::Waiting, attempts: 0, pair, even })
+                    }
                     None if i == 0 => {
                         self.outputs.push_back(Output::Event(Event::QuotaExceeded {
                             username: auth.username.clone(),
@@ -1245,8 +1073,7 @@ impl Relay {
                         let addr = SocketAddr::new(b.addr.ip(), b.addr.port().wrapping_add(1));
                         let expires = now + self.config.reservation_lifetime;
                         self.reservations.insert(t, Reservation { addr, expires });
-                        self.timers
-                            .push(Reverse((expires, TimerKey::Reservation(t))));
+                        self.timers.push(Reverse((expires, TimerKey::Reservation(t))));
                         token = Some(t);
                     }
                 }
@@ -1259,10 +1086,7 @@ impl Relay {
         for (family, code) in &p.address_errors {
             attrs.push(Attribute::AddressErrorCode {
                 family: *family,
-                error: ErrorCode {
-                    code: *code,
-                    reason: Cow::Borrowed(reason_phrase(*code)),
-                },
+                error: ErrorCode { code: *code, reason: Cow::Borrowed(reason_phrase(*code)) },
             });
         }
         attrs.push(Attribute::Lifetime(p.lifetime.as_secs() as u32));
@@ -1281,10 +1105,7 @@ impl Relay {
             permissions: Map::with_hasher(self.hasher),
             channels: Map::with_hasher(self.hasher),
             peer_channels: Map::with_hasher(self.hasher),
-            bucket: self
-                .config
-                .bandwidth_limit
-                .map(|r| TokenBucket::new(r, now)),
+            bucket: self.config.bandwidth_limit.map(|r| TokenBucket::new(r, now)),
             alloc_txid: p.txid,
             alloc_response: response,
             last_txid: None,
@@ -1307,18 +1128,16 @@ impl Relay {
         for r in &relayed {
             self.by_relayed.insert(*r, idx);
         }
-        self.timers
-            .push(Reverse((now + p.lifetime, TimerKey::Allocation(p.id))));
+        self.timers.push(Reverse((now + p.lifetime, TimerKey::Allocation(p.id))));
         self.counters.allocations_created += 1;
         self.counters.allocations_active += 1;
-        self.outputs
-            .push_back(Output::Event(Event::AllocationCreated {
-                id: p.id,
-                tuple: p.tuple,
-                username: p.auth.username,
-                relayed,
-                lifetime: p.lifetime,
-            }));
+        self.outputs.push_back(Output::Event(Event::AllocationCreated {
+            id: p.id,
+            tuple: p.tuple,
+            username: p.auth.username,
+            relayed,
+            lifetime: p.lifetime,
+        }));
     }
 
     fn user_dec(&mut self, username: &str) {
@@ -1355,18 +1174,8 @@ impl Relay {
     }
 
     /// Refresh (RFC 8656 §8).
-    fn refresh(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        idx: u32,
-        m: &Message<'_>,
-        req: &Req<'_>,
-        auth: &Auth,
-    ) {
-        let rest_expiry = self.slots[idx as usize]
-            .as_ref()
-            .and_then(|a| a.rest_expiry);
+    fn refresh(&mut self, now: Instant, tuple: FiveTuple, idx: u32, m: &Message<'_>, req: &Req<'_>, auth: &Auth) {
+        let rest_expiry = self.slots[idx as usize].as_ref().and_then(|a| a.rest_expiry);
         let max = self.cap_lifetime(now, self.config.max_lifetime, rest_expiry);
         let Some(a) = self.slots[idx as usize].as_mut() else {
             return;
@@ -1382,30 +1191,19 @@ impl Relay {
         }
         if req.lifetime == Some(0) {
             self.remove_allocation(idx, true);
-            self.respond(
-                tuple,
-                m.method(),
-                m.transaction_id(),
-                None,
-                &[Attribute::Lifetime(0)],
-                Some(auth),
-            );
+            self.respond(tuple, m.method(), m.transaction_id(), None, &[Attribute::Lifetime(0)], Some(auth));
             return;
         }
-        let requested = req.lifetime.map_or(self.config.default_lifetime, |s| {
-            Duration::from_secs(u64::from(s))
-        });
+        let requested = req.lifetime.map_or(self.config.default_lifetime, |s| Duration::from_secs(u64::from(s)));
         let lifetime = requested.min(max);
         a.expires = now + lifetime;
         a.purge(now);
         let id = a.id;
         if a.expires < a.scheduled {
             a.scheduled = a.expires;
-            self.timers
-                .push(Reverse((a.expires, TimerKey::Allocation(id))));
+            self.timers.push(Reverse((a.expires, TimerKey::Allocation(id))));
         }
-        self.outputs
-            .push_back(Output::Event(Event::AllocationRefreshed { id, lifetime }));
+        self.outputs.push_back(Output::Event(Event::AllocationRefreshed { id, lifetime }));
         self.respond(
             tuple,
             m.method(),
@@ -1417,14 +1215,7 @@ impl Relay {
     }
 
     /// Check the peers of a CreatePermission/ChannelBind: 443 family, 403 policy.
-    fn check_peers(
-        &mut self,
-        tuple: FiveTuple,
-        idx: u32,
-        m: &Message<'_>,
-        peers: &[SocketAddr],
-        auth: &Auth,
-    ) -> bool {
+    fn check_peers(&mut self, tuple: FiveTuple, idx: u32, m: &Message<'_>, peers: &[SocketAddr], auth: &Auth) -> bool {
         let Some(a) = self.slots[idx as usize].as_ref() else {
             return false;
         };
@@ -1462,12 +1253,8 @@ impl Relay {
             return;
         };
         a.purge(now);
-        let mut new: Vec<IpAddr> = req
-            .peers
-            .iter()
-            .map(|p| p.ip())
-            .filter(|ip| !a.permissions.contains_key(ip))
-            .collect();
+        let mut new: Vec<IpAddr> =
+            req.peers.iter().map(|p| p.ip()).filter(|ip| !a.permissions.contains_key(ip)).collect();
         new.sort();
         new.dedup();
         if a.permissions.len() + new.len() > max {
@@ -1480,15 +1267,7 @@ impl Relay {
     }
 
     /// ChannelBind (RFC 8656 §11).
-    fn channel_bind(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        idx: u32,
-        m: &Message<'_>,
-        req: &Req<'_>,
-        auth: &Auth,
-    ) {
+    fn channel_bind(&mut self, now: Instant, tuple: FiveTuple, idx: u32, m: &Message<'_>, req: &Req<'_>, auth: &Auth) {
         let Some(ch) = req.channel.filter(|c| channel_data::is_valid_channel(*c)) else {
             return self.error(tuple, m, 400, &[], Some(auth));
         };
@@ -1506,21 +1285,13 @@ impl Relay {
             return;
         };
         a.purge(now);
-        if a.channels.get(&ch).is_some_and(|c| c.peer != peer)
-            || a.peer_channels.get(&peer).is_some_and(|c| *c != ch)
-        {
+        if a.channels.get(&ch).is_some_and(|c| c.peer != peer) || a.peer_channels.get(&peer).is_some_and(|c| *c != ch) {
             return self.error(tuple, m, 400, &[], Some(auth));
         }
         if !a.permissions.contains_key(&peer.ip()) && a.permissions.len() >= max {
             return self.error(tuple, m, 508, &[], Some(auth));
         }
-        a.channels.insert(
-            ch,
-            Channel {
-                peer,
-                expires: channel_expires,
-            },
-        );
+        a.channels.insert(ch, Channel { peer, expires: channel_expires });
         a.peer_channels.insert(peer, ch);
         a.permissions.insert(peer.ip(), perm_expires);
         self.respond(tuple, m.method(), m.transaction_id(), None, &[], Some(auth));
@@ -1562,10 +1333,6 @@ impl Relay {
         }
         self.counters.client_to_peer_packets += 1;
         self.counters.client_to_peer_bytes += data.len() as u64;
-        self.outputs.push_back(Output::Transmit(Transmit::Peer {
-            relayed,
-            peer,
-            bytes: data.to_vec(),
-        }));
+        self.outputs.push_back(Output::Transmit(Transmit::Peer { relayed, peer, bytes: data.to_vec() }));
     }
 }

@@ -48,7 +48,8 @@ async fn serve(config: Config) -> Result<()> {
     let mut listeners = Vec::new();
 
     let turn = if config.turn.enabled {
-        let (role, bound) = TurnRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks).await?;
+        let (role, bound) =
+            TurnRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks).await?;
         for listener in &bound {
             listener.log();
         }

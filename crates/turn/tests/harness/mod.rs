@@ -10,8 +10,8 @@ use vienna_stun::attributes::{self as attr, Attribute};
 use vienna_stun::integrity::long_term_key;
 use vienna_stun::{Class, Message, MessageBuilder, Method, TransactionId};
 use vienna_turn::{
-    BindFailure, BindRequest, ClientDatagram, Config, Event, FiveTuple, Output, Relay, SplitMix64,
-    StaticUsers, Transmit, Transport,
+    BindFailure, BindRequest, ClientDatagram, Config, Event, FiveTuple, Output, Relay, SplitMix64, StaticUsers,
+    Transmit, Transport,
 };
 
 pub const REALM: &str = "vienna.test";
@@ -50,98 +50,40 @@ impl Resp {
     pub fn relayed(&self) -> Vec<SocketAddr> {
         self.all()
             .into_iter()
-            .filter_map(|a| {
-                if let Attribute::XorRelayedAddress(x) = a {
-                    Some(x)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|a| if let Attribute::XorRelayedAddress(x) = a { Some(x) } else { None })
             .collect()
     }
     pub fn mapped(&self) -> Option<SocketAddr> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::XorMappedAddress(x) = a {
-                Some(x)
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::XorMappedAddress(x) = a { Some(x) } else { None })
     }
     pub fn lifetime(&self) -> Option<u32> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::Lifetime(x) = a {
-                Some(x)
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::Lifetime(x) = a { Some(x) } else { None })
     }
     pub fn nonce(&self) -> Option<String> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::Nonce(x) = a {
-                Some(x.to_string())
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::Nonce(x) = a { Some(x.to_string()) } else { None })
     }
     pub fn realm(&self) -> Option<String> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::Realm(x) = a {
-                Some(x.to_string())
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::Realm(x) = a { Some(x.to_string()) } else { None })
     }
     pub fn token(&self) -> Option<[u8; 8]> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::ReservationToken(x) = a {
-                Some(x)
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::ReservationToken(x) = a { Some(x) } else { None })
     }
     pub fn alternate(&self) -> Option<SocketAddr> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::AlternateServer(x) = a {
-                Some(x)
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::AlternateServer(x) = a { Some(x) } else { None })
     }
     pub fn address_error(&self) -> Option<u16> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::AddressErrorCode { error, .. } = a {
-                Some(error.code)
-            } else {
-                None
-            }
-        })
+        self.all()
+            .into_iter()
+            .find_map(|a| if let Attribute::AddressErrorCode { error, .. } = a { Some(error.code) } else { None })
     }
     pub fn unknown_attributes(&self) -> Vec<u16> {
         self.all()
             .into_iter()
-            .find_map(|a| {
-                if let Attribute::UnknownAttributes(x) = a {
-                    Some(x.to_vec())
-                } else {
-                    None
-                }
-            })
+            .find_map(|a| if let Attribute::UnknownAttributes(x) = a { Some(x.to_vec()) } else { None })
             .unwrap_or_default()
     }
     pub fn software(&self) -> Option<String> {
-        self.all().into_iter().find_map(|a| {
-            if let Attribute::Software(x) = a {
-                Some(x.to_string())
-            } else {
-                None
-            }
-        })
+        self.all().into_iter().find_map(|a| if let Attribute::Software(x) = a { Some(x.to_string()) } else { None })
     }
     pub fn integrity_ok(&self, key: &[u8]) -> bool {
         self.msg().verify_integrity(key).is_some()
@@ -170,12 +112,7 @@ impl Client {
     pub fn new(client: &str, username: &str, password: &str) -> Client {
         Client::with_transport(client, username, password, Transport::Udp)
     }
-    pub fn with_transport(
-        client: &str,
-        username: &str,
-        password: &str,
-        transport: Transport,
-    ) -> Client {
+    pub fn with_transport(client: &str, username: &str, password: &str, transport: Transport) -> Client {
         Client {
             tuple: FiveTuple {
                 transport,
@@ -199,12 +136,7 @@ impl Client {
     }
 
     /// A request; with credentials once a nonce is known.
-    pub fn request(
-        &mut self,
-        method: Method,
-        attrs: &[Attribute<'_>],
-        txid: TransactionId,
-    ) -> Vec<u8> {
+    pub fn request(&mut self, method: Method, attrs: &[Attribute<'_>], txid: TransactionId) -> Vec<u8> {
         let mut b = MessageBuilder::new(Class::Request, method, txid);
         for a in attrs {
             b.add(a).unwrap();
@@ -238,9 +170,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(config: Config) -> Harness {
-        let users = StaticUsers::new()
-            .with_password("alice", REALM, "alice-pw")
-            .with_password("bob", REALM, "bob-pw");
+        let users = StaticUsers::new().with_password("alice", REALM, "alice-pw").with_password("bob", REALM, "bob-pw");
         Harness::with_users(config, users)
     }
 
@@ -273,18 +203,11 @@ impl Harness {
     pub fn drain(&mut self) {
         while let Some(o) = self.relay.poll_output() {
             match o {
-                Output::Transmit(Transmit::Client { tuple, bytes }) => {
-                    self.to_clients.push((tuple, bytes))
-                }
-                Output::Transmit(Transmit::Peer {
-                    relayed,
-                    peer,
-                    bytes,
-                }) => self.to_peers.push((relayed, peer, bytes)),
+                Output::Transmit(Transmit::Client { tuple, bytes }) => self.to_clients.push((tuple, bytes)),
+                Output::Transmit(Transmit::Peer { relayed, peer, bytes }) => self.to_peers.push((relayed, peer, bytes)),
                 Output::BindRelay(req) => {
                     if self.auto_bind {
-                        self.relay
-                            .relay_bound(self.now, req.allocation, req.addr, Ok(()));
+                        self.relay.relay_bound(self.now, req.allocation, req.addr, Ok(()));
                     }
                     self.binds.push(req);
                 }
@@ -295,8 +218,7 @@ impl Harness {
     }
 
     pub fn bound(&mut self, req: BindRequest, result: Result<(), BindFailure>) {
-        self.relay
-            .relay_bound(self.now, req.allocation, req.addr, result);
+        self.relay.relay_bound(self.now, req.allocation, req.addr, result);
         self.drain();
     }
 
@@ -305,19 +227,10 @@ impl Harness {
         let start = self.to_clients.len();
         self.relay.handle_client_datagram(
             self.now,
-            ClientDatagram {
-                transport: c.transport,
-                client: c.client,
-                server: c.server,
-                bytes,
-            },
+            ClientDatagram { transport: c.transport, client: c.client, server: c.server, bytes },
         );
         self.drain();
-        self.to_clients[start..]
-            .iter()
-            .filter(|(t, _)| t == c)
-            .map(|(_, b)| Resp(b.clone()))
-            .collect()
+        self.to_clients[start..].iter().filter(|(t, _)| t == c).map(|(_, b)| Resp(b.clone())).collect()
     }
 
     /// Send a request and expect exactly one response.
@@ -328,10 +241,7 @@ impl Harness {
         assert_eq!(r.len(), 1, "expected one response, got {r:?}");
         let r = r.remove(0);
         assert_eq!(r.msg().transaction_id(), txid);
-        assert!(
-            r.fingerprint_ok(),
-            "every response carries a valid FINGERPRINT"
-        );
+        assert!(r.fingerprint_ok(), "every response carries a valid FINGERPRINT");
         r
     }
 
@@ -355,21 +265,14 @@ impl Harness {
     }
 
     pub fn create_permission(&mut self, c: &mut Client, peer: &str) -> Resp {
-        self.call(
-            c,
-            Method::CREATE_PERMISSION,
-            &[Attribute::XorPeerAddress(peer.parse().unwrap())],
-        )
+        self.call(c, Method::CREATE_PERMISSION, &[Attribute::XorPeerAddress(peer.parse().unwrap())])
     }
 
     pub fn channel_bind(&mut self, c: &mut Client, ch: u16, peer: &str) -> Resp {
         self.call(
             c,
             Method::CHANNEL_BIND,
-            &[
-                Attribute::ChannelNumber(ch),
-                Attribute::XorPeerAddress(peer.parse().unwrap()),
-            ],
+            &[Attribute::ChannelNumber(ch), Attribute::XorPeerAddress(peer.parse().unwrap())],
         )
     }
 
@@ -379,30 +282,17 @@ impl Harness {
     }
 
     /// A peer sends `payload` to `relayed`; returns what reached the client (if anything).
-    pub fn peer_sends(
-        &mut self,
-        relayed: SocketAddr,
-        peer: &str,
-        payload: &[u8],
-    ) -> Option<(FiveTuple, Vec<u8>)> {
+    pub fn peer_sends(&mut self, relayed: SocketAddr, peer: &str, payload: &[u8]) -> Option<(FiveTuple, Vec<u8>)> {
         let start = self.to_clients.len();
-        self.relay
-            .handle_peer_datagram(self.now, relayed, peer.parse().unwrap(), payload);
+        self.relay.handle_peer_datagram(self.now, relayed, peer.parse().unwrap(), payload);
         self.drain();
         self.to_clients.get(start).cloned()
     }
 
     /// A client sends ChannelData; returns what reached a peer (if anything).
-    pub fn channel_data(
-        &mut self,
-        c: &Client,
-        ch: u16,
-        payload: &[u8],
-    ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    pub fn channel_data(&mut self, c: &Client, ch: u16, payload: &[u8]) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
         let mut buf = vec![0u8; payload.len() + 8];
-        let n =
-            vienna_stun::channel_data::write(ch, payload, &mut buf, c.tuple.transport.is_stream())
-                .unwrap();
+        let n = vienna_stun::channel_data::write(ch, payload, &mut buf, c.tuple.transport.is_stream()).unwrap();
         let start = self.to_peers.len();
         self.feed(&c.tuple, &buf[..n]);
         self.to_peers.get(start).cloned()
@@ -416,8 +306,7 @@ impl Harness {
     ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
         let txid = c.txid();
         let mut b = MessageBuilder::new(Class::Indication, Method::SEND, txid);
-        b.add(&Attribute::XorPeerAddress(peer.parse().unwrap()))
-            .unwrap();
+        b.add(&Attribute::XorPeerAddress(peer.parse().unwrap())).unwrap();
         b.add(&Attribute::Data(data)).unwrap();
         b.add_fingerprint();
         let start = self.to_peers.len();

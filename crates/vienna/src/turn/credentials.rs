@@ -75,7 +75,8 @@ mod tests {
         let store = Arc::new(SqliteStore::open_in_memory().unwrap());
         let aor = Aor::parse("alice", Some("example.test")).unwrap();
         let secrets = Secrets::derive("alice", "example.test", "pw");
-        let account = NewAccount { aor: aor.clone(), display_name: String::new(), enabled: true, secrets: secrets.clone() };
+        let account =
+            NewAccount { aor: aor.clone(), display_name: String::new(), enabled: true, secrets: secrets.clone() };
         store.add_account(&account, 0).unwrap();
         let creds = StoreCredentials::new(store.clone());
         assert_eq!(creds.long_term_key("alice", "example.test"), Some(secrets.ha1_md5));

@@ -65,7 +65,8 @@ impl TurnRole {
         getrandom::fill(&mut nonce_secret).map_err(|e| anyhow!("turn: no randomness: {e}"))?;
 
         // UDP: one SO_REUSEPORT socket per worker on the same address (port 0: the first one's port).
-        let options = UdpOptions { reuse_port: true, recv_buffer: 4 << 20, send_buffer: 4 << 20 };
+        let options =
+            UdpOptions { reuse_port: true, recv_buffer: worker::LISTENER_BUFFER, send_buffer: worker::LISTENER_BUFFER };
         let mut addr = settings::listen_addr(turn, turn.udp_port);
         let mut udp = Vec::with_capacity(count);
         for _ in 0..count {

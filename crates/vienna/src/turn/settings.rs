@@ -1,6 +1,6 @@
 //! From the `[turn]` configuration section to the relay core's configuration, one per worker.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
@@ -60,26 +60,24 @@ fn peer_policy(turn: &TurnConfig) -> Result<PeerPolicy> {
 fn alternate_server(turn: &TurnConfig) -> Result<Option<SocketAddr>> {
     match turn.alternate_server.as_str() {
         "" => Ok(None),
-        s => s
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow!("turn.alternate_server {s:?} is not an address:port")),
+        s => s.parse().map(Some).map_err(|_| anyhow!("turn.alternate_server {s:?} is not an address:port")),
     }
 }
 
 /// The worker count in effect: `turn.workers`, or one per core.
 pub fn worker_count(turn: &TurnConfig) -> usize {
-    if turn.workers > 0 {
-        turn.workers
-    } else {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    }
+    if turn.workers > 0 { turn.workers } else { std::thread::available_parallelism().map_or(1, usize::from) }
 }
 
 /// The relay configuration of worker `index` of `workers`: the relay port range is split so every
 /// worker owns its own ports; the total quota is split too (rounded up). Every worker shares the nonce
 /// secret, so a nonce is valid whichever worker checks it.
-pub fn relay_config(config: &Config, index: usize, workers: usize, nonce_secret: [u8; 32]) -> Result<vienna_turn::Config> {
+pub fn relay_config(
+    config: &Config,
+    index: usize,
+    workers: usize,
+    nonce_secret: [u8; 32],
+) -> Result<vienna_turn::Config> {
     let turn = &config.turn;
     let (v4, v6) = relay_addresses(turn)?;
     let span = usize::from(turn.max_port - turn.min_port) + 1;
@@ -113,11 +111,6 @@ pub fn listen_addr(turn: &TurnConfig, port: u16) -> SocketAddr {
     SocketAddr::new(turn.listen_ip, port)
 }
 
-/// Whether `ip` is loopback (used to warn when the relay is reachable from outside).
-pub fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,9 +120,8 @@ mod tests {
         let mut config = Config::default();
         config.turn.min_port = 50000;
         config.turn.max_port = 50009;
-        let ranges: Vec<(u16, u16)> = (0..3)
-            .map(|i| relay_config(&config, i, 3, [0; 32]).map(|c| (c.min_port, c.max_port)).unwrap())
-            .collect();
+        let ranges: Vec<(u16, u16)> =
+            (0..3).map(|i| relay_config(&config, i, 3, [0; 32]).map(|c| (c.min_port, c.max_port)).unwrap()).collect();
         assert_eq!(ranges, [(50000, 50002), (50003, 50005), (50006, 50009)]);
         assert!(relay_config(&config, 0, 6, [0; 32]).is_err(), "fewer than 2 ports each");
     }

@@ -85,8 +85,7 @@ impl TurnShared {
             metrics::counter!("vienna_turn_relayed_bytes_total", "direction" => direction).absolute(bytes);
         }
         for reason in DropReason::ALL {
-            metrics::counter!("vienna_turn_dropped_packets_total", "reason" => reason.name())
-                .absolute(c.drops(reason));
+            metrics::counter!("vienna_turn_dropped_packets_total", "reason" => reason.name()).absolute(c.drops(reason));
         }
         for (reason, value) in [
             ("truncated", total.truncated),

@@ -37,9 +37,10 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often the core's wall clock is re-anchored.
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
-/// Socket buffer sizes of the listener and relayed sockets.
-const SOCKET_BUFFER: usize = 4 << 20;
+/// Socket buffer size of relayed sockets (the shared listener's is [`LISTENER_BUFFER`]).
 const RELAY_BUFFER: usize = 256 << 10;
+/// Socket buffer size of each worker's share of the UDP listener.
+pub const LISTENER_BUFFER: usize = 4 << 20;
 
 /// What other threads tell a worker.
 pub enum Command {
@@ -269,8 +270,12 @@ impl Worker {
                 }
                 Ok(Command::StreamFrame { tuple, bytes }) => {
                     let now = Instant::now();
-                    let datagram =
-                        ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes: &bytes };
+                    let datagram = ClientDatagram {
+                        transport: tuple.transport,
+                        client: tuple.client,
+                        server: tuple.server,
+                        bytes: &bytes,
+                    };
                     if classify(&bytes) == Kind::ChannelData {
                         if let Ok(t) = self.relay.relay_channel_data(now, &tuple, &bytes) {
                             if let Some(&slot) = self.relay_by_addr.get(&t.relayed) {
@@ -417,7 +422,8 @@ impl Worker {
                 self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner()).insert(key(id), view);
             }
             Event::AllocationRefreshed { id, lifetime } => {
-                if let Some(view) = self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key(id)) {
+                if let Some(view) = self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key(id))
+                {
                     view.expires_at = unix_now() + lifetime.as_secs();
                 }
             }
