@@ -132,6 +132,16 @@ impl Server {
         }
     }
 
+    /// The address of the listener of `role` and `protocol`, from the start-up log.
+    pub fn listener(&mut self, role: &str, protocol: &str) -> SocketAddr {
+        let line = self.log.lock().unwrap().iter().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "listening" && v["role"] == role && v["protocol"] == protocol).then_some(v)
+        });
+        let line = line.unwrap_or_else(|| panic!("no {role}/{protocol} listener in log:\n{}", self.log_text()));
+        line["address"].as_str().expect("address").parse().expect("socket address")
+    }
+
     /// Everything the server logged so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")

@@ -1,0 +1,204 @@
+//! The TURN relay judged by coturn's own client, `turnutils_uclient`, relaying to `turnutils_peer`
+//! (Debian package coturn, installed by the test command). Every load is bounded by message count and a
+//! timeout; everything stays on loopback.
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use vienna_e2e::{Server, add_user};
+
+/// A free UDP port on loopback (released before use; the window for a clash is tiny).
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `turnutils_peer`, an echo peer on loopback, killed on drop.
+struct EchoPeer(Child, u16);
+
+impl EchoPeer {
+    fn start() -> EchoPeer {
+        let port = free_udp_port();
+        let child = Command::new("timeout")
+            .args(["120", "turnutils_peer", "-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer (package coturn) is installed by the test command");
+        std::thread::sleep(Duration::from_millis(300));
+        EchoPeer(child, port)
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Totals turnutils_uclient printed at the end of a run.
+#[derive(Debug, Default, PartialEq)]
+struct Run {
+    sent: u64,
+    received: u64,
+    lost_line: bool,
+    lost: u64,
+    allocation_failed: bool,
+}
+
+/// Runs `turnutils_uclient` with `args` against `server_port`; returns its totals.
+fn uclient(args: &[&str]) -> Run {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("turnutils_uclient")
+        .args(args)
+        .arg("127.0.0.1")
+        .output()
+        .expect("turnutils_uclient (package coturn) is installed by the test command");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let mut run = Run::default();
+    for line in text.lines() {
+        if let Some(rest) = line.split("start_mclient: tot_send_msgs=").nth(1) {
+            let mut parts = rest.split(", tot_recv_msgs=");
+            run.sent = parts.next().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            run.received = parts.next().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        }
+        if let Some(rest) = line.split("Total lost packets ").nth(1) {
+            run.lost_line = true;
+            run.lost = rest.split(' ').next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+        }
+        if line.contains("Cannot complete Allocation") {
+            run.allocation_failed = true;
+        }
+    }
+    run
+}
+
+fn start_relay(dir: &std::path::Path, extra: &[&str]) -> (Server, u16, u16, u16) {
+    add_user(dir, "alice", "wonderland");
+    let mut args = vec![
+        "--set",
+        "turn.udp_port=0",
+        "--set",
+        "turn.tcp_port=0",
+        "--set",
+        "turn.tls_port=0",
+        "--set",
+        "turn.min_port=40000",
+        "--set",
+        "turn.max_port=40999",
+        "--set",
+        "turn.workers=2",
+    ];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(dir, &args);
+    let port = |server: &mut Server, protocol: &str| server.listener("turn", protocol).port();
+    let (udp, tcp, tls) = (port(&mut server, "udp"), port(&mut server, "tcp"), port(&mut server, "tls"));
+    (server, udp, tcp, tls)
+}
+
+const ALLOW_LOOPBACK: &[&str] = &["--set", "turn.allowed_peers=[\"127.0.0.0/8\"]"];
+
+#[test]
+fn uclient_relays_over_udp_tcp_and_tls_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, udp, tcp, tls) = start_relay(dir.path(), ALLOW_LOOPBACK);
+    let peer = EchoPeer::start();
+    let peer_port = peer.1.to_string();
+    let base = ["-u", "alice", "-w", "wonderland", "-e", "127.0.0.1", "-r", &peer_port, "-l", "172", "-c"];
+    for (name, extra, port) in [
+        ("udp channels", vec!["-n", "100", "-m", "4"], udp),
+        ("udp send indications", vec!["-s", "-n", "100", "-m", "4"], udp),
+        ("tcp channels", vec!["-t", "-n", "100", "-m", "4"], tcp),
+        ("tls channels", vec!["-t", "-S", "-n", "100", "-m", "4"], tls),
+    ] {
+        let port = port.to_string();
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(["-p", &port]);
+        args.extend(extra);
+        let run = uclient(&args);
+        assert!(!run.allocation_failed, "{name}: allocation failed; log:\n{}", server.log_text());
+        assert_eq!((run.sent, run.received, run.lost_line, run.lost), (400, 400, true, 0), "{name}: {run:?}");
+    }
+    // Client to client through the relay (each client's relayed address is the other's peer).
+    let port = udp.to_string();
+    let run = uclient(&["-u", "alice", "-w", "wonderland", "-y", "-n", "50", "-m", "2", "-l", "172", "-c", "-p", &port]);
+    assert_eq!((run.sent, run.received, run.lost), (100, 100, 0), "client to client: {run:?}");
+
+    let metrics = server.get("/metrics").body;
+    let relayed = metric(&metrics, "vienna_turn_relayed_packets_total{direction=\"client_to_peer\"}");
+    assert!(relayed >= 1_700, "client_to_peer {relayed} in\n{metrics}");
+    assert!(metric(&metrics, "vienna_turn_allocations_created_total") >= 18.0);
+}
+
+#[test]
+fn wrong_password_and_unknown_user_cannot_allocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, udp, _, _) = start_relay(dir.path(), ALLOW_LOOPBACK);
+    let peer = EchoPeer::start();
+    let (port, peer_port) = (udp.to_string(), peer.1.to_string());
+    for (user, password) in [("alice", "not-it"), ("mallory", "wonderland")] {
+        let run = uclient(&["-u", user, "-w", password, "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "3", "-c"]);
+        assert!(run.allocation_failed, "{user}/{password} allocated: {run:?}");
+    }
+    let metrics = server.get("/metrics").body;
+    assert!(metric(&metrics, "vienna_turn_auth_failures_total") >= 2.0, "{metrics}");
+    assert_eq!(metric(&metrics, "vienna_turn_allocations_created_total"), 0.0);
+}
+
+#[test]
+fn loopback_peers_are_denied_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, udp, _, _) = start_relay(dir.path(), &[]);
+    let peer = EchoPeer::start();
+    let (port, peer_port) = (udp.to_string(), peer.1.to_string());
+    let run = uclient(&["-u", "alice", "-w", "wonderland", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "5", "-c"]);
+    assert_eq!(run.received, 0, "relayed to a loopback peer by default: {run:?}");
+    let metrics = server.get("/metrics").body;
+    assert!(metric(&metrics, "vienna_turn_responses_total{code=\"403\"}") >= 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "vienna_turn_relayed_packets_total{direction=\"client_to_peer\"}"), 0.0);
+}
+
+#[test]
+fn rest_api_credentials_from_a_shared_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "north-wind";
+    let mut extra = ALLOW_LOOPBACK.to_vec();
+    let set = format!("turn.rest_secrets=[\"old-secret\", \"{secret}\"]");
+    extra.extend(["--set", &set]);
+    let (_server, udp, _, _) = start_relay(dir.path(), &extra);
+    let peer = EchoPeer::start();
+    let (port, peer_port) = (udp.to_string(), peer.1.to_string());
+    // uclient makes "expiry:user" and its HMAC itself from -W; a rotated-out secret still works.
+    let run = uclient(&["-u", "bob", "-W", secret, "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "20", "-m", "2", "-c"]);
+    assert_eq!((run.sent, run.received, run.lost), (40, 40, 0), "REST credentials: {run:?}");
+    let run = uclient(&["-u", "bob", "-W", "guessed", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "3", "-c"]);
+    assert!(run.allocation_failed, "wrong secret allocated: {run:?}");
+}
+
+#[test]
+fn allocations_are_listed_by_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, udp, _, _) = start_relay(dir.path(), ALLOW_LOOPBACK);
+    let peer = EchoPeer::start();
+    let (port, peer_port) = (udp.to_string(), peer.1.to_string());
+    let run = uclient(&["-u", "alice", "-w", "wonderland", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "5", "-m", "3", "-c"]);
+    assert_eq!(run.lost, 0);
+    // uclient leaves its UDP allocations to expire; the API lists them until then.
+    let list = server.get("/api/v1/allocations").json();
+    let list = list.as_array().unwrap();
+    assert!(list.len() >= 3, "{list:?}");
+    for a in list {
+        assert_eq!((a["username"].as_str(), a["transport"].as_str()), (Some("alice"), Some("udp")));
+        let relayed: std::net::SocketAddr = a["relayed"][0].as_str().unwrap().parse().unwrap();
+        assert!((40000..=40999).contains(&relayed.port()), "relay port range: {relayed}");
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
