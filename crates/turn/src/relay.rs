@@ -922,6 +922,15 @@ impl Relay {
 
     fn handle_request(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>) {
         let txid = m.transaction_id();
+        // An allocation past its lifetime is gone even if handle_timeout has not run yet: a
+        // late Refresh must not revive it.
+        if let Some(&idx) = self.by_tuple.get(&tuple)
+            && self.slots[idx as usize]
+                .as_ref()
+                .is_some_and(|a| a.expires <= now)
+        {
+            self.remove_allocation(idx, false);
+        }
         // Retransmissions (RFC 8656 §7.2, RFC 8489 §6.3.1): same answer again.
         if let Some(&idx) = self.by_tuple.get(&tuple)
             && let Some(a) = self.slots[idx as usize].as_ref()

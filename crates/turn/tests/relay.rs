@@ -1214,3 +1214,17 @@ fn allocations_snapshot() {
     assert_eq!((a.permissions, a.channels), (2, 1));
     assert_eq!(a.expires, h.now + secs(600));
 }
+
+#[test]
+fn late_refresh_does_not_revive_an_expired_allocation() {
+    let mut cfg = config();
+    cfg.nonce_lifetime = secs(3600);
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let relayed = allocated(&mut h, &mut c);
+    // The clock moves past expiry but the driver has not called handle_timeout yet.
+    h.now += secs(601);
+    assert_eq!(h.refresh(&mut c, None).code(), Some(437));
+    assert!(h.released.contains(&relayed));
+    assert_eq!(h.relay.counters().allocations_expired, 1);
+}
