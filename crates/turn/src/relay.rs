@@ -367,6 +367,11 @@ impl Relay {
         }
     }
 
+    /// Relay ports in use (bound, being bound, or reserved), both families.
+    pub fn ports_in_use(&self) -> usize {
+        self.ports_v4.in_use() + self.ports_v6.in_use()
+    }
+
     /// Next output for the driver, `None` when drained.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -1144,8 +1149,14 @@ impl Relay {
         let mut binds = Vec::new();
         let mut address_errors = Vec::new();
         if let Some(token) = req.token {
-            let Some(r) = self.reservations.remove(&token).filter(|r| r.expires > now) else {
-                return self.error(tuple, m, 508, &[], Some(&auth));
+            let r = match self.reservations.remove(&token) {
+                Some(r) if r.expires > now => r,
+                Some(r) => {
+                    // Expired, its timer has not run yet: give the port back now.
+                    self.release_port(r.addr, false);
+                    return self.error(tuple, m, 508, &[], Some(&auth));
+                }
+                None => return self.error(tuple, m, 508, &[], Some(&auth)),
             };
             binds.push(PendingBind {
                 family: AddressFamily::of(&r.addr),
