@@ -492,7 +492,8 @@ impl Relay {
 
     /// Hot path, peer to client: wrap `payload` from `peer` (received on `relayed`) as
     /// ChannelData (bound channel) or a Data indication into `out`, and say which 5-tuple to send
-    /// `out[..len]` on. `out` needs `payload.len() + 36` bytes (Data indication, IPv6 peer).
+    /// `out[..len]` on. `out` needs at most `payload.len() + 51` bytes (a Data indication to an
+    /// IPv6 peer, with padding).
     /// Allocates nothing; drops are counted.
     #[inline]
     pub fn relay_peer_datagram(

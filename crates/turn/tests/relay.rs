@@ -997,6 +997,23 @@ fn dual_stack_allocation_relays_both_families() {
     assert_eq!(h.channel_data(&c, 0x4000, b"four").unwrap().0, relayed[0]);
     let (_, bytes) = h.peer_sends(relayed[1], v6peer, b"back6").unwrap();
     assert_eq!(ChannelData::parse(&bytes).unwrap().channel, 0x4001);
+    // Worst case output size: Data indication from an IPv6 peer without a channel.
+    assert!(
+        h.create_permission(&mut c, "[2001:db8:5::7]:1")
+            .is_success()
+    );
+    let mut out = [0u8; 52];
+    let t = h
+        .relay
+        .relay_peer_datagram(
+            h.now,
+            relayed[1],
+            "[2001:db8:5::7]:1".parse().unwrap(),
+            b"z",
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(t.len, 1 + 51);
     // Deleting releases both relayed sockets.
     assert!(h.refresh(&mut c, Some(0)).is_success());
     assert!(h.released.contains(&relayed[0]) && h.released.contains(&relayed[1]));
