@@ -123,7 +123,8 @@ fn uclient_relays_over_udp_tcp_and_tls_without_loss() {
     }
     // Client to client through the relay (each client's relayed address is the other's peer).
     let port = udp.to_string();
-    let run = uclient(&["-u", "alice", "-w", "wonderland", "-y", "-n", "50", "-m", "2", "-l", "172", "-c", "-p", &port]);
+    let run =
+        uclient(&["-u", "alice", "-w", "wonderland", "-y", "-n", "50", "-m", "2", "-l", "172", "-c", "-p", &port]);
     assert_eq!((run.sent, run.received, run.lost), (100, 100, 0), "client to client: {run:?}");
 
     let metrics = server.get("/metrics").body;
@@ -139,7 +140,8 @@ fn wrong_password_and_unknown_user_cannot_allocate() {
     let peer = EchoPeer::start();
     let (port, peer_port) = (udp.to_string(), peer.1.to_string());
     for (user, password) in [("alice", "not-it"), ("mallory", "wonderland")] {
-        let run = uclient(&["-u", user, "-w", password, "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "3", "-c"]);
+        let run =
+            uclient(&["-u", user, "-w", password, "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "3", "-c"]);
         assert!(run.allocation_failed, "{user}/{password} allocated: {run:?}");
     }
     let metrics = server.get("/metrics").body;
@@ -153,7 +155,21 @@ fn loopback_peers_are_denied_unless_allowed() {
     let (server, udp, _, _) = start_relay(dir.path(), &[]);
     let peer = EchoPeer::start();
     let (port, peer_port) = (udp.to_string(), peer.1.to_string());
-    let run = uclient(&["-u", "alice", "-w", "wonderland", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "5", "-c"]);
+    let run = uclient(&[
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-p",
+        &port,
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port,
+        "-n",
+        "5",
+        "-c",
+    ]);
     assert_eq!(run.received, 0, "relayed to a loopback peer by default: {run:?}");
     let metrics = server.get("/metrics").body;
     assert!(metric(&metrics, "vienna_turn_responses_total{code=\"403\"}") >= 1.0, "{metrics}");
@@ -171,9 +187,26 @@ fn rest_api_credentials_from_a_shared_secret() {
     let peer = EchoPeer::start();
     let (port, peer_port) = (udp.to_string(), peer.1.to_string());
     // uclient makes "expiry:user" and its HMAC itself from -W; a rotated-out secret still works.
-    let run = uclient(&["-u", "bob", "-W", secret, "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "20", "-m", "2", "-c"]);
+    let run = uclient(&[
+        "-u",
+        "bob",
+        "-W",
+        secret,
+        "-p",
+        &port,
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port,
+        "-n",
+        "20",
+        "-m",
+        "2",
+        "-c",
+    ]);
     assert_eq!((run.sent, run.received, run.lost), (40, 40, 0), "REST credentials: {run:?}");
-    let run = uclient(&["-u", "bob", "-W", "guessed", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "3", "-c"]);
+    let run =
+        uclient(&["-u", "bob", "-W", "guessed", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "3", "-c"]);
     assert!(run.allocation_failed, "wrong secret allocated: {run:?}");
 }
 
@@ -183,7 +216,23 @@ fn allocations_are_listed_by_the_admin_api() {
     let (server, udp, _, _) = start_relay(dir.path(), ALLOW_LOOPBACK);
     let peer = EchoPeer::start();
     let (port, peer_port) = (udp.to_string(), peer.1.to_string());
-    let run = uclient(&["-u", "alice", "-w", "wonderland", "-p", &port, "-e", "127.0.0.1", "-r", &peer_port, "-n", "5", "-m", "3", "-c"]);
+    let run = uclient(&[
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-p",
+        &port,
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port,
+        "-n",
+        "5",
+        "-m",
+        "3",
+        "-c",
+    ]);
     assert_eq!(run.lost, 0);
     // uclient leaves its UDP allocations to expire; the API lists them until then.
     let list = server.get("/api/v1/allocations").json();

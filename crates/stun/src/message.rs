@@ -377,11 +377,22 @@ impl MessageBuilder {
         Ok(())
     }
 
-    /// Append a typed attribute.
+    /// Append a typed attribute (encoded in place, no temporary buffer).
     pub fn add(&mut self, a: &Attribute<'_>) -> Result<(), Error> {
-        let mut v = Vec::new();
-        a.encode_value(&self.txid, &mut v);
-        self.add_raw(a.typ(), &v)
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&a.typ().to_be_bytes());
+        self.buf.extend_from_slice(&[0, 0]);
+        a.encode_value(&self.txid, &mut self.buf);
+        let vlen = self.buf.len() - start - 4;
+        let padded = (vlen + 3) & !3;
+        if vlen > usize::from(u16::MAX) || start + 4 + padded - HEADER_LEN > usize::from(u16::MAX) {
+            self.buf.truncate(start);
+            return Err(Error::TooLong);
+        }
+        self.buf[start + 2..start + 4].copy_from_slice(&(vlen as u16).to_be_bytes());
+        self.buf.resize(start + 4 + padded, 0);
+        self.set_len();
+        Ok(())
     }
 
     /// Append MESSAGE-INTEGRITY (HMAC-SHA1 with `key`) over everything written so far.

@@ -303,3 +303,17 @@ fn data_indication_writer_matches_builder() {
         );
     }
 }
+
+#[test]
+fn oversized_attributes_are_refused_without_corrupting_the_message() {
+    let mut b = MessageBuilder::new(Class::Indication, Method::SEND, TransactionId([4; 12]));
+    b.add(&Attribute::Software("x")).unwrap();
+    let big = vec![0u8; 70_000];
+    assert_eq!(b.add(&Attribute::Data(&big)), Err(Error::TooLong));
+    assert_eq!(b.add_raw(attr::DATA, &big), Err(Error::TooLong));
+    let almost = vec![0u8; 65_535 - 8 - 4];
+    assert_eq!(b.add(&Attribute::Data(&almost)), Err(Error::TooLong), "padding would overflow the length");
+    let bytes = b.finish();
+    let m = Message::decode(&bytes).unwrap();
+    assert_eq!(m.attributes().count(), 1);
+}

@@ -353,6 +353,11 @@ impl Relay {
         }
     }
 
+    /// Relay ports in use (bound, being bound, or reserved), both families.
+    pub fn ports_in_use(&self) -> usize {
+        self.ports_v4.in_use() + self.ports_v6.in_use()
+    }
+
     /// Next output for the driver, `None` when drained.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -448,7 +453,8 @@ impl Relay {
 
     /// Hot path, peer to client: wrap `payload` from `peer` (received on `relayed`) as
     /// ChannelData (bound channel) or a Data indication into `out`, and say which 5-tuple to send
-    /// `out[..len]` on. `out` needs `payload.len() + 36` bytes (Data indication, IPv6 peer).
+    /// `out[..len]` on. `out` needs at most `payload.len() + 51` bytes (a Data indication to an
+    /// IPv6 peer, with padding).
     /// Allocates nothing; drops are counted.
     #[inline]
     pub fn relay_peer_datagram(
@@ -806,6 +812,13 @@ impl Relay {
 
     fn handle_request(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>) {
         let txid = m.transaction_id();
+        // An allocation past its lifetime is gone even if handle_timeout has not run yet: a
+        // late Refresh must not revive it.
+        if let Some(&idx) = self.by_tuple.get(&tuple)
+            && self.slots[idx as usize].as_ref().is_some_and(|a| a.expires <= now)
+        {
+            self.remove_allocation(idx, false);
+        }
         // Retransmissions (RFC 8656 §7.2, RFC 8489 §6.3.1): same answer again.
         if let Some(&idx) = self.by_tuple.get(&tuple)
             && let Some(a) = self.slots[idx as usize].as_ref()
@@ -968,8 +981,14 @@ impl Relay {
         let mut binds = Vec::new();
         let mut address_errors = Vec::new();
         if let Some(token) = req.token {
-            let Some(r) = self.reservations.remove(&token).filter(|r| r.expires > now) else {
-                return self.error(tuple, m, 508, &[], Some(&auth));
+            let r = match self.reservations.remove(&token) {
+                Some(r) if r.expires > now => r,
+                Some(r) => {
+                    // Expired, its timer has not run yet: give the port back now.
+                    self.release_port(r.addr, false);
+                    return self.error(tuple, m, 508, &[], Some(&auth));
+                }
+                None => return self.error(tuple, m, 508, &[], Some(&auth)),
             };
             binds.push(PendingBind {
                 family: AddressFamily::of(&r.addr),

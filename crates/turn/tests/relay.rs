@@ -784,6 +784,12 @@ fn dual_stack_allocation_relays_both_families() {
     assert_eq!(h.channel_data(&c, 0x4000, b"four").unwrap().0, relayed[0]);
     let (_, bytes) = h.peer_sends(relayed[1], v6peer, b"back6").unwrap();
     assert_eq!(ChannelData::parse(&bytes).unwrap().channel, 0x4001);
+    // Worst case output size: Data indication from an IPv6 peer without a channel.
+    assert!(h.create_permission(&mut c, "[2001:db8:5::7]:1").is_success());
+    let mut out = [0u8; 52];
+    let t =
+        h.relay.relay_peer_datagram(h.now, relayed[1], "[2001:db8:5::7]:1".parse().unwrap(), b"z", &mut out).unwrap();
+    assert_eq!(t.len, 1 + 51);
     // Deleting releases both relayed sockets.
     assert!(h.refresh(&mut c, Some(0)).is_success());
     assert!(h.released.contains(&relayed[0]) && h.released.contains(&relayed[1]));
@@ -931,4 +937,120 @@ fn allocations_snapshot() {
     assert_eq!((a.username, a.tuple, a.relayed_v4, a.relayed_v6), ("alice", c.tuple, Some(relayed), None));
     assert_eq!((a.permissions, a.channels), (2, 1));
     assert_eq!(a.expires, h.now + secs(600));
+}
+
+#[test]
+fn late_refresh_does_not_revive_an_expired_allocation() {
+    let mut cfg = config();
+    cfg.nonce_lifetime = secs(3600);
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let relayed = allocated(&mut h, &mut c);
+    // The clock moves past expiry but the driver has not called handle_timeout yet.
+    h.now += secs(601);
+    assert_eq!(h.refresh(&mut c, None).code(), Some(437));
+    assert!(h.released.contains(&relayed));
+    assert_eq!(h.relay.counters().allocations_expired, 1);
+}
+
+#[test]
+fn expired_token_used_before_its_timer_releases_the_port() {
+    let mut cfg = config();
+    cfg.min_port = 50000;
+    cfg.max_port = 50001;
+    let mut h = Harness::new(cfg);
+    let mut c = alice();
+    let token = h.allocate(&mut c, &[Attribute::EvenPort(true)]).token().unwrap();
+    h.now += secs(31); // no handle_timeout
+    let mut b = Client::new("192.0.2.20:5000", "bob", "bob-pw");
+    assert_eq!(h.allocate(&mut b, &[Attribute::ReservationToken(token)]).code(), Some(508));
+    assert_eq!(h.allocate(&mut b, &[]).relayed()[0].port(), 50001);
+    h.advance(secs(1)); // the stale reservation timer finds nothing to do
+    assert_eq!(h.relay.allocation_count(), 2);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Allocate { client: u8, even: Option<bool>, token: bool, dual: bool },
+    Delete { client: u8 },
+    Disconnect { client: u8 },
+    FailNextBind(bool),
+    Advance(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..6, proptest::option::of(any::<bool>()), any::<bool>(), any::<bool>())
+            .prop_map(|(client, even, token, dual)| Op::Allocate { client, even, token, dual }),
+        (0u8..6).prop_map(|client| Op::Delete { client }),
+        (0u8..6).prop_map(|client| Op::Disconnect { client }),
+        any::<bool>().prop_map(Op::FailNextBind),
+        (0u16..400).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever happens, once everything has expired no port, quota slot or allocation is left.
+    #[test]
+    fn no_port_or_quota_leaks(ops in proptest::collection::vec(op(), 1..40)) {
+        let mut cfg = config();
+        cfg.min_port = 50000;
+        cfg.max_port = 50007;
+        cfg.relay_ipv6 = Some("2001:db8::1".parse().unwrap());
+        cfg.user_quota = Some(3);
+        cfg.nonce_lifetime = secs(100_000);
+        let mut h = Harness::new(cfg);
+        let mut clients: Vec<Client> = (0..6)
+            .map(|i| Client::with_transport(&format!("192.0.2.{}:5000", 10 + i), "alice", "alice-pw", Transport::Tcp))
+            .collect();
+        let mut last_token = None;
+        for op in ops {
+            match op {
+                Op::Allocate { client, even, token, dual } => {
+                    let mut attrs = vec![];
+                    if token && let Some(t) = last_token {
+                        attrs.push(Attribute::ReservationToken(t));
+                    } else {
+                        attrs.extend(even.map(Attribute::EvenPort));
+                        if dual {
+                            attrs.push(Attribute::AdditionalAddressFamily(AddressFamily::V6));
+                        }
+                    }
+                    let r = h.allocate(&mut clients[client as usize], &attrs);
+                    if let Some(t) = r.token() {
+                        last_token = Some(t);
+                    }
+                }
+                Op::Delete { client } => {
+                    let c = &mut clients[client as usize];
+                    if c.nonce.is_some() {
+                        h.refresh(c, Some(0));
+                    }
+                }
+                Op::Disconnect { client } => {
+                    h.relay.client_disconnected(&clients[client as usize].tuple);
+                    h.drain();
+                }
+                Op::FailNextBind(in_use) => h.bind_script.push_back(Err(if in_use {
+                    BindFailure::AddrInUse
+                } else {
+                    BindFailure::Other
+                })),
+                Op::Advance(s) => h.advance(secs(u64::from(s))),
+            }
+            let live: usize = h.relay.allocations().map(|a| 1 + usize::from(a.relayed_v6.is_some())).sum();
+            prop_assert!(h.relay.ports_in_use() >= live);
+        }
+        h.advance(secs(4000));
+        prop_assert_eq!(h.relay.allocation_count(), 0);
+        prop_assert_eq!(h.relay.ports_in_use(), 0);
+        prop_assert_eq!(h.relay.counters().allocations_active, 0);
+        // Quota slots are free again: three allocations for alice succeed.
+        h.bind_script.clear();
+        for c in clients.iter_mut().take(3) {
+            prop_assert!(h.allocate(c, &[]).is_success());
+        }
+    }
 }

@@ -161,6 +161,8 @@ pub struct Harness {
     pub relay: Relay,
     pub now: Instant,
     pub auto_bind: bool,
+    /// Results the fake driver gives to the next binds (then `Ok`).
+    pub bind_script: std::collections::VecDeque<Result<(), BindFailure>>,
     pub to_clients: Vec<(FiveTuple, Vec<u8>)>,
     pub to_peers: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     pub binds: Vec<BindRequest>,
@@ -181,6 +183,7 @@ impl Harness {
             relay,
             now,
             auto_bind: true,
+            bind_script: Default::default(),
             to_clients: vec![],
             to_peers: vec![],
             binds: vec![],
@@ -207,7 +210,8 @@ impl Harness {
                 Output::Transmit(Transmit::Peer { relayed, peer, bytes }) => self.to_peers.push((relayed, peer, bytes)),
                 Output::BindRelay(req) => {
                     if self.auto_bind {
-                        self.relay.relay_bound(self.now, req.allocation, req.addr, Ok(()));
+                        let result = self.bind_script.pop_front().unwrap_or(Ok(()));
+                        self.relay.relay_bound(self.now, req.allocation, req.addr, result);
                     }
                     self.binds.push(req);
                 }
