@@ -166,7 +166,7 @@ fn port_in_use_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let out = run(dir.path(), &["serve", "--set", &format!("admin.listen={addr}")], "");
+    let out = run(dir.path(), &["serve", "--set", &format!("admin.listen={addr}"), "--set", "turn.enabled=false"], "");
     assert_one_line_error(&out, &format!("admin: cannot bind http on {addr}"));
     assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
 }
@@ -188,4 +188,27 @@ fn unusable_data_dir_is_a_one_line_error() {
     std::fs::write(garbage.join("vienna.db"), vec![7u8; 4096]).unwrap();
     let out = vienna(Path::new(&garbage)).args(["user", "list"]).output().unwrap();
     assert_one_line_error(&out, "vienna.db");
+}
+
+#[test]
+fn turn_port_in_use_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = run(
+        dir.path(),
+        &[
+            "serve",
+            "--set",
+            "admin.listen=127.0.0.1:0",
+            "--set",
+            &format!("turn.udp_port={port}"),
+            "--set",
+            "turn.tcp_port=0",
+            "--set",
+            "turn.tls_port=0",
+        ],
+        "",
+    );
+    assert_one_line_error(&out, &format!("turn: cannot bind udp on 127.0.0.1:{port}"));
 }

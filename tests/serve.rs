@@ -40,8 +40,15 @@ fn fresh_data_dir_serves_health_metrics_and_api() {
     let status = server.get("/api/v1/status").json();
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["domain"], "localhost");
-    assert_eq!(status["listeners"][0]["role"], "admin");
-    assert_eq!(status["listeners"][0]["address"], server.admin.to_string());
+    let listeners: Vec<(String, String)> = status["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["role"].as_str().unwrap().to_owned(), l["protocol"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [("turn", "udp"), ("turn", "tcp"), ("turn", "tls"), ("admin", "http")];
+    assert_eq!(listeners, expected.map(|(r, p)| (r.to_owned(), p.to_owned())));
+    assert_eq!(status["listeners"][3]["address"], server.admin.to_string());
     assert!(!status["not_built"].as_array().unwrap().is_empty(), "unbuilt roles are listed as such");
 
     let missing = server.get("/api/v1/nothing-here");
@@ -51,6 +58,8 @@ fn fresh_data_dir_serves_health_metrics_and_api() {
     assert_eq!(server.get("/api/v1/accounts/not%20a%20uri").status, 400);
     assert_eq!(server.get("/api/v1/registrations").json(), serde_json::json!([]));
     assert_eq!(server.get("/api/v1/conferences").json(), serde_json::json!([]));
+    assert_eq!(server.get("/api/v1/allocations").json(), serde_json::json!([]));
+    assert!(metrics.body.contains("vienna_turn_allocations 0"), "TURN metrics exported");
 }
 
 #[test]
@@ -180,4 +189,14 @@ fn configured_certificate_is_used_instead_of_generating_one() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+#[test]
+fn turn_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--set", "turn.enabled=false"]);
+    let status = server.get("/api/v1/status").json();
+    assert_eq!(status["listeners"].as_array().unwrap().len(), 1, "admin only: {status}");
+    assert_eq!(server.get("/api/v1/allocations").status, 404);
+    assert!(server.log_text().contains("turn relay disabled by configuration"));
 }

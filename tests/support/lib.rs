@@ -88,11 +88,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `vienna serve` on `data_dir` with JSON logs, the admin listener on an ephemeral port, and
+    /// Starts `vienna serve` on `data_dir` with JSON logs, every listener on an ephemeral port, and
     /// `extra` arguments; returns once the server logged that it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = vienna(data_dir)
             .args(["serve", "--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0"])
+            // Every listener on a free port, so tests run in parallel.
+            .args(["--set", "turn.udp_port=0", "--set", "turn.tcp_port=0", "--set", "turn.tls_port=0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

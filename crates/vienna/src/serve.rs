@@ -68,7 +68,7 @@ async fn serve(config: Config) -> Result<()> {
         let listener = Listener { role: "admin", protocol, address: socket.local_addr()? };
         listener.log();
         listeners.push(listener);
-        let turn_shared = turn.as_ref().map(|t| t.shared.clone());
+        let turn_shared = turn.as_ref().map(|t| (t.shared.clone(), t.workers()));
         let state = Arc::new(AdminState {
             store: store.clone(),
             prometheus,

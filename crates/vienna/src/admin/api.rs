@@ -1,7 +1,7 @@
 //! Routes of the admin endpoint. Everything here is read-only; secrets never leave the store.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,7 +15,7 @@ use vienna_store::{Aor, Store, StoreError, UnixTime};
 
 use super::metrics::{process_metrics, unix_now};
 use crate::roles::{Listener, NOT_BUILT};
-use crate::turn::TurnShared;
+use crate::turn::{TurnRole, TurnShared, WorkerHandle};
 
 /// What the routes share.
 pub struct AdminState {
@@ -33,8 +33,8 @@ pub struct AdminState {
     pub listeners: Vec<Listener>,
     /// Bearer token for `/api/`, empty for none.
     pub token: String,
-    /// The TURN relay's shared state, when it runs.
-    pub turn: Option<Arc<TurnShared>>,
+    /// The TURN relay's shared state and workers, when it runs.
+    pub turn: Option<(Arc<TurnShared>, Arc<Vec<WorkerHandle>>)>,
 }
 
 type Shared = Arc<AdminState>;
@@ -143,8 +143,12 @@ async fn metrics(State(state): State<Shared>) -> Response {
         metrics::gauge!("vienna_accounts").set(accounts as f64);
         metrics::gauge!("vienna_registrations").set(registrations as f64);
     }
-    if let Some(turn) = &state.turn {
-        turn.export_metrics();
+    if let Some((turn, workers)) = state.turn.clone() {
+        let _ = tokio::task::spawn_blocking(move || {
+            TurnRole::snapshot(&workers, false, Duration::from_millis(500));
+            turn.export_metrics();
+        })
+        .await;
     }
     let mut body = state.prometheus.render();
     body.push_str(&process_metrics(state.started_unix));
@@ -197,7 +201,17 @@ async fn conferences(State(state): State<Shared>) -> Result<Response, ApiError> 
 
 async fn allocations(State(state): State<Shared>) -> Result<Response, ApiError> {
     match &state.turn {
-        Some(turn) => Ok(Json(turn.allocations()).into_response()),
+        Some((turn, workers)) => {
+            let turn = turn.clone();
+            let workers = workers.clone();
+            let list = tokio::task::spawn_blocking(move || {
+                TurnRole::snapshot(&workers, true, Duration::from_millis(500));
+                turn.allocations()
+            })
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("snapshot failed: {e}")))?;
+            Ok(Json(list).into_response())
+        }
         None => Err(ApiError(StatusCode::NOT_FOUND, "the TURN relay is not running".into())),
     }
 }

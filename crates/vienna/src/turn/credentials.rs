@@ -20,10 +20,14 @@ const MISS_TTL: Duration = Duration::from_secs(5);
 /// Most cached entries; the cache is emptied when it grows past this.
 const MAX_ENTRIES: usize = 10_000;
 
+/// A cached answer: the key (or none) and when it was fetched.
+type Cached = (Option<[u8; 16]>, Instant);
+
 /// The relay's view of the store's accounts.
 pub struct StoreCredentials {
     store: Arc<dyn Store>,
-    cache: RefCell<HashMap<(String, String), (Option<[u8; 16]>, Instant)>>,
+    /// By (user name, realm).
+    cache: RefCell<HashMap<(String, String), Cached>>,
 }
 
 impl StoreCredentials {

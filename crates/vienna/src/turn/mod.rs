@@ -143,6 +143,24 @@ impl TurnRole {
         Ok((TurnRole { shared, workers, threads }, listeners))
     }
 
+    /// Has every worker publish its statistics (and, with `allocations`, its allocation list) now;
+    /// waits up to `timeout` in all. Blocking.
+    pub fn snapshot(workers: &[WorkerHandle], allocations: bool, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let (tx, rx) = mpsc::channel();
+        let asked = workers.iter().filter(|w| w.send(Command::Snapshot { reply: tx.clone(), allocations })).count();
+        for _ in 0..asked {
+            if rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The worker handles (for [`TurnRole::snapshot`]).
+    pub fn workers(&self) -> Arc<Vec<WorkerHandle>> {
+        self.workers.clone()
+    }
+
     /// Stops the workers (their relayed sockets close) and waits for them.
     pub fn shutdown(self) {
         for worker in self.workers.iter() {

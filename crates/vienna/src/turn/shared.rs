@@ -1,7 +1,6 @@
 //! What the relay workers publish for the admin API and `/metrics`: written on the control path (events,
 //! once-a-second snapshots), never per packet.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -40,18 +39,20 @@ pub struct AllocationView {
     pub username: String,
     /// Relayed transport addresses.
     pub relayed: Vec<SocketAddr>,
-    /// Unix time of creation.
-    pub created_at: u64,
-    /// Unix time it expires unless refreshed.
-    pub expires_at: u64,
+    /// Seconds until it expires unless refreshed.
+    pub expires_in_secs: u64,
+    /// Permissions installed.
+    pub permissions: usize,
+    /// Channels bound.
+    pub channels: usize,
 }
 
 /// State shared by the workers, the admin API and the metrics endpoint.
 pub struct TurnShared {
     /// Latest snapshot per worker.
     pub stats: Vec<Mutex<WorkerStats>>,
-    /// Live allocations by (worker, allocation id).
-    pub allocations: Mutex<BTreeMap<(usize, u64), AllocationView>>,
+    /// Live allocations per worker, as of the last snapshot that asked for them.
+    pub allocations: Vec<Mutex<Vec<AllocationView>>>,
 }
 
 impl TurnShared {
@@ -59,13 +60,13 @@ impl TurnShared {
     pub fn new(workers: usize) -> Self {
         Self {
             stats: (0..workers).map(|_| Mutex::new(WorkerStats::default())).collect(),
-            allocations: Mutex::new(BTreeMap::new()),
+            allocations: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
-    /// Every live allocation.
+    /// Every live allocation as of the last snapshot.
     pub fn allocations(&self) -> Vec<AllocationView> {
-        self.allocations.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.allocations.iter().flat_map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
     }
 
     /// Sums the workers' snapshots into the `metrics` registry (absolute values), for `/metrics`.

@@ -18,9 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc::Sender;
 use vienna_netio::{RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
 use vienna_stun::{Kind, classify};
-use vienna_turn::{
-    AllocationId, BindFailure, BindRequest, ClientDatagram, Event, FiveTuple, Output, Relay, Transmit, Transport,
-};
+use vienna_turn::{BindFailure, BindRequest, ClientDatagram, Event, FiveTuple, Output, Relay, Transmit, Transport};
 
 use super::shared::{AllocationView, TurnShared, WorkerStats};
 
@@ -63,6 +61,13 @@ pub enum Command {
         /// Its 5-tuple.
         tuple: FiveTuple,
     },
+    /// Publish statistics now (and the allocation list, if asked), then answer on the channel.
+    Snapshot {
+        /// Where to say it is done.
+        reply: std::sync::mpsc::Sender<()>,
+        /// Also publish every live allocation.
+        allocations: bool,
+    },
     /// Stop: release every socket and return.
     Shutdown,
 }
@@ -70,6 +75,114 @@ pub enum Command {
 struct RelaySocket {
     socket: UdpSocket,
     addr: SocketAddr,
+}
+
+/// The relayed sockets of a worker and the batch of datagrams going out of them to peers.
+struct PeerSide {
+    sockets: Vec<Option<RelaySocket>>,
+    free: Vec<usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    /// Datagrams for one socket at a time: a datagram for another socket sends the batch first.
+    batch: SendBatch,
+    batch_slot: Option<usize>,
+    /// Datagrams dropped at send.
+    dropped: u64,
+}
+
+impl PeerSide {
+    fn new() -> Self {
+        Self {
+            sockets: Vec::new(),
+            free: Vec::new(),
+            by_addr: HashMap::new(),
+            batch: SendBatch::new(),
+            batch_slot: None,
+            dropped: 0,
+        }
+    }
+
+    /// Queues `payload` to `peer` from the relayed socket bound on `relayed`.
+    fn send(&mut self, relayed: SocketAddr, payload: &[u8], peer: SocketAddr) {
+        let Some(&slot) = self.by_addr.get(&relayed) else {
+            self.dropped += 1;
+            return;
+        };
+        if self.batch_slot != Some(slot) || self.batch.is_full() {
+            self.flush();
+            self.batch_slot = Some(slot);
+        }
+        if !self.batch.push(payload, peer) {
+            self.dropped += 1;
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        match self.batch_slot.and_then(|s| self.sockets.get(s)).and_then(Option::as_ref) {
+            Some(relay) => self.dropped += self.batch.flush(&relay.socket).dropped as u64,
+            None => {
+                // The socket is gone; what was queued for it is lost.
+                self.dropped += self.batch.len() as u64;
+                self.batch.clear();
+            }
+        }
+    }
+
+    fn bind(&mut self, registry: &mio::Registry, request: BindRequest) -> Result<(), BindFailure> {
+        let options = UdpOptions { reuse_port: false, recv_buffer: RELAY_BUFFER, send_buffer: RELAY_BUFFER };
+        let socket = match bind_udp(request.addr, options) {
+            Ok(socket) => socket,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(BindFailure::AddrInUse),
+            Err(e) => {
+                tracing::warn!(address = %request.addr, error = %e, "turn: cannot bind relayed socket");
+                return Err(BindFailure::Other);
+            }
+        };
+        if request.dont_fragment
+            && let Err(e) = set_dont_fragment(&socket)
+        {
+            tracing::debug!(address = %request.addr, error = %e, "turn: cannot set DONT-FRAGMENT");
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.sockets.push(None);
+            self.sockets.len() - 1
+        });
+        let mut socket = UdpSocket::from_std(socket);
+        if let Err(e) = registry.register(&mut socket, Token(slot + FIRST_RELAY), Interest::READABLE) {
+            tracing::warn!(error = %e, "turn: cannot watch relayed socket");
+            self.free.push(slot);
+            return Err(BindFailure::Other);
+        }
+        self.sockets[slot] = Some(RelaySocket { socket, addr: request.addr });
+        self.by_addr.insert(request.addr, slot);
+        Ok(())
+    }
+
+    fn release(&mut self, registry: &mio::Registry, addr: SocketAddr) {
+        let Some(slot) = self.by_addr.remove(&addr) else { return };
+        if self.batch_slot == Some(slot) {
+            self.flush();
+        }
+        if let Some(mut relay) = self.sockets[slot].take() {
+            let _ = registry.deregister(&mut relay.socket);
+        }
+        self.free.push(slot);
+    }
+}
+
+/// One datagram or stream frame from a client: ChannelData takes the hot path (no parsing, no
+/// allocation), everything else goes to the core.
+fn client_input(relay: &mut Relay, peers: &mut PeerSide, now: Instant, tuple: FiveTuple, bytes: &[u8]) {
+    if classify(bytes) == Kind::ChannelData {
+        if let Ok(t) = relay.relay_channel_data(now, &tuple, bytes) {
+            peers.send(t.relayed, &bytes[t.payload], t.peer);
+        }
+    } else {
+        let datagram = ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes };
+        relay.handle_client_datagram(now, datagram);
+    }
 }
 
 /// The state of one worker thread.
@@ -81,17 +194,15 @@ pub struct Worker {
     listener_addr: SocketAddr,
     inbox: Receiver<Command>,
     shared: Arc<TurnShared>,
-    relays: Vec<Option<RelaySocket>>,
-    free_slots: Vec<usize>,
-    relay_by_addr: HashMap<SocketAddr, usize>,
+    peers: PeerSide,
     streams: HashMap<FiveTuple, Sender<Vec<u8>>>,
     recv: RecvBatch,
     to_clients: SendBatch,
-    to_peers: SendBatch,
-    to_peers_slot: Option<usize>,
     stats: WorkerStats,
     /// Sockets whose read budget ran out: read again before sleeping.
     unfinished: Vec<Token>,
+    /// Tokens to read in this turn of the loop (kept to reuse its memory).
+    ready: Vec<Token>,
 }
 
 impl Worker {
@@ -115,16 +226,13 @@ impl Worker {
             listener_addr,
             inbox,
             shared,
-            relays: Vec::new(),
-            free_slots: Vec::new(),
-            relay_by_addr: HashMap::new(),
+            peers: PeerSide::new(),
             streams: HashMap::new(),
             recv: RecvBatch::new(),
             to_clients: SendBatch::new(),
-            to_peers: SendBatch::new(),
-            to_peers_slot: None,
             stats: WorkerStats::default(),
             unfinished: Vec::new(),
+            ready: Vec::with_capacity(256),
         })
     }
 
@@ -141,19 +249,22 @@ impl Worker {
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(worker = self.index, error = %e, "turn: poll failed; worker stops");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(worker = self.index, error = %e, "turn: poll failed; worker stops");
+                return;
             }
-            let mut ready: Vec<Token> = std::mem::take(&mut self.unfinished);
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
+            ready.append(&mut self.unfinished);
+            let carried = ready.len();
             for event in events.iter() {
-                if !ready.contains(&event.token()) {
+                if !ready[..carried].contains(&event.token()) {
                     ready.push(event.token());
                 }
             }
-            for token in ready {
+            for &token in &ready {
                 match token {
                     LISTENER => self.read_listener(),
                     WAKER => {
@@ -165,6 +276,7 @@ impl Worker {
                     Token(t) => self.read_relay(t - FIRST_RELAY),
                 }
             }
+            self.ready = ready;
             let now = Instant::now();
             if self.relay.poll_timeout().is_some_and(|t| t <= now) {
                 self.relay.handle_timeout(now);
@@ -182,7 +294,7 @@ impl Worker {
         }
     }
 
-    /// Datagrams from UDP clients: ChannelData takes the hot path, the rest goes to the core.
+    /// Datagrams from UDP clients.
     fn read_listener(&mut self) {
         for _ in 0..READ_BUDGET {
             let n = match self.recv.recv(&self.listener) {
@@ -199,25 +311,7 @@ impl Worker {
             for i in 0..n {
                 let (bytes, client) = self.recv.get(i);
                 let tuple = FiveTuple { transport: Transport::Udp, client, server: self.listener_addr };
-                if classify(bytes) == Kind::ChannelData {
-                    if let Ok(t) = self.relay.relay_channel_data(now, &tuple, bytes) {
-                        let Some(&slot) = self.relay_by_addr.get(&t.relayed) else { continue };
-                        queue_to_peer(
-                            &mut self.to_peers,
-                            &mut self.to_peers_slot,
-                            &self.relays,
-                            &mut self.stats,
-                            slot,
-                            &bytes[t.payload],
-                            t.peer,
-                        );
-                    }
-                } else {
-                    self.relay.handle_client_datagram(
-                        now,
-                        ClientDatagram { transport: Transport::Udp, client, server: self.listener_addr, bytes },
-                    );
-                }
+                client_input(&mut self.relay, &mut self.peers, now, tuple, bytes);
             }
             self.drain_outputs(now);
             self.flush();
@@ -228,7 +322,7 @@ impl Worker {
     /// Datagrams from peers on a relayed socket: wrapped by the core straight into the client batch.
     fn read_relay(&mut self, slot: usize) {
         for _ in 0..READ_BUDGET {
-            let Some(Some(relay)) = self.relays.get(slot) else { return };
+            let Some(Some(relay)) = self.peers.sockets.get(slot) else { return };
             let relayed = relay.addr;
             let n = match self.recv.recv(&relay.socket) {
                 Ok(n) => n,
@@ -270,34 +364,19 @@ impl Worker {
                 }
                 Ok(Command::StreamFrame { tuple, bytes }) => {
                     let now = Instant::now();
-                    let datagram = ClientDatagram {
-                        transport: tuple.transport,
-                        client: tuple.client,
-                        server: tuple.server,
-                        bytes: &bytes,
-                    };
-                    if classify(&bytes) == Kind::ChannelData {
-                        if let Ok(t) = self.relay.relay_channel_data(now, &tuple, &bytes) {
-                            if let Some(&slot) = self.relay_by_addr.get(&t.relayed) {
-                                queue_to_peer(
-                                    &mut self.to_peers,
-                                    &mut self.to_peers_slot,
-                                    &self.relays,
-                                    &mut self.stats,
-                                    slot,
-                                    &bytes[t.payload],
-                                    t.peer,
-                                );
-                            }
-                        }
-                    } else {
-                        self.relay.handle_client_datagram(now, datagram);
-                    }
+                    client_input(&mut self.relay, &mut self.peers, now, tuple, &bytes);
                     self.drain_outputs(now);
                 }
                 Ok(Command::StreamClosed { tuple }) => {
                     self.streams.remove(&tuple);
                     self.relay.client_disconnected(&tuple);
+                }
+                Ok(Command::Snapshot { reply, allocations }) => {
+                    self.publish_stats();
+                    if allocations {
+                        self.publish_allocations();
+                    }
+                    let _ = reply.send(());
                 }
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
@@ -309,24 +388,12 @@ impl Worker {
         while let Some(output) = self.relay.poll_output() {
             match output {
                 Output::Transmit(Transmit::Client { tuple, bytes }) => self.send_client(&tuple, bytes),
-                Output::Transmit(Transmit::Peer { relayed, peer, bytes }) => {
-                    if let Some(&slot) = self.relay_by_addr.get(&relayed) {
-                        queue_to_peer(
-                            &mut self.to_peers,
-                            &mut self.to_peers_slot,
-                            &self.relays,
-                            &mut self.stats,
-                            slot,
-                            &bytes,
-                            peer,
-                        );
-                    }
-                }
+                Output::Transmit(Transmit::Peer { relayed, peer, bytes }) => self.peers.send(relayed, &bytes, peer),
                 Output::BindRelay(request) => {
-                    let result = self.bind_relay(request);
+                    let result = self.peers.bind(self.poll.registry(), request);
                     self.relay.relay_bound(now, request.allocation, request.addr, result);
                 }
-                Output::ReleaseRelay(addr) => self.release_relay(addr),
+                Output::ReleaseRelay(addr) => self.peers.release(self.poll.registry(), addr),
                 Output::Event(event) => self.on_event(event),
             }
         }
@@ -353,101 +420,42 @@ impl Worker {
         }
     }
 
-    fn bind_relay(&mut self, request: BindRequest) -> Result<(), BindFailure> {
-        let options = UdpOptions { reuse_port: false, recv_buffer: RELAY_BUFFER, send_buffer: RELAY_BUFFER };
-        let socket = match bind_udp(request.addr, options) {
-            Ok(socket) => socket,
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(BindFailure::AddrInUse),
-            Err(e) => {
-                tracing::warn!(worker = self.index, address = %request.addr, error = %e, "turn: cannot bind relayed socket");
-                return Err(BindFailure::Other);
-            }
-        };
-        if request.dont_fragment {
-            if let Err(e) = set_dont_fragment(&socket) {
-                tracing::debug!(address = %request.addr, error = %e, "turn: cannot set DONT-FRAGMENT");
-            }
-        }
-        let slot = self.free_slots.pop().unwrap_or_else(|| {
-            self.relays.push(None);
-            self.relays.len() - 1
-        });
-        let mut socket = UdpSocket::from_std(socket);
-        if let Err(e) = self.poll.registry().register(&mut socket, Token(slot + FIRST_RELAY), Interest::READABLE) {
-            tracing::warn!(worker = self.index, error = %e, "turn: cannot watch relayed socket");
-            self.free_slots.push(slot);
-            return Err(BindFailure::Other);
-        }
-        self.relays[slot] = Some(RelaySocket { socket, addr: request.addr });
-        self.relay_by_addr.insert(request.addr, slot);
-        Ok(())
-    }
-
-    fn release_relay(&mut self, addr: SocketAddr) {
-        let Some(slot) = self.relay_by_addr.remove(&addr) else { return };
-        if self.to_peers_slot == Some(slot) {
-            self.flush_peers();
-        }
-        if let Some(mut relay) = self.relays[slot].take() {
-            let _ = self.poll.registry().deregister(&mut relay.socket);
-        }
-        self.free_slots.push(slot);
-    }
-
     fn on_event(&mut self, event: Event) {
-        let key = |id: AllocationId| (self.index, id.0);
+        let worker = self.index;
         match event {
             Event::AllocationCreated { id, tuple, username, relayed, lifetime } => {
                 tracing::info!(
-                    worker = self.index,
+                    worker,
                     allocation = id.0,
-                    transport = ?tuple.transport,
+                    transport = transport_name(tuple.transport),
                     client = %tuple.client,
                     username = %username,
                     relayed = ?relayed,
                     lifetime_secs = lifetime.as_secs(),
                     "turn: allocation created"
                 );
-                let now = unix_now();
-                let view = AllocationView {
-                    id: format!("{}-{}", self.index, id.0),
-                    transport: transport_name(tuple.transport),
-                    client: tuple.client,
-                    server: tuple.server,
-                    username,
-                    relayed,
-                    created_at: now,
-                    expires_at: now + lifetime.as_secs(),
-                };
-                self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner()).insert(key(id), view);
             }
             Event::AllocationRefreshed { id, lifetime } => {
-                if let Some(view) = self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key(id))
-                {
-                    view.expires_at = unix_now() + lifetime.as_secs();
-                }
+                let lifetime_secs = lifetime.as_secs();
+                tracing::debug!(worker, allocation = id.0, lifetime_secs, "turn: allocation refreshed");
             }
-            Event::AllocationExpired { id } | Event::AllocationDeleted { id } => {
-                let gone = self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner()).remove(&key(id));
-                if let Some(view) = gone {
-                    tracing::info!(worker = self.index, allocation = id.0, client = %view.client, "turn: allocation ended");
-                }
-            }
+            Event::AllocationExpired { id } => tracing::info!(worker, allocation = id.0, "turn: allocation expired"),
+            Event::AllocationDeleted { id } => tracing::info!(worker, allocation = id.0, "turn: allocation deleted"),
             Event::AuthFailed { client, username, reason } => {
-                tracing::debug!(worker = self.index, %client, username = %username, ?reason, "turn: authentication failed");
+                tracing::debug!(worker, %client, username = %username, ?reason, "turn: authentication failed");
             }
             Event::QuotaExceeded { username, quota } => {
-                tracing::info!(worker = self.index, username = %username, ?quota, "turn: quota reached");
+                tracing::info!(worker, username = %username, ?quota, "turn: quota reached");
             }
             Event::Dropped { from, reason } => {
-                tracing::trace!(worker = self.index, %from, reason = reason.name(), "turn: dropped");
+                tracing::trace!(worker, %from, reason = reason.name(), "turn: dropped");
             }
         }
     }
 
     fn flush(&mut self) {
         self.flush_clients();
-        self.flush_peers();
+        self.peers.flush();
     }
 
     fn flush_clients(&mut self) {
@@ -457,66 +465,44 @@ impl Worker {
         }
     }
 
-    fn flush_peers(&mut self) {
-        flush_to_peers(&mut self.to_peers, &mut self.to_peers_slot, &self.relays, &mut self.stats);
+    fn publish_stats(&mut self) {
+        let mut stats = self.stats.clone();
+        stats.relay = self.relay.counters().clone();
+        stats.truncated = self.recv.truncated();
+        stats.send_dropped += self.peers.dropped;
+        stats.relay_sockets = self.peers.by_addr.len() as u64;
+        stats.stream_clients = self.streams.len() as u64;
+        *self.shared.stats[self.index].lock().unwrap_or_else(|p| p.into_inner()) = stats;
     }
 
-    fn publish_stats(&mut self) {
-        self.stats.relay = self.relay.counters().clone();
-        self.stats.truncated = self.recv.truncated();
-        self.stats.relay_sockets = self.relay_by_addr.len() as u64;
-        self.stats.stream_clients = self.streams.len() as u64;
-        *self.shared.stats[self.index].lock().unwrap_or_else(|p| p.into_inner()) = self.stats.clone();
+    fn publish_allocations(&mut self) {
+        let now = Instant::now();
+        let views = self
+            .relay
+            .allocations()
+            .map(|a| AllocationView {
+                id: format!("{}-{}", self.index, a.id.0),
+                transport: transport_name(a.tuple.transport),
+                client: a.tuple.client,
+                server: a.tuple.server,
+                username: a.username.to_owned(),
+                relayed: a.relayed_v4.into_iter().chain(a.relayed_v6).collect(),
+                expires_in_secs: a.expires.saturating_duration_since(now).as_secs(),
+                permissions: a.permissions,
+                channels: a.channels,
+            })
+            .collect();
+        *self.shared.allocations[self.index].lock().unwrap_or_else(|p| p.into_inner()) = views;
     }
 
     fn shutdown(&mut self) {
         self.flush();
         self.publish_stats();
-        let addrs: Vec<SocketAddr> = self.relay_by_addr.keys().copied().collect();
+        let addrs: Vec<SocketAddr> = self.peers.by_addr.keys().copied().collect();
         for addr in addrs {
-            self.release_relay(addr);
+            self.peers.release(self.poll.registry(), addr);
         }
-        let mut views = self.shared.allocations.lock().unwrap_or_else(|p| p.into_inner());
-        views.retain(|(worker, _), _| *worker != self.index);
-    }
-}
-
-/// Queues a datagram from the relayed socket in `slot` to `peer`. The batch holds one socket's datagrams
-/// at a time; a datagram for another socket sends the batch first.
-fn queue_to_peer(
-    batch: &mut SendBatch,
-    batch_slot: &mut Option<usize>,
-    relays: &[Option<RelaySocket>],
-    stats: &mut WorkerStats,
-    slot: usize,
-    payload: &[u8],
-    peer: SocketAddr,
-) {
-    if *batch_slot != Some(slot) || batch.is_full() {
-        flush_to_peers(batch, batch_slot, relays, stats);
-        *batch_slot = Some(slot);
-    }
-    if !batch.push(payload, peer) {
-        stats.send_dropped += 1;
-    }
-}
-
-fn flush_to_peers(
-    batch: &mut SendBatch,
-    batch_slot: &mut Option<usize>,
-    relays: &[Option<RelaySocket>],
-    stats: &mut WorkerStats,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    match batch_slot.and_then(|s| relays.get(s)).and_then(Option::as_ref) {
-        Some(relay) => stats.send_dropped += batch.flush(&relay.socket).dropped as u64,
-        None => {
-            // The socket is gone; what was queued for it is lost.
-            stats.send_dropped += batch.len() as u64;
-            batch.clear();
-        }
+        self.shared.allocations[self.index].lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
