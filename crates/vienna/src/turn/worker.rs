@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc::Sender;
-use vienna_netio::{RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
+use vienna_netio::{BATCH, RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
 use vienna_stun::{Kind, classify};
 use vienna_turn::{BindFailure, BindRequest, ClientDatagram, Event, FiveTuple, Output, Relay, Transmit, Transport};
 
@@ -315,6 +315,11 @@ impl Worker {
             }
             self.drain_outputs(now);
             self.flush();
+            if n < BATCH {
+                // A short batch means the queue is empty; Linux raises a new edge for every datagram that
+                // arrives later, so the extra read that would only return EAGAIN is skipped.
+                return;
+            }
         }
         self.unfinished.push(LISTENER);
     }
@@ -351,6 +356,9 @@ impl Worker {
                 }
             }
             self.flush();
+            if n < BATCH {
+                return; // drained; see read_listener
+            }
         }
         self.unfinished.push(Token(slot + FIRST_RELAY));
     }
