@@ -238,3 +238,105 @@ fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+#[test]
+fn stunclient_gets_its_reflexive_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, udp, _, _) = start_relay(dir.path(), &[]);
+    let out = Command::new("timeout")
+        .args(["20", "turnutils_stunclient", "-p", &udp.to_string(), "-L", "127.0.0.1", "127.0.0.1"])
+        .output()
+        .expect("turnutils_stunclient (package coturn) is installed by the test command");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let addr = text
+        .lines()
+        .find_map(|l| l.split("UDP reflexive addr: ").nth(1))
+        .unwrap_or_else(|| panic!("no reflexive address in:\n{text}"));
+    let addr: std::net::SocketAddr = addr.trim().parse().unwrap();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(addr.port(), 0);
+}
+
+/// A small deterministic generator for garbage.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn binding_request(txid: u8) -> Vec<u8> {
+    let mut m = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    m.extend([txid; 12]);
+    m
+}
+
+#[test]
+fn garbage_is_dropped_counted_and_harmless() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (server, udp, tcp, _) = start_relay(dir.path(), &[]);
+    let target: std::net::SocketAddr = format!("127.0.0.1:{udp}").parse().unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut sent = 0;
+    for i in 0..300 {
+        let len = match i % 6 {
+            0 => 1,
+            1 => 19,
+            2 => 20,
+            3 => 4000, // longer than the receive buffer: truncated
+            _ => (rng.next() % 1500) as usize,
+        };
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        match i % 4 {
+            0 if len >= 20 => bytes[..8].copy_from_slice(&[0x00, 0x01, 0xff, 0xf0, 0x21, 0x12, 0xa4, 0x42]), // STUN, bad length
+            1 if len >= 4 => bytes[..2].copy_from_slice(&[0x40, 0x01]), // ChannelData on no allocation
+            _ => {}
+        }
+        socket.send_to(&bytes, target).unwrap();
+        sent += 1;
+    }
+    assert_eq!(sent, 300);
+
+    // A stream that is not STUN framing is closed; the relay counts it.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(&[0xff; 64]).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)), "connection with garbage framing stays open");
+
+    // Still serving: a Binding request over UDP and over TCP gets its answer.
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answered = false;
+    for attempt in 0..5 {
+        socket.send_to(&binding_request(attempt), target).unwrap();
+        let mut response = [0u8; 1500];
+        while let Ok((n, _)) = socket.recv_from(&mut response) {
+            if n >= 20 && response[..2] == [0x01, 0x01] && response[8..20] == [attempt; 12] {
+                answered = true;
+                break;
+            }
+        }
+        if answered {
+            break;
+        }
+    }
+    assert!(answered, "no Binding success over UDP after garbage");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(&binding_request(9)).unwrap();
+    let mut header = [0u8; 20];
+    stream.read_exact(&mut header).unwrap();
+    assert_eq!((&header[..2], &header[8..20]), (&[0x01, 0x01][..], &[9u8; 12][..]), "Binding over TCP");
+
+    let metrics = server.get("/metrics").body;
+    let drops = |reason: &str| metric(&metrics, &format!("vienna_turn_dropped_packets_total{{reason=\"{reason}\"}}"));
+    assert!(drops("truncated") >= 40.0, "truncated: {metrics}");
+    assert!(drops("malformed") + drops("not_stun") + drops("no_allocation") >= 200.0, "{metrics}");
+    assert_eq!(drops("stream_framing"), 1.0, "{metrics}");
+}

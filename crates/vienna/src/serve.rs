@@ -36,6 +36,7 @@ async fn serve(config: Config) -> Result<()> {
         data_dir = %config.server.data_dir.display(),
         "starting vienna"
     );
+    raise_open_files_limit();
     let store = data::open_store(&config)?;
     tracing::info!(backend = "sqlite", path = %config.store_path().display(), "store open");
     warn_about_stale_realms(&config, store.as_ref());
@@ -139,4 +140,20 @@ fn warn_about_stale_realms(config: &Config, store: &dyn vienna_store::Store) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot list accounts"),
     }
+}
+
+/// Every TURN allocation holds a socket: raise the soft limit on open files to the hard limit, and say
+/// what it is, so an operator sizing a relay knows the ceiling.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit struct on the stack.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
+    };
+    let open_files = if raised { limit.rlim_max } else { limit.rlim_cur };
+    tracing::info!(open_files, "open file limit (each TURN allocation uses one)");
 }

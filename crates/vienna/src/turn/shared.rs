@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use vienna_turn::{Counters, DropReason};
@@ -53,6 +54,11 @@ pub struct TurnShared {
     pub stats: Vec<Mutex<WorkerStats>>,
     /// Live allocations per worker, as of the last snapshot that asked for them.
     pub allocations: Vec<Mutex<Vec<AllocationView>>>,
+    /// Stream connections closed because their bytes were not STUN/ChannelData framing or a frame was
+    /// too long.
+    pub stream_framing_errors: AtomicU64,
+    /// Stream connections refused because the listener had its maximum.
+    pub stream_refused: AtomicU64,
 }
 
 impl TurnShared {
@@ -61,6 +67,8 @@ impl TurnShared {
         Self {
             stats: (0..workers).map(|_| Mutex::new(WorkerStats::default())).collect(),
             allocations: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            stream_framing_errors: AtomicU64::new(0),
+            stream_refused: AtomicU64::new(0),
         }
     }
 
@@ -92,12 +100,14 @@ impl TurnShared {
             ("truncated", total.truncated),
             ("send_failed", total.send_dropped),
             ("stream_backlog", total.stream_dropped),
+            ("stream_framing", self.stream_framing_errors.load(Ordering::Relaxed)),
         ] {
             metrics::counter!("vienna_turn_dropped_packets_total", "reason" => reason).absolute(value);
         }
         metrics::gauge!("vienna_turn_allocations").set(c.allocations_active as f64);
         metrics::gauge!("vienna_turn_relay_sockets").set(total.relay_sockets as f64);
         metrics::gauge!("vienna_turn_stream_clients").set(total.stream_clients as f64);
+        counter("vienna_turn_stream_refused_total", self.stream_refused.load(Ordering::Relaxed));
         counter("vienna_turn_allocations_created_total", c.allocations_created);
         counter("vienna_turn_allocations_expired_total", c.allocations_expired);
         counter("vienna_turn_allocations_deleted_total", c.allocations_deleted);

@@ -15,9 +15,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use vienna_turn::{FiveTuple, Transport};
 
-use super::WorkerHandle;
 use super::worker::Command;
+use super::{TurnShared, WorkerHandle};
 use crate::admin::stop_requested;
+use std::sync::atomic::Ordering;
 
 /// Largest frame accepted: a STUN message or a ChannelData frame (64 KiB payload plus headers).
 const MAX_FRAME: usize = 65_536 + 8;
@@ -27,6 +28,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for one client before more are dropped.
 const WRITE_QUEUE: usize = 1024;
+/// Why a connection was closed: a frame longer than [`MAX_FRAME`].
+const FRAME_TOO_LONG: &str = "frame too long";
+/// Why a connection was closed: bytes that are neither STUN nor ChannelData.
+const BAD_FRAMING: &str = "not STUN or ChannelData framing";
 /// Most stream clients at once per listener.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
@@ -35,6 +40,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     workers: Arc<Vec<WorkerHandle>>,
+    shared: Arc<TurnShared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
@@ -53,6 +59,7 @@ pub async fn accept_loop(
             () = stop_requested(&mut stop) => return,
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared.stream_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%client, "turn: too many stream clients; connection refused");
             continue;
         };
@@ -61,12 +68,13 @@ pub async fn accept_loop(
         let worker = workers[owner(client, workers.len())].clone();
         let tls = tls.clone();
         let stop = stop.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve(stream, tuple, worker, stop).await,
+                None => serve(stream, tuple, worker, shared, stop).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve(stream, tuple, worker, stop).await,
+                    Ok(Ok(stream)) => serve(stream, tuple, worker, shared, stop).await,
                     Ok(Err(e)) => tracing::debug!(%client, error = %e, "turn: TLS handshake failed"),
                     Err(_) => tracing::debug!(%client, "turn: TLS handshake timed out"),
                 },
@@ -86,6 +94,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     tuple: FiveTuple,
     worker: WorkerHandle,
+    shared: Arc<TurnShared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
@@ -105,7 +114,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let mut buf = Vec::with_capacity(4096);
         loop {
             match vienna_stun::frame_len(&buf) {
-                Ok(Some(len)) if len > MAX_FRAME => return "frame too long",
+                Ok(Some(len)) if len > MAX_FRAME => return FRAME_TOO_LONG,
                 Ok(Some(len)) if buf.len() >= len => {
                     let rest = buf.split_off(len);
                     let frame = std::mem::replace(&mut buf, rest);
@@ -115,7 +124,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     continue;
                 }
                 Ok(_) => {}
-                Err(_) => return "not STUN or ChannelData framing",
+                Err(_) => return BAD_FRAMING,
             }
             let mut chunk = [0u8; 4096];
             let n = tokio::select! {
@@ -135,6 +144,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         reason = read => reason,
         () = write => "write failed",
     };
+    if reason == FRAME_TOO_LONG || reason == BAD_FRAMING {
+        shared.stream_framing_errors.fetch_add(1, Ordering::Relaxed);
+    }
     tracing::debug!(client = %tuple.client, transport = ?tuple.transport, reason, "turn: stream client gone");
     worker.send(Command::StreamClosed { tuple });
 }
