@@ -56,6 +56,9 @@ pub struct Config {
     /// End allocations when their TURN REST credential expires (lifetimes granted by Allocate
     /// and Refresh are capped at the expiry), like eturnal's `strict_expiry`. Default false.
     pub strict_rest_expiry: bool,
+    /// Counts shared with the other relays of this server, so `user_quota` and `total_quota` hold
+    /// across them; `None`: this relay counts alone.
+    pub shared_quota: Option<std::sync::Arc<crate::quota::SharedQuota>>,
 }
 
 impl Config {
@@ -85,6 +88,7 @@ impl Config {
             peer_policy: PeerPolicy::default(),
             rest_secrets: Vec::new(),
             strict_rest_expiry: false,
+            shared_quota: None,
         }
     }
 

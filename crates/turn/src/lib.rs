@@ -99,6 +99,7 @@ mod hash;
 pub mod nonce;
 pub mod policy;
 pub mod ports;
+pub mod quota;
 mod relay;
 
 use std::net::SocketAddr;

@@ -769,6 +769,13 @@ impl Relay {
                 return None;
             }
             rest_expiry = expiry;
+            // A long-term account must still exist with the same key: a disabled account or a changed
+            // password stops the allocation's refreshes, permissions and channels (the store's cache
+            // keeps this lookup cheap). REST credentials carry their own expiry, checked above.
+            if expiry.is_none() && self.credentials.long_term_key(username, realm) != Some(key) {
+                self.auth_fail(now, tuple, m, username, AuthFailure::UnknownUser);
+                return None;
+            }
             m.verify_integrity(&key).map(|_| key)
         } else {
             let mut found = None;
@@ -944,7 +951,13 @@ impl Relay {
         {
             return self.error(tuple, m, 400, &[], Some(&auth));
         }
-        let user_count = self.user_allocs.get(&auth.username).copied().unwrap_or(0);
+        let (user_count, shared_total) = match &self.config.shared_quota {
+            Some(shared) => {
+                let (user, total) = shared.get(&auth.username);
+                (user, Some(total as usize))
+            }
+            None => (self.user_allocs.get(&auth.username).copied().unwrap_or(0), None),
+        };
         if self.config.user_quota.is_some_and(|q| user_count >= q) {
             self.counters.user_quota_hits += 1;
             self.outputs
@@ -961,7 +974,7 @@ impl Relay {
                 None => self.error(tuple, m, 508, &[], Some(&auth)),
             };
         }
-        let total = self.by_id.len() + self.pending.len();
+        let total = shared_total.unwrap_or(self.by_id.len() + self.pending.len());
         if self.config.total_quota.is_some_and(|q| total >= q as usize) {
             self.counters.total_quota_hits += 1;
             self.outputs.push_back(Output::Event(Event::QuotaExceeded {
@@ -1037,6 +1050,9 @@ impl Relay {
             }));
         }
         *self.user_allocs.entry(auth.username.clone()).or_insert(0) += 1;
+        if let Some(shared) = &self.config.shared_quota {
+            shared.acquire(&auth.username);
+        }
         let deadline = now + self.config.bind_timeout;
         self.timers.push(Reverse((deadline, TimerKey::Pending(id))));
         self.pending_by_tuple.insert(tuple, id);
@@ -1161,6 +1177,9 @@ impl Relay {
 
     fn user_dec(&mut self, username: &str) {
         if let Some(n) = self.user_allocs.get_mut(username) {
+            if let Some(shared) = &self.config.shared_quota {
+                shared.release(username);
+            }
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.user_allocs.remove(username);

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use vienna_stun::attributes::{AddressFamily, Attribute};
 use vienna_stun::{ChannelData, Class, Message, Method};
 use vienna_turn::credentials::rest_password;
-use vienna_turn::{AuthFailure, BindFailure, DropReason, Event, Quota, Transport};
+use vienna_turn::{AuthFailure, BindFailure, DropReason, Event, Quota, StaticUsers, Transport};
 
 const PEER: &str = "203.0.113.5:40000";
 const PEER2: &str = "203.0.113.6:40000";
@@ -369,6 +369,69 @@ fn unknown_comprehension_required_attribute_gets_420() {
     assert_eq!(r.unknown_attributes(), vec![0x7001]);
     // Comprehension-optional unknowns are ignored.
     assert!(h.allocate(&mut c, &[Attribute::Unknown { typ: 0xC001, value: b"x" }]).is_success());
+}
+
+#[test]
+fn quotas_hold_across_relays_sharing_counts() {
+    // Two workers of one server: separate relays (disjoint ports), one SharedQuota.
+    let shared = std::sync::Arc::new(vienna_turn::quota::SharedQuota::new());
+    let worker = |min: u16, max: u16| {
+        let mut cfg = config();
+        cfg.user_quota = Some(1);
+        cfg.total_quota = Some(2);
+        cfg.min_port = min;
+        cfg.max_port = max;
+        cfg.shared_quota = Some(shared.clone());
+        let users = StaticUsers::new()
+            .with_password("alice", REALM, "alice-pw")
+            .with_password("bob", REALM, "bob-pw")
+            .with_password("carol", REALM, "carol-pw");
+        Harness::with_users(cfg, users)
+    };
+    let (mut w1, mut w2) = (worker(50000, 50099), worker(50100, 50199));
+    let mut a1 = alice();
+    allocated(&mut w1, &mut a1);
+    let mut a2 = Client::new("192.0.2.10:5001", "alice", "alice-pw");
+    assert_eq!(w2.allocate(&mut a2, &[]).code(), Some(486), "alice's quota is used on the other worker");
+    let mut b1 = Client::new("192.0.2.20:5000", "bob", "bob-pw");
+    allocated(&mut w2, &mut b1);
+    let mut c1 = Client::new("192.0.2.30:5000", "carol", "carol-pw");
+    assert_eq!(w1.allocate(&mut c1, &[]).code(), Some(508), "total of 2 reached across workers");
+    assert_eq!(shared.get("alice"), (1, 2));
+    // Deleting on one worker frees the slot for the other.
+    assert!(w1.refresh(&mut a1, Some(0)).is_success());
+    assert!(w2.allocate(&mut a2, &[]).is_success());
+    // Expiry frees slots too.
+    w2.advance(Duration::from_secs(3601));
+    assert_eq!(shared.get("alice"), (0, 0));
+}
+
+#[test]
+fn a_revoked_or_changed_password_stops_the_allocation() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let keys: Arc<Mutex<HashMap<String, [u8; 16]>>> = Arc::default();
+    let key = |user: &str, pw: &str| vienna_stun::integrity::long_term_key(user, REALM, pw);
+    keys.lock().unwrap().insert("alice".into(), key("alice", "alice-pw"));
+    let lookup = keys.clone();
+    let store = move |user: &str, realm: &str| {
+        if realm != REALM {
+            return None;
+        }
+        lookup.lock().unwrap().get(user).copied()
+    };
+    let mut h = Harness::with_users(config(), store);
+    let mut a = alice();
+    allocated(&mut h, &mut a);
+    assert!(h.refresh(&mut a, Some(600)).is_success());
+    // The password changes: requests signed with the old key are refused.
+    keys.lock().unwrap().insert("alice".into(), key("alice", "new-pw"));
+    assert_eq!(h.refresh(&mut a, Some(600)).code(), Some(401));
+    assert_eq!(h.create_permission(&mut a, PEER).code(), Some(401));
+    // The account goes away entirely: same.
+    keys.lock().unwrap().clear();
+    assert_eq!(h.refresh(&mut a, Some(600)).code(), Some(401));
+    assert!(h.relay.counters().auth_failures >= 3);
 }
 
 #[test]

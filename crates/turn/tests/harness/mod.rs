@@ -176,7 +176,7 @@ impl Harness {
         Harness::with_users(config, users)
     }
 
-    pub fn with_users(config: Config, users: StaticUsers) -> Harness {
+    pub fn with_users(config: Config, users: impl vienna_turn::CredentialStore + Send + 'static) -> Harness {
         let now = Instant::now();
         let relay = Relay::new(config, users, SplitMix64(42), now, UNIX0).unwrap();
         Harness {

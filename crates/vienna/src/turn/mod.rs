@@ -77,10 +77,11 @@ impl TurnRole {
         let mut listeners = vec![Listener { role: "turn", protocol: "udp", address: addr }];
 
         let shared = Arc::new(TurnShared::new(count));
+        let quota = Arc::new(vienna_turn::quota::SharedQuota::new());
         let mut handles = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for (index, socket) in udp.into_iter().enumerate() {
-            let relay_config = settings::relay_config(config, index, count, nonce_secret)?;
+            let relay_config = settings::relay_config(config, index, count, nonce_secret, quota.clone())?;
             let poll = Poll::new().context("turn: cannot create a poll instance")?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("turn: cannot create a waker")?);
             let (inbox_tx, inbox_rx) = mpsc::channel();

@@ -1,9 +1,11 @@
 //! From the `[turn]` configuration section to the relay core's configuration, one per worker.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
+use vienna_turn::quota::SharedQuota;
 use vienna_turn::{IpCidr, PeerPolicy};
 
 use crate::config::{Config, TurnConfig};
@@ -70,13 +72,14 @@ pub fn worker_count(turn: &TurnConfig) -> usize {
 }
 
 /// The relay configuration of worker `index` of `workers`: the relay port range is split so every
-/// worker owns its own ports; the total quota is split too (rounded up). Every worker shares the nonce
-/// secret, so a nonce is valid whichever worker checks it.
+/// worker owns its own ports; quotas are counted in `quota`, which every worker shares, and so is the
+/// nonce secret, so a nonce is valid whichever worker checks it.
 pub fn relay_config(
     config: &Config,
     index: usize,
     workers: usize,
     nonce_secret: [u8; 32],
+    quota: Arc<SharedQuota>,
 ) -> Result<vienna_turn::Config> {
     let turn = &config.turn;
     let (v4, v6) = relay_addresses(turn)?;
@@ -97,7 +100,8 @@ pub fn relay_config(
     c.nonce_lifetime = Duration::from_secs(turn.nonce_lifetime_secs);
     c.nonce_secret = Some(nonce_secret);
     c.user_quota = (turn.user_quota > 0).then_some(turn.user_quota);
-    c.total_quota = (turn.total_quota > 0).then(|| turn.total_quota.div_ceil(workers as u32));
+    c.total_quota = (turn.total_quota > 0).then_some(turn.total_quota);
+    c.shared_quota = Some(quota);
     c.bandwidth_limit = (turn.bandwidth_limit > 0).then_some(turn.bandwidth_limit);
     c.alternate_server = alternate_server(turn)?;
     c.peer_policy = peer_policy(turn)?;
@@ -120,10 +124,11 @@ mod tests {
         let mut config = Config::default();
         config.turn.min_port = 50000;
         config.turn.max_port = 50009;
-        let ranges: Vec<(u16, u16)> =
-            (0..3).map(|i| relay_config(&config, i, 3, [0; 32]).map(|c| (c.min_port, c.max_port)).unwrap()).collect();
+        let ranges: Vec<(u16, u16)> = (0..3)
+            .map(|i| relay_config(&config, i, 3, [0; 32], Arc::default()).map(|c| (c.min_port, c.max_port)).unwrap())
+            .collect();
         assert_eq!(ranges, [(50000, 50002), (50003, 50005), (50006, 50009)]);
-        assert!(relay_config(&config, 0, 6, [0; 32]).is_err(), "fewer than 2 ports each");
+        assert!(relay_config(&config, 0, 6, [0; 32], Arc::default()).is_err(), "fewer than 2 ports each");
     }
 
     #[test]
