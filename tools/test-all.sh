@@ -19,6 +19,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 # The end-to-end tests run the real binary; build it first.
 cargo build --workspace --bins --locked
+step "fuzz targets compile"
+cargo check --manifest-path fuzz/Cargo.toml --locked
 step "tests"
 cargo test --workspace --locked
 step "all checks passed"
