@@ -8,19 +8,18 @@ use std::time::Duration;
 
 use vienna_e2e::{Server, add_user};
 
-/// A free UDP port on loopback (released before use; the window for a clash is tiny).
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `turnutils_peer`, an echo peer on loopback, killed on drop.
 struct EchoPeer(Child, u16);
 
 impl EchoPeer {
     fn start() -> EchoPeer {
-        let port = free_udp_port();
+        EchoPeer::on("127.0.0.1")
+    }
+
+    fn on(ip: &str) -> EchoPeer {
+        let port = UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port();
         let child = Command::new("timeout")
-            .args(["120", "turnutils_peer", "-L", "127.0.0.1", "-p", &port.to_string()])
+            .args(["120", "turnutils_peer", "-L", ip, "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -339,4 +338,39 @@ fn garbage_is_dropped_counted_and_harmless() {
     assert!(drops("truncated") >= 40.0, "truncated: {metrics}");
     assert!(drops("malformed") + drops("not_stun") + drops("no_allocation") >= 200.0, "{metrics}");
     assert_eq!(drops("stream_framing"), 1.0, "{metrics}");
+}
+
+#[test]
+fn ipv6_relay_for_an_ipv4_client() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--set", "turn.relay_ipv6=::1", "--set", "turn.allowed_peers=[\"127.0.0.0/8\", \"::1/128\"]"];
+    let (server, udp, _, _) = start_relay(dir.path(), &extra);
+    let peer = EchoPeer::on("::1");
+    let (port, peer_port) = (udp.to_string(), peer.1.to_string());
+    // -x: REQUESTED-ADDRESS-FAMILY IPv6.
+    let run = uclient(&[
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-x",
+        "-p",
+        &port,
+        "-e",
+        "::1",
+        "-r",
+        &peer_port,
+        "-n",
+        "30",
+        "-m",
+        "2",
+        "-c",
+    ]);
+    assert_eq!((run.sent, run.received, run.lost), (60, 60, 0), "IPv6 relay: {run:?}");
+    let list = server.get("/api/v1/allocations").json();
+    assert!(list.as_array().unwrap().iter().any(|a| a["relayed"][0].as_str().unwrap().starts_with("[::1]")), "{list}");
 }
