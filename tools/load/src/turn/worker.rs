@@ -1,0 +1,531 @@
+//! One load thread: owns a contiguous range of clients (one UDP socket each), drives their TURN
+//! control plane, paces their ChannelData, and receives the echoes with `recvmmsg` on the sockets epoll
+//! reports readable. The main thread steers every worker through the run's phases with [`Shared`].
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::{Events, Interest, Poll, Token};
+use vienna_netio::{BATCH, RecvBatch, SendBatch};
+use vienna_stun::{ChannelData, Kind, Message, channel_data, classify};
+
+use super::client::{Action, CHANNEL, Client, Phase, Rng, Settings, Step};
+use crate::pacing::{Pacer, share};
+use crate::payload;
+use crate::stats::{Arrival, SeqTracker, Totals};
+
+/// Run phases, set by the main thread.
+pub mod phase {
+    /// Allocating.
+    pub const SETUP: u8 = 0;
+    /// Sending data.
+    pub const RUN: u8 = 1;
+    /// Holding allocations without data.
+    pub const HOLD: u8 = 2;
+    /// Deleting allocations.
+    pub const TEARDOWN: u8 = 3;
+    /// Stop now.
+    pub const EXIT: u8 = 4;
+}
+
+/// Most packets handed out per wake-up (bounds a catch-up burst after a stall).
+const MAX_PER_WAKE: u64 = 4096;
+/// How long deletion may take before the worker gives up.
+pub const TEARDOWN_LIMIT: Duration = Duration::from_secs(20);
+/// Longest sleep, so phase changes are seen quickly.
+const MAX_SLEEP: Duration = Duration::from_millis(10);
+
+/// Live counters of one worker, read by the progress line.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Clients whose set-up finished (ready or failed).
+    pub settled: AtomicU64,
+    /// Clients that became ready.
+    pub ready: AtomicU64,
+    /// Packets sent.
+    pub sent: AtomicU64,
+    /// Distinct packets received.
+    pub received: AtomicU64,
+    /// Allocations deleted.
+    pub deleted: AtomicU64,
+    /// Sending and draining are over.
+    pub data_done: AtomicBool,
+    /// The worker is about to return.
+    pub finished: AtomicBool,
+}
+
+/// State shared by the main thread and the workers.
+#[derive(Debug)]
+pub struct Shared {
+    /// Current [`phase`].
+    pub phase: AtomicU8,
+    /// Clock origin of payload timestamps.
+    pub base: Instant,
+    /// Data start, nanoseconds after `base`.
+    pub start_ns: AtomicU64,
+    /// Stop sending now (Ctrl-C); drain and tear down as usual.
+    pub cut: AtomicBool,
+    /// One per worker.
+    pub counters: Vec<Counters>,
+}
+
+/// The data part of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct DataPlan {
+    /// Packets per second per client.
+    pub rate: f64,
+    /// Sending time.
+    pub duration: Duration,
+    /// Payload bytes (ChannelData adds 4).
+    pub size: usize,
+    /// How long to wait for echoes after the last send.
+    pub drain: Duration,
+}
+
+/// What every worker is told.
+#[derive(Debug)]
+pub struct Config {
+    /// Credentials and peer.
+    pub settings: Settings,
+    /// The TURN server.
+    pub server: SocketAddr,
+    /// `None`: hold mode.
+    pub data: Option<DataPlan>,
+    /// Most set-ups in flight per worker.
+    pub setup_window: usize,
+}
+
+/// What a worker measured.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Packet totals.
+    pub totals: Totals,
+    /// Round-trip times in microseconds.
+    pub latency: Histogram<u64>,
+    /// Clients that became ready.
+    pub ready: u64,
+    /// Set-up failures by "step code" (`code` is a number or `timeout`); unfinished set-ups as
+    /// `unfinished`.
+    pub failures: BTreeMap<(String, String), u64>,
+    /// Allocations deleted / not deleted.
+    pub deleted: u64,
+    /// Deletions that failed or were not answered.
+    pub delete_failed: u64,
+    /// Failed deletions by error code, `timeout` or `unfinished`.
+    pub delete_failures: BTreeMap<String, u64>,
+    /// Refreshes that failed during the run.
+    pub refresh_failures: u64,
+    /// Scheduled packets skipped because their client was not ready.
+    pub skipped: u64,
+    /// First and last data send, nanoseconds after the clock origin.
+    pub send_window: Option<(u64, u64)>,
+    /// Receive errors other than "nothing to read".
+    pub recv_errors: u64,
+}
+
+struct Slot {
+    sock: mio::net::UdpSocket,
+    client: Client,
+    settled: bool,
+    was_ready: bool,
+    setup_failure: Option<(String, String)>,
+    deleted: bool,
+    last_phase: Phase,
+    tracker: SeqTracker,
+    sent: u64,
+    next_seq: u64,
+}
+
+enum Local {
+    Setup,
+    Run { pacer: Pacer, start: Instant, drain_until: Option<Instant> },
+    Wait,
+    Teardown { until: Instant },
+}
+
+struct Worker {
+    index: usize,
+    first_client: u32,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    rng: Rng,
+    recv: RecvBatch,
+    send: SendBatch,
+    hist: Histogram<u64>,
+    started: usize,
+    settled: usize,
+    ready_now: usize,
+    next_timer: Option<Instant>,
+    total_sent: u64,
+    total_unique: u64,
+    deleted: u64,
+    send_dropped: u64,
+    foreign: u64,
+    skipped: u64,
+    recv_errors: u64,
+    first_send: Option<u64>,
+    last_send: Option<u64>,
+}
+
+/// Runs one worker over `sockets` (clients `first_client..`) until the main thread says stop or
+/// its teardown is over.
+pub fn run(
+    index: usize,
+    sockets: Vec<UdpSocket>,
+    first_client: u32,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+) -> std::io::Result<Outcome> {
+    let mut poll = Poll::new()?;
+    let mut slots = Vec::with_capacity(sockets.len());
+    for (i, s) in sockets.into_iter().enumerate() {
+        let mut sock = mio::net::UdpSocket::from_std(s);
+        poll.registry().register(&mut sock, Token(i), Interest::READABLE)?;
+        slots.push(Slot {
+            sock,
+            client: Client::new(),
+            settled: false,
+            was_ready: false,
+            setup_failure: None,
+            deleted: false,
+            last_phase: Phase::Idle,
+            tracker: SeqTracker::default(),
+            sent: 0,
+            next_seq: 0,
+        });
+    }
+    let seed = shared.base.elapsed().as_nanos() as u64 ^ (u64::from(std::process::id()) << 32) ^ (index as u64 + 1);
+    let mut w = Worker {
+        index,
+        first_client,
+        cfg,
+        shared,
+        slots,
+        rng: Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        recv: RecvBatch::new(),
+        send: SendBatch::new(),
+        hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid"),
+        started: 0,
+        settled: 0,
+        ready_now: 0,
+        next_timer: None,
+        total_sent: 0,
+        total_unique: 0,
+        deleted: 0,
+        send_dropped: 0,
+        foreign: 0,
+        skipped: 0,
+        recv_errors: 0,
+        first_send: None,
+        last_send: None,
+    };
+    w.main_loop(&mut poll)?;
+    Ok(w.outcome())
+}
+
+impl Worker {
+    fn counters(&self) -> &Counters {
+        &self.shared.counters[self.index]
+    }
+
+    fn main_loop(&mut self, poll: &mut Poll) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut local = Local::Setup;
+        loop {
+            let now = Instant::now();
+            let global = self.shared.phase.load(Relaxed);
+            if global == phase::EXIT {
+                return Ok(());
+            }
+            if global == phase::TEARDOWN && !matches!(local, Local::Teardown { .. }) {
+                self.begin_teardown(now);
+                local = Local::Teardown { until: now + TEARDOWN_LIMIT };
+            }
+            let mut wake = now + MAX_SLEEP;
+            match &mut local {
+                Local::Setup => {
+                    self.start_clients(now);
+                    if global == phase::RUN
+                        && let Some(plan) = self.cfg.data
+                    {
+                        let start = self.shared.base + Duration::from_nanos(self.shared.start_ns.load(Relaxed));
+                        let rate = plan.rate * self.slots.len() as f64;
+                        local = Local::Run { pacer: Pacer::new(rate, plan.duration), start, drain_until: None };
+                        continue;
+                    } else if global == phase::HOLD || global == phase::RUN {
+                        local = Local::Wait;
+                    }
+                }
+                Local::Run { pacer, start, drain_until } => {
+                    let plan = self.cfg.data.expect("run phase has a data plan");
+                    if drain_until.is_none() {
+                        if now >= *start {
+                            let elapsed = now - *start;
+                            let range = pacer.due(elapsed, MAX_PER_WAKE);
+                            if !range.is_empty() {
+                                self.send_data(range, now);
+                            }
+                            if pacer.done() || elapsed >= plan.duration || self.shared.cut.load(Relaxed) {
+                                *drain_until = Some(now + plan.drain);
+                            }
+                        }
+                        if let Some(next) = pacer.next_due() {
+                            wake = wake.min(*start + next);
+                        }
+                    }
+                    if let Some(until) = *drain_until {
+                        if now >= until || self.total_unique >= self.total_sent {
+                            self.counters().data_done.store(true, Relaxed);
+                            local = Local::Wait;
+                        } else {
+                            wake = wake.min(until);
+                        }
+                    }
+                }
+                Local::Wait => {}
+                Local::Teardown { until } => {
+                    let all_done = self
+                        .slots
+                        .iter()
+                        .all(|s| matches!(s.client.phase(), Phase::Deleted | Phase::Failed | Phase::Idle));
+                    if all_done || now >= *until {
+                        self.publish();
+                        self.counters().finished.store(true, Relaxed);
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(t) = self.next_timer {
+                if t <= now {
+                    self.run_timers(now);
+                }
+                if let Some(t) = self.next_timer {
+                    wake = wake.min(t);
+                }
+            }
+            self.publish();
+            let timeout = wake.saturating_duration_since(Instant::now());
+            if let Err(e) = poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                self.drain_socket(ev.token().0, now);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let c = self.counters();
+        c.settled.store(self.settled as u64, Relaxed);
+        c.ready.store(self.ready_now as u64, Relaxed);
+        c.sent.store(self.total_sent, Relaxed);
+        c.received.store(self.total_unique, Relaxed);
+        c.deleted.store(self.deleted, Relaxed);
+    }
+
+    fn note_timer(&mut self, i: usize) {
+        if let Some(t) = self.slots[i].client.poll_timeout() {
+            self.next_timer = Some(self.next_timer.map_or(t, |n| n.min(t)));
+        }
+    }
+
+    /// Sends the pending request of client `i` if `action` says so, then books its phase change.
+    fn after(&mut self, i: usize, action: Action) {
+        let slot = &mut self.slots[i];
+        if action == Action::Send {
+            // A lost request is retransmitted on the timer; errors are treated like losses.
+            let _ = slot.sock.send_to(slot.client.outgoing(), self.cfg.server);
+        }
+        let phase = slot.client.phase();
+        if !slot.settled && matches!(phase, Phase::Ready | Phase::Failed) {
+            slot.settled = true;
+            self.settled += 1;
+            if phase == Phase::Ready {
+                slot.was_ready = true;
+            } else if let Some(f) = slot.client.failure() {
+                let code = f.code.map_or_else(|| "timeout".to_owned(), |c| c.to_string());
+                slot.setup_failure = Some((f.step.name().to_owned(), code));
+            }
+        }
+        if phase == Phase::Deleted && slot.client.relayed().is_some() && !slot.deleted {
+            slot.deleted = true;
+            self.deleted += 1;
+        }
+        if phase != slot.last_phase {
+            if phase == Phase::Ready {
+                self.ready_now += 1;
+            } else if slot.last_phase == Phase::Ready {
+                self.ready_now -= 1;
+            }
+            slot.last_phase = phase;
+        }
+        self.note_timer(i);
+    }
+
+    fn start_clients(&mut self, now: Instant) {
+        while self.started < self.slots.len() && self.started - self.settled < self.cfg.setup_window {
+            let i = self.started;
+            self.started += 1;
+            let action = self.slots[i].client.start(now, &self.cfg.settings, &mut self.rng);
+            self.after(i, action);
+        }
+    }
+
+    fn begin_teardown(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let action = self.slots[i].client.delete(now, &self.cfg.settings, &mut self.rng);
+            self.after(i, action);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        self.next_timer = None;
+        for i in 0..self.slots.len() {
+            let c = &mut self.slots[i].client;
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                let action = c.handle_timeout(now, &self.cfg.settings, &mut self.rng);
+                self.after(i, action);
+            } else {
+                self.note_timer(i);
+            }
+        }
+    }
+
+    fn send_data(&mut self, range: std::ops::Range<u64>, now: Instant) {
+        let Some(plan) = self.cfg.data else { return };
+        let n = self.slots.len() as u64;
+        let first = range.start % n;
+        let now_ns = now.duration_since(self.shared.base).as_nanos() as u64;
+        let len = channel_data::HEADER_LEN + plan.size;
+        for j in 0..(range.end - range.start).min(n) {
+            let c = ((first + j) % n) as usize;
+            let count = share(&range, n, c as u64);
+            let slot = &mut self.slots[c];
+            if slot.client.phase() != Phase::Ready {
+                self.skipped += count;
+                continue;
+            }
+            for _ in 0..count {
+                if self.send.is_full() {
+                    let o = self.send.flush(&slot.sock);
+                    slot.sent += o.sent as u64;
+                    self.send_dropped += o.dropped as u64;
+                }
+                let Some(buf) = self.send.slot() else { break };
+                let header =
+                    payload::Header { client: self.first_client + c as u32, seq: slot.next_seq, sent_ns: now_ns };
+                // The CLI bounds the size, so the header and payload fit the slot.
+                if channel_data::write_header(CHANNEL, plan.size, &mut buf[..]).is_err() {
+                    break;
+                }
+                payload::write(&mut buf[channel_data::HEADER_LEN..len], &header);
+                self.send.commit(len, self.cfg.server);
+                slot.next_seq += 1;
+            }
+            let o = self.send.flush(&slot.sock);
+            slot.sent += o.sent as u64;
+            self.send_dropped += o.dropped as u64;
+        }
+        self.total_sent = self.slots.iter().map(|s| s.sent).sum();
+        self.first_send.get_or_insert(now_ns);
+        self.last_send = Some(now_ns);
+    }
+
+    fn drain_socket(&mut self, i: usize, now: Instant) {
+        let now_ns = now.duration_since(self.shared.base).as_nanos() as u64;
+        loop {
+            let n = match self.recv.recv(&self.slots[i].sock) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.recv_errors += 1;
+                    return;
+                }
+            };
+            for k in 0..n {
+                let (bytes, from) = self.recv.get(k);
+                if from != self.cfg.server {
+                    self.foreign += 1;
+                    continue;
+                }
+                match classify(bytes) {
+                    Kind::ChannelData => {
+                        let slot = &mut self.slots[i];
+                        let client = self.first_client + i as u32;
+                        let header = ChannelData::parse(bytes)
+                            .ok()
+                            .filter(|cd| cd.channel == CHANNEL)
+                            .and_then(|cd| payload::read(cd.data))
+                            .filter(|h| h.client == client && h.seq < slot.next_seq);
+                        let Some(h) = header else {
+                            self.foreign += 1;
+                            continue;
+                        };
+                        if slot.tracker.record(h.seq) != Arrival::Duplicate {
+                            self.total_unique += 1;
+                            let us = now_ns.saturating_sub(h.sent_ns) / 1000;
+                            self.hist.saturating_record(us.max(1));
+                        }
+                    }
+                    Kind::Stun => {
+                        let Ok(msg) = Message::decode(bytes) else {
+                            self.foreign += 1;
+                            continue;
+                        };
+                        let action = self.slots[i].client.handle_response(now, &msg, &self.cfg.settings, &mut self.rng);
+                        self.after(i, action);
+                    }
+                    Kind::Other => self.foreign += 1,
+                }
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        let mut totals = Totals { send_dropped: self.send_dropped, foreign: self.foreign, ..Totals::default() };
+        let mut failures = BTreeMap::new();
+        let mut delete_failures = BTreeMap::new();
+        let (mut ready, mut delete_failed, mut refresh_failures) = (0, 0, 0);
+        for s in &self.slots {
+            totals.add_stream(s.sent, &s.tracker);
+            refresh_failures += u64::from(s.client.refresh_failures);
+            if s.was_ready {
+                ready += 1;
+            } else {
+                let key = s.setup_failure.clone().unwrap_or_else(|| ("setup".to_owned(), "unfinished".to_owned()));
+                *failures.entry(key).or_insert(0) += 1;
+            }
+            if s.client.relayed().is_some() && s.client.phase() != Phase::Deleted {
+                delete_failed += 1;
+                let code = match s.client.failure() {
+                    Some(f) if f.step == Step::Delete => f.code.map_or_else(|| "timeout".to_owned(), |c| c.to_string()),
+                    _ => "unfinished".to_owned(),
+                };
+                *delete_failures.entry(code).or_insert(0) += 1;
+            }
+        }
+        Outcome {
+            totals,
+            latency: self.hist,
+            ready,
+            failures,
+            deleted: self.deleted,
+            delete_failed,
+            delete_failures,
+            refresh_failures,
+            skipped: self.skipped,
+            send_window: self.first_send.zip(self.last_send),
+            recv_errors: self.recv_errors,
+        }
+    }
+}

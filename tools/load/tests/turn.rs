@@ -1,0 +1,198 @@
+//! `vienna-load turn` against a real `vienna serve` on loopback: data at a low rate, a wrong password,
+//! and hold mode. The server binary is the one cargo built for this profile (`target/<profile>/vienna`;
+//! build it first with `cargo build -p vienna`). Every run is bounded by its own `--duration` and the
+//! tool's time limits; the tests assert behaviour, never wall time.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long waiting for the server's start-up log may take.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn target_dir() -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+fn vienna_binary() -> PathBuf {
+    let path = target_dir().join("vienna");
+    assert!(path.exists(), "{} is missing: run `cargo build -p vienna` before these tests", path.display());
+    path
+}
+
+/// A `vienna serve` with one user, alice/secret, relaying to loopback peers; killed on drop.
+struct Server {
+    child: Child,
+    turn: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut add = Command::new(vienna_binary())
+            .args(["user", "add", "alice", "--password-stdin", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("VIENNA_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn vienna user add");
+        add.stdin.take().expect("stdin").write_all(b"secret\n").expect("password");
+        assert!(add.wait().expect("user add").success(), "vienna user add failed");
+        let mut child = Command::new(vienna_binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--set", "admin.listen=127.0.0.1:0", "--set", "turn.udp_port=0"])
+            .args(["--set", "turn.tcp=false", "--set", "turn.tls=false"])
+            .args(["--set", "turn.allowed_peers=[\"127.0.0.0/8\"]", "--set", "turn.user_quota=0"])
+            .args(["--set", "log.format=json"])
+            .env_remove("VIENNA_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vienna serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                if v["message"] == "listening" && v["role"] == "turn" && v["protocol"] == "udp" {
+                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+                }
+                // keep reading so the server never blocks on a full pipe
+            }
+        });
+        let turn = match rx.recv_timeout(PATIENCE) {
+            Ok(a) => a.parse().expect("TURN address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vienna serve did not log its TURN UDP listener");
+            }
+        };
+        Server { child, turn, _dir: dir }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `vienna-load turn` against `server` with `args` and `--json`; returns the output and the JSON.
+fn load(server: &Server, args: &[&str]) -> (Output, Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("result.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vienna-load"))
+        .arg("turn")
+        .args(["--server", &server.turn.to_string(), "--user", "alice"])
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vienna-load");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, serde_json::from_str(&text).expect("valid JSON"))
+}
+
+/// The `key=value` pairs of the summary line starting with `topic`.
+fn summary(out: &Output, topic: &str) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(topic))
+        .unwrap_or_else(|| panic!("no {topic} line in:\n{text}"));
+    line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+fn value<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no {key} in {pairs:?}"))
+}
+
+#[test]
+fn low_rate_has_no_loss_and_json_matches_the_summary() {
+    let server = Server::start();
+    let (out, json) =
+        load(&server, &["--password", "secret", "--clients", "4", "--rate", "50", "--duration", "2", "--size", "100"]);
+    assert!(out.status.success(), "exit {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json["mode"], "data");
+    assert_eq!(json["allocations"]["ok"], 4);
+    assert_eq!(json["allocations"]["failed"], 0);
+    assert_eq!(json["sent"], 400, "4 clients x 50 pps x 2 s");
+    assert_eq!(json["received"], 400);
+    assert_eq!(json["lost"], 0);
+    assert_eq!(json["loss_percent"], 0.0);
+    assert_eq!(json["duplicates"], 0);
+    assert_eq!(json["peer_received"], 400);
+    assert_eq!(json["teardown"]["deleted"], 4);
+    assert!(json["latency_us"]["count"].as_u64() == Some(400));
+    assert!(json["latency_us"]["p50"].as_u64().unwrap() <= json["latency_us"]["max"].as_u64().unwrap());
+    assert!(json["achieved_rate_pps"].as_f64().unwrap() > 0.0);
+
+    let traffic = summary(&out, "traffic");
+    for key in ["sent", "received", "lost", "reordered", "duplicates", "send_dropped"] {
+        assert_eq!(value(&traffic, key), json[key].to_string(), "{key}");
+    }
+    assert_eq!(value(&traffic, "loss_percent").parse::<f64>().unwrap(), json["loss_percent"].as_f64().unwrap());
+    let rate = summary(&out, "rate");
+    assert_eq!(value(&rate, "achieved_pps").parse::<f64>().unwrap(), json["achieved_rate_pps"].as_f64().unwrap());
+    assert_eq!(
+        value(&rate, "relayed_dps").parse::<f64>().unwrap(),
+        json["relayed_datagrams_per_sec"].as_f64().unwrap()
+    );
+    let latency = summary(&out, "latency_us");
+    for (text_key, json_key) in [("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max")] {
+        assert_eq!(value(&latency, text_key), json["latency_us"][json_key].to_string(), "{text_key}");
+    }
+    let allocations = summary(&out, "allocations");
+    assert_eq!(value(&allocations, "ok"), "4");
+}
+
+#[test]
+fn wrong_password_reports_401_and_fails() {
+    let server = Server::start();
+    let (out, json) = load(&server, &["--password", "wrong", "--clients", "3", "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(1), "a failed allocation is a failed run");
+    assert_eq!(json["allocations"]["ok"], 0);
+    assert_eq!(json["allocations"]["failed"], 3);
+    assert_eq!(json["allocations"]["failed_by_code"]["401"], 3);
+    assert_eq!(json["allocations"]["failed_by_step"]["allocate"], 3);
+    assert_eq!(json["sent"], 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("401=3"), "summary names the code:\n{text}");
+}
+
+#[test]
+fn hold_reports_every_allocation() {
+    let server = Server::start();
+    let (out, json) = load(&server, &["--password", "secret", "--clients", "50", "--duration", "1", "--hold"]);
+    assert!(out.status.success(), "exit {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("HOLDING allocations=50 failed=0"), "hold line:\n{text}");
+    assert_eq!(json["mode"], "hold");
+    assert_eq!(json["allocations"]["ok"], 50);
+    assert_eq!(json["allocations"]["failed"], 0);
+    assert_eq!(json["sent"], 0);
+    assert_eq!(json["teardown"]["deleted"], 50);
+    assert_eq!(json["teardown"]["delete_failed"], 0);
+}
