@@ -138,6 +138,29 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds `other` into `self` (to total the counters of several relays).
+    pub fn add(&mut self, other: &Counters) {
+        self.client_to_peer_packets += other.client_to_peer_packets;
+        self.client_to_peer_bytes += other.client_to_peer_bytes;
+        self.peer_to_client_packets += other.peer_to_client_packets;
+        self.peer_to_client_bytes += other.peer_to_client_bytes;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+        self.allocations_active += other.allocations_active;
+        self.allocations_created += other.allocations_created;
+        self.allocations_expired += other.allocations_expired;
+        self.allocations_deleted += other.allocations_deleted;
+        self.auth_failures += other.auth_failures;
+        self.auth_challenges += other.auth_challenges;
+        self.user_quota_hits += other.user_quota_hits;
+        self.total_quota_hits += other.total_quota_hits;
+        self.success_responses += other.success_responses;
+        for (a, b) in self.error_responses.iter_mut().zip(other.error_responses) {
+            *a += b;
+        }
+    }
+
     /// Drops for one reason.
     pub fn drops(&self, r: DropReason) -> u64 {
         self.drops[r.index()]

@@ -683,7 +683,7 @@ fn bind_failure_and_timeout_answer_508() {
 fn rest_api_credentials() {
     let mut cfg = config();
     cfg.rest_secrets = vec![b"new-secret".to_vec(), b"old-secret".to_vec()];
-    let mut h = Harness::with_users(cfg, vienna_turn::StaticUsers::new());
+    let mut h = Harness::with_users(cfg, StaticUsers::new());
     let valid = format!("{}:carol", UNIX0 + 3600);
     for secret in ["new-secret", "old-secret"] {
         let pw = rest_password(secret.as_bytes(), &valid);
@@ -708,7 +708,7 @@ fn refresh_with_expired_rest_credential_fails() {
     let mut cfg = config();
     cfg.rest_secrets = vec![b"s".to_vec()];
     cfg.nonce_lifetime = secs(3600);
-    let mut h = Harness::with_users(cfg, vienna_turn::StaticUsers::new());
+    let mut h = Harness::with_users(cfg, StaticUsers::new());
     let user = format!("{}:dave", UNIX0 + 300);
     let mut c = Client::new("192.0.2.50:1", &user, &rest_password(b"s", &user));
     allocated(&mut h, &mut c);
@@ -957,7 +957,7 @@ fn strict_rest_expiry_caps_lifetimes() {
     let mut cfg = config();
     cfg.rest_secrets = vec![b"s".to_vec()];
     cfg.strict_rest_expiry = true;
-    let mut h = Harness::with_users(cfg, vienna_turn::StaticUsers::new());
+    let mut h = Harness::with_users(cfg, StaticUsers::new());
     let user = format!("{}:erin", UNIX0 + 120);
     let mut c = Client::new("192.0.2.60:1", &user, &rest_password(b"s", &user));
     let r = h.allocate(&mut c, &[]);

@@ -12,8 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::net::{accept, tls_handshake};
 
 /// Serves `app` on `listener` until `shutdown` turns true, then lets open connections finish for up to
 /// `drain`. With `tls`, every connection is TLS.
@@ -27,19 +26,7 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "admin: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop_requested(&mut shutdown) => break,
-        };
+    while let Some((stream, peer)) = accept(&listener, &mut shutdown, "admin").await {
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -51,17 +38,7 @@ pub async fn serve(
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "admin: TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "admin: TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let Some(stream) = tls_handshake(&acceptor, stream, peer, "admin").await else { return };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
@@ -75,10 +52,4 @@ pub async fn serve(
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("admin: connections still open after the shutdown timeout; closing them");
     }
-}
-
-/// Resolves when `shutdown` turns true (or its sender is gone).
-pub async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here rather than across an await.
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

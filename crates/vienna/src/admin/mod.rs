@@ -5,4 +5,4 @@ mod http;
 pub mod metrics;
 
 pub use api::{AdminState, router};
-pub use http::{serve, stop_requested};
+pub use http::serve;

@@ -123,26 +123,7 @@ impl TurnShared {
 }
 
 fn add(total: &mut WorkerStats, s: &WorkerStats) {
-    let (t, r) = (&mut total.relay, &s.relay);
-    t.client_to_peer_packets += r.client_to_peer_packets;
-    t.client_to_peer_bytes += r.client_to_peer_bytes;
-    t.peer_to_client_packets += r.peer_to_client_packets;
-    t.peer_to_client_bytes += r.peer_to_client_bytes;
-    for (a, b) in t.drops.iter_mut().zip(r.drops) {
-        *a += b;
-    }
-    t.allocations_active += r.allocations_active;
-    t.allocations_created += r.allocations_created;
-    t.allocations_expired += r.allocations_expired;
-    t.allocations_deleted += r.allocations_deleted;
-    t.auth_failures += r.auth_failures;
-    t.auth_challenges += r.auth_challenges;
-    t.user_quota_hits += r.user_quota_hits;
-    t.total_quota_hits += r.total_quota_hits;
-    t.success_responses += r.success_responses;
-    for (a, b) in t.error_responses.iter_mut().zip(r.error_responses) {
-        *a += b;
-    }
+    total.relay.add(&s.relay);
     total.truncated += s.truncated;
     total.send_dropped += s.send_dropped;
     total.stream_dropped += s.stream_dropped;

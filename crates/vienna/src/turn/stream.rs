@@ -17,15 +17,13 @@ use vienna_turn::{FiveTuple, Transport};
 
 use super::worker::Command;
 use super::{TurnShared, WorkerHandle};
-use crate::admin::stop_requested;
+use crate::net::{accept, stop_requested, tls_handshake};
 use std::sync::atomic::Ordering;
 
 /// Largest frame accepted: a STUN message or a ChannelData frame (64 KiB payload plus headers).
 const MAX_FRAME: usize = 65_536 + 8;
 /// A connection with no byte from the client for this long is closed (clients refresh well within it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// Time allowed for a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for one client before more are dropped.
 const WRITE_QUEUE: usize = 1024;
 /// Why a connection was closed: a frame longer than [`MAX_FRAME`].
@@ -46,18 +44,7 @@ pub async fn accept_loop(
     let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let Ok(server) = listener.local_addr() else { return };
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "turn: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop_requested(&mut stop) => return,
-        };
+    while let Some((stream, client)) = accept(&listener, &mut stop, "turn").await {
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             shared.stream_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%client, "turn: too many stream clients; connection refused");
@@ -73,11 +60,11 @@ pub async fn accept_loop(
             let _permit = permit;
             match tls {
                 None => serve(stream, tuple, worker, shared, stop).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve(stream, tuple, worker, shared, stop).await,
-                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "turn: TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client, "turn: TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    if let Some(stream) = tls_handshake(&acceptor, stream, client, "turn").await {
+                        serve(stream, tuple, worker, shared, stop).await;
+                    }
+                }
             }
         });
     }
