@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Vienna's TURN relay against coturn, side by side on one machine, under the same load from vienna-load.
+
+Both servers run at once with one relay thread each (coturn --relay-threads=1, Vienna turn.workers=1) on
+different ports; the load goes to one, then the other, alternately, so drift in the machine hits both.
+
+1. CPU per relayed datagram: ROUNDS rounds each at a fixed ChannelData load (CLIENTS clients x RATE pps,
+   172-byte payload, built-in echo peer): server CPU (utime + stime from /proc) divided by the datagrams the
+   relay forwarded (client->peer plus peer->client), median and range over the rounds.
+2. Highest rate under 0.1 % loss: the aggregate rate rises step by step (SWEEP_CLIENTS clients) until a run
+   loses 0.1 % or more; the last clean step is reported.
+3. Memory per allocation: the server's RSS before, and while vienna-load holds HOLD allocations (each with
+   a permission and a channel), divided by HOLD.
+
+Relay port ranges sit below the kernel's ephemeral range (32768-60999), so the load tool's 10k client
+sockets cannot take a relay port. Every run is bounded (vienna-load --duration, plus a timeout); the
+servers stop when the script ends.
+Usage: python3 bench/turn-vs-coturn.py   (after `bash tools/install-deps.sh`; builds Vienna in release)
+Environment: ROUNDS (6), CLIENTS (200), RATE (100), SECONDS (8), SWEEP ("20000,30000,..."), SWEEP_CLIENTS (20),
+HOLD (10000).
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUNDS = int(os.environ.get("ROUNDS", "6"))
+CLIENTS = int(os.environ.get("CLIENTS", "200"))
+RATE = int(os.environ.get("RATE", "100"))
+SECONDS = int(os.environ.get("SECONDS", "8"))
+SWEEP = [int(x) for x in os.environ.get("SWEEP", "20000,30000,40000,50000,60000,70000,80000,100000").split(",")]
+SWEEP_CLIENTS = int(os.environ.get("SWEEP_CLIENTS", "20"))
+HOLD = int(os.environ.get("HOLD", "10000"))
+PORTS = {"coturn": 3578, "vienna": 3678}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def start_servers(work):
+    conf = os.path.join(work, "turnserver.conf")
+    with open(conf, "w") as f:
+        f.write(
+            f"""listening-ip=127.0.0.1
+relay-ip=127.0.0.1
+listening-port={PORTS['coturn']}
+min-port=10000
+max-port=20999
+lt-cred-mech
+user=alice:secret
+realm=localhost
+no-tls
+no-dtls
+no-cli
+allow-loopback-peers
+userdb={work}/turndb.sqlite
+pidfile={work}/turnserver.pid
+log-file={work}/turn.log
+simple-log
+no-stdout-log
+"""
+        )
+    coturn = subprocess.Popen(["turnserver", "-c", conf, "--relay-threads=1"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    vienna_bin = os.path.join(ROOT, "target/release/vienna")
+    data = os.path.join(work, "vienna")
+    subprocess.run([vienna_bin, "user", "add", "alice", "--password-stdin", "--data-dir", data], input=b"secret\n",
+                   check=True, stdout=subprocess.DEVNULL)
+    vienna = subprocess.Popen(
+        [vienna_bin, "serve", "--data-dir", data, "--set", "admin.enabled=false", "--set", "turn.workers=1",
+         "--set", f"turn.udp_port={PORTS['vienna']}", "--set", "turn.tcp=false", "--set", "turn.tls=false",
+         "--set", "turn.min_port=21000", "--set", "turn.max_port=31999", "--set", "turn.user_quota=0",
+         "--set", 'turn.allowed_peers=["127.0.0.0/8"]', "--set", "log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "vienna.log"), "w"))
+    time.sleep(2)
+    for name, p in (("coturn", coturn), ("vienna", vienna)):
+        if p.poll() is not None:
+            sys.exit(f"{name} did not start")
+    return {"coturn": coturn, "vienna": vienna}
+
+
+def load(server, extra, seconds):
+    """Runs vienna-load against `server`; returns its JSON report."""
+    out = os.path.join(tempfile.gettempdir(), f"vienna-load-{os.getpid()}.json")
+    cmd = [os.path.join(ROOT, "target/release/vienna-load"), "turn", "--server", f"127.0.0.1:{PORTS[server]}",
+           "--user", "alice", "--password", "secret", "--duration", str(seconds), "--json", out] + extra
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 180)
+    with open(out) as f:
+        return json.load(f)
+
+
+def relayed(report):
+    return report["sent"] + report["received"]
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "vienna", "--bin", "vienna-load"],
+                   cwd=ROOT, check=True)
+    if not shutil.which("turnserver"):
+        sys.exit("coturn is missing: bash tools/install-deps.sh")
+    work = tempfile.mkdtemp(prefix="turn-bench-")
+    servers = start_servers(work)
+    pids = {name: p.pid for name, p in servers.items()}
+    try:
+        # 1. CPU per relayed datagram, alternating.
+        per = {"coturn": [], "vienna": []}
+        loss = {"coturn": [], "vienna": []}
+        for r in range(ROUNDS):
+            for name in ("coturn", "vienna") if r % 2 == 0 else ("vienna", "coturn"):
+                before = cpu_seconds(pids[name])
+                rep = load(name, ["--clients", str(CLIENTS), "--rate", str(RATE)], SECONDS)
+                used = cpu_seconds(pids[name]) - before
+                per[name].append(1e6 * used / max(relayed(rep), 1))
+                loss[name].append(rep["loss_percent"])
+                log(f"round {r + 1} {name}: {per[name][-1]:.2f} us/datagram, loss {rep['loss_percent']} %")
+        print(f"### CPU per relayed datagram ({ROUNDS} rounds each, alternating; {CLIENTS} clients x {RATE} pps "
+              f"x {SECONDS} s, 172 B)\n")
+        print("| server | median µs per relayed datagram | min | max | worst loss |")
+        print("|---|---|---|---|---|")
+        for name in ("coturn", "vienna"):
+            print(f"| {name} | {statistics.median(per[name]):.2f} | {min(per[name]):.2f} | {max(per[name]):.2f} "
+                  f"| {max(loss[name])} % |")
+        ratio = statistics.median(per["vienna"]) / statistics.median(per["coturn"])
+        print(f"\nVienna / coturn CPU per datagram: {ratio:.2f}\n")
+
+        # 2. Highest rate under 0.1 % loss.
+        print(f"### Highest relayed rate under 0.1 % loss ({SWEEP_CLIENTS} clients, 5 s per step)\n")
+        print("| server | highest clean aggregate rate (pps sent) | relayed datagrams/s | first failing step |")
+        print("|---|---|---|---|")
+        for name in ("coturn", "vienna"):
+            best, best_relayed, failing = None, None, "none reached"
+            for total in SWEEP:
+                rep = load(name, ["--clients", str(SWEEP_CLIENTS), "--rate", str(total / SWEEP_CLIENTS)], 5)
+                log(f"sweep {name} {total} pps: loss {rep['loss_percent']} %, achieved {rep['achieved_rate_pps']}")
+                # A step counts when the relay lost under 0.1 % and the generator really sent the rate.
+                if rep["loss_percent"] < 0.1 and rep["send_dropped"] == 0 and rep["achieved_rate_pps"] >= 0.99 * total:
+                    best, best_relayed = rep["achieved_rate_pps"], rep["relayed_datagrams_per_sec"]
+                else:
+                    failing = f"{total} pps: loss {rep['loss_percent']} %, achieved {rep['achieved_rate_pps']:.0f}"
+                    break
+            print(f"| {name} | {best or 0:.0f} | {best_relayed or 0:.0f} | {failing} |")
+        print()
+
+        # 3. Memory per allocation.
+        print(f"### Memory per allocation ({HOLD} allocations, each with a permission and a channel)\n")
+        print("| server | allocations held | RSS idle (MiB) | RSS holding (MiB) | bytes per allocation |")
+        print("|---|---|---|---|---|")
+        for name in ("coturn", "vienna"):
+            idle = rss_bytes(pids[name])
+            holder = subprocess.Popen(
+                [os.path.join(ROOT, "target/release/vienna-load"), "turn", "--server", f"127.0.0.1:{PORTS[name]}",
+                 "--user", "alice", "--password", "secret", "--clients", str(HOLD), "--hold", "--duration", "20",
+                 "--json", os.path.join(work, "hold.json")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # Sample the peak while the allocations are held.
+            peak = idle
+            deadline = time.time() + 200
+            while holder.poll() is None and time.time() < deadline:
+                peak = max(peak, rss_bytes(pids[name]))
+                time.sleep(0.5)
+            holder.wait(timeout=60)
+            with open(os.path.join(work, "hold.json")) as f:
+                held = json.load(f)["allocations"]["ok"]
+            per_alloc = (peak - idle) / max(held, 1)
+            print(f"| {name} | {held} | {idle / 2**20:.1f} | {peak / 2**20:.1f} | {per_alloc:.0f} |")
+    finally:
+        for p in servers.values():
+            p.terminate()
+        for p in servers.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
