@@ -127,6 +127,17 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Runs a query (its statement cached on the connection) and collects every row through `map`.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    stmt.query_map(params, map).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
+}
+
 const ACCOUNT_COLUMNS: &str = "uri, display_name, enabled, realm, created_at, updated_at";
 const SECRET_COLUMNS: &str = "realm, auth_username, ha1_md5, ha1_sha256, nt_hash";
 
@@ -328,26 +339,22 @@ impl Store for SqliteStore {
 
     fn account_by_auth_username(&self, username: &str, realm: &str) -> Result<Option<(Account, Secrets)>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
+        let mut found: Vec<_> = rows(
+            &conn,
+            &format!(
                 "SELECT {ACCOUNT_COLUMNS}, {SECRET_COLUMNS} FROM accounts
                  WHERE auth_username = ?1 AND realm = ?2 ORDER BY uri LIMIT 2"
-            ))
-            .map_err(backend)?;
-        let mut found: Vec<_> = stmt
-            .query_map([username, realm], account_with_secrets)
-            .map_err(backend)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(backend)?;
+            ),
+            [username, realm],
+            account_with_secrets,
+        )?;
         // Two accounts of different domains may share a user name in one realm; refuse to guess.
         Ok(if found.len() == 1 { found.pop() } else { None })
     }
 
     fn list_accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY uri")).map_err(backend)?;
-        stmt.query_map([], account_from_row).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
+        rows(&conn, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY uri"), [], account_from_row)
     }
 
     fn update_account(&self, aor: &Aor, u: &AccountUpdate, now: UnixTime) -> Result<Account> {
@@ -437,23 +444,22 @@ impl Store for SqliteStore {
 
     fn bindings(&self, aor: &Aor, now: UnixTime) -> Result<Vec<Binding>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {BINDING_COLUMNS} FROM bindings WHERE aor = ?1 AND expires_at > ?2 ORDER BY contact"
-            ))
-            .map_err(backend)?;
-        stmt.query_map(params![aor.as_str(), now], binding_from_row)
-            .map_err(backend)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(backend)
+        rows(
+            &conn,
+            &format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE aor = ?1 AND expires_at > ?2 ORDER BY contact"),
+            params![aor.as_str(), now],
+            binding_from_row,
+        )
     }
 
     fn all_bindings(&self, now: UnixTime) -> Result<Vec<Binding>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE expires_at > ?1 ORDER BY aor, contact"))
-            .map_err(backend)?;
-        stmt.query_map([now], binding_from_row).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
+        rows(
+            &conn,
+            &format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE expires_at > ?1 ORDER BY aor, contact"),
+            [now],
+            binding_from_row,
+        )
     }
 
     fn remove_expired_bindings(&self, now: UnixTime) -> Result<usize> {
@@ -467,22 +473,17 @@ impl Store for SqliteStore {
             .optional()
             .map_err(backend)?
             .ok_or_else(|| StoreError::not_found("account", owner.as_str()))?;
-        let mut groups_stmt =
-            conn.prepare("SELECT id, name FROM contact_groups WHERE owner = ?1 ORDER BY id").map_err(backend)?;
-        let groups = groups_stmt
-            .query_map([owner.as_str()], |r| Ok(Group { id: r.get(0)?, name: r.get(1)? }))
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?;
-        let mut contacts_stmt = conn
-            .prepare(
-                "SELECT c.uri, c.display_name, c.subscribed, group_concat(m.group_id)
+        let groups =
+            rows(&conn, "SELECT id, name FROM contact_groups WHERE owner = ?1 ORDER BY id", [owner.as_str()], |r| {
+                Ok(Group { id: r.get(0)?, name: r.get(1)? })
+            })?;
+        let contacts = rows(
+            &conn,
+            "SELECT c.uri, c.display_name, c.subscribed, group_concat(m.group_id)
                  FROM contacts c LEFT JOIN contact_group_members m ON m.owner = c.owner AND m.uri = c.uri
                  WHERE c.owner = ?1 GROUP BY c.uri ORDER BY c.uri",
-            )
-            .map_err(backend)?;
-        let contacts = contacts_stmt
-            .query_map([owner.as_str()], |r| {
+            [owner.as_str()],
+            |r| {
                 let ids: Option<String> = r.get(3)?;
                 let mut groups = Vec::new();
                 for id in ids.as_deref().unwrap_or("").split(',').filter(|s| !s.is_empty()) {
@@ -490,10 +491,8 @@ impl Store for SqliteStore {
                 }
                 groups.sort_unstable();
                 Ok(ContactEntry { uri: r.get(0)?, display_name: r.get(1)?, groups, subscribed: r.get(2)? })
-            })
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?;
+            },
+        )?;
         Ok(ContactList { version: version as u64, groups, contacts })
     }
 
@@ -605,32 +604,29 @@ impl Store for SqliteStore {
 
     fn aces(&self, owner: &Aor) -> Result<Vec<Ace>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT scope_kind, scope_value, level FROM aces WHERE owner = ?1
+        rows(
+            &conn,
+            "SELECT scope_kind, scope_value, level FROM aces WHERE owner = ?1
                  ORDER BY scope_kind, scope_value",
-            )
-            .map_err(backend)?;
-        stmt.query_map([owner.as_str()], |r| {
-            let kind: String = r.get(0)?;
-            let value: String = r.get(1)?;
-            let level: String = r.get(2)?;
-            let scope = match kind.as_str() {
-                "user" => AceScope::User(value),
-                "domain" => AceScope::Domain(value),
-                "everyone" => AceScope::Everyone,
-                _ => return Err(corrupt(0, kind)),
-            };
-            let level = match level.as_str() {
-                "allow" => AccessLevel::Allow,
-                "block" => AccessLevel::Block,
-                _ => return Err(corrupt(2, level)),
-            };
-            Ok(Ace { scope, level })
-        })
-        .map_err(backend)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(backend)
+            [owner.as_str()],
+            |r| {
+                let kind: String = r.get(0)?;
+                let value: String = r.get(1)?;
+                let level: String = r.get(2)?;
+                let scope = match kind.as_str() {
+                    "user" => AceScope::User(value),
+                    "domain" => AceScope::Domain(value),
+                    "everyone" => AceScope::Everyone,
+                    _ => return Err(corrupt(0, kind)),
+                };
+                let level = match level.as_str() {
+                    "allow" => AccessLevel::Allow,
+                    "block" => AccessLevel::Block,
+                    _ => return Err(corrupt(2, level)),
+                };
+                Ok(Ace { scope, level })
+            },
+        )
     }
 
     fn put_ace(&self, owner: &Aor, ace: &Ace) -> Result<u64> {
@@ -666,25 +662,28 @@ impl Store for SqliteStore {
 
     fn watchers(&self, owner: &Aor) -> Result<Vec<Watcher>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT uri, display_name, state, first_seen, updated_at FROM watchers WHERE owner = ?1
+        rows(
+            &conn,
+            "SELECT uri, display_name, state, first_seen, updated_at FROM watchers WHERE owner = ?1
                  ORDER BY uri",
-            )
-            .map_err(backend)?;
-        stmt.query_map([owner.as_str()], |r| {
-            let state: String = r.get(2)?;
-            let state = match state.as_str() {
-                "pending" => WatcherState::Pending,
-                "allowed" => WatcherState::Allowed,
-                "blocked" => WatcherState::Blocked,
-                _ => return Err(corrupt(2, state)),
-            };
-            Ok(Watcher { uri: r.get(0)?, display_name: r.get(1)?, state, first_seen: r.get(3)?, updated_at: r.get(4)? })
-        })
-        .map_err(backend)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(backend)
+            [owner.as_str()],
+            |r| {
+                let state: String = r.get(2)?;
+                let state = match state.as_str() {
+                    "pending" => WatcherState::Pending,
+                    "allowed" => WatcherState::Allowed,
+                    "blocked" => WatcherState::Blocked,
+                    _ => return Err(corrupt(2, state)),
+                };
+                Ok(Watcher {
+                    uri: r.get(0)?,
+                    display_name: r.get(1)?,
+                    state,
+                    first_seen: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            },
+        )
     }
 
     fn put_watcher(&self, owner: &Aor, w: &Watcher) -> Result<()> {
@@ -745,9 +744,7 @@ impl Store for SqliteStore {
 
     fn list_conferences(&self) -> Result<Vec<ConferenceRecord>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare(&format!("SELECT {CONFERENCE_COLUMNS} FROM conferences ORDER BY id")).map_err(backend)?;
-        stmt.query_map([], conference_from_row).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
+        rows(&conn, &format!("SELECT {CONFERENCE_COLUMNS} FROM conferences ORDER BY id"), [], conference_from_row)
     }
 
     fn update_conference(&self, c: &ConferenceRecord) -> Result<()> {
