@@ -148,10 +148,10 @@ proptest! {
         let mut bytes = req.to_bytes();
         let i = pos % bytes.len();
         bytes[i] = byte;
-        if let Err(e) = Message::parse(&bytes) {
-            if let Some(r) = vienna_sip::message::error_response(&bytes, &e) {
-                prop_assert!(r.status == 400 || r.status == 413 || r.status == 505);
-            }
+        if let Err(e) = Message::parse(&bytes)
+            && let Some(r) = vienna_sip::message::error_response(&bytes, &e)
+        {
+            prop_assert!(r.status == 400 || r.status == 413 || r.status == 505);
         }
         let _ = HeaderName::parse("x");
     }

@@ -188,6 +188,8 @@ pub struct Counters {
     pub parse_errors: u64,
     /// Timeouts (B, F, H, C).
     pub timeouts: u64,
+    /// New requests refused with 503 because the transaction table was full.
+    pub overload_rejected: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -310,6 +312,7 @@ pub struct TransactionLayer {
     timers: BinaryHeap<Reverse<(Instant, TransactionId, Timer)>>,
     out: VecDeque<Output>,
     counters: Counters,
+    max_transactions: usize,
 }
 
 impl TransactionLayer {
@@ -327,7 +330,14 @@ impl TransactionLayer {
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             counters: Counters::default(),
+            max_transactions: usize::MAX,
         }
+    }
+
+    /// Caps the number of live transactions: beyond it, new requests are answered `503 Service Unavailable`
+    /// with `Retry-After` statelessly and counted in [`Counters::overload_rejected`].
+    pub fn set_max_transactions(&mut self, max: usize) {
+        self.max_transactions = max;
     }
 
     /// The timer configuration.
@@ -449,6 +459,14 @@ impl TransactionLayer {
             self.server_retransmission(now, id, req, peer);
             return;
         }
+        if req.method != Method::Ack && self.txs.len() >= self.max_transactions {
+            self.counters.overload_rejected += 1;
+            let mut resp = req.make_response(503, None);
+            resp.headers.push(HeaderName::RetryAfter, "5");
+            let dest = req.headers.top_via().map(|v| response_destination(&v, peer)).unwrap_or(peer);
+            self.transmit(dest, resp.to_bytes());
+            return;
+        }
         match req.method {
             Method::Ack => self.event(TransactionEvent::Ack { request: req, peer }),
             Method::Cancel => {
@@ -515,11 +533,15 @@ impl TransactionLayer {
                     self.counters.retransmissions_absorbed += 1;
                 }
             }
-            (_, State::Proceeding | State::Completed, _) => {
+            (kind, State::Proceeding | State::Completed, _) => {
                 self.counters.retransmissions_absorbed += 1;
                 if let Some(b) = t.last_response.clone() {
                     let p = t.peer;
                     self.transmit(p, b);
+                } else if kind == Kind::ServerInvite {
+                    // The client retransmits before our 200 ms: answer 100 Trying now.
+                    t.clear_timer(Timer::Trying);
+                    self.send_trying(id);
                 }
             }
             _ => self.counters.retransmissions_absorbed += 1,

@@ -350,7 +350,8 @@ fn rfc2543_ack_matches_invite_without_branch() {
     let (_, ev) = h.receive(Message::Request(req.clone()), Transport::Udp);
     let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
     let (tx, ev) = h.receive(Message::Request(req.clone()), Transport::Udp);
-    assert!(tx.is_empty() && ev.is_empty(), "retransmission matched without branch");
+    assert!(ev.is_empty(), "retransmission matched without branch");
+    assert!(tx[0].bytes.starts_with(b"SIP/2.0 100"));
     h.layer.send_response(h.now, id, req.make_response_with_tag(404, None, "t")).unwrap();
     h.drain();
     let mut ack = request("ACK", "", Transport::Udp);
@@ -438,4 +439,40 @@ fn branches_and_tags_are_unique() {
     let b = h.layer.new_branch();
     assert!(a.starts_with("z9hG4bK") && a != b);
     assert_eq!(h.layer.new_tag().len(), 16);
+}
+
+#[test]
+fn invite_retransmission_before_200ms_gets_100_at_once() {
+    let mut h = Harness::new();
+    let req = request("INVITE", "z9hG4bKr", Transport::Udp);
+    h.receive(Message::Request(req.clone()), Transport::Udp);
+    h.now += ms(50);
+    let (tx, _) = h.receive(Message::Request(req), Transport::Udp);
+    assert!(tx[0].bytes.starts_with(b"SIP/2.0 100 Trying"));
+    let (times, _) = h.run_until(ms(1000));
+    assert!(times.is_empty(), "no second 100 from the timer");
+}
+
+#[test]
+fn trying_immediately_when_configured() {
+    let cfg = TimerConfig { trying_after: Duration::ZERO, ..TimerConfig::default() };
+    let mut layer = TransactionLayer::new(cfg, Limits::default(), [2; 32]);
+    layer.handle_message(
+        Instant::now(),
+        peer(Transport::Tcp),
+        Message::Request(request("INVITE", "z9hG4bKs", Transport::Tcp)),
+    );
+    let first = layer.poll_output();
+    assert!(matches!(first, Some(Output::Transmit(ref t)) if t.bytes.starts_with(b"SIP/2.0 100 Trying")));
+}
+
+#[test]
+fn overload_answers_503() {
+    let mut h = Harness::new();
+    h.layer.set_max_transactions(1);
+    h.receive(Message::Request(request("OPTIONS", "z9hG4bKt1", Transport::Udp)), Transport::Udp);
+    let (tx, ev) = h.receive(Message::Request(request("OPTIONS", "z9hG4bKt2", Transport::Udp)), Transport::Udp);
+    assert!(ev.is_empty());
+    assert!(tx[0].bytes.starts_with(b"SIP/2.0 503"));
+    assert_eq!(h.layer.counters().overload_rejected, 1);
 }
