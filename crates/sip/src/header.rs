@@ -452,3 +452,53 @@ impl fmt::Display for Params {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compact_and_case() {
+        assert_eq!(HeaderName::parse("v"), HeaderName::Via);
+        assert_eq!(HeaderName::parse("cAlL-iD"), HeaderName::CallId);
+        assert_eq!(HeaderName::parse("k"), HeaderName::Supported);
+        assert_eq!(HeaderName::parse("X-Foo").as_str(), "X-Foo");
+        assert!(HeaderName::Via.is_comma_list() && !HeaderName::WwwAuthenticate.is_comma_list());
+    }
+
+    #[test]
+    fn comma_split_respects_quotes_and_brackets() {
+        let v: Vec<_> = split_comma(r#""a, b" <sip:x@y;p=1,2>;q=1 , <sip:z@w>,, *"#).collect();
+        assert_eq!(v, [r#""a, b" <sip:x@y;p=1,2>;q=1"#, "<sip:z@w>", "*"]);
+    }
+
+    #[test]
+    fn header_list_operations() {
+        let mut h = Headers::default();
+        h.push(HeaderName::Via, "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2");
+        h.push(HeaderName::Via, "SIP/2.0/UDP c;branch=z9hG4bK3");
+        h.push_front(HeaderName::Via, "SIP/2.0/UDP p;branch=z9hG4bKp");
+        assert_eq!(h.values(&HeaderName::Via).count(), 4);
+        assert_eq!(h.pop_first_value(&HeaderName::Via).unwrap(), "SIP/2.0/UDP p;branch=z9hG4bKp");
+        assert_eq!(h.pop_first_value(&HeaderName::Via).unwrap(), "SIP/2.0/UDP a;branch=z9hG4bK1");
+        assert_eq!(h.get(&HeaderName::Via), Some("SIP/2.0/UDP b;branch=z9hG4bK2"));
+        h.push(HeaderName::Expires, "1");
+        h.push(HeaderName::Expires, "2");
+        h.set(HeaderName::Expires, "3");
+        assert_eq!(h.get_all(&HeaderName::Expires).collect::<Vec<_>>(), ["3"]);
+        assert_eq!(h.remove(&HeaderName::Via), 2);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn params_and_quoting() {
+        let p = Params::parse(r#" ; a = 1 ;b; c="x;y\"z" "#, false).unwrap();
+        assert_eq!(p.get("A"), Some(Some("1")));
+        assert_eq!(p.get("b"), Some(None));
+        assert_eq!(p.get_unquoted("c").unwrap(), r#"x;y"z"#);
+        assert_eq!(unquote(&quote(r#"a"b\c"#)), r#"a"b\c"#);
+        assert!(Params::parse(";;", false).is_err());
+        assert!(Params::parse(";a=", false).is_err());
+        assert!(Params::parse(r#";a="open"#, false).is_err());
+    }
+}

@@ -10,6 +10,32 @@
 //!
 //! Nothing here opens a socket, reads a clock or spawns a task: time is an argument.
 //!
+//! # How a driver and a TU use it
+//! - **UDP**: hand each datagram to [`transaction::TransactionLayer::handle_bytes`] (it parses, answers bad
+//!   requests with 400/413/505 and drops bad responses). **TCP/TLS**: one [`StreamFramer`] per connection;
+//!   [`FrameEvent::Message`] goes to [`transaction::TransactionLayer::handle_message`],
+//!   [`FrameEvent::Invalid`] to [`transaction::TransactionLayer::handle_parse_error`], [`FrameEvent::Ping`] is
+//!   answered with `\r\n`; an `Err` from the framer (or [`StreamFramer::partial_since`] older than the
+//!   slow-sender limit) closes the connection, after which the driver calls
+//!   [`transaction::TransactionLayer::connection_lost`].
+//! - Drain [`transaction::TransactionLayer::poll_output`]: a [`transaction::Transmit`] goes to its peer (on a
+//!   stream, the connection to that address), a [`transaction::TransactionEvent`] to the TU. Sleep until
+//!   [`transaction::TransactionLayer::poll_timeout`] and call `handle_timeout(now)`.
+//! - **Registrar TU** on `TransactionEvent::Request` for REGISTER: [`Request::check_uri_scheme`], look for
+//!   [`digest::Credentials::find`]; without (or with failing) credentials answer 401 with
+//!   [`digest::DigestServer::add_challenge`] (`stale` when [`digest::Verdict::Stale`]); with
+//!   [`digest::Verdict::Ok`] read [`Headers::contacts`] (`Contacts::Wildcard` for removal), `expires`/`q`/
+//!   `+sip.instance`/`reg-id` on each [`NameAddr`], [`Headers::expires`], and answer with
+//!   [`Request::make_response_with_tag`] through [`transaction::TransactionLayer::send_response`].
+//! - **Proxy TU**: [`Request::check_max_forwards`] (483), [`Request::unsupported_tags`] on Proxy-Require
+//!   (420), [`Request::decrement_max_forwards`], push its Via with a fresh
+//!   [`transaction::TransactionLayer::new_branch`] via [`Headers::push_front`], then
+//!   [`transaction::TransactionLayer::send_request_with`] (`timer_c: true`) once per branch. Responses come
+//!   back as `TransactionEvent::Response`; the proxy strips its Via ([`Headers::pop_first_value`]) and
+//!   forwards in the server transaction; losing branches get [`transaction::TransactionLayer::cancel`];
+//!   `TransactionEvent::Cancel` names the INVITE server transaction to cancel; 2xx ACKs arrive as
+//!   `TransactionEvent::Ack` and are forwarded with [`transaction::TransactionLayer::send_stateless`].
+//!
 //! # Why not rsip
 //! The workspace research picked rsip 0.4 for SIP messages. Evaluated here, it is not used: it rejects
 //! RFC 4475's first valid torture message (wsinv: header folding and whitespace before colons) with an
