@@ -9,7 +9,8 @@ use std::fmt;
 macro_rules! header_names {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal $(, $compact:literal)? ;)*) => {
         /// A header field name. Known names are variants; others keep their spelling in [`HeaderName::Other`].
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        /// Equality and hashing ignore case, also for `Other`.
+        #[derive(Clone, Debug)]
         pub enum HeaderName {
             $( $(#[$doc])* $variant, )*
             /// Any other header, spelled as received.
@@ -111,6 +112,29 @@ header_names! {
     Warning = "Warning";
     /// `WWW-Authenticate`.
     WwwAuthenticate = "WWW-Authenticate";
+}
+
+impl PartialEq for HeaderName {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (HeaderName::Other(a), HeaderName::Other(b)) => a.eq_ignore_ascii_case(b),
+            (HeaderName::Other(_), _) | (_, HeaderName::Other(_)) => false,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for HeaderName {}
+
+impl std::hash::Hash for HeaderName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        if let HeaderName::Other(s) = self {
+            for b in s.bytes() {
+                state.write_u8(b.to_ascii_lowercase());
+            }
+        }
+    }
 }
 
 impl HeaderName {
@@ -463,6 +487,10 @@ mod tests {
         assert_eq!(HeaderName::parse("cAlL-iD"), HeaderName::CallId);
         assert_eq!(HeaderName::parse("k"), HeaderName::Supported);
         assert_eq!(HeaderName::parse("X-Foo").as_str(), "X-Foo");
+        assert_eq!(HeaderName::parse("X-Foo"), HeaderName::Other("x-fOO".into()));
+        assert_ne!(HeaderName::parse("X-Foo"), HeaderName::Via);
+        let set: std::collections::HashSet<_> = [HeaderName::parse("X-Foo"), HeaderName::parse("x-foo")].into();
+        assert_eq!(set.len(), 1);
         assert!(HeaderName::Via.is_comma_list() && !HeaderName::WwwAuthenticate.is_comma_list());
     }
 

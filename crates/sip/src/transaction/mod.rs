@@ -102,8 +102,9 @@ pub enum TransactionEvent {
         peer: Peer,
     },
     /// A CANCEL created its own server transaction `id`; `invite` is the INVITE server transaction it
-    /// cancels, or `None` (answer 481). A UAS answers the CANCEL 200 and the INVITE 487; a proxy answers
-    /// 200 and cancels its branches (§16.10).
+    /// matches, or `None` (answer 481, §9.2). Answer the CANCEL 200; if the INVITE transaction is still
+    /// [`State::Proceeding`] a UAS answers it 487 and a proxy cancels its branches (§16.10), otherwise the
+    /// CANCEL has no further effect.
     Cancel {
         /// The CANCEL's server transaction.
         id: TransactionId,
@@ -471,11 +472,7 @@ impl TransactionLayer {
             Method::Ack => self.event(TransactionEvent::Ack { request: req, peer }),
             Method::Cancel => {
                 let id = self.new_server(now, key.clone(), req.clone(), peer);
-                let invite = self
-                    .server_keys
-                    .get(&key.with_method(Method::Invite))
-                    .copied()
-                    .filter(|i| self.txs.get(i).is_some_and(|t| t.state == State::Proceeding));
+                let invite = self.server_keys.get(&key.with_method(Method::Invite)).copied();
                 self.event(TransactionEvent::Cancel { id, invite, request: req, peer });
             }
             _ => {
@@ -564,10 +561,12 @@ impl TransactionLayer {
         match (t.kind, t.state) {
             (Kind::ClientInvite, State::Calling | State::Proceeding) => {
                 if status < 200 {
+                    if t.state == State::Calling {
+                        t.clear_timer(Timer::A);
+                        t.clear_timer(Timer::B);
+                    }
                     t.state = State::Proceeding;
                     t.got_provisional = true;
-                    t.clear_timer(Timer::A);
-                    t.clear_timer(Timer::B);
                     let timer_c = t.timer_c;
                     let cancel = std::mem::take(&mut t.cancel_pending);
                     if timer_c {
@@ -688,6 +687,10 @@ impl TransactionLayer {
             State::Proceeding => {
                 let cancel = make_cancel(&t.request);
                 let peer = t.peer;
+                // §9.1: without a final response 64*T1 after the CANCEL, the INVITE transaction is destroyed
+                // (reported as a Timer B timeout).
+                let guard = now + 64 * self.config.t1;
+                self.arm(id, Timer::B, guard);
                 self.send_request(now, cancel, peer).map(Some)
             }
             _ => Err(Error::InvalidState),

@@ -376,7 +376,11 @@ fn client_cancel_waits_for_provisional_and_timer_c() {
     assert_eq!(c.method, Method::Cancel);
     assert_eq!(c.headers.top_via().unwrap().branch(), Some("z9hG4bKn"));
     assert_eq!(c.headers.cseq().unwrap().to_string(), "1 CANCEL");
-    // Timer C: 180 s after the last provisional.
+    // Timer C on another branch: 180 s after the last provisional.
+    let req = request("INVITE", "z9hG4bKn2", Transport::Tcp);
+    let id = h.layer.send_request_with(h.now, req.clone(), peer(Transport::Tcp), opts).unwrap();
+    h.drain();
+    h.receive(h.response_to(&req, 180), Transport::Tcp);
     h.run_until(Duration::from_secs(100));
     h.receive(h.response_to(&req, 183), Transport::Tcp);
     let (_, ev) = h.run_until(Duration::from_secs(279));
@@ -475,4 +479,31 @@ fn overload_answers_503() {
     assert!(ev.is_empty());
     assert!(tx[0].bytes.starts_with(b"SIP/2.0 503"));
     assert_eq!(h.layer.counters().overload_rejected, 1);
+}
+
+#[test]
+fn cancelled_invite_without_final_response_ends_after_64_t1() {
+    let mut h = Harness::new();
+    let req = request("INVITE", "z9hG4bKu", Transport::Udp);
+    let id = h.layer.send_request(h.now, req.clone(), peer(Transport::Udp)).unwrap();
+    h.drain();
+    h.receive(h.response_to(&req, 180), Transport::Udp);
+    h.now = h.start + Duration::from_secs(10);
+    let cancel = h.layer.cancel(h.now, id).unwrap().unwrap();
+    let (_, ev) = h.run_until(Duration::from_secs(10) + 64 * T1);
+    assert!(ev.contains(&TransactionEvent::Timeout { id, timer: Timer::B }));
+    assert!(ev.contains(&TransactionEvent::Timeout { id: cancel, timer: Timer::F }));
+    assert!(terminated(&ev, id) && terminated(&ev, cancel));
+}
+
+#[test]
+fn cancel_after_final_response_still_names_the_invite() {
+    let mut h = Harness::new();
+    let req = request("INVITE", "z9hG4bKv", Transport::Udp);
+    let (_, ev) = h.receive(Message::Request(req.clone()), Transport::Udp);
+    let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
+    h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "t")).unwrap();
+    let (_, ev) = h.receive(Message::Request(make_cancel(&req)), Transport::Udp);
+    assert!(matches!(ev[0], TransactionEvent::Cancel { invite: Some(i), .. } if i == id));
+    assert_eq!(h.layer.state(id), Some(State::Accepted));
 }
