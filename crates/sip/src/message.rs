@@ -162,12 +162,16 @@ fn start_err(w: &'static str) -> ParseError {
     ParseError::new(ParseErrorKind::BadStartLine(w))
 }
 
+/// Whether `s` starts with `SIP/` in any case (byte-wise, so never splits a UTF-8 character).
+fn starts_with_sip(s: &str) -> bool {
+    s.as_bytes().get(..4).is_some_and(|b| b.eq_ignore_ascii_case(b"SIP/"))
+}
+
 fn check_version(v: &str) -> Result<(), ParseError> {
     if v == "SIP/2.0" {
         return Ok(());
     }
-    let looks_like = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+    let looks_like = starts_with_sip(v)
         && v[4..].split_once('.').is_some_and(|(a, b)| {
             !a.is_empty()
                 && !b.is_empty()
@@ -190,7 +194,7 @@ enum StartLine {
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
-    if line.len() > 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_sip(line) {
         let (version, rest) = line.split_once(' ').ok_or_else(|| start_err("no status code"))?;
         check_version(version)?;
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -248,12 +252,13 @@ impl Message {
             if matches!(line[0], b' ' | b'\t') {
                 return Err(ParseError::new(ParseErrorKind::BadHeaderLine));
             }
-            let mut text = utf8(line)?.to_owned();
+            let mut text = std::borrow::Cow::Borrowed(utf8(line)?);
             while lines.peek_fold() {
                 let cont = lines.next_line().ok_or_else(|| ParseError::new(ParseErrorKind::Incomplete))?;
-                text.push(' ');
-                text.push_str(utf8(cont)?.trim_start());
-                if text.len() > limits.max_header_len {
+                let t = text.to_mut();
+                t.push(' ');
+                t.push_str(utf8(cont)?.trim_start());
+                if t.len() > limits.max_header_len {
                     return Err(ParseError::new(ParseErrorKind::TooLarge("header")));
                 }
             }
@@ -515,7 +520,7 @@ pub fn error_response(bytes: &[u8], err: &ParseError) -> Option<Response> {
     };
     let line = std::str::from_utf8(start).ok()?;
     let first = line.split(' ').next()?;
-    if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_sip(first) {
         return None;
     }
     let method = Method::parse(first).unwrap_or(Method::Options);
