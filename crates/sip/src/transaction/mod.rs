@@ -251,6 +251,9 @@ pub fn stamp_via(req: &mut Request, peer: Peer) {
     let ip = peer.addr.ip().to_string();
     let host = via.host.trim_start_matches('[').trim_end_matches(']');
     let wants_rport = via.rport().is_some();
+    if host == ip && !wants_rport {
+        return; // nothing to add: keep the Via exactly as received
+    }
     if host != ip || wants_rport {
         via.params.set("received", Some(ip));
     }

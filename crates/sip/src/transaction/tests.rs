@@ -507,3 +507,34 @@ fn cancel_after_final_response_still_names_the_invite() {
     assert!(matches!(ev[0], TransactionEvent::Cancel { invite: Some(i), .. } if i == id));
     assert_eq!(h.layer.state(id), Some(State::Accepted));
 }
+
+#[test]
+fn rfc2543_cancel_matches_invite() {
+    let mut h = Harness::new();
+    let req = request("INVITE", "", Transport::Udp);
+    let (_, ev) = h.receive(Message::Request(req.clone()), Transport::Udp);
+    let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
+    let (_, ev) = h.receive(Message::Request(make_cancel(&req)), Transport::Udp);
+    assert!(matches!(ev[0], TransactionEvent::Cancel { invite: Some(i), .. } if i == id));
+}
+
+#[test]
+fn via_kept_verbatim_when_nothing_to_stamp() {
+    let mut h = Harness::new();
+    let mut req = request("OPTIONS", "z9hG4bKw", Transport::Udp);
+    req.headers.set(HeaderName::Via, "SIP/2.0/UDP 192.0.2.10:5060 ; branch=z9hG4bKw");
+    let (_, ev) = h.receive(Message::Request(req), Transport::Udp);
+    let TransactionEvent::Request { request, .. } = &ev[0] else { panic!() };
+    assert_eq!(request.headers.get(&HeaderName::Via), Some("SIP/2.0/UDP 192.0.2.10:5060 ; branch=z9hG4bKw"));
+}
+
+#[test]
+fn response_with_unknown_branch_is_stray_and_bad_via_is_dropped() {
+    let mut h = Harness::new();
+    let req = request("OPTIONS", "z9hG4bKnone", Transport::Udp);
+    let (_, ev) = h.receive(h.response_to(&req, 200), Transport::Udp);
+    assert!(matches!(ev[0], TransactionEvent::StrayResponse { .. }));
+    let bad = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    h.layer.handle_bytes(h.now, peer(Transport::Udp), bad);
+    assert_eq!(h.drain(), (vec![], vec![]));
+}
