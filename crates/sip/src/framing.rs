@@ -13,6 +13,9 @@ use crate::error::{ParseError, ParseErrorKind};
 use crate::header::HeaderName;
 use crate::message::{Framing, Limits, Message};
 
+/// The RFC 5626 §4.4.1 pong: what the driver writes back for a [`FrameEvent::Ping`].
+pub const PONG: &[u8] = b"\r\n";
+
 /// What the framer found in the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameEvent {
@@ -26,7 +29,7 @@ pub enum FrameEvent {
         /// The frame's bytes.
         bytes: Vec<u8>,
     },
-    /// CRLFCRLF keep-alive ping: write a single CRLF back.
+    /// CRLFCRLF keep-alive ping: write [`PONG`] (a single CRLF) back.
     Ping,
     /// A single CRLF (pong or keep-alive): nothing to answer.
     Pong,

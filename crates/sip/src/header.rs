@@ -397,7 +397,8 @@ impl Params {
                 rest = rest.trim_start();
             }
             // Name.
-            let name_end = rest.find(|c: char| c == '=' || c == ';' || c.is_ascii_whitespace()).unwrap_or(rest.len());
+            let name_end =
+                rest.bytes().position(|c| c == b'=' || c == b';' || c.is_ascii_whitespace()).unwrap_or(rest.len());
             let name = &rest[..name_end];
             if name.is_empty() {
                 return Err("empty parameter");
@@ -415,7 +416,7 @@ impl Params {
                 let vlen = if r.starts_with('"') {
                     quoted_len(r).ok_or("unterminated quoted parameter")?
                 } else {
-                    r.find(|c: char| c == ';' || c.is_ascii_whitespace()).unwrap_or(r.len())
+                    r.bytes().position(|c| c == b';' || c.is_ascii_whitespace()).unwrap_or(r.len())
                 };
                 if vlen == 0 {
                     return Err("empty parameter value");

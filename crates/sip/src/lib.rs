@@ -15,7 +15,7 @@
 //!   requests with 400/413/505 and drops bad responses). **TCP/TLS**: one [`StreamFramer`] per connection;
 //!   [`FrameEvent::Message`] goes to [`transaction::TransactionLayer::handle_message`],
 //!   [`FrameEvent::Invalid`] to [`transaction::TransactionLayer::handle_parse_error`], [`FrameEvent::Ping`] is
-//!   answered with `\r\n`; an `Err` from the framer (or [`StreamFramer::partial_since`] older than the
+//!   answered with [`PONG`]; an `Err` from the framer (or [`StreamFramer::partial_since`] older than the
 //!   slow-sender limit) closes the connection, after which the driver calls
 //!   [`transaction::TransactionLayer::connection_lost`].
 //! - Drain [`transaction::TransactionLayer::poll_output`]: a [`transaction::Transmit`] goes to its peer (on a
@@ -56,7 +56,7 @@ pub mod uri;
 use std::fmt;
 
 pub use error::{Error, ParseError, ParseErrorKind};
-pub use framing::{FrameEvent, StreamFramer};
+pub use framing::{FrameEvent, PONG, StreamFramer};
 pub use header::{Header, HeaderName, Headers, Params};
 pub use message::{Framing, Limits, Message, Request, Response, reason_phrase};
 pub use types::{CSeq, Contacts, Event, Method, NameAddr, Via};

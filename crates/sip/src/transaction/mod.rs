@@ -209,8 +209,7 @@ impl ServerKey {
     }
 }
 
-fn server_key(req: &Request) -> Option<ServerKey> {
-    let via = req.headers.top_via().ok()?;
+fn server_key(req: &Request, via: &Via) -> Option<ServerKey> {
     let method = match req.method {
         Method::Ack => Method::Invite,
         ref m => m.clone(),
@@ -245,15 +244,21 @@ pub fn response_destination(via: &Via, peer: Peer) -> Peer {
 
 /// Stamps `received` and `rport` on the top Via of a received request (§18.2.1, RFC 3581 §4).
 pub fn stamp_via(req: &mut Request, peer: Peer) {
-    let Some(h) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) else { return };
-    let first = crate::header::split_comma(&h.value).next().unwrap_or("").to_owned();
-    let Ok(mut via) = Via::parse(&first) else { return };
+    if let Ok(via) = req.headers.top_via() {
+        stamp_parsed_via(req, via, peer);
+    }
+}
+
+/// [`stamp_via`] with the top Via already parsed; returns the Via as stamped.
+fn stamp_parsed_via(req: &mut Request, mut via: Via, peer: Peer) -> Via {
     let ip = peer.addr.ip().to_string();
     let host = via.host.trim_start_matches('[').trim_end_matches(']');
     let wants_rport = via.rport().is_some();
     if host == ip && !wants_rport {
-        return; // nothing to add: keep the Via exactly as received
+        return via; // nothing to add: keep the Via exactly as received
     }
+    let Some(h) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) else { return via };
+    let first = crate::header::split_comma(&h.value).next().unwrap_or("").to_owned();
     if host != ip || wants_rport {
         via.params.set("received", Some(ip));
     }
@@ -262,6 +267,7 @@ pub fn stamp_via(req: &mut Request, peer: Peer) {
     }
     let rest = h.value[h.value.find(&first).map_or(h.value.len(), |i| i + first.len())..].to_owned();
     h.value = format!("{via}{rest}");
+    via
 }
 
 /// Builds the CANCEL for an INVITE (§9.1): same Request-URI, Call-ID, From, To, CSeq number, the top Via
@@ -369,9 +375,10 @@ impl TransactionLayer {
         self.txs.get(&id).map(|t| t.state)
     }
 
-    /// The request that created a transaction.
+    /// The request that created a client or INVITE server transaction (non-INVITE server transactions do not
+    /// keep it).
     pub fn request(&self, id: TransactionId) -> Option<&Request> {
-        self.txs.get(&id).map(|t| &t.request)
+        self.txs.get(&id).and_then(|t| t.request.as_ref())
     }
 
     fn random_hex(&mut self, bytes: usize) -> String {
@@ -454,11 +461,12 @@ impl TransactionLayer {
     }
 
     fn handle_request(&mut self, now: Instant, peer: Peer, mut req: Request) {
-        let Some(key) = server_key(&req) else {
+        let Some((via, key)) = req.headers.top_via().ok().and_then(|v| server_key(&req, &v).map(|k| (v, k))) else {
             self.counters.parse_errors += 1;
             return;
         };
-        stamp_via(&mut req, peer);
+        let via = stamp_parsed_via(&mut req, via, peer);
+        let dest = response_destination(&via, peer);
         if let Some(&id) = self.server_keys.get(&key) {
             self.server_retransmission(now, id, req, peer);
             return;
@@ -467,32 +475,32 @@ impl TransactionLayer {
             self.counters.overload_rejected += 1;
             let mut resp = req.make_response(503, None);
             resp.headers.push(HeaderName::RetryAfter, "5");
-            let dest = req.headers.top_via().map(|v| response_destination(&v, peer)).unwrap_or(peer);
             self.transmit(dest, resp.to_bytes());
             return;
         }
         match req.method {
             Method::Ack => self.event(TransactionEvent::Ack { request: req, peer }),
             Method::Cancel => {
-                let id = self.new_server(now, key.clone(), req.clone(), peer);
+                let id = self.new_server(now, key.clone(), &req, dest);
                 let invite = self.server_keys.get(&key.with_method(Method::Invite)).copied();
                 self.event(TransactionEvent::Cancel { id, invite, request: req, peer });
             }
             _ => {
-                let id = self.new_server(now, key, req.clone(), peer);
+                let id = self.new_server(now, key, &req, dest);
                 self.event(TransactionEvent::Request { id, request: req, peer });
             }
         }
     }
 
-    fn new_server(&mut self, now: Instant, key: ServerKey, req: Request, peer: Peer) -> TransactionId {
+    /// A server transaction answering to `dest`. Only INVITE transactions keep the request (for 100 Trying).
+    fn new_server(&mut self, now: Instant, key: ServerKey, req: &Request, dest: Peer) -> TransactionId {
         let id = self.alloc_id();
         self.counters.server_created += 1;
         let invite = req.method == Method::Invite;
-        let dest = req.headers.top_via().map(|v| response_destination(&v, peer)).unwrap_or(peer);
         let kind = if invite { Kind::ServerInvite } else { Kind::ServerNonInvite };
         let state = if invite { State::Proceeding } else { State::Trying };
-        self.txs.insert(id, Transaction::new(id, kind, state, dest, req, Vec::new(), Some(key.clone())));
+        let kept = invite.then(|| req.clone());
+        self.txs.insert(id, Transaction::new(id, kind, state, dest, kept, Vec::new(), Some(key.clone())));
         self.server_keys.insert(key, id);
         if invite {
             if self.config.trying_after.is_zero() {
@@ -506,10 +514,11 @@ impl TransactionLayer {
 
     fn send_trying(&mut self, id: TransactionId) {
         let Some(t) = self.txs.get_mut(&id) else { return };
+        let Some(req) = &t.request else { return };
         if t.last_response.is_some() {
             return;
         }
-        let bytes = t.request.make_response(100, None).to_bytes();
+        let bytes = req.make_response(100, None).to_bytes();
         t.last_response = Some(bytes.clone());
         let peer = t.peer;
         self.transmit(peer, bytes);
@@ -587,7 +596,7 @@ impl TransactionLayer {
                 } else {
                     t.state = State::Completed;
                     t.clear_timers();
-                    let ack = make_ack(&t.request, &resp).to_bytes();
+                    let ack = t.request.as_ref().map(|r| make_ack(r, &resp).to_bytes()).unwrap_or_default();
                     t.ack = Some(ack.clone());
                     let p = t.peer;
                     self.transmit(p, ack);
@@ -651,7 +660,7 @@ impl TransactionLayer {
         let invite = request.method == Method::Invite;
         let (kind, state) =
             if invite { (Kind::ClientInvite, State::Calling) } else { (Kind::ClientNonInvite, State::Trying) };
-        let mut t = Transaction::new(id, kind, state, peer, request, bytes.clone(), None);
+        let mut t = Transaction::new(id, kind, state, peer, Some(request), bytes.clone(), None);
         t.timer_c = invite && opts.timer_c;
         t.interval = self.config.t1;
         self.txs.insert(id, t);
@@ -688,7 +697,7 @@ impl TransactionLayer {
                 Ok(None)
             }
             State::Proceeding => {
-                let cancel = make_cancel(&t.request);
+                let Some(cancel) = t.request.as_ref().map(make_cancel) else { return Err(Error::InvalidState) };
                 let peer = t.peer;
                 // §9.1: without a final response 64*T1 after the CANCEL, the INVITE transaction is destroyed
                 // (reported as a Timer B timeout).
@@ -772,10 +781,11 @@ impl TransactionLayer {
             if let Some(k) = &t.server_key {
                 self.server_keys.remove(k);
             }
-            if let Ok(v) = t.request.headers.top_via()
+            if let Some(r) = &t.request
                 && t.kind.is_client()
+                && let Ok(v) = r.headers.top_via()
             {
-                self.client_keys.remove(&(v.branch().unwrap_or_default().to_owned(), t.request.method.clone()));
+                self.client_keys.remove(&(v.branch().unwrap_or_default().to_owned(), r.method.clone()));
             }
             self.event(TransactionEvent::Terminated { id });
         }

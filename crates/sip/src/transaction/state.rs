@@ -76,7 +76,7 @@ pub(super) struct Transaction {
     pub(super) kind: Kind,
     pub(super) state: State,
     pub(super) peer: Peer,
-    pub(super) request: Request,
+    pub(super) request: Option<Request>,
     pub(super) request_bytes: Vec<u8>,
     pub(super) last_response: Option<Vec<u8>>,
     pub(super) ack: Option<Vec<u8>>,
@@ -94,7 +94,7 @@ impl Transaction {
         kind: Kind,
         state: State,
         peer: Peer,
-        request: Request,
+        request: Option<Request>,
         request_bytes: Vec<u8>,
         server_key: Option<ServerKey>,
     ) -> Self {
