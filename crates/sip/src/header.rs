@@ -282,6 +282,10 @@ pub fn split_comma(value: &str) -> impl Iterator<Item = &str> {
     let mut in_quote = false;
     let mut in_angle = false;
     let mut done = false;
+    if !b.contains(&b',') {
+        // Fast path: one value; the loop below then just yields it once.
+        i = b.len();
+    }
     std::iter::from_fn(move || {
         while !done {
             if i >= b.len() {
