@@ -191,7 +191,9 @@ impl Headers {
         self.0.iter().filter(move |h| &h.name == name).map(|h| h.value.as_str())
     }
 
-    /// Every value of a comma-list header, across all its lines, split at top-level commas.
+    /// Every value of a comma-list header, across all its lines, split at top-level commas. Do not use it for
+    /// headers whose grammar contains commas (the authentication headers, Date: see
+    /// [`HeaderName::is_comma_list`]).
     pub fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
         self.get_all(name).flat_map(split_comma)
     }
