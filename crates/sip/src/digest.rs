@@ -309,6 +309,21 @@ impl Credentials {
         })
     }
 
+    /// Whether `uri` (the digest-uri) names the same resource as the Request-URI (RFC 3261 §22.4 asks servers to
+    /// check it): same scheme, user (unescaped), host (case-insensitive) and port; other schemes compare as text.
+    pub fn uri_matches(&self, request_uri: &crate::Uri) -> bool {
+        match (crate::Uri::parse(&self.uri), request_uri) {
+            (Ok(crate::Uri::Sip(a)), crate::Uri::Sip(b)) => {
+                a.secure == b.secure
+                    && a.user_unescaped() == b.user_unescaped()
+                    && a.host.eq_ignore_ascii_case(&b.host)
+                    && a.port == b.port
+            }
+            (Ok(a), b) => a.to_string() == b.to_string(),
+            (Err(_), _) => false,
+        }
+    }
+
     /// Finds the credentials for `realm` in the Authorization (or, with `proxy`, Proxy-Authorization)
     /// headers; other schemes and realms are skipped.
     pub fn find(headers: &crate::Headers, proxy: bool, realm: &str) -> Option<Self> {
@@ -496,9 +511,10 @@ impl DigestServer {
         }
     }
 
-    /// Verifies credentials for a request with `method` against the user's stored HA1. The caller has looked
-    /// the user up by `creds.username` in `creds.realm` (which must be ours), and should check `creds.uri`
-    /// against the Request-URI.
+    /// Verifies credentials for a request with `method` against the user's stored HA1 (from the store's
+    /// `Secrets`: `Ha1 { md5: s.ha1_md5, sha256: s.ha1_sha256 }`). The caller has looked the user up by
+    /// `creds.username` in `creds.realm` (which must be ours), and should check
+    /// [`Credentials::uri_matches`] against the Request-URI.
     pub fn verify(&mut self, unix_now: u64, method: &str, creds: &Credentials, ha1: &Ha1) -> Verdict {
         if creds.realm != self.realm {
             return Verdict::Rejected("realm");
@@ -640,6 +656,10 @@ mod tests {
         let c = respond(&chs[0], "alice", "secret", "REGISTER", "sip:example.com", "abc", 2);
         assert_eq!(s.verify(1003, "REGISTER", &c, &ha1), Verdict::Stale);
         assert!(Credentials::parse("NoOneKnowsThisScheme opaque-data=here").is_err());
+        let c = respond(&chs[1], "alice", "secret", "REGISTER", "sip:%61lice@Example.COM", "abc", 1);
+        assert!(c.uri_matches(&crate::Uri::parse("sip:alice@example.com").unwrap()));
+        assert!(!c.uri_matches(&crate::Uri::parse("sip:alice@example.com:5070").unwrap()));
+        assert!(!c.uri_matches(&crate::Uri::parse("sips:alice@example.com").unwrap()));
         assert!(!format!("{:?}", ha1).contains(&to_hex(&ha1.md5)));
     }
 }
