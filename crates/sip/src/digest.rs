@@ -64,56 +64,12 @@ impl Algorithm {
             Algorithm::Md5 => run(Md5::new(), parts),
             Algorithm::Sha256 => run(Sha256::new(), parts),
         };
-        to_hex(&out)
+        hex::encode(&out)
     }
 }
 
-fn to_hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(D[usize::from(x >> 4)] as char);
-        s.push(D[usize::from(x & 15)] as char);
-    }
-    s
-}
-
-fn from_hex(s: &str, out: &mut [u8]) -> Option<()> {
-    let b = s.as_bytes();
-    if b.len() != out.len() * 2 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        let hi = (b[2 * i] as char).to_digit(16)?;
-        let lo = (b[2 * i + 1] as char).to_digit(16)?;
-        *o = (hi * 16 + lo) as u8;
-    }
-    Some(())
-}
-
-/// Constant-time equality of two byte strings (the length is not secret).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for i in 0..32 {
-        ipad[i] ^= key[i];
-        opad[i] ^= key[i];
-    }
-    let mut h = Sha256::new();
-    h.update(ipad);
-    for p in parts {
-        h.update(p);
-    }
-    let inner = h.finalize();
-    let mut h = Sha256::new();
-    h.update(opad);
-    h.update(inner);
-    h.finalize().into()
-}
+pub use vienna_crypto::ct_eq;
+use vienna_crypto::hmac_sha256;
 
 /// The stored secrets of one user for one realm: `H(username:realm:password)` for each algorithm.
 /// `Debug` shows nothing secret.
@@ -131,15 +87,15 @@ impl Ha1 {
         let a1 = [username.as_bytes(), realm.as_bytes(), password.as_bytes()];
         let mut md5 = [0; 16];
         let mut sha256 = [0; 32];
-        let _ = from_hex(&Algorithm::Md5.hash_hex(&a1), &mut md5);
-        let _ = from_hex(&Algorithm::Sha256.hash_hex(&a1), &mut sha256);
+        let _ = hex::decode_to_slice(Algorithm::Md5.hash_hex(&a1), &mut md5);
+        let _ = hex::decode_to_slice(Algorithm::Sha256.hash_hex(&a1), &mut sha256);
         Ha1 { md5, sha256 }
     }
 
     fn hex(&self, alg: Algorithm) -> String {
         match alg {
-            Algorithm::Md5 => to_hex(&self.md5),
-            Algorithm::Sha256 => to_hex(&self.sha256),
+            Algorithm::Md5 => hex::encode(self.md5),
+            Algorithm::Sha256 => hex::encode(self.sha256),
         }
     }
 }
@@ -452,7 +408,7 @@ impl DigestServer {
     /// A server for `realm`. `secret` must be random (nonces are forged with it); `nonce_lifetime_secs` bounds
     /// how long a nonce is accepted; `nc_capacity` bounds the nonce-count table.
     pub fn new(secret: [u8; 32], realm: &str, nonce_lifetime_secs: u64, nc_capacity: usize) -> Self {
-        let opaque = to_hex(&hmac_sha256(&secret, &[b"opaque", realm.as_bytes()])[..8]);
+        let opaque = hex::encode(&hmac_sha256(&secret, &[b"opaque", realm.as_bytes()])[..8]);
         DigestServer {
             secret,
             realm: realm.to_owned(),
@@ -471,8 +427,8 @@ impl DigestServer {
 
     /// A fresh nonce: 16 hex digits of the Unix time, then 32 of HMAC-SHA-256(secret, time ‖ realm).
     pub fn nonce(&self, unix_now: u64) -> String {
-        let mut s = to_hex(&unix_now.to_be_bytes());
-        s.push_str(&to_hex(&hmac_sha256(&self.secret, &[&unix_now.to_be_bytes(), self.realm.as_bytes()])[..16]));
+        let mut s = hex::encode(unix_now.to_be_bytes());
+        s.push_str(&hex::encode(&hmac_sha256(&self.secret, &[&unix_now.to_be_bytes(), self.realm.as_bytes()])[..16]));
         s
     }
 
@@ -483,8 +439,8 @@ impl DigestServer {
         }
         let mut ts = [0u8; 8];
         let mut tag = [0u8; 16];
-        from_hex(&nonce[..16], &mut ts)?;
-        from_hex(&nonce[16..], &mut tag)?;
+        hex::decode_to_slice(&nonce[..16], &mut ts).ok()?;
+        hex::decode_to_slice(&nonce[16..], &mut tag).ok()?;
         let mac = hmac_sha256(&self.secret, &[&ts, self.realm.as_bytes()]);
         ct_eq(&tag, &mac[..16]).then(|| u64::from_be_bytes(ts))
     }
@@ -660,6 +616,6 @@ mod tests {
         assert!(c.uri_matches(&crate::Uri::parse("sip:alice@example.com").unwrap()));
         assert!(!c.uri_matches(&crate::Uri::parse("sip:alice@example.com:5070").unwrap()));
         assert!(!c.uri_matches(&crate::Uri::parse("sips:alice@example.com").unwrap()));
-        assert!(!format!("{:?}", ha1).contains(&to_hex(&ha1.md5)));
+        assert!(!format!("{:?}", ha1).contains(&hex::encode(ha1.md5)));
     }
 }

@@ -47,14 +47,7 @@ pub fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> Option<[u8; 20]> {
     Some(mac.finalize().into_bytes().into())
 }
 
-/// HMAC-SHA256 over the concatenation of `parts`; `None` only if the key is rejected.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<[u8; 32]> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
-    for p in parts {
-        mac.update(p);
-    }
-    Some(mac.finalize().into_bytes().into())
-}
+pub use vienna_crypto::{ct_eq, hmac_sha256};
 
 /// CRC-32 (ISO HDLC, as zlib) over the concatenation of `parts`.
 pub fn crc32(parts: &[&[u8]]) -> u32 {
@@ -63,18 +56,6 @@ pub fn crc32(parts: &[&[u8]]) -> u32 {
         h.update(p);
     }
     h.finalize()
-}
-
-/// Constant-time equality of two byte strings (length leaks, content does not).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut d = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        d |= x ^ y;
-    }
-    d == 0
 }
 
 #[cfg(test)]

@@ -271,7 +271,7 @@ impl<'a> Message<'a> {
         if let Some(at) = self.integrity_sha256 {
             let vlen = be16(self.raw, at + 2) as usize;
             let header = adjusted_header(self.raw, at + 4 + vlen);
-            let mac = integrity::hmac_sha256(key, &[&header, &self.raw[HEADER_LEN..at]])?;
+            let mac = integrity::hmac_sha256(key, &[&header, &self.raw[HEADER_LEN..at]]);
             let got = &self.raw[at + 4..at + 4 + vlen];
             return integrity::ct_eq(&mac[..vlen], got).then_some(IntegrityKind::Sha256);
         }
@@ -408,7 +408,7 @@ impl MessageBuilder {
     pub fn add_message_integrity_sha256(&mut self, key: &[u8]) {
         let end = self.buf.len() + 36;
         let header = adjusted_header(&self.buf, end);
-        let mac = integrity::hmac_sha256(key, &[&header, &self.buf[HEADER_LEN..]]).unwrap_or([0; 32]);
+        let mac = integrity::hmac_sha256(key, &[&header, &self.buf[HEADER_LEN..]]);
         let _ = self.add_raw(attr::MESSAGE_INTEGRITY_SHA256, &mac);
     }
 

@@ -23,39 +23,18 @@ fn mac(secret: &[u8; 32], ts: u64, ip: IpAddr) -> [u8; 12] {
         IpAddr::V4(v) => v.octets().to_vec(),
         IpAddr::V6(v) => v.octets().to_vec(),
     };
-    let full = hmac_sha256(secret, &[&ts.to_be_bytes(), &ipb]).unwrap_or([0; 32]);
+    let full = hmac_sha256(secret, &[&ts.to_be_bytes(), &ipb]);
     let mut out = [0u8; 12];
     out.copy_from_slice(&full[..12]);
     out
-}
-
-fn hex(bytes: &[u8], out: &mut String) {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(D[usize::from(b >> 4)] as char);
-        out.push(D[usize::from(b & 15)] as char);
-    }
-}
-
-fn unhex(s: &str, out: &mut [u8]) -> Option<()> {
-    let b = s.as_bytes();
-    if b.len() != out.len() * 2 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        let hi = (b[2 * i] as char).to_digit(16)?;
-        let lo = (b[2 * i + 1] as char).to_digit(16)?;
-        *o = (hi * 16 + lo) as u8;
-    }
-    Some(())
 }
 
 /// Issue a nonce for `ip` at Unix time `unix_now`.
 pub fn issue(secret: &[u8; 32], unix_now: u64, ip: IpAddr) -> String {
     let mut s = String::with_capacity(42);
     s.push_str("v1");
-    hex(&unix_now.to_be_bytes(), &mut s);
-    hex(&mac(secret, unix_now, ip), &mut s);
+    s.push_str(&hex::encode(unix_now.to_be_bytes()));
+    s.push_str(&hex::encode(mac(secret, unix_now, ip)));
     s
 }
 
@@ -69,7 +48,7 @@ pub fn check(secret: &[u8; 32], nonce: &str, unix_now: u64, ip: IpAddr, lifetime
     }
     let mut ts = [0u8; 8];
     let mut tag = [0u8; 12];
-    if unhex(&rest[..16], &mut ts).is_none() || unhex(&rest[16..], &mut tag).is_none() {
+    if hex::decode_to_slice(&rest[..16], &mut ts).is_err() || hex::decode_to_slice(&rest[16..], &mut tag).is_err() {
         return NonceCheck::Stale;
     }
     let ts = u64::from_be_bytes(ts);

@@ -74,7 +74,7 @@ async fn require_token(State(state): State<Shared>, headers: HeaderMap, request:
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+        if !vienna_crypto::ct_eq(given.as_bytes(), state.token.as_bytes()) {
             let mut response =
                 ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("literal"));
@@ -82,10 +82,6 @@ async fn require_token(State(state): State<Shared>, headers: HeaderMap, request:
         }
     }
     next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A JSON error `{"error": "..."}` with a status.
