@@ -393,6 +393,8 @@ pub struct DigestServer {
     nc: HashMap<String, u32>,
     order: VecDeque<String>,
     nc_capacity: usize,
+    /// Makes every nonce unique, also within one second.
+    issued: u32,
 }
 
 impl fmt::Debug for DigestServer {
@@ -417,6 +419,7 @@ impl DigestServer {
             nc: HashMap::new(),
             order: VecDeque::new(),
             nc_capacity: nc_capacity.max(1),
+            issued: 0,
         }
     }
 
@@ -425,28 +428,36 @@ impl DigestServer {
         &self.realm
     }
 
-    /// A fresh nonce: 16 hex digits of the Unix time, then 32 of HMAC-SHA-256(secret, time ‖ realm).
-    pub fn nonce(&self, unix_now: u64) -> String {
-        let mut s = hex::encode(unix_now.to_be_bytes());
-        s.push_str(&hex::encode(&hmac_sha256(&self.secret, &[&unix_now.to_be_bytes(), self.realm.as_bytes()])[..16]));
+    /// A fresh nonce, unique: 16 hex digits of the Unix time, 8 of a sequence number, then 32 of
+    /// HMAC-SHA-256(secret, time ‖ sequence ‖ realm). Two clients challenged in the same second get
+    /// different nonces, so one's nonce count never looks like a replay of the other's.
+    pub fn nonce(&mut self, unix_now: u64) -> String {
+        self.issued = self.issued.wrapping_add(1);
+        let mut stamp = [0u8; 12];
+        stamp[..8].copy_from_slice(&unix_now.to_be_bytes());
+        stamp[8..].copy_from_slice(&self.issued.to_be_bytes());
+        let mut s = hex::encode(stamp);
+        s.push_str(&hex::encode(&hmac_sha256(&self.secret, &[&stamp, self.realm.as_bytes()])[..16]));
         s
     }
 
     /// The nonce's issue time if it is ours.
     fn nonce_time(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() != 48 {
+        if nonce.len() != 56 {
             return None;
         }
-        let mut ts = [0u8; 8];
+        let mut stamp = [0u8; 12];
         let mut tag = [0u8; 16];
-        hex::decode_to_slice(&nonce[..16], &mut ts).ok()?;
-        hex::decode_to_slice(&nonce[16..], &mut tag).ok()?;
-        let mac = hmac_sha256(&self.secret, &[&ts, self.realm.as_bytes()]);
+        hex::decode_to_slice(&nonce[..24], &mut stamp).ok()?;
+        hex::decode_to_slice(&nonce[24..], &mut tag).ok()?;
+        let mac = hmac_sha256(&self.secret, &[&stamp, self.realm.as_bytes()]);
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&stamp[..8]);
         ct_eq(&tag, &mac[..16]).then(|| u64::from_be_bytes(ts))
     }
 
     /// The challenges to send, SHA-256 first then MD5 (RFC 8760 §2.4), sharing one nonce.
-    pub fn challenges(&self, unix_now: u64, stale: bool) -> [Challenge; 2] {
+    pub fn challenges(&mut self, unix_now: u64, stale: bool) -> [Challenge; 2] {
         let nonce = self.nonce(unix_now);
         let mk = |algorithm| Challenge {
             realm: self.realm.clone(),
@@ -460,7 +471,7 @@ impl DigestServer {
     }
 
     /// Adds the challenge headers to a 401 (`WWW-Authenticate`) or, with `proxy`, 407 (`Proxy-Authenticate`).
-    pub fn add_challenge(&self, response: &mut crate::Response, unix_now: u64, stale: bool, proxy: bool) {
+    pub fn add_challenge(&mut self, response: &mut crate::Response, unix_now: u64, stale: bool, proxy: bool) {
         let name = if proxy { HeaderName::ProxyAuthenticate } else { HeaderName::WwwAuthenticate };
         for c in self.challenges(unix_now, stale) {
             response.headers.push(name.clone(), c.to_string());
@@ -596,10 +607,23 @@ mod tests {
     }
 
     #[test]
+    fn two_clients_challenged_in_one_second_both_pass() {
+        let mut s = server();
+        let ha1 = Ha1::derive("alice", "example.com", "secret");
+        let [a, _] = s.challenges(1000, false);
+        let [b, _] = s.challenges(1000, false);
+        assert_ne!(a.nonce, b.nonce);
+        for ch in [a, b] {
+            let c = respond(&ch, "alice", "secret", "REGISTER", "sip:example.com", "abc", 1);
+            assert_eq!(s.verify(1000, "REGISTER", &c, &ha1), Verdict::Ok);
+        }
+    }
+
+    #[test]
     fn foreign_nonce_and_table_eviction() {
         let mut s = server();
         let ha1 = Ha1::derive("alice", "example.com", "secret");
-        let other = DigestServer::new([8; 32], "example.com", 300, 2);
+        let mut other = DigestServer::new([8; 32], "example.com", 300, 2);
         let [ch, _] = other.challenges(1000, false);
         let c = respond(&ch, "alice", "secret", "REGISTER", "sip:example.com", "abc", 1);
         assert_eq!(s.verify(1000, "REGISTER", &c, &ha1), Verdict::Rejected("unknown nonce"));

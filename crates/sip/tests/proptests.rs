@@ -126,7 +126,7 @@ proptest! {
 
     #[test]
     fn digest_round_trip(user in "[a-z]{1,10}", pass in "[ -~]{0,20}", nc in 1u32.., cnonce in "[a-zA-Z0-9]{1,16}") {
-        let server = vienna_sip::digest::DigestServer::new([3; 32], "example.com", 60, 16);
+        let mut server = vienna_sip::digest::DigestServer::new([3; 32], "example.com", 60, 16);
         for ch in server.challenges(100, false) {
             let parsed = Challenge::parse(&ch.to_string()).unwrap();
             prop_assert_eq!(&parsed, &ch);

@@ -4,8 +4,8 @@
 //! naming what failed; they are plain functions so a back end's test file can also call them one by one.
 
 use crate::{
-    AccessLevel, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry, NewAccount, Secrets,
-    Store, StoreError, Watcher, WatcherState,
+    AccessLevel, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry, NewAccount,
+    Secrets, Store, StoreError, Watcher, WatcherState,
 };
 
 /// A named check of the suite.
@@ -152,6 +152,17 @@ fn bindings(store: &dyn Store) {
 
     let stranger = binding(&aor("nobody"), "sip:x@127.0.0.1", 10);
     assert!(matches!(store.put_binding(&stranger), Err(StoreError::NotFound { .. })));
+
+    // A batch is applied in order, and all or nothing.
+    let c1 = binding(&alice, "sip:alice@127.0.0.1:6000", 5_000);
+    let c2 = binding(&alice, "sip:alice@127.0.0.1:6002", 5_000);
+    let remove_c1 = BindingChange::Remove { aor: c1.aor.clone(), contact: c1.contact.clone() };
+    store.apply_bindings(&[BindingChange::Put(c1.clone()), BindingChange::Put(c2.clone()), remove_c1]).unwrap();
+    assert_eq!(store.bindings(&alice, 0).unwrap(), vec![c2.clone()]);
+    let failing =
+        [BindingChange::Remove { aor: c2.aor.clone(), contact: c2.contact.clone() }, BindingChange::Put(stranger)];
+    assert!(store.apply_bindings(&failing).is_err());
+    assert_eq!(store.bindings(&alice, 0).unwrap(), vec![c2], "a failed batch changes nothing");
 }
 
 fn contact_list(store: &dyn Store) {

@@ -24,8 +24,8 @@ pub mod conformance;
 pub use aor::Aor;
 pub use error::{Result, StoreError};
 pub use model::{
-    AccessLevel, Account, AccountUpdate, Ace, AceScope, Binding, ConferenceRecord, ContactEntry, ContactList, Group,
-    NewAccount, UnixTime, Watcher, WatcherState,
+    AccessLevel, Account, AccountUpdate, Ace, AceScope, Binding, BindingChange, ConferenceRecord, ContactEntry,
+    ContactList, Group, NewAccount, UnixTime, Watcher, WatcherState,
 };
 pub use secrets::Secrets;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};

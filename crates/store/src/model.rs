@@ -77,6 +77,21 @@ pub struct Binding {
     pub updated_at: UnixTime,
 }
 
+/// One change to the registrar's bindings, applied with others in one durable write by
+/// [`crate::Store::apply_bindings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingChange {
+    /// Create or replace the binding of `(aor, contact)`.
+    Put(Binding),
+    /// Remove the binding of `contact` from `aor` (nothing happens if there is none).
+    Remove {
+        /// Address of record.
+        aor: String,
+        /// Contact URI as registered.
+        contact: String,
+    },
+}
+
 /// A contact-list group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Group {

@@ -1,8 +1,8 @@
 //! The storage interface every back end implements.
 
 use crate::{
-    Account, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry, ContactList, Group,
-    NewAccount, Result, Secrets, UnixTime, Watcher,
+    Account, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry, ContactList,
+    Group, NewAccount, Result, Secrets, UnixTime, Watcher,
 };
 
 /// Persistent state of a Vienna server. Every method that returns `Ok` has made its change durable: it
@@ -35,6 +35,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates or replaces the binding of `(binding.aor, binding.contact)`.
     fn put_binding(&self, binding: &Binding) -> Result<()>;
+    /// Applies `changes` in order as one write: all of them are durable when it returns `Ok`, none on `Err`.
+    /// A registrar acknowledges a batch of REGISTERs with one call (group commit).
+    fn apply_bindings(&self, changes: &[BindingChange]) -> Result<()>;
     /// Removes one binding; `false` if there was none.
     fn remove_binding(&self, aor: &Aor, contact: &str) -> Result<bool>;
     /// Removes every binding of an address of record; returns how many.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::{
-    AccessLevel, Account, AccountUpdate, Ace, AceScope, Aor, Binding, ConferenceRecord, ContactEntry, ContactList,
-    Group, NewAccount, Result, Secrets, Store, StoreError, UnixTime, Watcher, WatcherState,
+    AccessLevel, Account, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry,
+    ContactList, Group, NewAccount, Result, Secrets, Store, StoreError, UnixTime, Watcher, WatcherState,
 };
 use migrations::MIGRATIONS;
 
@@ -397,35 +397,29 @@ impl Store for SqliteStore {
     }
 
     fn put_binding(&self, b: &Binding) -> Result<()> {
-        check_text("contact", &b.contact, MAX_URI)?;
-        if b.q.is_some_and(|q| q > 1000) {
-            return Err(StoreError::invalid("q", "must be 0..=1000 thousandths"));
-        }
-        let aor = Aor::parse(&b.aor, None)?;
-        let path = serde_json::to_string(&b.path).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let path = check_binding(b)?;
+        self.write(|tx| insert_binding(tx, b, &path))
+    }
+
+    fn apply_bindings(&self, changes: &[BindingChange]) -> Result<()> {
+        let paths = changes
+            .iter()
+            .map(|c| match c {
+                BindingChange::Put(b) => check_binding(b).map(Some),
+                BindingChange::Remove { .. } => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.write(|tx| {
-            require_owner(tx, &aor)?;
-            tx.execute(
-                &format!(
-                    "INSERT OR REPLACE INTO bindings ({BINDING_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                ),
-                params![
-                    aor.as_str(),
-                    b.contact,
-                    b.instance_id,
-                    b.reg_id,
-                    b.call_id,
-                    b.cseq,
-                    b.expires_at,
-                    b.q,
-                    b.received,
-                    path,
-                    b.user_agent,
-                    b.updated_at
-                ],
-            )
-            .map_err(backend)?;
+            for (change, path) in changes.iter().zip(&paths) {
+                match (change, path) {
+                    (BindingChange::Put(b), Some(path)) => insert_binding(tx, b, path)?,
+                    (BindingChange::Remove { aor, contact }, _) => {
+                        tx.execute("DELETE FROM bindings WHERE aor = ?1 AND contact = ?2", [aor, contact])
+                            .map_err(backend)?;
+                    }
+                    (BindingChange::Put(_), None) => unreachable!("checked above"),
+                }
+            }
             Ok(())
         })
     }
@@ -789,4 +783,42 @@ fn check_conference(c: &ConferenceRecord) -> Result<()> {
         return Err(StoreError::invalid("conference id", "1 to 128 of A-Z a-z 0-9 - _ ."));
     }
     check_text("subject", &c.subject, MAX_NAME)
+}
+
+/// Validates a binding before it is written; returns its Path list as JSON.
+fn check_binding(b: &Binding) -> Result<String> {
+    check_text("contact", &b.contact, MAX_URI)?;
+    if b.q.is_some_and(|q| q > 1000) {
+        return Err(StoreError::invalid("q", "must be 0..=1000 thousandths"));
+    }
+    Aor::parse(&b.aor, None)?;
+    serde_json::to_string(&b.path).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Creates or replaces one binding inside `tx`; its owner must exist.
+fn insert_binding(tx: &Transaction<'_>, b: &Binding, path: &str) -> Result<()> {
+    let aor = Aor::parse(&b.aor, None)?;
+    require_owner(tx, &aor)?;
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO bindings ({BINDING_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            aor.as_str(),
+            b.contact,
+            b.instance_id,
+            b.reg_id,
+            b.call_id,
+            b.cseq,
+            b.expires_at,
+            b.q,
+            b.received,
+            path,
+            b.user_agent,
+            b.updated_at
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
 }

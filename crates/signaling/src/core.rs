@@ -1,0 +1,932 @@
+//! The signaling core: registrar and stateful forking proxy as the transaction user of a
+//! [`TransactionLayer`]. Sans-IO: the driver feeds bytes, framed messages, connection losses and the time,
+//! and drains [`Output`]s.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use vienna_sip::digest::{Credentials, DigestServer, Verdict};
+use vienna_sip::transaction::{
+    ClientOptions, Output as LayerOutput, Peer, Timer, TransactionEvent, TransactionId, TransactionLayer, Transmit,
+};
+use vienna_sip::{HeaderName, Message, Method, ParseError, Request, Response, SipUri, Uri, Via};
+use vienna_store::{Binding, BindingChange};
+
+use crate::config::CoreConfig;
+use crate::counters::Counters;
+use crate::directory::{Account, Directory};
+use crate::location::{Location, parse_flow};
+use crate::registrar::{self, Outcome};
+use crate::routing::{loop_hash, uri_peer};
+
+/// How often expired bindings are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Methods this server handles or routes, for Allow.
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY";
+/// Option tags understood in Proxy-Require and Require of requests this server answers itself.
+const SUPPORTED: &[&str] = &["path", "gruu", "outbound"];
+
+/// What the driver must do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send bytes. On a stream, to the connection of `peer.addr`; a request to a peer without one opens one.
+    Transmit(Transmit),
+    /// Make these binding changes durable (in one write) before sending any later [`Output::Transmit`]: a
+    /// REGISTER's 200 OK follows its changes.
+    Persist(Vec<BindingChange>),
+}
+
+/// One forwarded copy of a request.
+#[derive(Debug)]
+struct Branch {
+    client: TransactionId,
+    /// A final response was seen (or made up for a timeout or transport failure).
+    done: bool,
+    /// A provisional response was seen (a CANCEL may be sent).
+    provisional: bool,
+}
+
+/// A request forwarded to one or more targets, answered upstream in server transaction `server`.
+#[derive(Debug)]
+struct Fork {
+    /// The request as it arrived (after Route processing), to answer it when branches fail.
+    request: Request,
+    invite: bool,
+    branches: Vec<Branch>,
+    /// Best final non-2xx so far (RFC 3261 §16.7 step 6).
+    best: Option<Response>,
+    /// A final response went upstream.
+    answered: bool,
+}
+
+/// Where a request goes next.
+struct Target {
+    /// Request-URI of the forwarded copy.
+    uri: Uri,
+    /// Where to send it.
+    peer: Peer,
+}
+
+/// Why authentication did not pass.
+enum AuthFailure {
+    /// Challenge (again); `stale` when only the nonce was too old.
+    Challenge { stale: bool },
+    /// Refuse with this status and reason.
+    Refuse(u16, &'static str),
+}
+
+/// Maps the monotonic clock to Unix time for nonces and binding expiry.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    instant: Instant,
+    unix: u64,
+}
+
+impl Clock {
+    fn unix(&self, now: Instant) -> u64 {
+        self.unix + now.saturating_duration_since(self.instant).as_secs()
+    }
+}
+
+/// The registrar and proxy. `D` looks accounts up.
+pub struct Core<D> {
+    config: CoreConfig,
+    layer: TransactionLayer,
+    digest: DigestServer,
+    directory: D,
+    location: Location,
+    forks: HashMap<TransactionId, Fork>,
+    /// Client transaction → the server transaction of its fork.
+    branch_of: HashMap<TransactionId, TransactionId>,
+    out: VecDeque<Output>,
+    clock: Clock,
+    counters: Counters,
+    next_sweep: Instant,
+}
+
+impl<D: Directory> Core<D> {
+    /// A core for `config`, looking accounts up in `directory`, with `bindings` loaded from the store.
+    /// `secret` (random) keys nonces, branches and GRUUs; `now` and `unix_now` anchor its clock.
+    pub fn new(
+        config: CoreConfig,
+        directory: D,
+        secret: [u8; 32],
+        bindings: Vec<Binding>,
+        now: Instant,
+        unix_now: u64,
+    ) -> Self {
+        let mut layer = TransactionLayer::new(config.timers, config.limits, secret);
+        layer.set_max_transactions(config.max_transactions);
+        let digest = DigestServer::new(secret, &config.realm, config.nonce_lifetime_secs, config.nonce_table);
+        let mut gruu_key = secret;
+        gruu_key[0] ^= 0x5a;
+        let mut location = Location::new(gruu_key);
+        location.load(bindings.into_iter().filter(|b| b.expires_at > unix_now as i64).collect());
+        Core {
+            config,
+            layer,
+            digest,
+            directory,
+            location,
+            forks: HashMap::new(),
+            branch_of: HashMap::new(),
+            out: VecDeque::new(),
+            clock: Clock { instant: now, unix: unix_now },
+            counters: Counters::default(),
+            next_sweep: now + SWEEP_EVERY,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Counters for metrics (the transaction layer's are in [`Core::transaction_counters`]).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The transaction layer's counters.
+    pub fn transaction_counters(&self) -> &vienna_sip::transaction::Counters {
+        self.layer.counters()
+    }
+
+    /// Transactions alive now.
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    /// The location service (live bindings).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Unix time at `now` by the core's clock.
+    pub fn unix(&self, now: Instant) -> u64 {
+        self.clock.unix(now)
+    }
+
+    /// Re-anchors the wall clock (call now and then; Unix time may step).
+    pub fn set_unix_time(&mut self, now: Instant, unix_now: u64) {
+        self.clock = Clock { instant: now, unix: unix_now };
+    }
+
+    /// A datagram arrived from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        self.layer.handle_bytes(now, peer, bytes);
+        self.pump(now);
+    }
+
+    /// A whole message framed from a stream arrived from `peer`.
+    pub fn handle_message(&mut self, now: Instant, peer: Peer, message: Message) {
+        self.layer.handle_message(now, peer, message);
+        self.pump(now);
+    }
+
+    /// A stream frame from `peer` did not parse: answered 400 (or the like) when it was a request.
+    pub fn handle_parse_error(&mut self, now: Instant, peer: Peer, bytes: &[u8], error: &ParseError) {
+        self.layer.handle_parse_error(peer, bytes, error);
+        self.pump(now);
+    }
+
+    /// The stream connection to `peer` closed: its transactions fail.
+    pub fn connection_lost(&mut self, now: Instant, peer: Peer) {
+        self.layer.connection_lost(peer);
+        self.pump(now);
+    }
+
+    /// Sending to `peer` for this output failed (connection refused): the transaction that sent it fails.
+    pub fn transport_error(&mut self, now: Instant, peer: Peer) {
+        self.connection_lost(now, peer);
+    }
+
+    /// When [`Core::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.layer.poll_timeout().map_or(self.next_sweep, |t| t.min(self.next_sweep)))
+    }
+
+    /// Runs timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            let gone = self.location.sweep(self.clock.unix(now));
+            if !gone.is_empty() {
+                self.counters.bindings_expired += gone.len() as u64;
+                let changes =
+                    gone.into_iter().map(|b| BindingChange::Remove { aor: b.aor, contact: b.contact }).collect();
+                self.out.push_back(Output::Persist(changes));
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Moves the layer's output to ours, handling its events (which may produce more).
+    fn pump(&mut self, now: Instant) {
+        while let Some(o) = self.layer.poll_output() {
+            match o {
+                LayerOutput::Transmit(t) => self.out.push_back(Output::Transmit(t)),
+                LayerOutput::Event(e) => self.on_event(now, e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, event: TransactionEvent) {
+        match event {
+            TransactionEvent::Request { id, request, peer } => self.on_request(now, id, request, peer),
+            TransactionEvent::Cancel { id, invite, request, .. } => self.on_cancel(now, id, invite, &request),
+            TransactionEvent::Ack { request, .. } => self.on_ack(request),
+            TransactionEvent::Response { id, response } => self.on_response(now, id, response),
+            TransactionEvent::StrayResponse { response, .. } => self.on_stray_response(response),
+            TransactionEvent::Timeout { id, timer } => self.on_timeout(now, id, timer),
+            TransactionEvent::TransportError { id } => {
+                if self.branch_of.contains_key(&id) {
+                    self.counters.branch_transport_errors += 1;
+                    self.branch_failed(now, id, 480, "Temporarily Unavailable (contact unreachable)");
+                }
+            }
+            TransactionEvent::Terminated { id } => self.on_terminated(id),
+        }
+    }
+
+    // ----- answering -------------------------------------------------------------------------------------
+
+    /// Sends `response` in server transaction `id`, counting it.
+    fn respond(&mut self, now: Instant, id: TransactionId, response: Response) {
+        self.counters.count_response(response.status);
+        if let Err(e) = self.layer.send_response(now, id, response) {
+            self.counters.send_errors += 1;
+            let _ = e;
+        }
+    }
+
+    /// Answers `req` ourselves with `status`; `extra` adds headers.
+    fn reply(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        req: &Request,
+        status: u16,
+        reason: Option<&str>,
+        extra: impl FnOnce(&mut Response),
+    ) {
+        let tag = self.layer.new_tag();
+        let mut r = req.make_response_with_tag(status, reason, &tag);
+        r.headers.push(HeaderName::Server, self.config.server_name.clone());
+        extra(&mut r);
+        self.respond(now, id, r);
+    }
+
+    // ----- requests --------------------------------------------------------------------------------------
+
+    fn on_request(&mut self, now: Instant, id: TransactionId, mut req: Request, peer: Peer) {
+        self.counters.requests += 1;
+        if let Err(code) = req.check_uri_scheme(&["sip", "sips"]) {
+            return self.reply(now, id, &req, code, None, |_| {});
+        }
+        match req.check_max_forwards() {
+            Err(483) if req.method == Method::Options && self.request_is_for_us(&req) => {}
+            Err(code) => return self.reply(now, id, &req, code, None, |_| {}),
+            Ok(_) => {}
+        }
+        if self.is_loop(&req) {
+            self.counters.loops += 1;
+            return self.reply(now, id, &req, 482, None, |_| {});
+        }
+        let unsupported = req.unsupported_tags(&HeaderName::ProxyRequire, SUPPORTED);
+        if !unsupported.is_empty() {
+            return self.reply(now, id, &req, 420, None, |r| {
+                r.headers.push(HeaderName::Unsupported, unsupported.join(", "));
+            });
+        }
+        let routed_by_us = match self.preprocess_routes(&mut req) {
+            Ok(v) => v,
+            Err(()) => return self.reply(now, id, &req, 400, Some("Bad Route"), |_| {}),
+        };
+        let has_route = req.headers.contains(&HeaderName::Route);
+        let local_uri = req.uri.as_sip().is_some_and(|u| self.config.is_local_uri(u));
+        let local_domain = req.uri.as_sip().is_some_and(|u| self.config.is_local_domain(u));
+
+        if routed_by_us && (has_route || !local_domain) {
+            // In a dialog we record-routed (or loose-routed on): follow the route set or the remote target.
+            return self.forward_routed(now, id, req);
+        }
+        if has_route {
+            // Someone else's Route set through us, not one we recorded: no open relay.
+            return self.reply(now, id, &req, 403, Some("Forbidden (relaying denied)"), |_| {});
+        }
+        if req.method == Method::Register {
+            if local_domain {
+                return self.on_register(now, id, req, peer);
+            }
+            return self.reply(now, id, &req, 403, Some("Forbidden (not a domain of this server)"), |_| {});
+        }
+        if !local_domain && !local_uri {
+            return self.reply(now, id, &req, 403, Some("Forbidden (no federation with other domains)"), |_| {});
+        }
+        if req.uri.as_sip().is_none_or(|u| u.user.is_none()) {
+            return self.answer_server_request(now, id, &req);
+        }
+        self.route_to_user(now, id, req)
+    }
+
+    /// A request whose Request-URI is this server itself (no user part).
+    fn answer_server_request(&mut self, now: Instant, id: TransactionId, req: &Request) {
+        match req.method {
+            Method::Options => self.reply(now, id, req, 200, None, |r| {
+                r.headers.push(HeaderName::Allow, ALLOW);
+                r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
+                r.headers.push(HeaderName::Accept, "application/sdp");
+            }),
+            _ => self.reply(now, id, req, 404, Some("Not Found (no user in Request-URI)"), |_| {}),
+        }
+    }
+
+    fn request_is_for_us(&self, req: &Request) -> bool {
+        req.uri.as_sip().is_some_and(|u| u.user.is_none() && self.config.is_local_uri(u))
+    }
+
+    /// RFC 3261 §16.6 step 8 in reverse: a Via of ours whose branch carries this request's loop hash.
+    fn is_loop(&self, req: &Request) -> bool {
+        let Ok(vias) = req.headers.vias() else { return false };
+        let mine: Vec<&Via> = vias.iter().filter(|v| self.config.is_own_via(&v.host, v.port)).collect();
+        if mine.is_empty() {
+            return false;
+        }
+        let hash = loop_hash(req);
+        mine.iter().any(|v| v.branch().is_some_and(|b| b.ends_with(&hash)))
+    }
+
+    /// RFC 3261 §16.4: removes our own Route values from the top (and undoes a strict router's rewrite).
+    /// `Ok(true)` when one was ours: we recorded this route.
+    fn preprocess_routes(&mut self, req: &mut Request) -> Result<bool, ()> {
+        let mut ours = false;
+        // A strict router put our Record-Route URI into the Request-URI: the real one is the last Route.
+        if let Some(u) = req.uri.as_sip()
+            && u.is_loose_route()
+            && self.config.is_local_uri(u)
+        {
+            let mut routes = req.headers.routes().map_err(|_| ())?;
+            if let Some(last) = routes.pop() {
+                req.uri = last.uri;
+                req.headers.remove(&HeaderName::Route);
+                for r in routes {
+                    req.headers.push(HeaderName::Route, r.to_string());
+                }
+                ours = true;
+            }
+        }
+        loop {
+            let top = match req.headers.values(&HeaderName::Route).next() {
+                Some(v) => vienna_sip::NameAddr::parse(v).map_err(|_| ())?,
+                None => break,
+            };
+            if top.uri.as_sip().is_some_and(|u| self.config.is_local_uri(u)) {
+                req.headers.pop_first_value(&HeaderName::Route);
+                ours = true;
+            } else {
+                break;
+            }
+        }
+        Ok(ours)
+    }
+
+    fn on_register(&mut self, now: Instant, id: TransactionId, req: Request, peer: Peer) {
+        let unix = self.clock.unix(now);
+        let aor = match req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.uri.as_sip().map(|u| (self.config.aor_of(u), self.config.is_local_domain(u))))
+        {
+            Some((aor, true)) => aor,
+            Some((_, false)) => {
+                return self.reply(now, id, &req, 403, Some("Forbidden (not a domain of this server)"), |_| {});
+            }
+            None => return self.reply(now, id, &req, 400, Some("Bad To header"), |_| {}),
+        };
+        let Some(account) = self.directory.account(&aor) else {
+            self.counters.registrations_rejected += 1;
+            return self.reply(now, id, &req, 404, Some("Not Found (no such user)"), |_| {});
+        };
+        if !account.enabled {
+            self.counters.registrations_rejected += 1;
+            return self.reply(now, id, &req, 403, Some("Forbidden (account disabled)"), |_| {});
+        }
+        if self.config.authenticate {
+            match self.authenticate(&req, false, unix) {
+                Ok(who) if who.aor == aor => {}
+                Ok(_) => {
+                    self.counters.auth_failures += 1;
+                    return self.reply(
+                        now,
+                        id,
+                        &req,
+                        403,
+                        Some("Forbidden (credentials are not for this user)"),
+                        |_| {},
+                    );
+                }
+                Err(failure) => return self.auth_failed(now, id, &req, failure, false, unix),
+            }
+        }
+        let outcome = registrar::register(&self.config, &aor, &req, peer, self.location.all_of(&aor), unix);
+        match outcome {
+            Outcome::Rejected { status, reason, min_expires } => {
+                self.counters.registrations_rejected += 1;
+                self.reply(now, id, &req, status, Some(reason), |r| {
+                    if let Some(m) = min_expires {
+                        r.headers.push(HeaderName::MinExpires, m.to_string());
+                    }
+                });
+            }
+            Outcome::Accepted { bindings, changes } => {
+                self.counters.registrations_accepted += 1;
+                self.location.replace(&aor, bindings);
+                if !changes.is_empty() {
+                    self.out.push_back(Output::Persist(changes));
+                }
+                let contacts = self.contact_values(&aor, &req, unix);
+                let keep_alive = req.headers.get(&HeaderName::Other("ms-keep-alive".into())).is_some();
+                let outbound = req.headers.has_option_tag(&HeaderName::Supported, "outbound")
+                    && contacts.iter().any(|(_, reg_id)| *reg_id);
+                let keep_alive_secs = self.config.ms_keep_alive_secs;
+                self.reply(now, id, &req, 200, None, |r| {
+                    for (c, _) in contacts {
+                        r.headers.push(HeaderName::Contact, c);
+                    }
+                    if keep_alive {
+                        r.headers.push(
+                            HeaderName::Other("ms-keep-alive".into()),
+                            format!("UAS; tcp=no; hop-hop=yes; end-end=no; timeout={keep_alive_secs}"),
+                        );
+                    }
+                    if outbound {
+                        r.headers.push(HeaderName::Require, "outbound");
+                        r.headers.push(HeaderName::Other("Flow-Timer".into()), keep_alive_secs.to_string());
+                    }
+                    r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
+                });
+            }
+        }
+    }
+
+    /// The Contact values of a REGISTER 200 OK (with GRUUs for clients that support them), and whether each
+    /// binding uses outbound (a reg-id).
+    fn contact_values(&self, aor: &str, req: &Request, unix: u64) -> Vec<(String, bool)> {
+        let gruu = req.headers.has_option_tag(&HeaderName::Supported, "gruu");
+        self.location
+            .bindings(aor, unix)
+            .map(|b| {
+                let gruus = match (&b.instance_id, gruu) {
+                    (Some(instance), true) => {
+                        let token = self.location.temp_gruu_token(aor, instance, &b.call_id);
+                        Some((
+                            registrar::public_gruu(aor, instance),
+                            registrar::temporary_gruu(&token, &self.config.domain),
+                        ))
+                    }
+                    _ => None,
+                };
+                let value = registrar::contact_value(b, unix, gruus.as_ref().map(|(p, t)| (p.as_str(), t.as_str())));
+                (value, b.reg_id.is_some())
+            })
+            .collect()
+    }
+
+    /// Checks Digest credentials (RFC 8760). `proxy` uses Proxy-Authorization.
+    fn authenticate(&mut self, req: &Request, proxy: bool, unix: u64) -> Result<Account, AuthFailure> {
+        let Some(creds) = Credentials::find(&req.headers, proxy, &self.config.realm) else {
+            return Err(AuthFailure::Challenge { stale: false });
+        };
+        if !creds.uri_matches(&req.uri) {
+            return Err(AuthFailure::Refuse(400, "Bad Request (digest uri does not match Request-URI)"));
+        }
+        let Some(account) = self.directory.account_by_auth(&creds.username, &self.config.realm) else {
+            self.counters.auth_failures += 1;
+            return Err(AuthFailure::Challenge { stale: false });
+        };
+        if !account.enabled {
+            self.counters.auth_failures += 1;
+            return Err(AuthFailure::Refuse(403, "Forbidden (account disabled)"));
+        }
+        match self.digest.verify(unix, req.method.as_str(), &creds, &account.ha1) {
+            Verdict::Ok => Ok(account),
+            Verdict::Stale => Err(AuthFailure::Challenge { stale: true }),
+            Verdict::Replay => {
+                self.counters.auth_replays += 1;
+                Err(AuthFailure::Challenge { stale: false })
+            }
+            Verdict::Rejected(_) => {
+                self.counters.auth_failures += 1;
+                Err(AuthFailure::Challenge { stale: false })
+            }
+        }
+    }
+
+    fn auth_failed(&mut self, now: Instant, id: TransactionId, req: &Request, f: AuthFailure, proxy: bool, unix: u64) {
+        match f {
+            AuthFailure::Challenge { stale } => {
+                self.counters.auth_challenges += 1;
+                let status = if proxy { 407 } else { 401 };
+                let mut r = req.make_response_with_tag(status, None, &self.layer.new_tag());
+                r.headers.push(HeaderName::Server, self.config.server_name.clone());
+                self.digest.add_challenge(&mut r, unix, stale, proxy);
+                self.respond(now, id, r);
+            }
+            AuthFailure::Refuse(status, reason) => self.reply(now, id, req, status, Some(reason), |_| {}),
+        }
+    }
+
+    /// An out-of-dialog request (or one not routed by us) for a user of our domain.
+    fn route_to_user(&mut self, now: Instant, id: TransactionId, req: Request) {
+        let unix = self.clock.unix(now);
+        let in_dialog = req.headers.to().ok().is_some_and(|t| t.tag().is_some());
+        // Senders: local users prove who they are; there is no federation for others yet.
+        if self.config.authenticate && !in_dialog {
+            let from = req
+                .headers
+                .from()
+                .ok()
+                .and_then(|f| f.uri.as_sip().map(|u| (self.config.aor_of(u), self.config.is_local_domain(u))));
+            match from {
+                Some((from_aor, true)) => match self.authenticate(&req, true, unix) {
+                    Ok(who) if who.aor == from_aor => {}
+                    Ok(_) => {
+                        self.counters.auth_failures += 1;
+                        return self.reply(
+                            now,
+                            id,
+                            &req,
+                            403,
+                            Some("Forbidden (From does not match credentials)"),
+                            |_| {},
+                        );
+                    }
+                    Err(f) => return self.auth_failed(now, id, &req, f, true, unix),
+                },
+                Some((_, false)) => {
+                    return self.reply(
+                        now,
+                        id,
+                        &req,
+                        403,
+                        Some("Forbidden (no federation with other domains)"),
+                        |_| {},
+                    );
+                }
+                None => return self.reply(now, id, &req, 400, Some("Bad From header"), |_| {}),
+            }
+        }
+        let Some(uri) = req.uri.as_sip().cloned() else {
+            return self.reply(now, id, &req, 416, None, |_| {});
+        };
+        let (aor, instance) = match self.gruu_target(&uri) {
+            Some(Ok(t)) => t,
+            Some(Err(())) => return self.reply(now, id, &req, 404, Some("Not Found (unknown GRUU)"), |_| {}),
+            None => (self.config.aor_of(&uri), None),
+        };
+        match self.directory.account(&aor) {
+            Some(a) if a.enabled => {}
+            _ => return self.reply(now, id, &req, 404, Some("Not Found (no such user)"), |_| {}),
+        }
+        let mut targets: Vec<(Option<u16>, Target)> = self
+            .location
+            .bindings(&aor, unix)
+            .filter(|b| instance.as_deref().is_none_or(|i| b.instance_id.as_deref() == Some(i)))
+            .filter_map(|b| {
+                let uri = Uri::parse(&b.contact).ok()?;
+                let peer = b.received.as_deref().and_then(parse_flow).or_else(|| uri.as_sip().and_then(uri_peer))?;
+                Some((b.q, Target { uri, peer }))
+            })
+            .collect();
+        if targets.is_empty() {
+            return self.reply(now, id, &req, 480, Some("Temporarily Unavailable (not registered)"), |_| {});
+        }
+        // Parallel forking to every contact; higher q first only orders the branches.
+        targets.sort_by_key(|(q, _)| std::cmp::Reverse(q.unwrap_or(1000)));
+        self.counters.routed += 1;
+        let targets = targets.into_iter().map(|(_, t)| t).collect();
+        self.fork(now, id, req, targets, !in_dialog);
+    }
+
+    /// For a GRUU Request-URI (RFC 5627 §5.4): `Some(Ok((aor, Some(instance))))`, or `Some(Err(()))` when
+    /// it names no current registration; `None` when the URI is not a GRUU.
+    #[allow(clippy::type_complexity)]
+    fn gruu_target(&self, uri: &SipUri) -> Option<Result<(String, Option<String>), ()>> {
+        let gr = uri.params.get("gr")?;
+        match gr {
+            Some(urn) => Some(Ok((self.config.aor_of(uri), Some(format!("<{urn}>"))))),
+            None => {
+                let token = uri.user.as_deref().and_then(|u| u.strip_prefix("tgruu."))?;
+                Some(
+                    self.location
+                        .resolve_temp_gruu(token)
+                        .map(|(aor, instance)| (aor.to_owned(), Some(instance.to_owned())))
+                        .ok_or(()),
+                )
+            }
+        }
+    }
+
+    /// A request in a dialog we record-routed: to the next Route or the remote target.
+    fn forward_routed(&mut self, now: Instant, id: TransactionId, req: Request) {
+        let next = match req.headers.routes() {
+            Ok(routes) => routes.into_iter().next().map(|r| r.uri),
+            Err(_) => return self.reply(now, id, &req, 400, Some("Bad Route"), |_| {}),
+        };
+        let dest = next.as_ref().unwrap_or(&req.uri);
+        let Some(sip) = dest.as_sip() else {
+            return self.reply(now, id, &req, 416, None, |_| {});
+        };
+        let peer = self.location.flow_for(sip).or_else(|| uri_peer(sip));
+        let Some(peer) = peer else {
+            return self.reply(now, id, &req, 503, Some("Service Unavailable (cannot resolve next hop)"), |_| {});
+        };
+        self.counters.routed += 1;
+        let target = Target { uri: req.uri.clone(), peer };
+        self.fork(now, id, req, vec![target], false);
+    }
+
+    /// Forwards `req` to every target in parallel (RFC 3261 §16.6), answering upstream in `server`.
+    fn fork(&mut self, now: Instant, server: TransactionId, req: Request, targets: Vec<Target>, record_route: bool) {
+        let invite = req.method == Method::Invite;
+        if invite {
+            // §16.2: a stateful proxy answers an INVITE with 100 at once, stopping retransmissions.
+            let trying = req.make_response(100, None);
+            self.respond(now, server, trying);
+        }
+        let hash = loop_hash(&req);
+        let record_route = record_route
+            && matches!(req.method, Method::Invite | Method::Subscribe | Method::Refer)
+            && req.headers.to().ok().is_none_or(|t| t.tag().is_none());
+        let in_transport = self.server_transport(server);
+        let mut fork =
+            Fork { request: req, invite, branches: Vec::with_capacity(targets.len()), best: None, answered: false };
+        let req = &fork.request;
+        for target in targets {
+            let mut copy = req.clone();
+            copy.uri = target.uri;
+            copy.decrement_max_forwards();
+            if record_route {
+                let out_rr = self.config.record_route(target.peer.transport);
+                let in_rr = in_transport.and_then(|t| self.config.record_route(t));
+                // RFC 5658 double Record-Route when the request changes transport.
+                if let Some(in_rr) = &in_rr {
+                    copy.headers.push_front(HeaderName::RecordRoute, in_rr.clone());
+                }
+                if let Some(out_rr) = out_rr
+                    && Some(&out_rr) != in_rr.as_ref()
+                {
+                    copy.headers.push_front(HeaderName::RecordRoute, out_rr);
+                }
+            }
+            let branch = format!("{}.{hash}", self.layer.new_branch());
+            let Some(via) = self.config.via(target.peer.transport, &branch) else {
+                fork.best = Some(better(
+                    fork.best.take(),
+                    req.make_response(503, Some("Service Unavailable (no listener for the contact's transport)")),
+                ));
+                continue;
+            };
+            copy.headers.push_front(HeaderName::Via, via);
+            let options = ClientOptions { timer_c: invite };
+            match self.layer.send_request_with(now, copy, target.peer, options) {
+                Ok(client) => {
+                    self.counters.branches += 1;
+                    self.branch_of.insert(client, server);
+                    fork.branches.push(Branch { client, done: false, provisional: false });
+                }
+                Err(_) => {
+                    self.counters.send_errors += 1;
+                }
+            }
+        }
+        if fork.branches.is_empty() {
+            let best = fork.best.take().unwrap_or_else(|| {
+                fork.request.make_response(500, Some("Server Internal Error (no branch could be sent)"))
+            });
+            return self.send_best(now, server, best);
+        }
+        self.forks.insert(server, fork);
+    }
+
+    /// The transport a server transaction's request arrived over.
+    fn server_transport(&self, id: TransactionId) -> Option<vienna_sip::Transport> {
+        let req = self.layer.request(id)?;
+        let via = req.headers.top_via().ok()?;
+        vienna_sip::Transport::from_via(&via.transport)
+    }
+
+    /// Sends the chosen final response of a fork upstream (503 becomes 500, §16.7 step 6).
+    fn send_best(&mut self, now: Instant, server: TransactionId, mut best: Response) {
+        if best.status == 503 {
+            best.status = 500;
+            best.reason = "Server Internal Error (next hop unavailable)".into();
+        }
+        if best.headers.to().ok().is_some_and(|t| t.tag().is_none()) {
+            best.set_to_tag(&self.layer.new_tag());
+        }
+        self.respond(now, server, best);
+    }
+
+    fn on_cancel(&mut self, now: Instant, id: TransactionId, invite: Option<TransactionId>, req: &Request) {
+        let Some(invite) = invite else {
+            return self.reply(now, id, req, 481, None, |_| {});
+        };
+        self.reply(now, id, req, 200, None, |_| {});
+        let pending: Vec<TransactionId> = match self.forks.get(&invite) {
+            Some(f) if !f.answered => f.branches.iter().filter(|b| !b.done).map(|b| b.client).collect(),
+            _ => return,
+        };
+        for client in pending {
+            self.cancel_branch(now, client);
+        }
+    }
+
+    /// The ACK of a 2xx: forwarded statelessly along the route set (§16.11 does not apply to it).
+    fn on_ack(&mut self, mut req: Request) {
+        let Ok(routed_by_us) = self.preprocess_routes(&mut req) else { return };
+        let has_route = req.headers.contains(&HeaderName::Route);
+        let local = req.uri.as_sip().is_some_and(|u| self.config.is_local_uri(u));
+        if !routed_by_us || (local && !has_route) {
+            return; // not ours to forward
+        }
+        let next = req.headers.routes().ok().and_then(|r| r.into_iter().next()).map(|r| r.uri);
+        let dest = next.as_ref().unwrap_or(&req.uri);
+        let Some(peer) = dest.as_sip().and_then(|u| self.location.flow_for(u).or_else(|| uri_peer(u))) else {
+            return;
+        };
+        // A branch derived from the incoming one, so a retransmitted ACK goes out identical.
+        let incoming = req.headers.top_via().ok().and_then(|v| v.branch().map(str::to_owned)).unwrap_or_default();
+        let branch =
+            format!("z9hG4bK{}", hex::encode(&vienna_crypto::hmac_sha256(b"vienna-ack", &[incoming.as_bytes()])[..8]));
+        let Some(via) = self.config.via(peer.transport, &branch) else { return };
+        req.decrement_max_forwards();
+        req.headers.push_front(HeaderName::Via, via);
+        self.counters.acks_forwarded += 1;
+        self.layer.send_stateless(&Message::Request(req), peer);
+    }
+
+    // ----- responses -------------------------------------------------------------------------------------
+
+    fn on_response(&mut self, now: Instant, client: TransactionId, mut response: Response) {
+        let Some(&server) = self.branch_of.get(&client) else { return };
+        response.headers.pop_first_value(&HeaderName::Via);
+        if !response.headers.contains(&HeaderName::Via) {
+            return;
+        }
+        let status = response.status;
+        let Some(fork) = self.forks.get_mut(&server) else { return };
+        let Some(branch) = fork.branches.iter_mut().find(|b| b.client == client) else { return };
+        if status < 200 {
+            branch.provisional = true;
+            if status > 100 && !fork.answered {
+                self.respond(now, server, response);
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            branch.done = true;
+            let first = !fork.answered;
+            fork.answered = true;
+            let invite = fork.invite;
+            let others: Vec<TransactionId> =
+                fork.branches.iter().filter(|b| !b.done && b.client != client).map(|b| b.client).collect();
+            // Every 2xx goes upstream (§16.7 step 5), retransmissions included.
+            self.respond(now, server, response);
+            if first {
+                self.counters.forks_won += 1;
+            }
+            if first && invite {
+                for other in others {
+                    self.cancel_branch(now, other);
+                }
+            }
+            return;
+        }
+        if branch.done {
+            return;
+        }
+        self.branch_final(now, server, client, response);
+    }
+
+    /// A non-2xx final response (real or made up) on a branch.
+    fn branch_final(&mut self, now: Instant, server: TransactionId, client: TransactionId, response: Response) {
+        let Some(fork) = self.forks.get_mut(&server) else { return };
+        let Some(branch) = fork.branches.iter_mut().find(|b| b.client == client) else { return };
+        branch.done = true;
+        let global_failure = response.status >= 600;
+        fork.best = Some(better(fork.best.take(), response));
+        let invite = fork.invite;
+        if global_failure && invite && !fork.answered {
+            let others: Vec<TransactionId> = fork.branches.iter().filter(|b| !b.done).map(|b| b.client).collect();
+            for other in others {
+                self.cancel_branch(now, other);
+            }
+        }
+        let Some(fork) = self.forks.get_mut(&server) else { return };
+        if !fork.answered && fork.branches.iter().all(|b| b.done) {
+            fork.answered = true;
+            if let Some(best) = fork.best.take() {
+                self.send_best(now, server, best);
+            }
+        }
+    }
+
+    /// Cancels a pending branch (the layer sends the CANCEL once the branch has had a provisional response).
+    fn cancel_branch(&mut self, now: Instant, client: TransactionId) {
+        if self.layer.cancel(now, client).is_ok() {
+            self.counters.cancels += 1;
+        }
+    }
+
+    /// A branch ended without a response: answer it as `status` for the choice of the best response.
+    fn branch_failed(&mut self, now: Instant, client: TransactionId, status: u16, reason: &str) {
+        let Some(&server) = self.branch_of.get(&client) else { return };
+        let Some(fork) = self.forks.get(&server) else { return };
+        let response = fork.request.make_response(status, Some(reason));
+        self.branch_final(now, server, client, response);
+    }
+
+    fn on_timeout(&mut self, now: Instant, id: TransactionId, timer: Timer) {
+        if !self.branch_of.contains_key(&id) {
+            return;
+        }
+        match timer {
+            Timer::C => {
+                let provisional = self
+                    .branch_of
+                    .get(&id)
+                    .and_then(|s| self.forks.get(s))
+                    .and_then(|f| f.branches.iter().find(|b| b.client == id))
+                    .is_some_and(|b| b.provisional);
+                if provisional {
+                    self.cancel_branch(now, id);
+                } else {
+                    self.counters.branch_timeouts += 1;
+                    self.branch_failed(now, id, 408, "Request Timeout");
+                }
+            }
+            _ => {
+                self.counters.branch_timeouts += 1;
+                self.branch_failed(now, id, 408, "Request Timeout");
+            }
+        }
+    }
+
+    /// Responses to nobody's transaction: a 2xx retransmission after the client transaction ended is
+    /// forwarded along its Via (§16.7 in RFC 6026's wording); everything else is dropped.
+    fn on_stray_response(&mut self, mut response: Response) {
+        if !(200..300).contains(&response.status) {
+            return;
+        }
+        let Ok(top) = response.headers.top_via() else { return };
+        if !self.config.is_own_via(&top.host, top.port) {
+            return;
+        }
+        response.headers.pop_first_value(&HeaderName::Via);
+        let Ok(next) = response.headers.top_via() else { return };
+        let Some(transport) = vienna_sip::Transport::from_via(&next.transport) else { return };
+        let host = next.received().unwrap_or(next.host.as_str()).trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = host.parse() else { return };
+        let port = next.rport().flatten().or(next.port).unwrap_or_else(|| crate::routing::default_port(transport));
+        let peer = Peer { transport, addr: std::net::SocketAddr::new(ip, port) };
+        self.counters.stray_2xx_forwarded += 1;
+        self.layer.send_stateless(&Message::Response(response), peer);
+    }
+
+    fn on_terminated(&mut self, id: TransactionId) {
+        if let Some(server) = self.branch_of.remove(&id)
+            && let Some(fork) = self.forks.get_mut(&server)
+        {
+            fork.branches.retain(|b| b.client != id);
+            if fork.branches.is_empty() {
+                self.forks.remove(&server);
+            }
+        }
+    }
+}
+
+/// The better of two final non-2xx responses for upstream (RFC 3261 §16.7 step 6): a 6xx wins, then the
+/// lowest status, but timeouts, unreachable contacts and 487 only when nothing more telling came back.
+fn better(a: Option<Response>, b: Response) -> Response {
+    fn rank(status: u16) -> u32 {
+        match status {
+            600..=699 => 0,
+            408 | 480 | 487 | 503 => 10_000 + u32::from(status),
+            s => u32::from(s),
+        }
+    }
+    match a {
+        Some(a) if rank(a.status) <= rank(b.status) => a,
+        _ => b,
+    }
+}

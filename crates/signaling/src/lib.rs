@@ -1,0 +1,21 @@
+//! Vienna's SIP signaling core: a registrar (RFC 3261 §10, outbound RFC 5626, GRUU RFC 5627) and a
+//! stateful forking proxy (RFC 3261 §16) with Digest authentication, as a sans-IO state machine over the
+//! transaction layer of `vienna-sip`.
+//!
+//! The driver feeds datagrams, framed stream messages, connection losses and the current time to a
+//! [`Core`], and drains its [`Output`]s: bytes to send, and binding changes to make durable before the
+//! responses that follow them. Accounts come from a [`Directory`].
+
+mod config;
+mod core;
+mod counters;
+mod directory;
+mod location;
+mod registrar;
+mod routing;
+
+pub use crate::config::{CoreConfig, LocalAddr};
+pub use crate::core::{Core, Output};
+pub use crate::counters::Counters;
+pub use crate::directory::{Account, Directory};
+pub use crate::location::Location;
