@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use vienna_sip::digest::Algorithm;
 use vienna_sip::transaction::TimerConfig;
 use vienna_sip::{Limits, Transport};
 
@@ -36,6 +37,8 @@ pub struct CoreConfig {
     pub default_expires: u32,
     /// Most contacts one address of record may have registered at once.
     pub max_contacts: usize,
+    /// Digest algorithms offered, in challenge order.
+    pub digest_algorithms: Vec<Algorithm>,
     /// How long a Digest nonce is accepted, seconds.
     pub nonce_lifetime_secs: u64,
     /// Nonces whose nonce-count is tracked for replay protection.
@@ -65,6 +68,7 @@ impl CoreConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 10,
+            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             nonce_lifetime_secs: 300,
             nonce_table: 100_000,
             timers: TimerConfig::default(),

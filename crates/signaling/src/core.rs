@@ -118,7 +118,8 @@ impl<D: Directory> Core<D> {
     ) -> Self {
         let mut layer = TransactionLayer::new(config.timers, config.limits, secret);
         layer.set_max_transactions(config.max_transactions);
-        let digest = DigestServer::new(secret, &config.realm, config.nonce_lifetime_secs, config.nonce_table);
+        let mut digest = DigestServer::new(secret, &config.realm, config.nonce_lifetime_secs, config.nonce_table);
+        digest.set_algorithms(&config.digest_algorithms);
         let mut gruu_key = secret;
         gruu_key[0] ^= 0x5a;
         let mut location = Location::new(gruu_key);

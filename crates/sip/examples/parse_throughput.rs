@@ -51,7 +51,7 @@ fn main() {
     let mut layer = TransactionLayer::new(TimerConfig::default(), Limits::default(), [1; 32]);
     let mut digest = DigestServer::new([2; 32], "example.com", 300, 1 << 20);
     let ha1 = Ha1::derive("alice", "example.com", "secret");
-    let [ch, _] = digest.challenges(1000, false);
+    let ch = digest.challenges(1000, false).remove(0);
     let text = String::from_utf8_lossy(REGISTER).into_owned();
     let n = 100_000u32;
     let msgs: Vec<Vec<u8>> = (0..n)

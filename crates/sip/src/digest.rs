@@ -395,6 +395,8 @@ pub struct DigestServer {
     nc_capacity: usize,
     /// Makes every nonce unique, also within one second.
     issued: u32,
+    /// Algorithms offered, in the order of the challenges.
+    algorithms: Vec<Algorithm>,
 }
 
 impl fmt::Debug for DigestServer {
@@ -420,6 +422,7 @@ impl DigestServer {
             order: VecDeque::new(),
             nc_capacity: nc_capacity.max(1),
             issued: 0,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 
@@ -456,18 +459,29 @@ impl DigestServer {
         ct_eq(&tag, &mac[..16]).then(|| u64::from_be_bytes(ts))
     }
 
-    /// The challenges to send, SHA-256 first then MD5 (RFC 8760 §2.4), sharing one nonce.
-    pub fn challenges(&mut self, unix_now: u64, stale: bool) -> [Challenge; 2] {
+    /// Offers `algorithms`, in this order (default: SHA-256 then MD5, RFC 8760 §2.4). Clients that read
+    /// only the first challenge (SIPp, older phones) need MD5 first or alone. Credentials with an algorithm
+    /// not offered are refused. An empty list keeps the current one.
+    pub fn set_algorithms(&mut self, algorithms: &[Algorithm]) {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms.to_vec();
+        }
+    }
+
+    /// The challenges to send, one per algorithm offered, sharing one fresh nonce.
+    pub fn challenges(&mut self, unix_now: u64, stale: bool) -> Vec<Challenge> {
         let nonce = self.nonce(unix_now);
-        let mk = |algorithm| Challenge {
-            realm: self.realm.clone(),
-            nonce: nonce.clone(),
-            opaque: Some(self.opaque.clone()),
-            algorithm,
-            qop: vec!["auth".to_owned()],
-            stale,
-        };
-        [mk(Algorithm::Sha256), mk(Algorithm::Md5)]
+        self.algorithms
+            .iter()
+            .map(|&algorithm| Challenge {
+                realm: self.realm.clone(),
+                nonce: nonce.clone(),
+                opaque: Some(self.opaque.clone()),
+                algorithm,
+                qop: vec!["auth".to_owned()],
+                stale,
+            })
+            .collect()
     }
 
     /// Adds the challenge headers to a 401 (`WWW-Authenticate`) or, with `proxy`, 407 (`Proxy-Authenticate`).
@@ -485,6 +499,9 @@ impl DigestServer {
     pub fn verify(&mut self, unix_now: u64, method: &str, creds: &Credentials, ha1: &Ha1) -> Verdict {
         if creds.realm != self.realm {
             return Verdict::Rejected("realm");
+        }
+        if !self.algorithms.contains(&creds.algorithm) {
+            return Verdict::Rejected("algorithm not offered");
         }
         let (Some(qop), Some(nc), Some(cnonce)) = (creds.qop.as_deref(), creds.nc, creds.cnonce.as_deref()) else {
             return Verdict::Rejected("qop=auth required");
@@ -577,7 +594,7 @@ mod tests {
     fn verify_replay_stale_and_wrong_password() {
         let mut s = server();
         let ha1 = Ha1::derive("alice", "example.com", "secret");
-        let [sha, md5] = s.challenges(1000, false);
+        let [sha, md5] = <[Challenge; 2]>::try_from(s.challenges(1000, false)).unwrap();
         assert_eq!(sha.algorithm, Algorithm::Sha256);
         assert_eq!(md5.algorithm, Algorithm::Md5);
         for ch in [&sha, &md5] {
@@ -607,11 +624,27 @@ mod tests {
     }
 
     #[test]
+    fn md5_alone_when_configured_and_sha256_then_refused() {
+        let mut s = server();
+        s.set_algorithms(&[Algorithm::Md5]);
+        let ha1 = Ha1::derive("alice", "example.com", "secret");
+        let chs = s.challenges(1000, false);
+        assert_eq!(chs.len(), 1);
+        assert_eq!(chs[0].algorithm, Algorithm::Md5);
+        let mut sha = chs[0].clone();
+        sha.algorithm = Algorithm::Sha256;
+        let c = respond(&sha, "alice", "secret", "REGISTER", "sip:example.com", "abc", 1);
+        assert_eq!(s.verify(1000, "REGISTER", &c, &ha1), Verdict::Rejected("algorithm not offered"));
+        let c = respond(&chs[0], "alice", "secret", "REGISTER", "sip:example.com", "abc", 1);
+        assert_eq!(s.verify(1000, "REGISTER", &c, &ha1), Verdict::Ok);
+    }
+
+    #[test]
     fn two_clients_challenged_in_one_second_both_pass() {
         let mut s = server();
         let ha1 = Ha1::derive("alice", "example.com", "secret");
-        let [a, _] = s.challenges(1000, false);
-        let [b, _] = s.challenges(1000, false);
+        let a = s.challenges(1000, false).remove(0);
+        let b = s.challenges(1000, false).remove(0);
         assert_ne!(a.nonce, b.nonce);
         for ch in [a, b] {
             let c = respond(&ch, "alice", "secret", "REGISTER", "sip:example.com", "abc", 1);
@@ -624,7 +657,7 @@ mod tests {
         let mut s = server();
         let ha1 = Ha1::derive("alice", "example.com", "secret");
         let mut other = DigestServer::new([8; 32], "example.com", 300, 2);
-        let [ch, _] = other.challenges(1000, false);
+        let ch = other.challenges(1000, false).remove(0);
         let c = respond(&ch, "alice", "secret", "REGISTER", "sip:example.com", "abc", 1);
         assert_eq!(s.verify(1000, "REGISTER", &c, &ha1), Verdict::Rejected("unknown nonce"));
         let chs: Vec<_> = (0..3).map(|i| s.challenges(1000 + i, false)[0].clone()).collect();

@@ -27,6 +27,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// HTTP admin API and metrics.
     pub admin: AdminConfig,
+    /// SIP registrar and proxy.
+    pub sip: SipConfig,
     /// TURN relay.
     pub turn: TurnConfig,
 }
@@ -141,6 +143,73 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[sip]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Run the SIP registrar and proxy.
+    pub enabled: bool,
+    /// Address of the listeners; it also goes into Via and Record-Route, so it must be a specific address.
+    pub listen_ip: IpAddr,
+    /// UDP port; 0 picks a free port.
+    pub udp_port: u16,
+    /// TCP port; 0 picks a free port.
+    pub tcp_port: u16,
+    /// TLS port; 0 picks a free port.
+    pub tls_port: u16,
+    /// Also listen on TCP.
+    pub tcp: bool,
+    /// Also listen on TLS.
+    pub tls: bool,
+    /// Challenge REGISTER and requests from local users with Digest. Off only for benchmarks.
+    pub authenticate: bool,
+    /// Digest realm; empty means server.domain.
+    pub realm: String,
+    /// Other host names that mean this server in Request-URIs and Routes.
+    pub aliases: Vec<String>,
+    /// Digest algorithms offered ("SHA-256", "MD5"), in challenge order.
+    pub digest_algorithms: Vec<String>,
+    /// Shortest registration accepted, seconds (423 below).
+    pub min_expires: u32,
+    /// Longest registration granted, seconds.
+    pub max_expires: u32,
+    /// Registration lifetime when the client asks for none, seconds.
+    pub default_expires: u32,
+    /// Most contacts per address of record.
+    pub max_contacts: usize,
+    /// Seconds a Digest nonce is accepted.
+    pub nonce_lifetime_secs: u64,
+    /// Most SIP transactions at once (503 beyond).
+    pub max_transactions: usize,
+    /// Most TCP and TLS connections at once, per listener.
+    pub max_connections: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            udp_port: 5060,
+            tcp_port: 5060,
+            tls_port: 5061,
+            tcp: true,
+            tls: true,
+            authenticate: true,
+            realm: String::new(),
+            aliases: Vec::new(),
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 10,
+            nonce_lifetime_secs: 300,
+            max_transactions: 100_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// `[turn]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -229,6 +298,11 @@ impl Config {
         if self.turn.realm.is_empty() { &self.server.domain } else { &self.turn.realm }
     }
 
+    /// The SIP Digest realm: `sip.realm`, or the server domain.
+    pub fn sip_realm(&self) -> &str {
+        if self.sip.realm.is_empty() { &self.server.domain } else { &self.sip.realm }
+    }
+
     /// Reads `file` (if any), applies `--set` overrides and `--data-dir`, and checks the result.
     pub fn load(file: Option<&Path>, overrides: &[String], data_dir: Option<&Path>) -> Result<Self> {
         let mut table = match file {
@@ -268,6 +342,7 @@ impl Config {
             bail!("tls.certificate and tls.private_key go together: set both or neither");
         }
         crate::turn::settings::validate(&self.turn)?;
+        crate::sip::settings::validate(&self.sip)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
             bail!(
                 "admin.listen {} is not a loopback address: set admin.token so the admin API is not open",

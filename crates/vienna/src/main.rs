@@ -7,6 +7,7 @@ mod logging;
 mod net;
 mod roles;
 mod serve;
+mod sip;
 mod tls;
 mod turn;
 mod users;

@@ -58,3 +58,11 @@ pub async fn tls_handshake(
         }
     }
 }
+
+/// Binds a TCP listener with `SO_REUSEADDR` (a restart does not wait for old connections in TIME_WAIT).
+pub async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}

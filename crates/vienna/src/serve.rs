@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::roles::{Listener, NOT_BUILT};
+use crate::sip::SipRole;
 use crate::turn::TurnRole;
 use crate::{data, tls};
 
@@ -48,6 +49,19 @@ async fn serve(config: Config) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut listeners = Vec::new();
 
+    let sip = if config.sip.enabled {
+        let (role, bound) =
+            SipRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks).await?;
+        for listener in &bound {
+            listener.log();
+        }
+        listeners.extend(bound);
+        Some(role)
+    } else {
+        tracing::info!("sip registrar and proxy disabled by configuration (sip.enabled = false)");
+        None
+    };
+
     let turn = if config.turn.enabled {
         let (role, bound) =
             TurnRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks).await?;
@@ -79,6 +93,7 @@ async fn serve(config: Config) -> Result<()> {
             listeners: listeners.clone(),
             token: config.admin.token.clone(),
             turn: turn_shared,
+            sip: sip.as_ref().map(|s| s.shared.clone()),
         });
         let tls = config.admin.tls.then(|| tls_config.clone());
         tasks.spawn(admin::serve(socket, tls, admin::router(state), stopped.clone(), config.shutdown_timeout()));
@@ -92,6 +107,9 @@ async fn serve(config: Config) -> Result<()> {
     while tasks.join_next().await.is_some() {}
     if let Some(turn) = turn {
         tokio::task::spawn_blocking(move || turn.shutdown()).await?;
+    }
+    if let Some(sip) = sip {
+        tokio::task::spawn_blocking(move || sip.shutdown()).await?;
     }
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await?;
     if let Err(e) = flushed {

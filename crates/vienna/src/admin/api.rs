@@ -35,6 +35,8 @@ pub struct AdminState {
     pub token: String,
     /// The TURN relay's shared state and workers, when it runs.
     pub turn: Option<(Arc<TurnShared>, Arc<Vec<WorkerHandle>>)>,
+    /// The SIP role, when it runs.
+    pub sip: Option<Arc<crate::sip::SipShared>>,
 }
 
 type Shared = Arc<AdminState>;
@@ -145,6 +147,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
             turn.export_metrics();
         })
         .await;
+    }
+    if let Some(sip) = &state.sip {
+        sip.export_metrics();
     }
     let mut body = state.prometheus.render();
     body.push_str(&process_metrics(state.started_unix));

@@ -122,13 +122,15 @@ impl TurnRole {
 
         if turn.tcp {
             let addr = settings::listen_addr(turn, turn.tcp_port);
-            let listener = stream::bind(addr).await.map_err(|e| anyhow!("turn: cannot bind tcp on {addr}: {e}"))?;
+            let listener =
+                crate::net::bind_tcp(addr).await.map_err(|e| anyhow!("turn: cannot bind tcp on {addr}: {e}"))?;
             listeners.push(Listener { role: "turn", protocol: "tcp", address: listener.local_addr()? });
             tasks.spawn(stream::accept_loop(listener, None, workers.clone(), shared.clone(), stop.clone()));
         }
         if turn.tls {
             let addr = settings::listen_addr(turn, turn.tls_port);
-            let listener = stream::bind(addr).await.map_err(|e| anyhow!("turn: cannot bind tls on {addr}: {e}"))?;
+            let listener =
+                crate::net::bind_tcp(addr).await.map_err(|e| anyhow!("turn: cannot bind tls on {addr}: {e}"))?;
             listeners.push(Listener { role: "turn", protocol: "tls", address: listener.local_addr()? });
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             tasks.spawn(stream::accept_loop(listener, Some(acceptor), workers.clone(), shared.clone(), stop));

@@ -138,14 +138,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     worker.send(Command::StreamClosed { tuple });
 }
 
-/// Binds a TCP listener for the relay.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

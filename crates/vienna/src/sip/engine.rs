@@ -1,0 +1,329 @@
+//! The SIP core thread: owns the signaling core and the UDP socket, takes stream messages from the
+//! connection tasks, writes binding changes to the store before the answers that depend on them, and
+//! sends the core's output.
+//!
+//! Group commit: every message that arrived together (up to [`BATCH`]) is handled, then all binding
+//! changes they caused are written in one store transaction, then the answers go out. Under load one
+//! fsync covers many REGISTERs; idle, a REGISTER waits for exactly one.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
+use vienna_signaling::{Core, Output};
+use vienna_sip::transaction::{Peer, Transmit};
+use vienna_sip::{Message, ParseError, Transport};
+use vienna_store::{BindingChange, Store};
+
+use super::directory::StoreDirectory;
+use super::shared::{DriverCounters, SipShared, SipStats};
+use super::stream::{self, StreamContext};
+use crate::net::stop_requested;
+
+/// Most messages handled before their outputs are flushed.
+pub const BATCH: usize = 256;
+/// How often the snapshot for metrics is refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How often the core's Unix clock is re-anchored.
+const CLOCK_EVERY: Duration = Duration::from_secs(60);
+
+/// What the connection tasks tell the core thread.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A connection is up; `writer` takes the bytes to send on it.
+    Opened {
+        /// The remote end.
+        peer: Peer,
+        /// Its write queue.
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    /// A framed message.
+    Message {
+        /// From.
+        peer: Peer,
+        /// The message.
+        message: Message,
+    },
+    /// A frame that did not parse (answered 400 when it was a request).
+    Invalid {
+        /// From.
+        peer: Peer,
+        /// The frame.
+        bytes: Vec<u8>,
+        /// Why.
+        error: ParseError,
+    },
+    /// The connection closed.
+    Closed {
+        /// The remote end.
+        peer: Peer,
+    },
+    /// An outbound connection could not be opened.
+    ConnectFailed {
+        /// Where to.
+        peer: Peer,
+    },
+}
+
+/// One wake-up's worth of work.
+enum Wake {
+    Stop,
+    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Inbound(Inbound),
+    Timer,
+}
+
+/// The core thread's state.
+pub struct Engine {
+    core: Core<StoreDirectory>,
+    udp: UdpSocket,
+    inbox: mpsc::Receiver<Inbound>,
+    /// Open connections by remote end.
+    connections: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
+    /// Bytes waiting for an outbound connection being opened.
+    connecting: HashMap<Peer, Vec<Vec<u8>>>,
+    store: Arc<dyn Store>,
+    shared: Arc<SipShared>,
+    /// For outbound connections, spawned on the main runtime.
+    streams: StreamContext,
+    runtime: tokio::runtime::Handle,
+    counters: DriverCounters,
+    buf: Vec<u8>,
+}
+
+impl Engine {
+    /// Assembles the engine; `udp` is a bound non-blocking socket, converted on the core thread.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        core: Core<StoreDirectory>,
+        udp: std::net::UdpSocket,
+        inbox: mpsc::Receiver<Inbound>,
+        store: Arc<dyn Store>,
+        shared: Arc<SipShared>,
+        streams: StreamContext,
+        runtime: tokio::runtime::Handle,
+    ) -> std::io::Result<Self> {
+        Ok(Engine {
+            core,
+            udp: UdpSocket::from_std(udp)?,
+            inbox,
+            connections: HashMap::new(),
+            connecting: HashMap::new(),
+            store,
+            shared,
+            streams,
+            runtime,
+            counters: DriverCounters::default(),
+            buf: vec![0; 65_536],
+        })
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut next_publish = Instant::now();
+        let mut next_clock = Instant::now() + CLOCK_EVERY;
+        loop {
+            let deadline = self.core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let wake = tokio::select! {
+                biased;
+                () = stop_requested(&mut stop) => Wake::Stop,
+                r = self.udp.recv_from(&mut self.buf) => Wake::Datagram(r),
+                Some(m) = self.inbox.recv() => Wake::Inbound(m),
+                () = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Stop => break,
+                Wake::Datagram(r) => {
+                    self.on_datagram(now, r);
+                    for _ in 1..BATCH {
+                        let r = self.udp.try_recv_from(&mut self.buf);
+                        if matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock) {
+                            break;
+                        }
+                        self.on_datagram(now, r);
+                    }
+                }
+                Wake::Inbound(m) => {
+                    self.on_inbound(now, m);
+                    for _ in 1..BATCH {
+                        let Ok(m) = self.inbox.try_recv() else { break };
+                        self.on_inbound(now, m);
+                    }
+                }
+                Wake::Timer => {}
+            }
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.flush(now);
+            if now >= next_clock {
+                next_clock = now + CLOCK_EVERY;
+                self.core.set_unix_time(now, unix_now());
+            }
+            if now >= next_publish {
+                next_publish = now + PUBLISH_EVERY;
+                self.publish();
+            }
+        }
+        self.flush(Instant::now());
+        self.publish();
+    }
+
+    fn on_datagram(&mut self, now: Instant, r: std::io::Result<(usize, SocketAddr)>) {
+        match r {
+            Ok((len, from)) => {
+                self.counters.datagrams_in += 1;
+                // Keep-alives (CRLF) carry no message.
+                let bytes = &self.buf[..len];
+                if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                    return;
+                }
+                self.core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
+            }
+            // ICMP port unreachable from an earlier send shows up here on Linux; nothing to do.
+            Err(e) => tracing::trace!(error = %e, "sip: udp receive error"),
+        }
+    }
+
+    fn on_inbound(&mut self, now: Instant, m: Inbound) {
+        match m {
+            Inbound::Opened { peer, writer } => {
+                for bytes in self.connecting.remove(&peer).unwrap_or_default() {
+                    let _ = writer.try_send(bytes);
+                }
+                self.connections.insert(peer, writer);
+            }
+            Inbound::Message { peer, message } => {
+                self.counters.stream_messages_in += 1;
+                self.core.handle_message(now, peer, message);
+            }
+            Inbound::Invalid { peer, bytes, error } => self.core.handle_parse_error(now, peer, &bytes, &error),
+            Inbound::Closed { peer } => {
+                self.connections.remove(&peer);
+                self.core.connection_lost(now, peer);
+            }
+            Inbound::ConnectFailed { peer } => {
+                self.counters.connect_failures += 1;
+                self.connecting.remove(&peer);
+                self.core.transport_error(now, peer);
+            }
+        }
+    }
+
+    /// Writes pending binding changes, then sends what may go; repeats while sending makes more output
+    /// (a failed send fails its transaction, which answers upstream).
+    fn flush(&mut self, now: Instant) {
+        loop {
+            let mut before = Vec::new();
+            let mut after = Vec::new();
+            let mut changes: Vec<BindingChange> = Vec::new();
+            while let Some(output) = self.core.poll_output() {
+                match output {
+                    Output::Persist(c) => changes.extend(c),
+                    Output::Transmit(t) if changes.is_empty() => before.push(t),
+                    Output::Transmit(t) => after.push(t),
+                }
+            }
+            if before.is_empty() && after.is_empty() && changes.is_empty() {
+                return;
+            }
+            let mut failed = Vec::new();
+            for t in before {
+                self.transmit(t, &mut failed);
+            }
+            if !changes.is_empty() {
+                self.counters.store_writes += 1;
+                match self.store.apply_bindings(&changes) {
+                    Ok(()) => self.counters.bindings_written += changes.len() as u64,
+                    Err(e) => {
+                        // Answers that would acknowledge a registration not on disk are not sent; the
+                        // client retransmits or re-registers.
+                        self.counters.store_errors += 1;
+                        metrics::counter!("vienna_store_errors_total").increment(1);
+                        tracing::error!(error = %e, changes = changes.len(), dropped = after.len(), "sip: cannot store bindings");
+                        after.clear();
+                    }
+                }
+            }
+            for t in after {
+                self.transmit(t, &mut failed);
+            }
+            for peer in failed {
+                self.core.transport_error(now, peer);
+            }
+        }
+    }
+
+    /// Sends one message; peers that cannot be reached go to `failed`.
+    fn transmit(&mut self, t: Transmit, failed: &mut Vec<Peer>) {
+        match t.peer.transport {
+            Transport::Udp => match self.udp.try_send_to(&t.bytes, t.peer.addr) {
+                Ok(_) => self.counters.messages_out += 1,
+                Err(e) => {
+                    // A full socket buffer loses this copy; the transaction layer retransmits.
+                    self.counters.send_failures += 1;
+                    tracing::debug!(peer = %t.peer.addr, error = %e, "sip: udp send failed");
+                }
+            },
+            Transport::Tcp | Transport::Tls => {
+                if let Some(writer) = self.connections.get(&t.peer) {
+                    match writer.try_send(t.bytes) {
+                        Ok(()) => self.counters.messages_out += 1,
+                        Err(TrySendError::Full(_)) => {
+                            self.counters.send_failures += 1;
+                            tracing::debug!(peer = %t.peer.addr, "sip: connection write queue full; message dropped");
+                        }
+                        Err(TrySendError::Closed(_)) => {
+                            self.counters.send_failures += 1;
+                            self.connections.remove(&t.peer);
+                            failed.push(t.peer);
+                        }
+                    }
+                } else if let Some(queue) = self.connecting.get_mut(&t.peer) {
+                    queue.push(t.bytes);
+                } else if t.peer.transport == Transport::Tcp && !t.bytes.starts_with(b"SIP/2.0 ") {
+                    // A request to a contact with no connection: open one.
+                    self.counters.connects += 1;
+                    self.connecting.insert(t.peer, Vec::new());
+                    self.runtime.spawn(stream::connect(t.peer, vec![t.bytes], self.streams.clone()));
+                } else {
+                    // A response whose connection is gone, or TLS to a contact with no connection (this
+                    // server does not open TLS connections yet).
+                    self.counters.send_failures += 1;
+                    tracing::debug!(peer = %t.peer.addr, transport = ?t.peer.transport, "sip: no connection to send on");
+                    failed.push(t.peer);
+                }
+            }
+            Transport::Ws => {
+                self.counters.send_failures += 1;
+                failed.push(t.peer);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let stats = SipStats {
+            core: self.core.counters().clone(),
+            transactions: *self.core.transaction_counters(),
+            live_transactions: self.core.transactions(),
+            bindings: self.core.location().len(),
+            connections: self.connections.len(),
+            driver: self.counters.clone(),
+        };
+        match self.shared.stats.lock() {
+            Ok(mut s) => *s = stats,
+            Err(poisoned) => *poisoned.into_inner() = stats,
+        }
+    }
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

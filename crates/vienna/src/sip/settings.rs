@@ -1,0 +1,112 @@
+//! From the `[sip]` configuration section to the signaling core's configuration.
+
+use anyhow::{Result, anyhow, bail};
+use vienna_signaling::{CoreConfig, LocalAddr};
+use vienna_sip::digest::Algorithm;
+
+use crate::config::{Config, SipConfig};
+
+/// Checks the `[sip]` section; called by [`Config::validate`], so a bad value fails at load.
+pub fn validate(sip: &SipConfig) -> Result<()> {
+    if sip.enabled && sip.listen_ip.is_unspecified() {
+        bail!(
+            "sip.listen_ip {} is not a specific address: it goes into Via and Record-Route, so name the \
+             address clients reach",
+            sip.listen_ip
+        );
+    }
+    if sip.min_expires == 0 || sip.min_expires > sip.max_expires {
+        bail!(
+            "sip.min_expires ({}) must be positive and at most sip.max_expires ({})",
+            sip.min_expires,
+            sip.max_expires
+        );
+    }
+    if !(sip.min_expires..=sip.max_expires).contains(&sip.default_expires) {
+        bail!("sip.default_expires ({}) must lie between sip.min_expires and sip.max_expires", sip.default_expires);
+    }
+    if sip.max_contacts == 0 {
+        bail!("sip.max_contacts must be positive");
+    }
+    if sip.nonce_lifetime_secs < 10 {
+        bail!("sip.nonce_lifetime_secs must be at least 10");
+    }
+    if sip.max_transactions == 0 || sip.max_connections == 0 {
+        bail!("sip.max_transactions and sip.max_connections must be positive");
+    }
+    digest_algorithms(sip)?;
+    if let Some(bad) = sip.aliases.iter().find(|a| a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '@'))
+    {
+        bail!("sip.aliases holds {bad:?}, which is not a host name");
+    }
+    Ok(())
+}
+
+/// The Digest algorithms of `sip.digest_algorithms`.
+fn digest_algorithms(sip: &SipConfig) -> Result<Vec<Algorithm>> {
+    if sip.digest_algorithms.is_empty() {
+        bail!("sip.digest_algorithms is empty: offer \"SHA-256\", \"MD5\" or both");
+    }
+    sip.digest_algorithms
+        .iter()
+        .map(|a| {
+            Algorithm::parse(a).ok_or_else(|| anyhow!("sip.digest_algorithms: {a:?} is not \"SHA-256\" or \"MD5\""))
+        })
+        .collect()
+}
+
+/// The core's configuration for the bound listeners `local`.
+pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
+    let sip = &config.sip;
+    let mut core = CoreConfig::new(&config.server.domain, local);
+    core.realm = config.sip_realm().to_owned();
+    core.authenticate = sip.authenticate;
+    core.aliases = sip.aliases.clone();
+    // Checked by validate at load.
+    core.digest_algorithms = digest_algorithms(sip).unwrap_or_default();
+    core.min_expires = sip.min_expires;
+    core.max_expires = sip.max_expires;
+    core.default_expires = sip.default_expires;
+    core.max_contacts = sip.max_contacts;
+    core.nonce_lifetime_secs = sip.nonce_lifetime_secs;
+    core.max_transactions = sip.max_transactions;
+    core
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_named() {
+        for (set, needle) in [
+            ("sip.listen_ip=0.0.0.0", "sip.listen_ip"),
+            ("sip.min_expires=0", "sip.min_expires"),
+            ("sip.default_expires=10", "sip.default_expires"),
+            ("sip.max_contacts=0", "sip.max_contacts"),
+            ("sip.aliases=[\"a b\"]", "sip.aliases"),
+            ("sip.digest_algorithms=[\"SHA-1\"]", "sip.digest_algorithms"),
+            ("sip.digest_algorithms=[]", "sip.digest_algorithms"),
+        ] {
+            let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
+            assert!(err.contains(needle), "{set}: {err}");
+        }
+        // A disabled role may keep an unusable address.
+        Config::load(None, &["sip.enabled=false".into(), "sip.listen_ip=0.0.0.0".into()], None).unwrap();
+    }
+
+    #[test]
+    fn core_config_follows_the_section() {
+        let config = Config::load(
+            None,
+            &["server.domain=example.com".into(), "sip.authenticate=false".into(), "sip.max_contacts=3".into()],
+            None,
+        )
+        .unwrap();
+        let core = core_config(&config, vec![]);
+        assert_eq!((core.domain.as_str(), core.realm.as_str()), ("example.com", "example.com"));
+        assert!(!core.authenticate);
+        assert_eq!(core.max_contacts, 3);
+        assert_eq!(core.digest_algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+    }
+}

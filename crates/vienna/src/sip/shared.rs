@@ -1,0 +1,100 @@
+//! What the SIP core thread publishes for `/metrics` and the admin API: a snapshot written a few times a
+//! second, never per message.
+
+use std::sync::Mutex;
+
+use vienna_signaling::Counters;
+
+/// The driver's own counters (the core's are in [`SipStats::core`]).
+#[derive(Debug, Clone, Default)]
+pub struct DriverCounters {
+    /// UDP datagrams received.
+    pub datagrams_in: u64,
+    /// Messages received on TCP and TLS connections.
+    pub stream_messages_in: u64,
+    /// Messages sent (datagrams, or frames queued to a connection).
+    pub messages_out: u64,
+    /// Messages that could not be sent: socket error, full write queue, or no connection to answer on.
+    pub send_failures: u64,
+    /// Store writes of binding changes (one per batch of messages).
+    pub store_writes: u64,
+    /// Binding changes written.
+    pub bindings_written: u64,
+    /// Store writes that failed (the answers waiting on them were not sent).
+    pub store_errors: u64,
+    /// Outbound TCP connections opened to reach a contact.
+    pub connects: u64,
+    /// Outbound TCP connections that failed.
+    pub connect_failures: u64,
+}
+
+/// One snapshot of the SIP role.
+#[derive(Debug, Clone, Default)]
+pub struct SipStats {
+    /// Registrar and proxy counters.
+    pub core: Counters,
+    /// Transaction layer counters.
+    pub transactions: vienna_sip::transaction::Counters,
+    /// Transactions alive.
+    pub live_transactions: usize,
+    /// Registered contacts alive.
+    pub bindings: usize,
+    /// TCP and TLS connections open.
+    pub connections: usize,
+    /// The driver's counters.
+    pub driver: DriverCounters,
+}
+
+/// State shared by the core thread, the admin API and the metrics endpoint.
+#[derive(Default)]
+pub struct SipShared {
+    /// The latest snapshot.
+    pub stats: Mutex<SipStats>,
+}
+
+impl SipShared {
+    /// Copies the latest snapshot into the metrics recorder.
+    pub fn export_metrics(&self) {
+        let s = match self.stats.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let c = &s.core;
+        for (class, n) in ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"].iter().zip(c.responses) {
+            metrics::counter!("vienna_sip_responses_total", "class" => *class).absolute(n);
+        }
+        let counters: [(&'static str, u64); 25] = [
+            ("vienna_sip_requests_total", c.requests),
+            ("vienna_sip_auth_challenges_total", c.auth_challenges),
+            ("vienna_sip_auth_failures_total", c.auth_failures),
+            ("vienna_sip_auth_replays_total", c.auth_replays),
+            ("vienna_sip_registrations_accepted_total", c.registrations_accepted),
+            ("vienna_sip_registrations_rejected_total", c.registrations_rejected),
+            ("vienna_sip_bindings_expired_total", c.bindings_expired),
+            ("vienna_sip_routed_total", c.routed),
+            ("vienna_sip_branches_total", c.branches),
+            ("vienna_sip_forks_won_total", c.forks_won),
+            ("vienna_sip_cancels_total", c.cancels),
+            ("vienna_sip_acks_forwarded_total", c.acks_forwarded),
+            ("vienna_sip_branch_timeouts_total", c.branch_timeouts),
+            ("vienna_sip_branch_transport_errors_total", c.branch_transport_errors),
+            ("vienna_sip_loops_total", c.loops),
+            ("vienna_sip_parse_errors_total", s.transactions.parse_errors),
+            ("vienna_sip_retransmissions_sent_total", s.transactions.retransmissions_sent),
+            ("vienna_sip_retransmissions_absorbed_total", s.transactions.retransmissions_absorbed),
+            ("vienna_sip_overload_rejected_total", s.transactions.overload_rejected),
+            ("vienna_sip_datagrams_in_total", s.driver.datagrams_in),
+            ("vienna_sip_stream_messages_in_total", s.driver.stream_messages_in),
+            ("vienna_sip_messages_out_total", s.driver.messages_out),
+            ("vienna_sip_send_failures_total", s.driver.send_failures + c.send_errors),
+            ("vienna_sip_store_writes_total", s.driver.store_writes),
+            ("vienna_sip_store_write_errors_total", s.driver.store_errors),
+        ];
+        for (name, value) in counters {
+            metrics::counter!(name).absolute(value);
+        }
+        metrics::gauge!("vienna_sip_transactions").set(s.live_transactions as f64);
+        metrics::gauge!("vienna_sip_bindings").set(s.bindings as f64);
+        metrics::gauge!("vienna_sip_connections").set(s.connections as f64);
+    }
+}
