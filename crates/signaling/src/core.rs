@@ -507,7 +507,7 @@ impl<D: Directory> Core<D> {
         let Some(creds) = Credentials::find(&req.headers, proxy, &self.config.realm) else {
             return Err(AuthFailure::Challenge { stale: false });
         };
-        if !creds.uri_matches(&req.uri) {
+        if !creds.uri_matches(&req.uri) && !self.names_this_server(&creds.uri) {
             return Err(AuthFailure::Refuse(400, "Bad Request (digest uri does not match Request-URI)"));
         }
         let Some(account) = self.directory.account_by_auth(&creds.username, &self.config.realm) else {
@@ -529,6 +529,16 @@ impl<D: Directory> Core<D> {
                 self.counters.auth_failures += 1;
                 Err(AuthFailure::Challenge { stale: false })
             }
+        }
+    }
+
+    /// A digest `uri` that names this server (its address or domain, no user) is accepted as well as the
+    /// Request-URI: some clients (SIPp among them) put the server they send to there. The response digest
+    /// covers it either way, and nonce counts stop replays.
+    fn names_this_server(&self, uri: &str) -> bool {
+        match Uri::parse(uri) {
+            Ok(Uri::Sip(u)) => u.user.is_none() && (self.config.is_local_uri(&u) || self.config.is_local_domain(&u)),
+            _ => false,
         }
     }
 
@@ -604,7 +614,7 @@ impl<D: Directory> Core<D> {
             .filter(|b| instance.as_deref().is_none_or(|i| b.instance_id.as_deref() == Some(i)))
             .filter_map(|b| {
                 let uri = Uri::parse(&b.contact).ok()?;
-                let peer = b.received.as_deref().and_then(parse_flow).or_else(|| uri.as_sip().and_then(uri_peer))?;
+                let peer = binding_peer(b, &uri)?;
                 Some((b.q, Target { uri, peer }))
             })
             .collect();
@@ -913,6 +923,19 @@ impl<D: Directory> Core<D> {
                 self.forks.remove(&server);
             }
         }
+    }
+}
+
+/// Where to send a request for binding `b` with Contact `contact`: over the flow the REGISTER came on
+/// when that is a connection (TCP, TLS: the client's listening port is usually not reachable) or the
+/// client uses outbound (RFC 5626 reg-id); to the Contact address otherwise (UDP, RFC 3261 §16.5), or
+/// over the flow when the Contact names no address we can reach directly.
+fn binding_peer(b: &Binding, contact: &Uri) -> Option<Peer> {
+    let flow = b.received.as_deref().and_then(parse_flow);
+    let direct = contact.as_sip().and_then(uri_peer);
+    match flow {
+        Some(flow) if flow.transport != vienna_sip::Transport::Udp || b.reg_id.is_some() => Some(flow),
+        _ => direct.or(flow),
     }
 }
 

@@ -560,3 +560,13 @@ fn authentication_off_lets_anyone_register_and_send() {
     let step = net.send(ALICE, &request_text("MESSAGE", &format!("sip:bob@{DOMAIN}"), "z9hG4bK-n1", 1, ""));
     assert_eq!(step.only_to(BOB1).request().method.as_str(), "MESSAGE");
 }
+
+#[test]
+fn udp_contacts_are_reached_at_their_contact_address() {
+    let mut net = Net::new();
+    // bob registers from BOB1 a Contact on another port (a separate receiving socket, as SIPp does).
+    net.register_ok("bob", BOB1, &contact("192.0.2.2:5099", "bob", 600));
+    let step = authenticated(&mut net, "MESSAGE", &format!("sip:bob@{DOMAIN}"), "z9hG4bK-u1");
+    assert_eq!(step.only_to("192.0.2.2:5099").request().method.as_str(), "MESSAGE");
+    assert!(step.to(BOB1).is_empty());
+}
