@@ -15,7 +15,7 @@ use vienna_store::{Binding, BindingChange};
 use crate::config::CoreConfig;
 use crate::counters::Counters;
 use crate::directory::{Account, Directory};
-use crate::location::{Location, parse_flow};
+use crate::location::{Location, binding_peer};
 use crate::registrar::{self, Outcome};
 use crate::routing::{loop_hash, uri_peer};
 
@@ -614,7 +614,7 @@ impl<D: Directory> Core<D> {
             .filter(|b| instance.as_deref().is_none_or(|i| b.instance_id.as_deref() == Some(i)))
             .filter_map(|b| {
                 let uri = Uri::parse(&b.contact).ok()?;
-                let peer = binding_peer(b, &uri)?;
+                let peer = binding_peer(b)?;
                 Some((b.q, Target { uri, peer }))
             })
             .collect();
@@ -809,11 +809,12 @@ impl<D: Directory> Core<D> {
             let first = !fork.answered;
             fork.answered = true;
             let invite = fork.invite;
+            let forked = fork.branches.len() > 1;
             let others: Vec<TransactionId> =
                 fork.branches.iter().filter(|b| !b.done && b.client != client).map(|b| b.client).collect();
             // Every 2xx goes upstream (§16.7 step 5), retransmissions included.
             self.respond(now, server, response);
-            if first {
+            if first && forked {
                 self.counters.forks_won += 1;
             }
             if first && invite {
@@ -923,19 +924,6 @@ impl<D: Directory> Core<D> {
                 self.forks.remove(&server);
             }
         }
-    }
-}
-
-/// Where to send a request for binding `b` with Contact `contact`: over the flow the REGISTER came on
-/// when that is a connection (TCP, TLS: the client's listening port is usually not reachable) or the
-/// client uses outbound (RFC 5626 reg-id); to the Contact address otherwise (UDP, RFC 3261 §16.5), or
-/// over the flow when the Contact names no address we can reach directly.
-fn binding_peer(b: &Binding, contact: &Uri) -> Option<Peer> {
-    let flow = b.received.as_deref().and_then(parse_flow);
-    let direct = contact.as_sip().and_then(uri_peer);
-    match flow {
-        Some(flow) if flow.transport != vienna_sip::Transport::Udp || b.reg_id.is_some() => Some(flow),
-        _ => direct.or(flow),
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Counters {
     pub routed: u64,
     /// Client transactions opened for forwarded requests.
     pub branches: u64,
-    /// Forks answered with a 2xx.
+    /// Requests forked to several contacts that one of them answered with a 2xx.
     pub forks_won: u64,
     /// CANCELs sent to losing or cancelled branches.
     pub cancels: u64,

@@ -102,8 +102,8 @@ impl Location {
     }
 
     fn index(&mut self, b: &Binding) {
-        if let (Some(uri), Some(flow)) = (contact_uri(&b.contact), b.received.as_deref().and_then(parse_flow)) {
-            self.flows.insert(target_key(&uri), flow);
+        if let (Some(uri), Some(peer)) = (contact_uri(&b.contact), binding_peer(b)) {
+            self.flows.insert(target_key(&uri), peer);
         }
         if let Some(instance) = &b.instance_id {
             let token = self.temp_gruu_token(&b.aor, instance, &b.call_id);
@@ -139,7 +139,7 @@ impl Location {
         gone
     }
 
-    /// The flow a registered client behind `uri` (a contact it registered) can be reached over.
+    /// Where a registered contact `uri` is reached (see [`binding_peer`]).
     pub fn flow_for(&self, uri: &SipUri) -> Option<Peer> {
         self.flows.get(&target_key(uri)).copied()
     }
@@ -154,6 +154,19 @@ impl Location {
     /// The address of record and instance a temporary GRUU token stands for.
     pub fn resolve_temp_gruu(&self, token: &str) -> Option<(&str, &str)> {
         self.temp_gruus.get(token).map(|(a, i)| (a.as_str(), i.as_str()))
+    }
+}
+
+/// Where requests for binding `b` go: over the flow its REGISTER came on when that is a connection (TCP,
+/// TLS: the client's listening port is usually not reachable) or the client uses outbound (RFC 5626
+/// reg-id); to the Contact address otherwise (UDP, RFC 3261 §16.5), or over the flow when the Contact
+/// names no address that can be reached directly.
+pub fn binding_peer(b: &Binding) -> Option<Peer> {
+    let flow = b.received.as_deref().and_then(parse_flow);
+    let direct = contact_uri(&b.contact).as_ref().and_then(crate::routing::uri_peer);
+    match flow {
+        Some(flow) if flow.transport != Transport::Udp || b.reg_id.is_some() => Some(flow),
+        _ => direct.or(flow),
     }
 }
 

@@ -27,8 +27,6 @@ use crate::net::stop_requested;
 
 /// Most messages handled before their outputs are flushed.
 pub const BATCH: usize = 256;
-/// How often the snapshot for metrics is refreshed.
-const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often the core's Unix clock is re-anchored.
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
 
@@ -125,7 +123,6 @@ impl Engine {
 
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut next_publish = Instant::now();
         let mut next_clock = Instant::now() + CLOCK_EVERY;
         loop {
             let deadline = self.core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
@@ -166,10 +163,7 @@ impl Engine {
                 next_clock = now + CLOCK_EVERY;
                 self.core.set_unix_time(now, unix_now());
             }
-            if now >= next_publish {
-                next_publish = now + PUBLISH_EVERY;
-                self.publish();
-            }
+            self.publish();
         }
         self.flush(Instant::now());
         self.publish();
@@ -307,6 +301,7 @@ impl Engine {
         }
     }
 
+    /// Refreshes the snapshot `/metrics` reads: once per batch of messages, not per message.
     fn publish(&self) {
         let stats = SipStats {
             core: self.core.counters().clone(),

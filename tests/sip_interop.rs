@@ -1,0 +1,240 @@
+//! The SIP registrar and proxy judged by SIPp (Debian package sip-tester, installed by the test command):
+//! Digest REGISTER (right and wrong password), MESSAGE between two registered
+//! users, and an INVITE forked to two contacts where one answers and the other is cancelled; plus a
+//! registration over TCP that receives a MESSAGE sent over UDP. Scenarios are in tests/sipp/. Every SIPp
+//! run makes one call and is bounded by `-timeout` and a `timeout` around it; everything stays on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use vienna_e2e::{Server, add_user};
+
+/// The scenario file `name` in tests/sipp/.
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp").join(name)
+}
+
+/// A free UDP port on loopback (free when asked; SIPp binds it right after).
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A SIPp command making one call of `file` against `server` from local port `port`, with `args`.
+fn sipp(dir: &Path, server: SocketAddr, file: &str, port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("40")
+        .arg("sipp")
+        .arg(server.to_string())
+        .arg("-sf")
+        .arg(scenario(file))
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-timeout", "30"])
+        .args(["-key", "domain", "localhost", "-trace_err", "-error_file"])
+        .arg(dir.join(format!("{file}-{port}-errors.log")))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs one SIPp call to completion; panics with SIPp's errors and the server log unless it succeeded.
+fn expect_success(server: &Server, dir: &Path, output: std::io::Result<Output>, what: &str) {
+    let output = output.expect("sipp (package sip-tester) is installed by the test command");
+    if !output.status.success() {
+        let errors = sipp_errors(dir);
+        panic!(
+            "{what}: sipp exited with {}\n--- sipp errors ---\n{errors}\n--- sipp output (tail) ---\n{}\n--- server log ---\n{}",
+            output.status,
+            tail(&String::from_utf8_lossy(&output.stdout), 15),
+            server.log_text()
+        );
+    }
+}
+
+/// Every SIPp error log in `dir`.
+fn sipp_errors(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| {
+            format!("{}:\n{}\n", e.file_name().to_string_lossy(), std::fs::read_to_string(e.path()).unwrap_or_default())
+        })
+        .collect()
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Registers `user` (password `password`) with its Contact at `contact_port`.
+fn register(server: &Server, dir: &Path, sip: SocketAddr, user: &str, password: &str, contact_port: u16) {
+    let port = free_port();
+    let out = sipp(dir, sip, "register.xml", port, &["-s", user, "-au", user, "-ap", password])
+        .args(["-key", "contact_port", &contact_port.to_string()])
+        .output();
+    expect_success(server, dir, out, &format!("REGISTER {user}"));
+}
+
+/// A SIPp UAS on `port` running `file` for one call, in the background.
+fn uas(dir: &Path, sip: SocketAddr, file: &str, port: u16, user: &str) -> Child {
+    sipp(dir, sip, file, port, &["-s", user]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sipp")
+}
+
+fn start(dir: &Path, extra: &[&str]) -> (Server, SocketAddr) {
+    let data = dir.join("data");
+    add_user(&data, "alice", "alice-secret");
+    add_user(&data, "bob", "bob-secret");
+    // SIPp answers only MD5 and reads the first challenge: offer MD5 first, SHA-256 second.
+    let mut args = vec!["--set", "turn.enabled=false", "--set", "sip.digest_algorithms=[\"MD5\", \"SHA-256\"]"];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&data, &args);
+    let sip = server.listener("sip", "udp");
+    (server, sip)
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let body = server.get("/metrics").body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+#[test]
+fn sipp_registers_with_digest_and_a_wrong_password_is_challenged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sip) = start(dir.path(), &[]);
+    register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
+    let regs = server.get("/api/v1/registrations").json();
+    let regs = regs.as_array().unwrap();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(regs[0]["aor"], "sip:alice@localhost");
+    assert_eq!(regs[0]["contact"], "sip:alice@127.0.0.1:5999");
+
+    let out = sipp(dir.path(), sip, "register-refused.xml", free_port(), &["-s", "bob", "-au", "bob", "-ap", "wrong"])
+        .args(["-key", "contact_port", "5998"])
+        .output();
+    expect_success(&server, dir.path(), out, "REGISTER with a wrong password is challenged again");
+    assert_eq!(metric(&server, "vienna_sip_auth_failures_total"), 1.0);
+    assert_eq!(metric(&server, "vienna_sip_registrations_accepted_total"), 1.0);
+    // The refused one is not stored.
+    let regs = server.get("/api/v1/registrations").json();
+    assert_eq!(regs.as_array().unwrap().len(), 1, "{regs}");
+}
+
+#[test]
+fn sipp_message_reaches_the_registered_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sip) = start(dir.path(), &[]);
+    let bob_port = free_port();
+    let mut bob = uas(dir.path(), sip, "message-uas.xml", bob_port, "bob");
+    register(&server, dir.path(), sip, "bob", "bob-secret", bob_port);
+    let out =
+        sipp(dir.path(), sip, "message-uac.xml", free_port(), &["-s", "alice", "-au", "alice", "-ap", "alice-secret"])
+            .args(["-key", "to_user", "bob"])
+            .output();
+    expect_success(&server, dir.path(), out, "MESSAGE alice -> bob");
+    let status = bob.wait().unwrap();
+    assert!(status.success(), "bob's UAS did not get its MESSAGE: {status}\n{}", sipp_errors(dir.path()));
+}
+
+#[test]
+fn sipp_invite_forks_to_two_contacts_and_the_loser_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sip) = start(dir.path(), &[]);
+    let (answer_port, ring_port) = (free_port(), free_port());
+    let mut answers = uas(dir.path(), sip, "invite-uas-answer.xml", answer_port, "bob");
+    let mut rings = uas(dir.path(), sip, "invite-uas-cancelled.xml", ring_port, "bob");
+    register(&server, dir.path(), sip, "bob", "bob-secret", answer_port);
+    register(&server, dir.path(), sip, "bob", "bob-secret", ring_port);
+    let out =
+        sipp(dir.path(), sip, "invite-uac.xml", free_port(), &["-s", "alice", "-au", "alice", "-ap", "alice-secret"])
+            .args(["-key", "to_user", "bob"])
+            .output();
+    expect_success(&server, dir.path(), out, "INVITE alice -> bob (two contacts)");
+    let answered = answers.wait().unwrap();
+    let cancelled = rings.wait().unwrap();
+    assert!(answered.success() && cancelled.success(), "UAS runs: {answered} {cancelled}\n{}", sipp_errors(dir.path()));
+    assert_eq!(metric(&server, "vienna_sip_cancels_total"), 1.0);
+    assert_eq!(metric(&server, "vienna_sip_forks_won_total"), 1.0);
+}
+
+/// Reads one SIP message (headers and Content-Length body) from a stream.
+fn read_message(reader: &mut BufReader<TcpStream>) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "connection closed; got {head:?}");
+        if line == "\r\n" && head.is_empty() {
+            continue; // keep-alive
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("no {name} in {message}"))
+}
+
+#[test]
+fn a_tcp_registration_receives_a_message_sent_over_udp() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without authentication, so this hand-written client needs no Digest code.
+    let (mut server, sip) = start(dir.path(), &["--set", "sip.authenticate=false"]);
+    let tcp = server.listener("sip", "tcp");
+    let stream = TcpStream::connect(tcp).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let local = stream.local_addr().unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    // A CRLF CRLF ping first (RFC 5626): answered with CRLF, skipped by read_message.
+    writer.write_all(b"\r\n\r\n").unwrap();
+    let register = format!(
+        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-tcp-reg-1\r\nMax-Forwards: 70\r\n\
+         From: <sip:bob@localhost>;tag=t1\r\nTo: <sip:bob@localhost>\r\nCall-ID: tcp-reg-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:bob@{local};transport=tcp>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    writer.write_all(register.as_bytes()).unwrap();
+    let ok = read_message(&mut reader);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    let sender = std::thread::spawn({
+        let dir = dir.path().to_owned();
+        move || {
+            sipp(&dir, sip, "message-uac-noauth.xml", free_port(), &["-s", "alice", "-key", "to_user", "bob"]).output()
+        }
+    });
+    let message = read_message(&mut reader);
+    assert!(message.starts_with("MESSAGE sip:bob@"), "{message}");
+    assert!(message.contains("hello from alice"), "{message}");
+    let vias: Vec<&str> = message.lines().filter(|l| l.to_ascii_lowercase().starts_with("via:")).collect();
+    assert_eq!(vias.len(), 2, "the proxy's Via over alice's: {vias:?}");
+    assert!(vias[0].contains("SIP/2.0/TCP"), "{vias:?}");
+    let reply = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n{}\r\nFrom: {}\r\nTo: {};tag=b1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        vias[0],
+        vias[1],
+        header(&message, "From"),
+        header(&message, "To"),
+        header(&message, "Call-ID"),
+        header(&message, "CSeq"),
+    );
+    writer.write_all(reply.as_bytes()).unwrap();
+    expect_success(&server, dir.path(), sender.join().unwrap(), "MESSAGE over UDP to a TCP registration");
+}
