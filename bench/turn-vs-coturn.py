@@ -89,7 +89,8 @@ no-stdout-log
     subprocess.run([vienna_bin, "user", "add", "alice", "--password-stdin", "--data-dir", data], input=b"secret\n",
                    check=True, stdout=subprocess.DEVNULL)
     vienna = subprocess.Popen(
-        [vienna_bin, "serve", "--data-dir", data, "--set", "admin.enabled=false", "--set", "turn.workers=1",
+        [vienna_bin, "serve", "--data-dir", data, "--set", "admin.enabled=false", "--set", "sip.enabled=false",
+         "--set", "turn.workers=1",
          "--set", f"turn.udp_port={PORTS['vienna']}", "--set", "turn.tcp=false", "--set", "turn.tls=false",
          "--set", "turn.min_port=21000", "--set", "turn.max_port=31999", "--set", "turn.user_quota=0",
          "--set", 'turn.allowed_peers=["127.0.0.0/8"]', "--set", "log.level=warn"],

@@ -166,7 +166,16 @@ fn port_in_use_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let out = run(dir.path(), &["serve", "--set", &format!("admin.listen={addr}"), "--set", "turn.enabled=false"], "");
+    let args = [
+        "serve",
+        "--set",
+        &format!("admin.listen={addr}"),
+        "--set",
+        "turn.enabled=false",
+        "--set",
+        "sip.enabled=false",
+    ];
+    let out = run(dir.path(), &args, "");
     assert_one_line_error(&out, &format!("admin: cannot bind http on {addr}"));
     assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
 }
@@ -207,8 +216,32 @@ fn turn_port_in_use_is_a_one_line_error() {
             "turn.tcp_port=0",
             "--set",
             "turn.tls_port=0",
+            "--set",
+            "sip.enabled=false",
         ],
         "",
     );
     assert_one_line_error(&out, &format!("turn: cannot bind udp on 127.0.0.1:{port}"));
+}
+
+#[test]
+fn sip_port_in_use_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let args = [
+        "serve",
+        "--set",
+        "admin.listen=127.0.0.1:0",
+        "--set",
+        "turn.enabled=false",
+        "--set",
+        "sip.udp_port=0",
+        "--set",
+        &format!("sip.tcp_port={port}"),
+        "--set",
+        "sip.tls_port=0",
+    ];
+    let out = run(dir.path(), &args, "");
+    assert_one_line_error(&out, &format!("sip: cannot bind tcp on 127.0.0.1:{port}"));
 }

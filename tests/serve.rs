@@ -46,9 +46,17 @@ fn fresh_data_dir_serves_health_metrics_and_api() {
         .iter()
         .map(|l| (l["role"].as_str().unwrap().to_owned(), l["protocol"].as_str().unwrap().to_owned()))
         .collect();
-    let expected = [("turn", "udp"), ("turn", "tcp"), ("turn", "tls"), ("admin", "http")];
+    let expected = [
+        ("sip", "udp"),
+        ("sip", "tcp"),
+        ("sip", "tls"),
+        ("turn", "udp"),
+        ("turn", "tcp"),
+        ("turn", "tls"),
+        ("admin", "http"),
+    ];
     assert_eq!(listeners, expected.map(|(r, p)| (r.to_owned(), p.to_owned())));
-    assert_eq!(status["listeners"][3]["address"], server.admin.to_string());
+    assert_eq!(status["listeners"][6]["address"], server.admin.to_string());
     assert!(!status["not_built"].as_array().unwrap().is_empty(), "unbuilt roles are listed as such");
 
     let missing = server.get("/api/v1/nothing-here");
@@ -192,11 +200,12 @@ fn configured_certificate_is_used_instead_of_generating_one() {
 }
 
 #[test]
-fn turn_can_be_disabled() {
+fn turn_and_sip_can_be_disabled() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--set", "turn.enabled=false"]);
+    let server = Server::start(dir.path(), &["--set", "turn.enabled=false", "--set", "sip.enabled=false"]);
     let status = server.get("/api/v1/status").json();
     assert_eq!(status["listeners"].as_array().unwrap().len(), 1, "admin only: {status}");
     assert_eq!(server.get("/api/v1/allocations").status, 404);
     assert!(server.log_text().contains("turn relay disabled by configuration"));
+    assert!(server.log_text().contains("sip registrar and proxy disabled by configuration"));
 }

@@ -238,3 +238,18 @@ fn a_tcp_registration_receives_a_message_sent_over_udp() {
     writer.write_all(reply.as_bytes()).unwrap();
     expect_success(&server, dir.path(), sender.join().unwrap(), "MESSAGE over UDP to a TCP registration");
 }
+
+#[test]
+fn an_acknowledged_registration_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sip) = start(dir.path(), &[]);
+    register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
+    // The 200 OK went out after the binding was written: a crash now must not lose it.
+    let status = server.stop_with(libc::SIGKILL);
+    assert!(!status.success());
+    let args = ["--set", "turn.enabled=false"];
+    let again = Server::start(&dir.path().join("data"), &args);
+    assert!(again.log_text().contains("\"registrations_loaded\":1"), "{}", again.log_text());
+    let regs = again.get("/api/v1/registrations").json();
+    assert_eq!(regs[0]["contact"], "sip:alice@127.0.0.1:5999", "{regs}");
+}

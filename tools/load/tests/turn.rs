@@ -55,7 +55,7 @@ impl Server {
             .args(["--set", "admin.listen=127.0.0.1:0", "--set", "turn.udp_port=0"])
             .args(["--set", "turn.tcp=false", "--set", "turn.tls=false"])
             .args(["--set", "turn.allowed_peers=[\"127.0.0.0/8\"]", "--set", "turn.user_quota=0"])
-            .args(["--set", "log.format=json"])
+            .args(["--set", "log.format=json", "--set", "sip.enabled=false"])
             .env_remove("VIENNA_CONFIG")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
