@@ -206,6 +206,7 @@ fn turn_and_sip_can_be_disabled() {
     let status = server.get("/api/v1/status").json();
     assert_eq!(status["listeners"].as_array().unwrap().len(), 1, "admin only: {status}");
     assert_eq!(server.get("/api/v1/allocations").status, 404);
+    assert_eq!(server.get("/api/v1/sip").status, 404);
     assert!(server.log_text().contains("turn relay disabled by configuration"));
     assert!(server.log_text().contains("sip registrar and proxy disabled by configuration"));
 }

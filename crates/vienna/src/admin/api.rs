@@ -50,6 +50,7 @@ pub fn router(state: Shared) -> Router {
         .route("/registrations", get(registrations))
         .route("/conferences", get(conferences))
         .route("/allocations", get(allocations))
+        .route("/sip", get(sip))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -198,6 +199,13 @@ async fn registrations(State(state): State<Shared>) -> Result<Response, ApiError
 
 async fn conferences(State(state): State<Shared>) -> Result<Response, ApiError> {
     Ok(Json(with_store(&state, |s| s.list_conferences()).await?).into_response())
+}
+
+async fn sip(State(state): State<Shared>) -> Result<Response, ApiError> {
+    match &state.sip {
+        Some(sip) => Ok(Json(sip.to_json()).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "the SIP role is not running".into())),
+    }
 }
 
 async fn allocations(State(state): State<Shared>) -> Result<Response, ApiError> {

@@ -53,12 +53,57 @@ pub struct SipShared {
 }
 
 impl SipShared {
-    /// Copies the latest snapshot into the metrics recorder.
-    pub fn export_metrics(&self) {
-        let s = match self.stats.lock() {
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> SipStats {
+        match self.stats.lock() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        }
+    }
+
+    /// The latest snapshot as the admin API shows it (`/api/v1/sip`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let s = self.snapshot();
+        let c = &s.core;
+        let t = &s.transactions;
+        let d = &s.driver;
+        serde_json::json!({
+            "transactions": s.live_transactions,
+            "bindings": s.bindings,
+            "connections": s.connections,
+            "requests": c.requests,
+            "responses_by_class": {
+                "1xx": c.responses[0], "2xx": c.responses[1], "3xx": c.responses[2],
+                "4xx": c.responses[3], "5xx": c.responses[4], "6xx": c.responses[5],
+            },
+            "auth": { "challenges": c.auth_challenges, "failures": c.auth_failures, "replays": c.auth_replays },
+            "registrations": {
+                "accepted": c.registrations_accepted,
+                "rejected": c.registrations_rejected,
+                "expired": c.bindings_expired,
+            },
+            "routing": {
+                "routed": c.routed, "branches": c.branches, "forks_won": c.forks_won, "cancels": c.cancels,
+                "acks_forwarded": c.acks_forwarded, "branch_timeouts": c.branch_timeouts,
+                "branch_transport_errors": c.branch_transport_errors, "loops": c.loops,
+            },
+            "transaction_layer": {
+                "client_created": t.client_created, "server_created": t.server_created,
+                "retransmissions_sent": t.retransmissions_sent, "retransmissions_absorbed": t.retransmissions_absorbed,
+                "parse_errors": t.parse_errors, "timeouts": t.timeouts, "overload_rejected": t.overload_rejected,
+            },
+            "transport": {
+                "datagrams_in": d.datagrams_in, "stream_messages_in": d.stream_messages_in,
+                "messages_out": d.messages_out, "send_failures": d.send_failures + c.send_errors,
+                "connects": d.connects, "connect_failures": d.connect_failures,
+            },
+            "store": { "writes": d.store_writes, "bindings_written": d.bindings_written, "errors": d.store_errors },
+        })
+    }
+
+    /// Copies the latest snapshot into the metrics recorder.
+    pub fn export_metrics(&self) {
+        let s = self.snapshot();
         let c = &s.core;
         for (class, n) in ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"].iter().zip(c.responses) {
             metrics::counter!("vienna_sip_responses_total", "class" => *class).absolute(n);
