@@ -262,9 +262,8 @@ impl<D: Directory> Core<D> {
     /// Sends `response` in server transaction `id`, counting it.
     fn respond(&mut self, now: Instant, id: TransactionId, response: Response) {
         self.counters.count_response(response.status);
-        if let Err(e) = self.layer.send_response(now, id, response) {
+        if self.layer.send_response(now, id, response).is_err() {
             self.counters.send_errors += 1;
-            let _ = e;
         }
     }
 

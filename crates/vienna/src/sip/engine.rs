@@ -136,24 +136,21 @@ impl Engine {
             let now = Instant::now();
             match wake {
                 Wake::Stop => break,
-                Wake::Datagram(r) => {
-                    self.on_datagram(now, r);
-                    for _ in 1..BATCH {
-                        let r = self.udp.try_recv_from(&mut self.buf);
-                        if matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock) {
-                            break;
-                        }
-                        self.on_datagram(now, r);
-                    }
-                }
-                Wake::Inbound(m) => {
-                    self.on_inbound(now, m);
-                    for _ in 1..BATCH {
-                        let Ok(m) = self.inbox.try_recv() else { break };
-                        self.on_inbound(now, m);
-                    }
-                }
+                Wake::Datagram(r) => self.on_datagram(now, r),
+                Wake::Inbound(m) => self.on_inbound(now, m),
                 Wake::Timer => {}
+            }
+            // Whatever else is ready, from both sources, so a flood on one does not starve the other.
+            for _ in 1..BATCH {
+                let r = self.udp.try_recv_from(&mut self.buf);
+                if matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock) {
+                    break;
+                }
+                self.on_datagram(now, r);
+            }
+            for _ in 1..BATCH {
+                let Ok(m) = self.inbox.try_recv() else { break };
+                self.on_inbound(now, m);
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
