@@ -224,6 +224,8 @@ impl Engine {
             if before.is_empty() && after.is_empty() && changes.is_empty() {
                 return;
             }
+            // Counters first: whoever reads `/metrics` after seeing an answer sees what caused it.
+            self.publish();
             let mut failed = Vec::new();
             for t in before {
                 self.transmit(t, &mut failed);
