@@ -1,0 +1,1 @@
+//! Conference core (next).
