@@ -132,8 +132,7 @@ impl ReceiverStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost =
-            if expected_interval == 0 { 0 } else { ((lost_interval << 8) / expected_interval).min(255) as u8 };
+        let fraction_lost = (lost_interval << 8).checked_div(expected_interval).map_or(0, |f| f.min(255) as u8);
         let total_lost = self.lost().clamp(-0x80_0000, 0x7f_ffff) as i32 as u32 & 0x00ff_ffff;
         let (lsr, dlsr) = match self.last_sr {
             Some((lsr, at)) => {

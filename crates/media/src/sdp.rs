@@ -275,10 +275,8 @@ fn media_attribute(m: &mut MediaDescription, value: &str) {
         "ice-ufrag" => m.ice_ufrag = Some(arg.to_owned()),
         "ice-pwd" => m.ice_pwd = Some(arg.to_owned()),
         "crypto" => m.crypto = true,
-        "ssrc" => {
-            if m.ssrc.is_none() {
-                m.ssrc = arg.split_ascii_whitespace().next().and_then(|s| s.parse().ok());
-            }
+        "ssrc" if m.ssrc.is_none() => {
+            m.ssrc = arg.split_ascii_whitespace().next().and_then(|s| s.parse().ok());
         }
         "candidate" => {
             if m.candidates.len() < 64

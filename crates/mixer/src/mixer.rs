@@ -419,6 +419,16 @@ impl Mixer {
         self.dominant.and_then(|s| self.slots[s as usize].as_ref()).map(|p| p.id)
     }
 
+    /// The participant in `slot`, if any.
+    pub fn id_at(&self, slot: usize) -> Option<ParticipantId> {
+        self.slots.get(slot)?.as_ref().map(|p| p.id)
+    }
+
+    /// Every participant.
+    pub fn ids(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.slots.iter().flatten().map(|p| p.id)
+    }
+
     /// The participants mixed now.
     pub fn talkers(&self) -> impl Iterator<Item = ParticipantId> + '_ {
         self.talkers.iter().filter_map(|(s, _)| s.and_then(|s| self.slots[s as usize].as_ref()).map(|p| p.id))
@@ -792,9 +802,7 @@ mod tests {
             for (i, id) in ids.iter().enumerate() {
                 let f = m.frame_mut(*id).unwrap();
                 let amp = if i == 5 { 30000.0 } else { 8000.0 };
-                if i == 5 || i < 5 {
-                    tone(300.0 + 100.0 * i as f64, amp, 40 + t, f);
-                }
+                tone(300.0 + 100.0 * i as f64, amp, 40 + t, f);
                 m.set_present(*id, true);
             }
             m.mix();
