@@ -226,6 +226,21 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> HttpResponse 
     parse_response(&String::from_utf8_lossy(&raw))
 }
 
+/// Sends `method path` with `body` to `addr` (HTTP/1.1, `Connection: close`) and reads the response.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&String::from_utf8_lossy(&raw))
+}
+
 fn parse_response(text: &str) -> HttpResponse {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end: {text:?}"));
     let mut lines = head.split("\r\n");

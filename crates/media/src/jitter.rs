@@ -16,6 +16,9 @@
 //! * **Bounds**: a packet more than `max_delay` ahead of the playout point, or a source silent for
 //!   longer than that, resynchronises the buffer at the target. Nothing is ever delayed by more than
 //!   `max_delay` plus one frame.
+//! * **Timestamp grid**: frames are expected one frame apart; when a sender's timestamps move off that
+//!   grid (an encoder's look-ahead at the start, a sender restart), the playout point follows the newest
+//!   packets by less than half a frame.
 //! * **Loss**: a missing frame with later packets buffered is reported as [`Playout::Lost`] with the
 //!   next packet (for Opus in-band FEC); the first frames of a dry buffer as lost without one; after
 //!   `max_conceal` frames it is [`Playout::Silence`], so concealment never drones on.
@@ -243,7 +246,23 @@ impl JitterBuffer {
                 self.started_at = ts;
                 self.stats.resyncs += 1;
             }
-            Some(_) => {}
+            Some(p) => {
+                let off = (ts - p) % frame;
+                if off != 0 {
+                    // The sender's timestamps left our frame grid (GStreamer's second Opus packet comes
+                    // 648 ticks after its first, the encoder's look-ahead): follow the newest packets,
+                    // drop stragglers of the old grid.
+                    if self.newest.is_some_and(|n| ts < n) {
+                        self.stats.late += 1;
+                        return;
+                    }
+                    let shift = if off > frame / 2 { off as i64 - frame as i64 } else { off as i64 };
+                    self.playout = Some((p as i64 + shift) as u64);
+                    self.slot_ts.fill(EMPTY);
+                    self.newest = None;
+                    self.stats.resyncs += 1;
+                }
+            }
         }
         self.dry = 0;
         let slot = self.slot_of(ts);
@@ -530,6 +549,24 @@ mod tests {
             assert!(waited <= 10, "resumed without waiting the silence out");
         }
         assert!(jb.stats().resyncs >= 1);
+    }
+
+    #[test]
+    fn timestamps_that_leave_the_frame_grid_are_followed() {
+        // GStreamer's opusenc: the second packet is 648 ticks after the first, then 960 each.
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::new(48_000));
+        let base: u32 = 4_162_401_516;
+        let mut played = 0;
+        for i in 0..200u32 {
+            let ts = if i == 0 { base } else { base.wrapping_add(648 + (i - 1) * 960) };
+            jb.push(t0 + Duration::from_millis(u64::from(i) * 20), ts, &[1; 80]);
+            if matches!(jb.pop(), Playout::Frame { .. }) {
+                played += 1;
+            }
+        }
+        assert!(played >= 195, "{played} {:?}", jb.stats());
+        assert_eq!(jb.stats().resyncs, 1);
     }
 
     #[test]

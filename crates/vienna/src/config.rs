@@ -31,6 +31,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// TURN relay.
     pub turn: TurnConfig,
+    /// Audio MCU.
+    pub mcu: McuConfig,
 }
 
 /// `[server]`.
@@ -292,6 +294,52 @@ impl Default for TurnConfig {
     }
 }
 
+/// `[mcu]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McuConfig {
+    /// Run the audio MCU.
+    pub enabled: bool,
+    /// Address of the media sockets, also put in SDP answers.
+    pub listen_ip: IpAddr,
+    /// UDP port of the first worker (worker i uses port + i); 0 lets each worker pick a free port.
+    pub port: u16,
+    /// Worker threads (each owns its conferences and one socket); 0 means one per core.
+    pub workers: usize,
+    /// Mixing rate in Hz: 8000, 16000 or 48000.
+    pub mix_rate: u32,
+    /// Most talkers mixed at once (the loudest).
+    pub max_talkers: usize,
+    /// Opus bit rate of the mixes, bits per second.
+    pub opus_bitrate: u32,
+    /// Opus encoder complexity, 0 to 10.
+    pub opus_complexity: u8,
+    /// Largest jitter buffer delay, milliseconds.
+    pub max_jitter_ms: u32,
+    /// A participant that sends nothing (RTP or ICE checks) this long is removed.
+    pub media_timeout_secs: u64,
+    /// Most participants per conference.
+    pub max_participants: usize,
+}
+
+impl Default for McuConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            workers: 0,
+            mix_rate: 48_000,
+            max_talkers: 3,
+            opus_bitrate: 32_000,
+            opus_complexity: 5,
+            max_jitter_ms: 200,
+            media_timeout_secs: 30,
+            max_participants: 1000,
+        }
+    }
+}
+
 impl Config {
     /// The TURN realm: `turn.realm`, or the server domain.
     pub fn turn_realm(&self) -> &str {
@@ -343,6 +391,7 @@ impl Config {
         }
         crate::turn::settings::validate(&self.turn)?;
         crate::sip::settings::validate(&self.sip)?;
+        crate::mcu::validate(&self.mcu)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
             bail!(
                 "admin.listen {} is not a loopback address: set admin.token so the admin API is not open",

@@ -4,6 +4,7 @@ mod admin;
 mod config;
 mod data;
 mod logging;
+mod mcu;
 mod net;
 mod roles;
 mod serve;

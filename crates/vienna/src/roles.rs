@@ -28,5 +28,6 @@ pub const NOT_BUILT: &[&str] = &[
     "presence (SIMPLE and Microsoft enhanced presence; the SIP registrar and proxy are built and route \
      SUBSCRIBE and NOTIFY between users)",
     "msturn (MS-TURN dialect and MRAS credentials; standard TURN is built)",
-    "conferencing (focus and audio MCU)",
+    "conference focus (C3P, RFC 4575 roster, SIP INVITE to the MCU; the audio MCU is built: [mcu], joined \
+     through the admin API)",
 ];
