@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         max_jitter_frames: 10,
         media_timeout: Duration::from_secs(5),
         max_participants: 10,
+        quiet_decode_interval: 4,
         cname: "fuzz".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,

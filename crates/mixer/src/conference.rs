@@ -17,6 +17,12 @@
 //! listening participant around the encoded frame it shares with the others of its mix. A conference
 //! that falls more than [`MAX_BEHIND`] behind skips ticks rather than bursting (counted as late).
 //!
+//! Decoding is what costs (an Opus decode per participant per tick, where mixing and the shared
+//! encodings are small): a participant that neither speaks nor is mixed is heard by nobody, so it is
+//! decoded only every [`HostConfig::quiet_decode_interval`] frames, to watch its level; the packets in
+//! between leave the jitter buffer undecoded. Once its level rises it is decoded every frame. Muted
+//! participants and Opus DTX frames are not decoded at all.
+//!
 //! A focus drives it with [`Host::create_conference`], [`Host::add_participant`] (SDP offer in, answer
 //! out), [`Host::remove_participant`], [`Host::set_muted`], and reads [`HostEvent`]s (joined, left,
 //! muted, speaking, dominant speaker, DTMF, media timeout) for the roster.
@@ -64,6 +70,9 @@ pub struct HostConfig {
     pub media_timeout: Duration,
     /// Most participants per conference.
     pub max_participants: usize,
+    /// A participant that neither speaks nor is mixed is decoded only every this many frames (1: every
+    /// frame). Its audio is heard by nobody; only its level matters, to notice it starting to speak.
+    pub quiet_decode_interval: u32,
     /// Our RTCP CNAME.
     pub cname: String,
     /// Wall-clock time (since the Unix epoch) at `started`, for RTCP NTP timestamps.
@@ -700,7 +709,8 @@ impl Host {
                 self.stats.late_ticks += 1;
             }
             conf.next_tick = Some(if behind > MAX_BEHIND { now + TICK } else { due + TICK });
-            conf.run_tick(now, self.config.media_timeout, &mut self.control, &mut expired, index as u32);
+            let interval = self.config.quiet_decode_interval.max(1);
+            conf.run_tick(now, self.config.media_timeout, interval, &mut self.control, &mut expired, index as u32);
             self.stats.ticks += 1;
             self.sending.push(index as u32);
             self.drain_mixer_events(index as u32);
@@ -752,6 +762,7 @@ impl Conference {
         &mut self,
         now: Instant,
         timeout: Duration,
+        interval: u32,
         control: &mut VecDeque<(SocketAddr, Vec<u8>)>,
         expired: &mut Vec<MemberKey>,
         index: u32,
@@ -763,14 +774,32 @@ impl Conference {
             if now.saturating_duration_since(m.last_heard) > timeout {
                 expired.push(MemberKey { conference: index, participant: id });
             }
-            let Some(frame) = self.mixer.frame_mut(id) else { continue };
-            let present = match m.jb.pop() {
-                Playout::Frame { payload, .. } => m.decoder.decode(payload, frame).is_ok(),
-                Playout::Lost { next: Some(next) } => m.decoder.recover(next, frame).is_ok(),
-                Playout::Lost { next: None } => m.decoder.conceal(frame).is_ok(),
-                Playout::Silence => false,
-            };
-            self.mixer.set_present(id, present);
+            let muted = self.mixer.is_muted(id).unwrap_or(false);
+            // Quiet participants are sampled, staggered by slot so the decoding spreads over ticks.
+            let sample =
+                self.mixer.needs_every_frame(id) || (self.tick + slot as u64).is_multiple_of(u64::from(interval));
+            let playout = m.jb.pop();
+            if muted || !sample {
+                // Not heard, or not needed this tick: the packet leaves the buffer undecoded.
+                if muted {
+                    self.mixer.set_present(id, false);
+                } else {
+                    self.mixer.set_skipped(id);
+                }
+            } else {
+                let Some(frame) = self.mixer.frame_mut(id) else { continue };
+                let present = match playout {
+                    // One- and two-byte Opus packets are DTX / silence (RFC 6716 §3.1): nothing to decode.
+                    Playout::Frame { payload, .. } if payload.len() <= 2 && m.session.codec() == CodecKind::Opus => {
+                        false
+                    }
+                    Playout::Frame { payload, .. } => m.decoder.decode(payload, frame).is_ok(),
+                    Playout::Lost { next: Some(next) } => m.decoder.recover(next, frame).is_ok(),
+                    Playout::Lost { next: None } => m.decoder.conceal(frame).is_ok(),
+                    Playout::Silence => false,
+                };
+                self.mixer.set_present(id, present);
+            }
             let rtcp_due = m.session.poll_timeout().is_none_or(|t| t <= now);
             if rtcp_due
                 && let Some(mut rtcp) = m.session.poll_rtcp(now, false)

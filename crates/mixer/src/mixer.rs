@@ -202,6 +202,8 @@ struct Participant {
     muted: bool,
     frame: Box<[i16]>,
     present: bool,
+    /// No frame this tick by choice (not decoded): keep the last level and voice activity state.
+    skipped: bool,
     level_db: f32,
     smoothed_db: f32,
     above: u32,
@@ -345,6 +347,7 @@ impl Mixer {
             muted: false,
             frame: vec![0; self.frame].into_boxed_slice(),
             present: false,
+            skipped: false,
             level_db: -127.0,
             smoothed_db: -127.0,
             above: 0,
@@ -446,6 +449,20 @@ impl Mixer {
         }
     }
 
+    /// Says that `id` has no frame this tick because it was not decoded (a quiet participant sampled
+    /// every few frames): it is not mixed, and its level and voice activity stay as last measured.
+    pub fn set_skipped(&mut self, id: ParticipantId) {
+        if let Some(p) = self.get_mut(id) {
+            p.present = false;
+            p.skipped = true;
+        }
+    }
+
+    /// Whether `id` must be decoded every frame: it speaks or is mixed. Others may be sampled.
+    pub fn needs_every_frame(&self, id: ParticipantId) -> bool {
+        self.get(id).is_some_and(|p| p.speaking || p.talker.is_some() || p.above > 0)
+    }
+
     /// Next event for the roster.
     pub fn poll_event(&mut self) -> Option<MixerEvent> {
         self.events.pop_front()
@@ -472,6 +489,7 @@ impl Mixer {
         self.assign_and_encode();
         for p in self.slots.iter_mut().flatten() {
             p.present = false;
+            p.skipped = false;
         }
     }
 
@@ -480,6 +498,9 @@ impl Mixer {
         let mut changes: [Option<(ParticipantId, bool)>; 8] = [None; 8];
         let mut n_changes = 0;
         for p in self.slots.iter_mut().flatten() {
+            if p.skipped && !p.muted {
+                continue;
+            }
             let level = if p.present && !p.muted { level_db(&p.frame) } else { -127.0 };
             p.level_db = level;
             // smoothed for ranking: quick up, slower down

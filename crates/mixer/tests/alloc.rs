@@ -89,6 +89,7 @@ fn hot_paths_do_not_allocate() {
         max_jitter_frames: 10,
         media_timeout: Duration::from_secs(30),
         max_participants: 100,
+        quiet_decode_interval: 4,
         cname: "mcu".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,

@@ -36,6 +36,7 @@ fn host(t0: Instant, max_talkers: usize) -> Host {
         max_jitter_frames: 10,
         media_timeout: Duration::from_secs(10),
         max_participants: 100,
+        quiet_decode_interval: 4,
         cname: "mcu@test".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,
@@ -81,6 +82,8 @@ struct Peer {
     csrc_first: Vec<u32>,
     key: Option<MemberKey>,
     msi: u32,
+    /// Frames before this one are quiet noise, not the tone.
+    tone_from: u32,
 }
 
 impl Peer {
@@ -102,6 +105,7 @@ impl Peer {
             csrc_first: Vec::new(),
             key: None,
             msi: 0,
+            tone_from: 0,
         }
     }
 
@@ -109,7 +113,7 @@ impl Peer {
     fn packet(&mut self, i: u32) -> Vec<u8> {
         let n = codec::frame_samples(RATE);
         let pcm: Vec<i16> = (0..n)
-            .map(|k| match self.tone {
+            .map(|k| match self.tone.filter(|_| i >= self.tone_from) {
                 Some(hz) => {
                     let t = (i as usize * n + k) as f64 / f64::from(RATE);
                     (6000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
@@ -306,6 +310,23 @@ fn each_participant_hears_the_other_tones_and_not_its_own() {
 fn tones_survive_loss_jitter_and_reordering() {
     // 5 % loss and up to 60 ms of jitter (packets overtake each other: 20 ms apart, 60 ms spread)
     check_tones(Network { loss_percent: 5, jitter_ms: 60 }, 2);
+}
+
+#[test]
+fn a_quiet_participant_that_starts_talking_is_mixed_in() {
+    // 20 quiet participants decoded only every 4th frame; one of them starts a tone after 1 s
+    let mut peers: Vec<Peer> = (0..21u16)
+        .map(|i| {
+            Peer::new(8000 + 2 * i, CodecKind::Opus, if i < 2 { Some(500.0 + 300.0 * f64::from(i)) } else { None })
+        })
+        .collect();
+    peers[1].tone_from = 50;
+    let (_host, mid) = run_conference(&mut peers, 3, Network { loss_percent: 0, jitter_ms: 0 }, 4);
+    assert_eq!(mid.stats.talkers_last_tick, 2, "the late talker is mixed by the middle");
+    let (powers, _) = analyse(&peers[0], &[800.0]);
+    assert!(powers[0] > 1e5, "peer 0 hears the late talker: {powers:?}");
+    let (powers, _) = analyse(&peers[5], &[500.0, 800.0]);
+    assert!(powers.iter().all(|p| *p > 1e5), "a listener hears both: {powers:?}");
 }
 
 #[test]

@@ -320,6 +320,8 @@ pub struct McuConfig {
     pub media_timeout_secs: u64,
     /// Most participants per conference.
     pub max_participants: usize,
+    /// Participants that neither speak nor are mixed are decoded every this many frames (1: always).
+    pub quiet_decode_interval: u32,
 }
 
 impl Default for McuConfig {
@@ -336,6 +338,7 @@ impl Default for McuConfig {
             max_jitter_ms: 200,
             media_timeout_secs: 30,
             max_participants: 1000,
+            quiet_decode_interval: 4,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Shape {
     pub per_listener: bool,
     /// Mixing rate.
     pub rate: u32,
+    /// Quiet participants decoded every this many frames.
+    pub quiet_interval: u32,
 }
 
 impl Shape {
@@ -101,6 +103,7 @@ impl HostLoad {
             max_jitter_frames: 10,
             media_timeout: Duration::from_secs(3600),
             max_participants: 100_000,
+            quiet_decode_interval: shape.quiet_interval,
             cname: "bench".into(),
             unix_at_start: Duration::from_secs(1_800_000_000),
             started: t0,

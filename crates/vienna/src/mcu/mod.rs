@@ -58,6 +58,9 @@ pub fn validate(mcu: &McuConfig) -> Result<()> {
     if !(40..=1000).contains(&mcu.max_jitter_ms) {
         bail!("mcu.max_jitter_ms must be 40 to 1000");
     }
+    if !(1..=50).contains(&mcu.quiet_decode_interval) {
+        bail!("mcu.quiet_decode_interval must be 1 to 50 frames");
+    }
     if mcu.media_timeout_secs == 0 || mcu.max_participants == 0 {
         bail!("mcu.media_timeout_secs and mcu.max_participants must be positive");
     }
@@ -100,6 +103,7 @@ fn host_config(config: &Config, local: SocketAddr) -> HostConfig {
         max_jitter_frames: mcu.max_jitter_ms / 20,
         media_timeout: Duration::from_secs(mcu.media_timeout_secs),
         max_participants: mcu.max_participants,
+        quiet_decode_interval: mcu.quiet_decode_interval,
         cname: format!("mcu@{}", config.server.domain),
         unix_at_start: unix,
         started: Instant::now(),
