@@ -12,7 +12,16 @@ mod scenario;
 use scenario::{HostLoad, MixerLoad, Shape};
 
 fn shape(conferences: usize, talkers: usize, listeners: usize, per_listener: bool) -> Shape {
-    Shape { conferences, talkers, listeners, codec: CodecKind::Opus, per_listener, rate: 48_000, quiet_interval: 4 }
+    Shape {
+        conferences,
+        talkers,
+        listeners,
+        codec: CodecKind::Opus,
+        per_listener,
+        rate: 48_000,
+        quiet_interval: 4,
+        complexity: 5,
+    }
 }
 
 fn one_conference(c: &mut Criterion) {

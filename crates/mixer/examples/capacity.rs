@@ -7,6 +7,7 @@
 //! the thread waited for the CPU (printed too, as `wall_p99_us`).
 //!
 //! cargo run --release -p vienna-mixer --example capacity -- [a|b|a-per-listener|b-per-listener] [core|mixer] [ticks]
+//! (environment: MIX_RATE, OPUS_COMPLEXITY, QUIET_DECODE_INTERVAL)
 
 use std::time::{Duration, Instant};
 
@@ -63,8 +64,14 @@ fn main() {
     let core = args.get(2).is_none_or(|s| s == "core");
     let ticks: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(250);
     let per_listener = which.ends_with("per-listener");
-    let quiet_interval: u32 = std::env::var("QUIET_DECODE_INTERVAL").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
-    let (mut load, step): (usize, usize) = if which.starts_with('a') { (100, 100) } else { (10, 10) };
+    let env = |name: &str, default: u32| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let quiet_interval = env("QUIET_DECODE_INTERVAL", 4);
+    let complexity = env("OPUS_COMPLEXITY", 5) as u8;
+    let rate = env("MIX_RATE", 48_000);
+    println!(
+        "mix rate {rate} Hz, Opus complexity {complexity}, quiet participants decoded every {quiet_interval} frames"
+    );
+    let (mut load, step): (usize, usize) = if which.starts_with('a') && !per_listener { (100, 100) } else { (10, 10) };
     println!("shape {which}, {} path, {ticks} ticks per load, budget 20 ms", if core { "core" } else { "mixer" });
     println!("participants  mean_us  p50_us  p99_us  over_budget_%  wall_p99_us");
     let mut best = 0;
@@ -76,8 +83,9 @@ fn main() {
                 listeners: load - 3,
                 codec: CodecKind::Opus,
                 per_listener,
-                rate: 48_000,
+                rate,
                 quiet_interval,
+                complexity,
             }
         } else {
             Shape {
@@ -86,8 +94,9 @@ fn main() {
                 listeners: 3,
                 codec: CodecKind::Opus,
                 per_listener,
-                rate: 48_000,
+                rate,
                 quiet_interval,
+                complexity,
             }
         };
         let (mean, p50, p99, over, wall) = measure(shape, core, ticks);

@@ -28,6 +28,8 @@ pub struct Shape {
     pub rate: u32,
     /// Quiet participants decoded every this many frames.
     pub quiet_interval: u32,
+    /// Opus complexity of the mixes.
+    pub complexity: u8,
 }
 
 impl Shape {
@@ -97,7 +99,12 @@ impl HostLoad {
     pub fn new(shape: Shape) -> HostLoad {
         let t0 = Instant::now();
         let mut host = Host::new(HostConfig {
-            mixer: MixerConfig { rate: shape.rate, encode_per_listener: shape.per_listener, ..MixerConfig::default() },
+            mixer: MixerConfig {
+                rate: shape.rate,
+                encode_per_listener: shape.per_listener,
+                opus_complexity: shape.complexity,
+                ..MixerConfig::default()
+            },
             local: "127.0.0.1:40000".parse().unwrap(),
             opus_bitrate: 32_000,
             max_jitter_frames: 10,
@@ -199,6 +206,7 @@ impl MixerLoad {
                 let mut m = Mixer::new(MixerConfig {
                     rate: shape.rate,
                     encode_per_listener: shape.per_listener,
+                    opus_complexity: shape.complexity,
                     ..MixerConfig::default()
                 })
                 .expect("mixer");
