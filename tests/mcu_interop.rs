@@ -209,3 +209,147 @@ fn server_listener(server: &Server) -> SocketAddr {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     v["address"].as_str().unwrap().parse().unwrap()
 }
+
+/// xorshift: repeatable "network" impairments.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// One participant of this test over real UDP: sends its tone with loss, jitter and reordering, and
+/// decodes what the MCU sends back. Returns what it heard (8 or 48 kHz, by codec).
+fn participant(
+    socket: UdpSocket,
+    mcu: SocketAddr,
+    codec: CodecKind,
+    ssrc: u32,
+    tone: f64,
+    frames: u32,
+    seed: u64,
+) -> Vec<i16> {
+    let rate = if codec == CodecKind::Opus { 48_000 } else { 8_000 };
+    let setting = if codec == CodecKind::Opus { CodecSetting::opus(32_000) } else { CodecSetting::g711(codec) };
+    let pt = if codec == CodecKind::Opus { 111 } else { 0 };
+    let mut enc = encoder(setting, rate, 5).unwrap();
+    let mut dec = decoder(codec, rate).unwrap();
+    let n = (rate / 50) as usize;
+    let mut header = rtp::header::Header::default();
+    let mut rng = Rng(seed);
+    // (send time, packet) waiting in the "network"
+    let mut in_flight: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let mut heard = Vec::new();
+    let start = Instant::now();
+    let end = start + Duration::from_millis(20 * u64::from(frames) + 300);
+    let mut next_frame = 0u32;
+    socket.set_nonblocking(true).unwrap();
+    while Instant::now() < end {
+        let now = Instant::now();
+        while next_frame < frames && start + Duration::from_millis(20 * u64::from(next_frame)) <= now {
+            let i = next_frame;
+            next_frame += 1;
+            let pcm: Vec<i16> = (0..n)
+                .map(|k| {
+                    let t = (i as usize * n + k) as f64 / f64::from(rate);
+                    (6000.0 * (2.0 * std::f64::consts::PI * tone * t).sin()) as i16
+                })
+                .collect();
+            let mut packet = vec![0u8; 1500];
+            let fields = vienna_media::rtp::HeaderFields {
+                marker: i == 0,
+                payload_type: pt,
+                sequence: i as u16,
+                timestamp: i * codec.frame_ticks(),
+                ssrc,
+            };
+            let h = vienna_media::rtp::write_header(&mut header, fields, &[], &mut packet).unwrap();
+            let len = enc.encode(&pcm, &mut packet[h..]).unwrap();
+            packet.truncate(h + len);
+            if rng.below(100) < 5 {
+                continue; // 5 % lost
+            }
+            // 0..60 ms of delay: packets 20 ms apart overtake each other
+            in_flight.push((now + Duration::from_millis(rng.below(60)), packet));
+        }
+        in_flight.sort_by_key(|p| p.0);
+        while in_flight.first().is_some_and(|p| p.0 <= now) {
+            let (_, packet) = in_flight.remove(0);
+            let _ = socket.send_to(&packet, mcu);
+        }
+        let mut buf = [0u8; 1500];
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            if let Ok(p) = RtpPacket::parse(&buf[..len])
+                && p.payload_type == pt
+            {
+                let mut out = [0i16; 960];
+                if let Ok(m) = dec.decode(p.payload(), &mut out) {
+                    heard.extend_from_slice(&out[..m]);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    heard
+}
+
+#[test]
+fn four_participants_over_udp_hear_the_others_through_loss_jitter_and_reordering() {
+    let dir = tempfile::tempdir().unwrap();
+    // four talkers, all mixed
+    let server = Server::start(
+        dir.path(),
+        &["--set", "mcu.enabled=true", "--set", "mcu.workers=2", "--set", "mcu.max_talkers=4"],
+    );
+    let tones = [440.0, 760.0, 1180.0, 1520.0];
+    let codecs = [CodecKind::Opus, CodecKind::Pcmu, CodecKind::Opus, CodecKind::Pcmu];
+    let mut threads = Vec::new();
+    let mut mcu_port = None;
+    for i in 0..4 {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ssrc = 0x7700_0000 + i as u32;
+        let fmt = if codecs[i] == CodecKind::Opus { "111\r\na=rtpmap:111 opus/48000/2" } else { "0" };
+        let r = http_request(
+            server.admin,
+            "POST",
+            &format!("/api/v1/mcu/conferences/tones/participants?label=p{i}"),
+            "application/sdp",
+            &offer(socket.local_addr().unwrap().port(), fmt, ssrc),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let port = answer_port(&r.body);
+        assert_eq!(*mcu_port.get_or_insert(port), port, "one conference lives on one worker");
+        let mcu = SocketAddr::from(([127, 0, 0, 1], port));
+        let (codec, tone) = (codecs[i], tones[i]);
+        threads.push(std::thread::spawn(move || participant(socket, mcu, codec, ssrc, tone, 250, 11 + i as u64)));
+    }
+    let heard: Vec<Vec<i16>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let list = server.get("/api/v1/mcu/conferences").json();
+    for (i, h) in heard.iter().enumerate() {
+        let rate = if codecs[i] == CodecKind::Opus { 48_000.0 } else { 8_000.0 };
+        let frame = (rate / 50.0) as usize;
+        assert!(h.len() > frame * 200, "p{i} heard {} samples: {list}", h.len());
+        // from 1 s in to 0.5 s before the end
+        let part = &h[50 * frame..h.len() - 25 * frame];
+        for (t, &hz) in tones.iter().enumerate() {
+            let power = goertzel(part, hz, rate);
+            if t == i {
+                assert!(power < 1e3, "p{i} hears its own tone ({power:e}): {list}");
+            } else {
+                assert!(power > 1e5, "p{i} misses p{t}'s {hz} Hz ({power:e}): {list}");
+            }
+        }
+        // no silent stretch longer than concealment covers: at most 3 silent frames in a row
+        let mut run = 0;
+        let mut worst = 0;
+        for f in part.chunks(frame) {
+            let energy = f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64;
+            run = if energy < 1000.0 { run + 1 } else { 0 };
+            worst = worst.max(run);
+        }
+        assert!(worst <= 3, "p{i}: {worst} silent frames in a row: {list}");
+    }
+}

@@ -771,7 +771,8 @@ impl Conference {
         for (slot, member) in self.members.iter_mut().enumerate() {
             let Some(m) = member.as_mut() else { continue };
             let Some(id) = self.mixer.id_at(slot) else { continue };
-            if now.saturating_duration_since(m.last_heard) > timeout {
+            // (a participant that does not send to us, by its offer, is not timed out)
+            if m.direction.receives() && now.saturating_duration_since(m.last_heard) > timeout {
                 expired.push(MemberKey { conference: index, participant: id });
             }
             let muted = self.mixer.is_muted(id).unwrap_or(false);
