@@ -244,8 +244,7 @@ pub fn parse_compound(bytes: &[u8], our_ssrc: u32) -> Result<RtcpSummary, Error>
                 summary.about_us = sr.reports.iter().find(|r| r.ssrc == our_ssrc).cloned().or(summary.about_us);
             }
             201 if len >= 8 + 24 * count => {
-                let rr =
-                    ReceiverReport::unmarshal(&mut Bytes::copy_from_slice(packet)).map_err(|_| Error::BadRtcp)?;
+                let rr = ReceiverReport::unmarshal(&mut Bytes::copy_from_slice(packet)).map_err(|_| Error::BadRtcp)?;
                 summary.sender_ssrc = Some(rr.ssrc);
                 summary.about_us = rr.reports.iter().find(|r| r.ssrc == our_ssrc).cloned().or(summary.about_us);
             }
@@ -336,6 +335,12 @@ mod tests {
         // a transport-layer NACK with no FCI: the rtcp crate's compound parser panics on it
         assert!(parse_compound(&[0x81, 0xcd, 0x00, 0x01, 0xff, 0x07, 0xc6, 0x00], 1).is_err());
         // an RR announcing more report blocks than it has
-        assert!(parse_compound(&[0x82, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1).is_err());
+        assert!(
+            parse_compound(
+                &[0x82, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                1
+            )
+            .is_err()
+        );
     }
 }
