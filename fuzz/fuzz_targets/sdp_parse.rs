@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         let config = AnswerConfig {
             address: "198.51.100.1".parse().unwrap(),
             port: 40000,
-            ice: IceCredentials::from_random([1; 18]),
+            ice: IceCredentials::from_random([2; 6], [1; 18]),
             session_id: 1,
             opus_bitrate: 32_000,
         };

@@ -35,20 +35,25 @@ pub struct IceCredentials {
 }
 
 impl IceCredentials {
-    /// Credentials from 18 random bytes (the caller's entropy): an 8-character ufrag and a
-    /// 24-character password from the ice-char alphabet.
-    pub fn from_random(bytes: [u8; 18]) -> IceCredentials {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut chars = Vec::with_capacity(24);
-        for chunk in bytes.chunks(3) {
-            let v = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
-            for shift in [18, 12, 6, 0] {
-                chars.push(ALPHABET[((v >> shift) & 63) as usize] as char);
-            }
-        }
-        let s: String = chars.into_iter().collect();
-        IceCredentials { ufrag: s[..8].to_owned(), pwd: s.clone() }
+    /// Credentials from the caller's random bytes: an 8-character ufrag from 6 bytes and a
+    /// 24-character password from 18 others (ice-char alphabet, RFC 8839 §5.4). The two share no bytes,
+    /// so the ufrag, which every check carries, says nothing about the password.
+    pub fn from_random(ufrag: [u8; 6], pwd: [u8; 18]) -> IceCredentials {
+        IceCredentials { ufrag: ice_chars(&ufrag), pwd: ice_chars(&pwd) }
     }
+}
+
+/// Base64-like encoding of `bytes` (a multiple of 3) with the ice-char alphabet.
+fn ice_chars(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len() / 3 * 4);
+    for chunk in bytes.chunks_exact(3) {
+        let v = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
+        for shift in [18, 12, 6, 0] {
+            out.push(ALPHABET[((v >> shift) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// What a Binding request did.
@@ -296,8 +301,9 @@ mod tests {
 
     #[test]
     fn random_credentials_are_long_enough() {
-        let c = IceCredentials::from_random([7; 18]);
+        let c = IceCredentials::from_random([9; 6], [7; 18]);
         assert_eq!((c.ufrag.len(), c.pwd.len()), (8, 24));
+        assert!(!c.pwd.contains(&c.ufrag));
         assert!(c.pwd.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '+' || ch == '/'));
     }
 }

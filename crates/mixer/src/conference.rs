@@ -366,9 +366,14 @@ impl Host {
             return Err(Error::Full(max));
         }
         let offer = SessionDescription::parse(offer)?;
-        let mut ice_bytes = [0u8; 18];
-        ice_bytes.copy_from_slice(&options.random[..18]);
-        let mut ice = IceCredentials::from_random(ice_bytes);
+        // random: [0..18) ICE password, [18..22) SSRC, [22..26) MSI, [26..32) ICE ufrag. Only the password
+        // is secret; the session id and sequence/timestamp seeds come from the public bytes.
+        let r = &options.random;
+        let mut pwd = [0u8; 18];
+        pwd.copy_from_slice(&r[..18]);
+        let mut ufrag = [0u8; 6];
+        ufrag.copy_from_slice(&r[26..32]);
+        let mut ice = IceCredentials::from_random(ufrag, pwd);
         while self.by_ufrag.contains_key(&ice.ufrag) {
             // astronomically unlikely; make it unique rather than shadow someone
             ice.ufrag.push('x');
@@ -377,7 +382,7 @@ impl Host {
             address: self.config.local.ip(),
             port: self.config.local.port(),
             ice: ice.clone(),
-            session_id: seed_of(&options.random, 18 - 4) >> 2,
+            session_id: seed_of(&options.random, 18) >> 2,
             opus_bitrate: self.config.opus_bitrate,
         };
         let (answer, n) = sdp::answer(&offer, &answer_config)?;
