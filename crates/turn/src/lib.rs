@@ -106,7 +106,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use config::Config;
-pub use counters::{Counters, DropReason};
+pub use counters::{Counters, DropReason, MsCounters};
 pub use credentials::{CredentialStore, StaticUsers};
 pub use policy::{IpCidr, PeerPolicy};
 pub use relay::Relay;
@@ -346,6 +346,15 @@ pub struct PeerTransmit {
     pub peer: SocketAddr,
     /// Payload location inside the buffer given to [`Relay::relay_channel_data`].
     pub payload: std::ops::Range<usize>,
+}
+
+/// Why [`Relay::relay_client_packet`] did not forward a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotForwarded {
+    /// A control message: hand it to [`Relay::handle_client_datagram`].
+    Control,
+    /// Dropped (and counted) for this reason.
+    Dropped(DropReason),
 }
 
 /// Peer to client forwarding decision of the hot path.
