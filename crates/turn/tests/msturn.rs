@@ -354,7 +354,12 @@ fn retransmitted_allocate_refresh_and_delete() {
     assert_eq!(decode(&r).get_u32(attr::LIFETIME), Some(Ok(900)));
     h.advance(Duration::from_secs(800));
     assert_eq!(h.relay.allocation_count(), 1, "refreshed past its first lifetime");
-    // LIFETIME 0 deletes.
+    // LIFETIME 0 deletes (after a 438: the nonce is older than its 600 s).
+    let t = c.txid();
+    let stale = c.allocate(t, &[(attr::LIFETIME, 0u32.to_be_bytes().to_vec())]);
+    let r = one(&mut h, &c, &stale);
+    assert_eq!(code(&r), Some(438));
+    c.nonce = decode(&r).get(attr::NONCE).map(<[u8]>::to_vec);
     let t = c.txid();
     let del = c.allocate(t, &[(attr::LIFETIME, 0u32.to_be_bytes().to_vec())]);
     let r = one(&mut h, &c, &del);
