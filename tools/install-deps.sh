@@ -2,10 +2,11 @@
 # Installs the Debian packages Vienna's build and tests need, if any is missing. Safe to run again.
 #   build:  cmake nasm clang pkg-config libssl-dev (C parts of the media crates: opus, openh264, libsrtp2)
 #   tests:  curl (HTTPS checks of the admin endpoint), coturn (turnutils_uclient and turnutils_peer judge the relay),
-#           sip-tester (SIPp judges the SIP registrar and proxy)
+#           sip-tester (SIPp judges the SIP registrar and proxy),
+#           libnice-dev (libnice in its OC2007/OC2007R2 modes is the MS-TURN client of tests/msturn_interop.rs)
 set -euo pipefail
 
-packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester)
+packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester libnice-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -106,6 +106,7 @@ pub fn relay_config(
     c.alternate_server = alternate_server(turn)?;
     c.peer_policy = peer_policy(turn)?;
     c.rest_secrets = turn.rest_secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+    c.msturn = turn.msturn;
     c.validate().map_err(|e| anyhow!("turn: {e}"))?;
     Ok(c)
 }

@@ -17,8 +17,9 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc::Sender;
 use vienna_netio::{BATCH, RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
-use vienna_stun::{Kind, classify};
-use vienna_turn::{BindFailure, BindRequest, ClientDatagram, Event, FiveTuple, Output, Relay, Transmit, Transport};
+use vienna_turn::{
+    BindFailure, BindRequest, ClientDatagram, Event, FiveTuple, NotForwarded, Output, Relay, Transmit, Transport,
+};
 
 use super::shared::{AllocationView, TurnShared, WorkerStats};
 
@@ -175,13 +176,15 @@ impl PeerSide {
 /// One datagram or stream frame from a client: ChannelData takes the hot path (no parsing, no
 /// allocation), everything else goes to the core.
 fn client_input(relay: &mut Relay, peers: &mut PeerSide, now: Instant, tuple: FiveTuple, bytes: &[u8]) {
-    if classify(bytes) == Kind::ChannelData {
-        if let Ok(t) = relay.relay_channel_data(now, &tuple, bytes) {
-            peers.send(t.relayed, &bytes[t.payload], t.peer);
+    // ChannelData, MS-TURN Send requests and raw data for an active destination: no allocation.
+    match relay.relay_client_packet(now, &tuple, bytes) {
+        Ok(t) => peers.send(t.relayed, &bytes[t.payload], t.peer),
+        Err(NotForwarded::Dropped(_)) => {}
+        Err(NotForwarded::Control) => {
+            let datagram =
+                ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes };
+            relay.handle_client_datagram(now, datagram);
         }
-    } else {
-        let datagram = ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes };
-        relay.handle_client_datagram(now, datagram);
     }
 }
 
