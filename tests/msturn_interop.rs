@@ -91,8 +91,14 @@ fn libnice_oc2007r2_relays_data_over_udp_with_mras_credentials() {
     assert!(metric(&server, "vienna_turn_msturn_send_requests_total") >= 1.0);
     assert!(metric(&server, "vienna_turn_msturn_data_indications_total") >= 1.0);
     // The five pings and their echoes.
-    assert!(metric(&server, "vienna_turn_dialect_relayed_packets_total{dialect=\"msturn\",direction=\"client_to_peer\"}") >= 5.0);
-    assert!(metric(&server, "vienna_turn_dialect_relayed_packets_total{dialect=\"msturn\",direction=\"peer_to_client\"}") >= 5.0);
+    assert!(
+        metric(&server, "vienna_turn_dialect_relayed_packets_total{dialect=\"msturn\",direction=\"client_to_peer\"}")
+            >= 5.0
+    );
+    assert!(
+        metric(&server, "vienna_turn_dialect_relayed_packets_total{dialect=\"msturn\",direction=\"peer_to_client\"}")
+            >= 5.0
+    );
     assert_eq!(metric(&server, "vienna_turn_msturn_auth_failures_total"), 0.0);
 }
 

@@ -182,8 +182,20 @@ mod tests {
     /// username and password from the blob matches the self-computed reference.
     #[test]
     fn research_vector_officesip_scheme() {
-        let key0: Vec<u8> = (1..=9).chain([10]).chain(1..=9).chain([20]).chain(1..=9).chain([30]).chain(1..=9)
-            .chain([40]).chain(1..=9).chain([50]).chain(1..=9).chain([60]).chain(1..=4).collect();
+        let key0: Vec<u8> = (1..=9)
+            .chain([10])
+            .chain(1..=9)
+            .chain([20])
+            .chain(1..=9)
+            .chain([30])
+            .chain(1..=9)
+            .chain([40])
+            .chain(1..=9)
+            .chain([50])
+            .chain(1..=9)
+            .chain([60])
+            .chain(1..=4)
+            .collect();
         assert_eq!(key0.len(), 64);
         let key12: Vec<u8> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 0].repeat(2);
         let client_id = hmac_sha1(&key0, &[b"sip:alice@example.com"]);
@@ -193,7 +205,10 @@ mod tests {
         blob.extend_from_slice(&[0; 4]);
         let mut username = blob.clone();
         username.extend_from_slice(&hmac_sha1(&key12, &[&blob]));
-        assert_eq!(STANDARD.encode(&username), "AgAAJAAAAAAAAAAAj4aJaZN5H1gq6Ecm5HCwwf0iBoUAAAAAGNbrpdSr9fNFQNSu7qvzbn/2WW0=");
+        assert_eq!(
+            STANDARD.encode(&username),
+            "AgAAJAAAAAAAAAAAj4aJaZN5H1gq6Ecm5HCwwf0iBoUAAAAAGNbrpdSr9fNFQNSu7qvzbn/2WW0="
+        );
         assert_eq!(STANDARD.encode(hmac_sha1(&key12, &[&username])), "U4wtux90tJ2heppF/tvPWjtnCu8=");
     }
 

@@ -31,9 +31,9 @@ use base64::engine::general_purpose::STANDARD;
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
+use crate::Error;
 use crate::mras::MrasKeys;
 use crate::rest::{self, RestCredential};
-use crate::Error;
 
 /// The MRAS XML namespace.
 pub const NAMESPACE: &str = "http://schemas.microsoft.com/2006/09/sip/mrasp";
@@ -126,7 +126,9 @@ fn attribute(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, Error> {
     for a in e.attributes() {
         let a = a.map_err(|err| Error::Malformed(err.to_string()))?;
         if a.key.local_name().as_ref() == name {
-            let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|err| Error::Malformed(err.to_string()))?;
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|err| Error::Malformed(err.to_string()))?;
             return Ok(Some(v.into_owned()));
         }
     }
@@ -202,15 +204,17 @@ fn parse(body: &str) -> Result<Request, Error> {
             }
             Event::End(_) => {
                 let name = path.pop().unwrap_or_default();
-                if path.len() == 2 && path[1] == "credentialsRequest" && !req.too_many {
-                    if let Some(c) = req.credentials.last_mut() {
-                        let value = Some(text.trim().to_string());
-                        match name.as_str() {
-                            "identity" => c.identity = value,
-                            "location" => c.location = value,
-                            "duration" => c.duration = value,
-                            _ => {}
-                        }
+                if path.len() == 2
+                    && path[1] == "credentialsRequest"
+                    && !req.too_many
+                    && let Some(c) = req.credentials.last_mut()
+                {
+                    let value = Some(text.trim().to_string());
+                    match name.as_str() {
+                        "identity" => c.identity = value,
+                        "location" => c.location = value,
+                        "duration" => c.duration = value,
+                        _ => {}
                     }
                 }
                 text.clear();
@@ -409,8 +413,18 @@ mod tests {
         CredentialService::new(
             MrasKeys::derive(b"secret"),
             vec![
-                MediaRelay { location: Location::Internet, host_name: "av.example.com".into(), udp_port: 3478, tcp_port: 443 },
-                MediaRelay { location: Location::Intranet, host_name: "10.0.0.5".into(), udp_port: 3478, tcp_port: 443 },
+                MediaRelay {
+                    location: Location::Internet,
+                    host_name: "av.example.com".into(),
+                    udp_port: 3478,
+                    tcp_port: 443,
+                },
+                MediaRelay {
+                    location: Location::Intranet,
+                    host_name: "10.0.0.5".into(),
+                    udp_port: 3478,
+                    tcp_port: 443,
+                },
             ],
         )
     }
@@ -455,12 +469,19 @@ mod tests {
         let both = SIPE_REQUEST.replace("<location>internet</location>", "").replace("480", "5");
         let r = parse_response(&s.handle_mras_request(&both, "sip:alice@example.com", now).unwrap()).unwrap();
         assert_eq!((r.reason.as_str(), r.relays.len(), r.credentials[0].2), ("OK", 2, 5));
-        let capped = parse_response(&service().with_max_duration(60).handle_mras_request(SIPE_REQUEST, "sip:alice@example.com", now).unwrap()).unwrap();
+        let capped = parse_response(
+            &service().with_max_duration(60).handle_mras_request(SIPE_REQUEST, "sip:alice@example.com", now).unwrap(),
+        )
+        .unwrap();
         assert_eq!(capped.credentials[0].2, 60);
         for (body, requester, reason) in [
             (SIPE_REQUEST.replace(r#"version="1.0""#, r#"version="3.0""#), "sip:alice@example.com", "Version Mismatch"),
             (SIPE_REQUEST.to_string(), "sip:mallory@example.com", "Forbidden"),
-            (SIPE_REQUEST.replace("<identity>sip:alice@example.com</identity>", ""), "sip:alice@example.com", "Request Malformed"),
+            (
+                SIPE_REQUEST.replace("<identity>sip:alice@example.com</identity>", ""),
+                "sip:alice@example.com",
+                "Request Malformed",
+            ),
             (SIPE_REQUEST.replace("480", "many"), "sip:alice@example.com", "Request Malformed"),
             (SIPE_REQUEST.replace("internet", "moon"), "sip:alice@example.com", "Request Malformed"),
         ] {
@@ -471,7 +492,8 @@ mod tests {
         }
         let many = format!(
             r#"<request requestID="1" version="2.0" from="a" to="b">{}</request>"#,
-            "<credentialsRequest credentialsRequestID=\"1\"><identity>sip:a@b</identity></credentialsRequest>".repeat(101)
+            "<credentialsRequest credentialsRequestID=\"1\"><identity>sip:a@b</identity></credentialsRequest>"
+                .repeat(101)
         );
         assert!(s.handle_mras_request(&many, "sip:a@b", now).unwrap().contains("Request Too Large"));
         assert!(s.handle_mras_request("not xml <", "sip:a@b", now).is_err());

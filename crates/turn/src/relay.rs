@@ -1045,10 +1045,8 @@ impl Relay {
         let total = shared_total.unwrap_or(self.by_id.len() + self.pending.len());
         if self.config.total_quota.is_some_and(|q| total >= q as usize) {
             self.counters.total_quota_hits += 1;
-            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
-                username: username.to_string(),
-                quota: Quota::Total,
-            }));
+            self.outputs
+                .push_back(Output::Event(Event::QuotaExceeded { username: username.to_string(), quota: Quota::Total }));
             return Some(self.config.alternate_server.map_or((508, None), |alt| (300, Some(alt))));
         }
         None

@@ -52,7 +52,11 @@ impl MsClient {
     }
     fn on(client: &str, transport: Transport, username: &[u8], password: &[u8]) -> MsClient {
         MsClient {
-            tuple: FiveTuple { transport, client: client.parse().unwrap(), server: "198.51.100.1:3478".parse().unwrap() },
+            tuple: FiveTuple {
+                transport,
+                client: client.parse().unwrap(),
+                server: "198.51.100.1:3478".parse().unwrap(),
+            },
             username: username.to_vec(),
             password: password.to_vec(),
             version: 1,
@@ -119,7 +123,12 @@ impl MsClient {
     }
     fn send(&mut self, peer: SocketAddr, data: &[u8]) -> Vec<u8> {
         let txid = self.txid();
-        self.signed(types::SEND_REQUEST, txid, &[(attr::DESTINATION_ADDRESS, addr(peer)), (attr::DATA, data.to_vec())], true)
+        self.signed(
+            types::SEND_REQUEST,
+            txid,
+            &[(attr::DESTINATION_ADDRESS, addr(peer)), (attr::DATA, data.to_vec())],
+            true,
+        )
     }
     fn set_active(&mut self, txid: TransactionId, peer: Option<SocketAddr>) -> Vec<u8> {
         let attrs: Vec<(u16, Vec<u8>)> = peer.map(|p| (attr::DESTINATION_ADDRESS, addr(p))).into_iter().collect();
@@ -255,7 +264,12 @@ fn mras_allocate_send_and_data_indication() {
     assert!(h.relay.relay_client_packet(h.now, &c.tuple, &a).is_ok());
     // Without REALM (as Microsoft clients send it) it verifies too.
     let t = c.txid();
-    let no_realm = c.signed(types::SEND_REQUEST, t, &[(attr::DESTINATION_ADDRESS, addr(peer)), (attr::DATA, b"nr".to_vec())], false);
+    let no_realm = c.signed(
+        types::SEND_REQUEST,
+        t,
+        &[(attr::DESTINATION_ADDRESS, addr(peer)), (attr::DATA, b"nr".to_vec())],
+        false,
+    );
     let fwd = h.relay.relay_client_packet(h.now, &c.tuple, &no_realm).unwrap();
     assert_eq!(&no_realm[fwd.payload], b"nr");
 }
@@ -389,7 +403,8 @@ fn authentication_errors() {
     let signed = |c: &mut MsClient, skip: u16, key: &[u8]| {
         let t = c.txid();
         let mut b = Builder::new(types::ALLOCATE_REQUEST, t, false);
-        for (typ, v) in [(attr::REALM, REALM.as_bytes()), (attr::NONCE, &nonce[..]), (attr::USERNAME, &c.username[..])] {
+        for (typ, v) in [(attr::REALM, REALM.as_bytes()), (attr::NONCE, &nonce[..]), (attr::USERNAME, &c.username[..])]
+        {
             if typ != skip {
                 b.add(typ, v).unwrap();
             }
@@ -510,11 +525,14 @@ fn bandwidth_check_commit_update_enforced_by_the_cap() {
     let op = |o: u32| o.to_be_bytes().to_vec();
     // Check, too much: V = 0, amounts cut to the cap.
     let t = c.txid();
-    let req = c.allocate(t, &[
-        (attr::BANDWIDTH_ADMISSION_CONTROL_MESSAGE, op(1)),
-        (attr::BANDWIDTH_RESERVATION_AMOUNT, amount([100, 200, 100, 200])),
-        (attr::REMOTE_SITE_ADDRESS, vec![0, 1, 0, 0, 1, 2, 3, 4]),
-    ]);
+    let req = c.allocate(
+        t,
+        &[
+            (attr::BANDWIDTH_ADMISSION_CONTROL_MESSAGE, op(1)),
+            (attr::BANDWIDTH_RESERVATION_AMOUNT, amount([100, 200, 100, 200])),
+            (attr::REMOTE_SITE_ADDRESS, vec![0, 1, 0, 0, 1, 2, 3, 4]),
+        ],
+    );
     let r = one(&mut h, &c, &req);
     let d = decode(&r);
     assert_eq!(d.msg_type(), types::ALLOCATE_RESPONSE);
@@ -526,11 +544,14 @@ fn bandwidth_check_commit_update_enforced_by_the_cap() {
     c.seq = d.sequence_number().map(|s| s.unwrap());
     // Commit 16 + 16 kbps: valid, and the allocation's cap becomes 32 kbps = 4000 bytes/s.
     let t = c.txid();
-    let req = c.allocate(t, &[
-        (attr::BANDWIDTH_ADMISSION_CONTROL_MESSAGE, op(2)),
-        (attr::BANDWIDTH_RESERVATION_IDENTIFIER, vec![7; 16]),
-        (attr::BANDWIDTH_RESERVATION_AMOUNT, amount([8, 16, 8, 16])),
-    ]);
+    let req = c.allocate(
+        t,
+        &[
+            (attr::BANDWIDTH_ADMISSION_CONTROL_MESSAGE, op(2)),
+            (attr::BANDWIDTH_RESERVATION_IDENTIFIER, vec![7; 16]),
+            (attr::BANDWIDTH_RESERVATION_AMOUNT, amount([8, 16, 8, 16])),
+        ],
+    );
     let r = one(&mut h, &c, &req);
     let d = decode(&r);
     assert_eq!(d.get(attr::LOCAL_SITE_ADDRESS_RESPONSE).unwrap()[0] & 0x80, 0x80);
@@ -547,11 +568,14 @@ fn bandwidth_check_commit_update_enforced_by_the_cap() {
     assert!(h.relay.counters().drops(DropReason::BandwidthExceeded) >= 6);
     // Update to zero: cancelled, back to the relay's cap.
     let t = c.txid();
-    let req = c.allocate(t, &[
-        (attr::BANDWIDTH_ADMISSION_CONTROL_MESSAGE, op(3)),
-        (attr::BANDWIDTH_RESERVATION_IDENTIFIER, vec![7; 16]),
-        (attr::BANDWIDTH_RESERVATION_AMOUNT, amount([0; 4])),
-    ]);
+    let req = c.allocate(
+        t,
+        &[
+            (attr::BANDWIDTH_ADMISSION_CONTROL_MESSAGE, op(3)),
+            (attr::BANDWIDTH_RESERVATION_IDENTIFIER, vec![7; 16]),
+            (attr::BANDWIDTH_RESERVATION_AMOUNT, amount([0; 4])),
+        ],
+    );
     assert_eq!(decode(&one(&mut h, &c, &req)).get_u32(attr::BANDWIDTH), Some(Ok(128)));
     let ms = &h.relay.counters().ms;
     assert_eq!((ms.bandwidth_checks, ms.bandwidth_commits, ms.bandwidth_updates), (1, 1, 1));
@@ -563,7 +587,11 @@ fn both_dialects_side_by_side_with_counters() {
     let mut c = MsClient::mras(UNIX0);
     allocated(&mut h, &mut c);
     let mut std_client = Client::new("192.0.2.20:6000", "alice", "alice-pw");
-    let r = h.call_auth(&mut std_client, vienna_stun::Method::ALLOCATE, &[vienna_stun::attributes::Attribute::RequestedTransport(17)]);
+    let r = h.call_auth(
+        &mut std_client,
+        vienna_stun::Method::ALLOCATE,
+        &[vienna_stun::attributes::Attribute::RequestedTransport(17)],
+    );
     assert!(r.is_success());
     assert_eq!(h.relay.allocation_count(), 2);
     let counters = h.relay.counters();

@@ -67,9 +67,15 @@ pub fn service(config: &Config, udp_port: u16, tcp_port: u16) -> Result<Credenti
     let tcp_port = if m.relay_tcp_port == 0 { tcp_port } else { m.relay_tcp_port };
     let mut relays = vec![MediaRelay { location: Location::Internet, host_name: host, udp_port, tcp_port }];
     if !m.internal_host.is_empty() {
-        relays.push(MediaRelay { location: Location::Intranet, host_name: m.internal_host.clone(), udp_port, tcp_port });
+        relays.push(MediaRelay {
+            location: Location::Intranet,
+            host_name: m.internal_host.clone(),
+            udp_port,
+            tcp_port,
+        });
     }
-    let mut s = CredentialService::new(MrasKeys::derive(&secret(config)?), relays).with_max_duration(m.max_duration_minutes);
+    let mut s =
+        CredentialService::new(MrasKeys::derive(&secret(config)?), relays).with_max_duration(m.max_duration_minutes);
     if let Some(first) = config.turn.rest_secrets.first() {
         s = s.with_rest_secret(first.as_bytes().to_vec());
     }
@@ -93,8 +99,11 @@ pub struct CredentialsArgs {
 /// Prints MRAS credentials (the XML an MRAS SERVICE request would get) or TURN REST credentials.
 pub fn run(config: &Config, args: CredentialsArgs) -> Result<()> {
     let now = crate::turn::unix_now();
-    let identity =
-        if args.identity.contains('@') { args.identity.clone() } else { format!("{}@{}", args.identity, config.server.domain) };
+    let identity = if args.identity.contains('@') {
+        args.identity.clone()
+    } else {
+        format!("{}@{}", args.identity, config.server.domain)
+    };
     let identity = if identity.starts_with("sip:") { identity } else { format!("sip:{identity}") };
     let service = service(config, config.turn.udp_port, config.turn.ms_tcp_port)?;
     if args.rest {

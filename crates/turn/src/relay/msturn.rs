@@ -92,9 +92,10 @@ impl Bwm {
             4 => Some(u16::from_be_bytes([v[2], v[3]])),
             _ => None,
         });
-        let amount = m.get(attr::BANDWIDTH_RESERVATION_AMOUNT).filter(|v| v.len() == 16).map(|v| {
-            std::array::from_fn(|i| u32::from_be_bytes([v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]]))
-        });
+        let amount = m
+            .get(attr::BANDWIDTH_RESERVATION_AMOUNT)
+            .filter(|v| v.len() == 16)
+            .map(|v| std::array::from_fn(|i| u32::from_be_bytes([v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]])));
         Bwm {
             op,
             id: m.get(attr::BANDWIDTH_RESERVATION_IDENTIFIER).map(<[u8]>::to_vec).unwrap_or_default(),
@@ -330,8 +331,9 @@ impl Relay {
         };
         let unix = self.unix_now(now);
         let lifetime = self.config.nonce_lifetime.as_secs();
-        let fresh = std::str::from_utf8(nonce)
-            .is_ok_and(|n| nonce::check(&self.nonce_secret, n, unix, r.tuple.client.ip(), lifetime) == NonceCheck::Valid);
+        let fresh = std::str::from_utf8(nonce).is_ok_and(|n| {
+            nonce::check(&self.nonce_secret, n, unix, r.tuple.client.ip(), lifetime) == NonceCheck::Valid
+        });
         if !fresh {
             self.ms_challenge(now, r, 438);
             return None;
@@ -357,7 +359,12 @@ impl Relay {
                         return None;
                     }
                     let display = format!("mras:{}", hex::encode(&token.client_id[..8]));
-                    return Some(MsAuth { display, username: username.to_vec(), key, expiry: Some(token.expires_unix) });
+                    return Some(MsAuth {
+                        display,
+                        username: username.to_vec(),
+                        key,
+                        expiry: Some(token.expires_unix),
+                    });
                 }
                 Err(vienna_edge_auth::TokenError::Expired) => {
                     self.ms_auth_failed(r, username, AuthFailure::Expired, 436);
@@ -388,7 +395,9 @@ impl Relay {
                 m.verify(key.as_slice()).then_some(key)
             });
             return match found {
-                Some(key) => Some(MsAuth { display: name.to_string(), username: username.to_vec(), key, expiry: Some(expiry) }),
+                Some(key) => {
+                    Some(MsAuth { display: name.to_string(), username: username.to_vec(), key, expiry: Some(expiry) })
+                }
                 None => {
                     self.ms_auth_failed(r, username, AuthFailure::BadIntegrity, 431);
                     None
@@ -511,7 +520,14 @@ impl Relay {
         let mut binds = Vec::new();
         for (i, family) in families.into_iter().enumerate() {
             match self.pick_addr(family, false, false) {
-                Some(addr) => binds.push(PendingBind { family, addr, state: BindState::Waiting, attempts: 0, pair: false, even: false }),
+                Some(addr) => binds.push(PendingBind {
+                    family,
+                    addr,
+                    state: BindState::Waiting,
+                    attempts: 0,
+                    pair: false,
+                    even: false,
+                }),
                 None if i == 0 => {
                     self.outputs.push_back(Output::Event(Event::QuotaExceeded {
                         username: auth.display.clone(),
@@ -523,7 +539,11 @@ impl Relay {
             }
         }
         for b in &binds {
-            self.outputs.push_back(Output::BindRelay(BindRequest { allocation: id, addr: b.addr, dont_fragment: false }));
+            self.outputs.push_back(Output::BindRelay(BindRequest {
+                allocation: id,
+                addr: b.addr,
+                dont_fragment: false,
+            }));
         }
         *self.user_allocs.entry(auth.display.clone()).or_insert(0) += 1;
         if let Some(shared) = &self.config.shared_quota {
@@ -583,7 +603,8 @@ impl Relay {
                     if max_send == 0 && max_recv == 0 {
                         ms.reservation = None;
                     } else if valid {
-                        ms.reservation = Some(Reservation { id: bwm.id.clone(), kbps: u64::from(send) + u64::from(recv) });
+                        ms.reservation =
+                            Some(Reservation { id: bwm.id.clone(), kbps: u64::from(send) + u64::from(recv) });
                     }
                 } else {
                     return Vec::new();
@@ -720,9 +741,14 @@ impl Relay {
             let key = auth.key;
             self.counters.success_responses += 1;
             self.counters.ms.success_responses += 1;
-            self.ms_send_reply(r, types::ALLOCATE_RESPONSE, |b| {
-                let _ = b.add_u32(attr::LIFETIME, 0);
-            }, Some(&key));
+            self.ms_send_reply(
+                r,
+                types::ALLOCATE_RESPONSE,
+                |b| {
+                    let _ = b.add_u32(attr::LIFETIME, 0);
+                },
+                Some(&key),
+            );
             return;
         }
         let requested = lifetime.map_or(self.config.default_lifetime, |s| Duration::from_secs(u64::from(s)));
@@ -824,7 +850,12 @@ impl Relay {
 
     /// Send request, client to peer, without allocating: where to send `bytes[payload]`.
     #[inline]
-    pub(super) fn ms_send(&mut self, now: Instant, tuple: &FiveTuple, bytes: &[u8]) -> Result<PeerTransmit, DropReason> {
+    pub(super) fn ms_send(
+        &mut self,
+        now: Instant,
+        tuple: &FiveTuple,
+        bytes: &[u8],
+    ) -> Result<PeerTransmit, DropReason> {
         let r = self.ms_send_inner(now, tuple, bytes);
         match &r {
             Ok(t) => {
@@ -954,4 +985,3 @@ fn ms_reason(code: u16) -> &'static str {
         c => reason_phrase(c),
     }
 }
-

@@ -144,7 +144,8 @@ impl TurnShared {
                 ms.allocations_created,
             ),
         ] {
-            for (direction, packets, bytes) in [("client_to_peer", c2p, c2p_bytes), ("peer_to_client", p2c, p2c_bytes)] {
+            for (direction, packets, bytes) in [("client_to_peer", c2p, c2p_bytes), ("peer_to_client", p2c, p2c_bytes)]
+            {
                 metrics::counter!("vienna_turn_dialect_relayed_packets_total", "dialect" => dialect, "direction" => direction)
                     .absolute(packets);
                 metrics::counter!("vienna_turn_dialect_relayed_bytes_total", "dialect" => dialect, "direction" => direction)
