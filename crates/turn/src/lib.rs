@@ -249,6 +249,8 @@ pub struct AllocationInfo<'a> {
     pub channels: usize,
     /// TURN REST credential expiry (Unix seconds), if authenticated that way.
     pub rest_expiry: Option<u64>,
+    /// An MS-TURN allocation (else RFC 8656).
+    pub msturn: bool,
 }
 
 /// Why a request failed authentication.

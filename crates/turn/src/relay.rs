@@ -348,6 +348,7 @@ impl Relay {
             permissions: a.permissions.len(),
             channels: a.channels.len(),
             rest_expiry: a.rest_expiry,
+            msturn: a.ms.is_some(),
         })
     }
 

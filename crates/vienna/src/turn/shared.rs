@@ -32,6 +32,8 @@ pub struct AllocationView {
     pub id: String,
     /// Client transport.
     pub transport: &'static str,
+    /// `standard` (RFC 8656) or `msturn`.
+    pub dialect: &'static str,
     /// Client address.
     pub client: SocketAddr,
     /// Server address the client used.

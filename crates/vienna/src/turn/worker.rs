@@ -494,6 +494,7 @@ impl Worker {
             .map(|a| AllocationView {
                 id: format!("{}-{}", self.index, a.id.0),
                 transport: transport_name(a.tuple.transport),
+                dialect: if a.msturn { "msturn" } else { "standard" },
                 client: a.tuple.client,
                 server: a.tuple.server,
                 username: a.username.to_owned(),
