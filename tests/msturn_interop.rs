@@ -114,21 +114,37 @@ fn libnice_oc2007_relays_data_over_udp() {
 }
 
 #[test]
-fn libnice_allocates_over_tcp_framing_and_pseudo_tls() {
+fn libnice_oc2007r2_relays_data_over_tcp_and_pseudo_tls() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path());
     let tcp = server.listener("turn", "tcp").port();
     let ms_tcp = server.listener("turn", "ms-tcp").port();
     let creds = mras_credentials(dir.path());
-    // TCP with the MS-TURN framing (02 00 len16) on the ordinary TCP port.
-    let (ok, out) = nice("OC2007R2", "TCP", tcp, &creds, 0);
-    assert!(ok && out.contains("### relayed"), "no allocation over TCP:\n{out}\n{}", server.log_text());
+    // TCP with the MS-TURN framing (02/03 00 len16) on the ordinary TCP port. libnice then offers TCP
+    // relayed candidates: the relay accepts the peer's ICE-TCP connection on the relayed address and
+    // opens one to the peer's passive candidate.
+    let (ok, out) = nice("OC2007R2", "TCP", tcp, &creds, 3);
+    assert!(ok, "no relaying over TCP:\n{out}\n{}", server.log_text());
+    assert!(out.contains("TCP") && out.contains("typ relay") && out.contains("### result ok: 3 of 3 echoes"), "{out}");
     server.wait_log(|l| l["message"] == "turn: allocation created" && l["transport"] == "tcp");
     // libnice's "TLS" relay: the pseudo-TLS hello on the MS-TURN TCP port, then the same framing.
-    let (ok, out) = nice("OC2007R2", "TLS", ms_tcp, &creds, 0);
-    assert!(ok && out.contains("### relayed"), "no allocation over pseudo-TLS:\n{out}\n{}", server.log_text());
+    let (ok, out) = nice("OC2007R2", "TLS", ms_tcp, &creds, 3);
+    assert!(ok, "no relaying over pseudo-TLS:\n{out}\n{}", server.log_text());
+    assert!(out.contains("### result ok: 3 of 3 echoes"), "{out}");
     assert!(metric(&server, "vienna_turn_msturn_pseudo_tls_handshakes_total") >= 1.0);
+    assert!(metric(&server, "vienna_turn_msturn_stream_clients_total") >= 2.0);
     assert!(metric(&server, "vienna_turn_dialect_allocations_created_total{dialect=\"msturn\"}") >= 2.0);
+    assert!(metric(&server, "vienna_turn_msturn_active_destinations_total") >= 2.0);
+}
+
+#[test]
+fn libnice_allocates_with_pseudo_tls_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let ms_tcp = server.listener("turn", "ms-tcp").port();
+    let creds = mras_credentials(dir.path());
+    let (ok, out) = nice("OC2007", "TLS", ms_tcp, &creds, 0);
+    assert!(ok && out.contains("### relayed"), "no allocation over pseudo-TLS (OC2007):\n{out}\n{}", server.log_text());
 }
 
 #[test]

@@ -1,11 +1,12 @@
 /* nice_relay_check.c - a real MS-TURN client for Vienna's end-to-end tests: libnice in its OC2007R2 (or
  * OC2007) compatibility mode, headless.
  *
- * Two agents in one process, both on 127.0.0.1: agent A gathers ONLY a relayed candidate (force-relay)
+ * Two agents in one process, both on 127.0.0.1: agent A gathers ONLY relayed candidates (force-relay)
  * from the MS-TURN server under test, with the given base64 credentials (libnice base64-decodes them in
  * these modes, as MRAS credentials need); agent B is a plain host peer. They exchange candidates, run
- * MS-ICE2 connectivity checks (through the relay: Send requests and Data Indications), and once A's
- * component is ready A sends COUNT messages that B echoes back. Exit 0 when A's selected pair is the
+ * MS-ICE2 connectivity checks (through the relay: Send requests and Data Indications; over TCP the relay
+ * accepts B's connection on A's relayed address and opens one to B's passive candidate), and once A's
+ * component is ready A sends COUNT messages that B echoes back (after Set Active Destination, raw). Exit 0 when A's selected pair is the
  * relayed candidate and every echo came back; 1 on timeout or failure. With COUNT 0 it stops once
  * gathering is done: exit 0 when A got its relayed candidate (the allocation succeeded).
  *
@@ -26,7 +27,9 @@ static int gathered, count = 5, echoed, sent, exit_code = 1;
 
 static void b_recv(NiceAgent *agent, guint sid, guint cid, guint len, gchar *buf, gpointer d) {
     /* The peer echoes everything back. */
-    nice_agent_send(b, sb, 1, len, buf);
+    int sent_back = nice_agent_send(b, sb, 1, len, buf);
+    printf("### B got %u bytes, echoed %d\n", len, sent_back);
+    fflush(stdout);
 }
 
 static void a_recv(NiceAgent *agent, guint sid, guint cid, guint len, gchar *buf, gpointer d) {
@@ -55,7 +58,7 @@ static void exchange(NiceAgent *from, guint fs, NiceAgent *to, guint ts) {
     nice_agent_get_local_credentials(from, fs, &ufrag, &pwd);
     nice_agent_set_remote_credentials(to, ts, ufrag, pwd);
     cands = nice_agent_get_local_candidates(from, fs, 1);
-    printf("### %s has %u candidate(s)\n", from == a ? "A" : "B", g_slist_length(cands));
+    printf("### %s offers %u candidate(s)\n", from == a ? "A" : "B", g_slist_length(cands));
     for (GSList *l = cands; l; l = l->next) {
         gchar *s = nice_agent_generate_local_candidate_sdp(from, l->data);
         printf("### candidate %s\n", s);
@@ -94,7 +97,11 @@ static void gathering_done(NiceAgent *agent, guint sid, gpointer d) {
 
 static void state_changed(NiceAgent *agent, guint sid, guint cid, guint state, gpointer d) {
     NiceCandidate *local = NULL, *remote = NULL;
-    if (agent != a) return;
+    if (agent != a) {
+        printf("### B state %s\n", nice_component_state_to_string(state));
+        fflush(stdout);
+        return;
+    }
     printf("### A state %s\n", nice_component_state_to_string(state));
     fflush(stdout);
     if (state == NICE_COMPONENT_STATE_FAILED) g_main_loop_quit(loop);
@@ -147,8 +154,10 @@ int main(int argc, char **argv) {
     if (argc > 8) secs = atoi(argv[8]);
 
     loop = g_main_loop_new(NULL, FALSE);
-    a = agent_new(compat, TRUE, TRUE);
-    b = agent_new(compat, FALSE, FALSE);
+    /* B controls: over TCP, libnice's controlled side does not settle on a pair whose connection the
+     * relay opened to it, while its controlling side nominates the connection it opened itself. */
+    a = agent_new(compat, FALSE, TRUE);
+    b = agent_new(compat, TRUE, FALSE);
     sa = nice_agent_add_stream(a, 1);
     sb = nice_agent_add_stream(b, 1);
     if (!nice_agent_set_relay_info(a, sa, 1, argv[3], atoi(argv[4]), argv[5], argv[6], rt)) {

@@ -204,6 +204,10 @@ pub struct BindRequest {
     pub addr: SocketAddr,
     /// Set the DF bit / IPV6_DONTFRAG on the socket (client sent DONT-FRAGMENT).
     pub dont_fragment: bool,
+    /// A TCP relayed address (an MS-TURN allocation made over TCP): listen on `addr` for peers,
+    /// connect to peers from it when the client first sends to them, and frame each datagram on those
+    /// connections with a 2-byte length (RFC 4571, as ICE-TCP does), instead of binding a UDP socket.
+    pub tcp: bool,
 }
 
 /// Why the driver could not bind a relayed socket.

@@ -530,6 +530,16 @@ impl Relay {
         }
     }
 
+    /// Whether data from `peer` on relayed address `relayed` would be relayed now (a live allocation
+    /// with a permission for the peer's IP). For a driver that holds stream bytes until then; nothing
+    /// is counted.
+    pub fn peer_permitted(&self, now: Instant, relayed: SocketAddr, peer: SocketAddr) -> bool {
+        self.by_relayed
+            .get(&relayed)
+            .and_then(|&idx| self.slots[idx as usize].as_ref())
+            .is_some_and(|a| a.expires > now && a.permitted(peer.ip(), now))
+    }
+
     /// Hot path, peer to client: wrap `payload` from `peer` (received on `relayed`) as
     /// ChannelData (bound channel) or a Data indication into `out`, and say which 5-tuple to send
     /// `out[..len]` on. `out` needs at most `payload.len() + 51` bytes (a Data indication to an
@@ -638,6 +648,7 @@ impl Relay {
                             allocation,
                             addr: new,
                             dont_fragment: p.dont_fragment,
+                            tcp: p.ms.is_some() && p.tuple.transport.is_stream(),
                         }));
                     }
                     None => {
@@ -1134,6 +1145,7 @@ impl Relay {
                 allocation: id,
                 addr: b.addr,
                 dont_fragment: req.dont_fragment,
+                tcp: false,
             }));
         }
         *self.user_allocs.entry(auth.username.clone()).or_insert(0) += 1;

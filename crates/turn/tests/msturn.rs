@@ -628,3 +628,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn allocations_over_tcp_ask_for_a_tcp_relayed_address() {
+    let mut h = Harness::new(ms_config());
+    let mut u = MsClient::mras(UNIX0);
+    allocated(&mut h, &mut u);
+    let mut t = MsClient::mras(UNIX0);
+    t.tuple.transport = Transport::Tcp;
+    t.tuple.client = "192.0.2.10:5001".parse().unwrap();
+    allocated(&mut h, &mut t);
+    let flags: Vec<bool> = h.binds.iter().map(|b| b.tcp).collect();
+    assert_eq!(flags, [false, true], "UDP allocation, then TCP allocation");
+    // Standard TURN over TCP keeps UDP relaying (RFC 6062 is not implemented).
+    let mut s = Client::with_transport("192.0.2.30:7000", "alice", "alice-pw", Transport::Tcp);
+    let r = h.call_auth(
+        &mut s,
+        vienna_stun::Method::ALLOCATE,
+        &[vienna_stun::attributes::Attribute::RequestedTransport(17)],
+    );
+    assert!(r.is_success());
+    assert!(!h.binds.last().unwrap().tcp);
+    // A held TCP peer: no permission until the client sends to it.
+    let relayed = h.relay.allocations().find(|a| a.tuple == t.tuple).and_then(|a| a.relayed_v4).unwrap();
+    let peer: SocketAddr = PEER.parse().unwrap();
+    assert!(!h.relay.peer_permitted(h.now, relayed, peer));
+    let send = t.send(peer, b"x");
+    assert!(h.relay.relay_client_packet(h.now, &t.tuple, &send).is_ok());
+    assert!(h.relay.peer_permitted(h.now, relayed, peer));
+}

@@ -23,6 +23,9 @@
 //! * MS-SEQUENCE-NUMBER: the connection id must match; numbers are accepted once, within a 64-wide
 //!   window (UDP reorders). A retransmitted Allocate or Set Active Destination (same transaction
 //!   id) gets the same answer again.
+//! * An Allocate over TCP or TLS asks the driver for a TCP relayed address ([`BindRequest::tcp`]):
+//!   MS-ICE2 clients then offer TCP relay candidates, and the driver relays the peers' byte streams
+//!   (Send DATA written to the connection, bytes read returned as Data Indications or raw data).
 //! * MS-TURNBWM: Reservation Check, Commit and Update in Allocate requests are answered with the
 //!   site address response attributes, judged against the bandwidth cap; a committed reservation
 //!   becomes the allocation's cap. The numeric values of the admission message (1 check, 2
@@ -543,6 +546,7 @@ impl Relay {
                 allocation: id,
                 addr: b.addr,
                 dont_fragment: false,
+                tcp: tuple.transport.is_stream(),
             }));
         }
         *self.user_allocs.entry(auth.display.clone()).or_insert(0) += 1;
@@ -661,9 +665,8 @@ impl Relay {
         b.finish()
     }
 
-    /// Allocate, second phase (called from `finish_allocation` when every bind is resolved):
-    /// the answer, and the MS-TURN state of the new allocation. `None` when the primary bind
-    /// failed (the 500 has been sent).
+    /// Allocate, second phase (called from `finish_allocation` when every bind is resolved): the
+    /// MS-TURN state of the new allocation `a`, and the answer.
     pub(super) fn ms_finish(&mut self, now: Instant, p: &Pending, ms: MsPending, a: &mut Allocation) {
         let mut connection_id = [0u8; 20];
         self.entropy.fill(&mut connection_id);
