@@ -1,13 +1,14 @@
 //! MS-TURN judged by a real client: libnice (Debian libnice-dev, installed by the test command) in its
 //! OC2007R2 and OC2007 compatibility modes, driven headless by `tools/msturn-client/nice_relay_check.c`,
-//! with credentials from Vienna's own MRAS service (`vienna relay-credentials`). Everything runs on
-//! loopback, every run is bounded by a timeout inside the driver and another around it.
+//! with credentials from Vienna's own MRAS service (`vienna relay-credentials`); and the MRAS service
+//! over SIP, judged by SIPp (a Digest-authenticated SERVICE to the MRAS URI). Everything runs on
+//! loopback, every run is bounded by a timeout inside the client and another around it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use vienna_e2e::{Server, run, stderr, stdout};
+use vienna_e2e::{Server, add_user, run, stderr, stdout};
 
 /// The driver, compiled once per test binary with gcc and pkg-config's flags for libnice.
 fn driver() -> &'static Path {
@@ -157,4 +158,38 @@ fn libnice_with_a_wrong_password_gets_no_allocation() {
     assert!(!ok && !out.contains("### relayed"), "{out}");
     assert!(metric(&server, "vienna_turn_msturn_auth_failures_total") >= 1.0);
     assert_eq!(metric(&server, "vienna_turn_dialect_allocations_created_total{dialect=\"msturn\"}"), 0.0);
+}
+
+#[test]
+fn sipp_gets_mras_credentials_with_a_service_request() {
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "alice", "alice-secret");
+    // SIPp answers only MD5 and reads the first challenge.
+    let mut server = Server::start(dir.path(), &["--set", "sip.digest_algorithms=[\"MD5\", \"SHA-256\"]"]);
+    let sip = server.listener("sip", "udp");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sipp/mras-service.xml");
+    let errors = dir.path().join("mras-errors.log");
+    let out = Command::new("timeout")
+        .arg("40")
+        .arg("sipp")
+        .arg(sip.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-timeout", "30"])
+        .args(["-key", "domain", "localhost", "-s", "alice", "-au", "alice", "-ap", "alice-secret"])
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(&errors)
+        .current_dir(dir.path())
+        .output()
+        .expect("sipp (package sip-tester) is installed by the test command");
+    assert!(
+        out.status.success(),
+        "MRAS over SIP failed: {}\n{}\n{}",
+        std::fs::read_to_string(&errors).unwrap_or_default(),
+        stdout(&out),
+        server.log_text()
+    );
+    server.wait_log(|l| l["message"] == "mras: credentials issued" && l["requester"] == "sip:alice@localhost");
 }

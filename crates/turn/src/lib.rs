@@ -1,4 +1,5 @@
-//! Sans-IO TURN relay core (RFC 8656, RFC 5766, RFC 6156) for Vienna.
+//! Sans-IO TURN relay core (RFC 8656, RFC 5766, RFC 6156) and its MS-TURN dialect ([MS-TURN],
+//! MS-TURNBWM) for Vienna.
 //!
 //! [`Relay`] is a state machine: it never reads a clock, opens a socket or spawns a task. Time is
 //! an argument of every call. The driver (the `vienna` binary's tokio code) feeds it datagrams
@@ -84,8 +85,15 @@
 //! credentials with stateless nonces (RFC 8489 §9.2) and TURN REST ephemeral credentials;
 //! quotas, peer policy, per-allocation bandwidth cap, counters and events.
 //!
+//! MS-TURN on the same ports (the dialect is told per message, see the `relay::msturn` module's
+//! documentation): Allocate with refresh and delete, Send requests, Data Indications, Set Active
+//! Destination and raw data, MS-SEQUENCE-NUMBER, MS-Version 1-6 integrity, MRAS tokens
+//! ([`Config::mras`]), MS-TURNBWM; allocations made over TCP ask the driver for a TCP relayed address
+//! ([`BindRequest::tcp`]). [`Relay::relay_client_packet`] is the one client-side hot path of both
+//! dialects.
+//!
 //! # Left out (for now)
-//! RFC 6062 TCP relaying (CONNECT/ConnectionBind), MS-TURN, RFC 7635 OAuth, the RFC 8489
+//! RFC 6062 TCP relaying (CONNECT/ConnectionBind), RFC 7635 OAuth, the RFC 8489
 //! PASSWORD-ALGORITHMS negotiation and USERHASH lookup, SASLprep, sending ICMP attributes to
 //! clients, Refresh of one family of a dual allocation (a Refresh covers both), and cutting a live
 //! allocation short when a long-term (store) credential is revoked: the allocation keeps the key

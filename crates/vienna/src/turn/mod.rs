@@ -166,6 +166,11 @@ impl TurnRole {
             mras = mras_keys.is_some(),
             "turn relay started"
         );
+        let tcp = listeners
+            .iter()
+            .find(|l| l.protocol == "ms-tcp")
+            .or_else(|| listeners.iter().find(|l| l.protocol == "tcp"));
+        crate::mras::publish_relay_ports(listeners[0].address.port(), tcp.map_or(0, |l| l.address.port()));
         Ok((TurnRole { shared, workers, threads }, listeners))
     }
 
