@@ -180,7 +180,9 @@ fn allocated(h: &mut Harness, c: &mut MsClient) -> SocketAddr {
 
 #[test]
 fn libnice_first_allocate_gets_a_401_in_ms_numbering() {
-    let mut h = Harness::new(ms_config());
+    let mut cfg = ms_config();
+    cfg.ms_public_address = Some("198.51.100.1:3478".parse().unwrap());
+    let mut h = Harness::new(cfg);
     let c = MsClient::new(b"x", b"y");
     let r = one(&mut h, &c, &vector("libnice-oc2007r2-udp-allocate-1.hex"));
     let d = decode(&r);
@@ -189,7 +191,7 @@ fn libnice_first_allocate_gets_a_401_in_ms_numbering() {
     assert_eq!(code(&r), Some(401));
     assert_eq!(d.get(attr::REALM), Some(REALM.as_bytes()), "REALM is 0x0015");
     assert!(d.get(attr::NONCE).unwrap().starts_with(b"v1"), "NONCE is 0x0014");
-    assert_eq!(d.get_address(attr::ALTERNATE_SERVER), Some(Ok(c.tuple.server)), "UDP 401 names the server");
+    assert_eq!(d.get_address(attr::ALTERNATE_SERVER), Some(Ok(c.tuple.server)), "UDP 401 names the public address");
     assert_eq!(d.integrity(), None);
     assert!(!d.padded());
     assert_eq!(h.relay.counters().ms.requests, 1);
@@ -656,4 +658,34 @@ fn allocations_over_tcp_ask_for_a_tcp_relayed_address() {
     let send = t.send(peer, b"x");
     assert!(h.relay.relay_client_packet(h.now, &t.tuple, &send).is_ok());
     assert!(h.relay.peer_permitted(h.now, relayed, peer));
+}
+
+#[test]
+fn libnice_against_vienna_capture_is_unpadded_and_verifies() {
+    // A real exchange between libnice 0.1.21 (OC2007R2) and this relay, captured by a UDP forwarder.
+    let header = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testvectors/msturn/vienna-libnice-oc2007r2-udp-3-allocate-auth.hex"),
+    )
+    .unwrap();
+    let secret = header.split("mras.secret \"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+    let keys = MrasKeys::derive(secret.as_bytes());
+    let challenge = vector("vienna-libnice-oc2007r2-udp-2-401.hex");
+    let d = decode(&challenge);
+    assert_eq!(d.get(attr::NONCE).map(<[u8]>::len), Some(42), "a 42-byte nonce, not padded");
+    assert!(!d.padded());
+    let auth = vector("vienna-libnice-oc2007r2-udp-3-allocate-auth.hex");
+    let m = decode(&auth);
+    assert!(!m.padded(), "libnice echoed the 42-byte nonce and 9-byte realm unpadded");
+    assert_eq!(m.get(attr::NONCE), d.get(attr::NONCE));
+    assert_eq!(m.get(attr::REALM), Some(&b"localhost"[..]));
+    let username = m.get(attr::USERNAME).unwrap();
+    let token = keys.validate(username, 0).expect("the token libnice sent is Vienna's");
+    let key = msturn::key_v1(username, b"localhost", &token.password);
+    assert!(m.verify(&key), "libnice's MI over the unpadded message, padded to 64 bytes for the HMAC");
+    let ok = vector("vienna-libnice-oc2007r2-udp-4-allocate-response.hex");
+    let r = decode(&ok);
+    assert_eq!(r.msg_type(), types::ALLOCATE_RESPONSE);
+    assert!(r.verify(&key));
+    assert!(r.sequence_number().is_some());
 }

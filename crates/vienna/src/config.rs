@@ -268,6 +268,9 @@ pub struct TurnConfig {
     pub ms_tcp: bool,
     /// MS-TURN TCP port (443 on a Microsoft A/V Edge); 0 picks a free port.
     pub ms_tcp_port: u16,
+    /// The relay's public UDP "ip:port", sent to MS-TURN clients in their 401 (ALTERNATE-SERVER); empty:
+    /// not sent.
+    pub ms_public_address: String,
 }
 
 impl Default for TurnConfig {
@@ -299,6 +302,7 @@ impl Default for TurnConfig {
             msturn: true,
             ms_tcp: true,
             ms_tcp_port: 443,
+            ms_public_address: String::new(),
         }
     }
 }

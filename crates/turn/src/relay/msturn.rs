@@ -7,7 +7,7 @@
 //! 20..28; on an MS-TURN allocation everything else is raw data for the active destination.
 //!
 //! * Allocate (0x0003): 401 with NONCE (0x0014), REALM (0x0015) and, over UDP, ALTERNATE-SERVER
-//!   (the address the client reached); then credentials from an MRAS token
+//!   (the relay's public address, when [`Config::ms_public_address`](crate::Config) is set); then credentials from an MRAS token
 //!   ([`Config::mras`](crate::Config::mras)), a TURN REST username, or a store account; MI checked
 //!   with the MS-Version 1/2 MD5 key or the MS-Version 3+ SHA-256 derived key. The success
 //!   response carries MAPPED-ADDRESS (relayed), LIFETIME, BANDWIDTH, XOR-MAPPED-ADDRESS,
@@ -279,12 +279,12 @@ impl Relay {
         let nonce = nonce::issue(&self.nonce_secret, self.unix_now(now), r.tuple.client.ip());
         let realm = self.config.realm.clone();
         let mut alt = [0u8; 20];
-        let server = r.tuple.server;
-        let alt_len = if r.tuple.transport == Transport::Udp && !server.ip().is_unspecified() {
-            msturn::write_address(server, &mut alt);
-            msturn::address_len(&server)
-        } else {
-            0
+        let alt_len = match self.config.ms_public_address {
+            Some(public) if r.tuple.transport == Transport::Udp => {
+                msturn::write_address(public, &mut alt);
+                msturn::address_len(&public)
+            }
+            _ => 0,
         };
         let mut extra: Vec<(u16, &[u8])> = vec![(attr::NONCE, nonce.as_bytes()), (attr::REALM, realm.as_bytes())];
         if alt_len > 0 {
