@@ -282,20 +282,107 @@ pub fn verify(auth: &Authenticate, nt_hash: &[u8; 16], challenge: &[u8; 8]) -> R
     } else {
         session_base
     };
-    let seal_base: &[u8] = if auth.flags & flags::N128 != 0 {
-        &exported
-    } else if auth.flags & flags::N56 != 0 {
+    Ok(session_keys(auth.flags, &exported))
+}
+
+/// SIGNKEY and SEALKEY in both directions (MS-NLMP §3.4.5.2, §3.4.5.3, extended session security) from
+/// the exported session key.
+fn session_keys(flags: u32, exported: &[u8; 16]) -> SessionKeys {
+    let seal_base: &[u8] = if flags & flags::N128 != 0 {
+        exported
+    } else if flags & flags::N56 != 0 {
         &exported[..7]
     } else {
         &exported[..5]
     };
-    Ok(SessionKeys {
-        flags: auth.flags,
-        client_sign: md5(&[&exported, b"session key to client-to-server signing key magic constant\0"]),
+    SessionKeys {
+        flags,
+        client_sign: md5(&[exported, b"session key to client-to-server signing key magic constant\0"]),
         client_seal: md5(&[seal_base, b"session key to client-to-server sealing key magic constant\0"]),
-        server_sign: md5(&[&exported, b"session key to server-to-client signing key magic constant\0"]),
+        server_sign: md5(&[exported, b"session key to server-to-client signing key magic constant\0"]),
         server_seal: md5(&[seal_base, b"session key to server-to-client sealing key magic constant\0"]),
-    })
+    }
+}
+
+/// The fields of a CHALLENGE_MESSAGE a client needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// NegotiateFlags the server offers.
+    pub flags: u32,
+    /// The server challenge.
+    pub server_challenge: [u8; 8],
+    /// The target information (AV pairs), echoed in the NTLMv2 blob.
+    pub target_info: Vec<u8>,
+}
+
+impl Challenge {
+    /// Parses a CHALLENGE_MESSAGE.
+    pub fn parse(m: &[u8]) -> Result<Challenge, NtlmError> {
+        if m.len() > MAX_MESSAGE || m.len() < 48 || &m[..8] != SIGNATURE || u32_at(m, 8) != 2 {
+            return Err(NtlmError::Malformed("not an NTLM CHALLENGE message"));
+        }
+        let len = usize::from(u16::from_le_bytes([m[40], m[41]]));
+        let offset = u32_at(m, 44) as usize;
+        let target_info = m
+            .get(offset..offset.saturating_add(len))
+            .ok_or(NtlmError::Malformed("target information outside the message"))?
+            .to_vec();
+        Ok(Challenge {
+            flags: u32_at(m, 20),
+            server_challenge: m[24..32].try_into().expect("8 bytes"),
+            target_info,
+        })
+    }
+}
+
+/// The client side of connectionless NTLMv2, for Vienna's tests and load tools: the AUTHENTICATE_MESSAGE
+/// answering `challenge` as `user` of `domain` (a UPN user with an empty domain also works) with the NT
+/// hash of the password, and the session keys both sides then share. `client_challenge`, `timestamp`
+/// (FILETIME) and `session_key` are the client's random choices.
+pub fn authenticate_message(
+    challenge: &Challenge,
+    user: &str,
+    domain: &str,
+    nt_hash: &[u8; 16],
+    client_challenge: [u8; 8],
+    timestamp: u64,
+    session_key: [u8; 16],
+) -> (Vec<u8>, SessionKeys) {
+    let flags = challenge.flags & flags::SERVER_DATAGRAM & !flags::TARGET_TYPE_DOMAIN;
+    let key = ntowf_v2(nt_hash, user, domain);
+    let mut blob = vec![1, 1, 0, 0, 0, 0, 0, 0];
+    blob.extend_from_slice(&timestamp.to_le_bytes());
+    blob.extend_from_slice(&client_challenge);
+    blob.extend_from_slice(&[0; 4]);
+    blob.extend_from_slice(&challenge.target_info);
+    blob.extend_from_slice(&[0; 4]);
+    let proof = hmac_md5(&key, &[&challenge.server_challenge, &blob]);
+    let mut nt_response = proof.to_vec();
+    nt_response.extend_from_slice(&blob);
+    let mut lm_response = hmac_md5(&key, &[&challenge.server_challenge, &client_challenge]).to_vec();
+    lm_response.extend_from_slice(&client_challenge);
+    let session_base = hmac_md5(&key, &[&proof]);
+    let mut encrypted_key = session_key;
+    Rc4::new(&session_base).apply(&mut encrypted_key);
+    let fields: [Vec<u8>; 6] =
+        [lm_response, nt_response, utf16(domain), utf16(user), utf16("VIENNA"), encrypted_key.to_vec()];
+    const HEADER: usize = 72;
+    let mut m = Vec::with_capacity(HEADER + fields.iter().map(Vec::len).sum::<usize>());
+    m.extend_from_slice(SIGNATURE);
+    m.extend_from_slice(&3u32.to_le_bytes());
+    let mut offset = HEADER;
+    for f in &fields {
+        m.extend_from_slice(&(f.len() as u16).to_le_bytes());
+        m.extend_from_slice(&(f.len() as u16).to_le_bytes());
+        m.extend_from_slice(&(offset as u32).to_le_bytes());
+        offset += f.len();
+    }
+    m.extend_from_slice(&flags.to_le_bytes());
+    m.extend_from_slice(&[6, 1, 0xb1, 0x1d, 0, 0, 0, 15]);
+    for f in &fields {
+        m.extend_from_slice(f);
+    }
+    (m, session_keys(flags, &session_key))
 }
 
 /// An NTLM message signature (MS-NLMP §2.2.2.9.1, extended session security): version 1, the first eight
