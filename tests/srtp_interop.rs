@@ -1,0 +1,360 @@
+//! SRTP interop judged by GStreamer's `srtpenc` and `srtpdec` (libsrtp inside GStreamer's srtp plugin,
+//! packages gstreamer1.0-tools and gstreamer1.0-plugins-base/good/bad, installed by the test command), both
+//! ways, for every suite, with and without a one-byte MKI, across a sequence-number wrap at 65535.
+//! Replayed, tampered and wrong-key packets are rejected and counted by `vienna-srtp`, and dropped by
+//! `srtpdec`. Everything is on loopback; every GStreamer run is bounded by `timeout` and a packet count.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vienna_srtp::{MasterKey, Mki, ReceiverOptions, RejectReason, SrtpReceiver, SrtpSender, Suite, TRAILER_ROOM};
+
+const SSRC: u32 = 0x1122_3344;
+/// Longest a GStreamer pipeline may take (they take about a second).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A `gst-launch-1.0` pipeline, killed on drop.
+struct Gst(Child);
+
+impl Gst {
+    fn launch(pipeline: &str) -> Gst {
+        require_gstreamer();
+        let child = Command::new("timeout")
+            .arg("60")
+            .arg("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gst-launch-1.0 (package gstreamer1.0-tools) is installed by the test command");
+        Gst(child)
+    }
+
+    /// Waits for the pipeline to finish; fails the test with its stderr if it fails or takes too long.
+    fn finish(mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for gst-launch") {
+                let mut err = String::new();
+                if let Some(mut e) = self.0.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                assert!(status.success(), "gst-launch-1.0 failed ({status}): {err}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "gst-launch-1.0 did not finish within {PATIENCE:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Gst {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn require_gstreamer() {
+    for element in ["srtpenc", "srtpdec", "opusenc", "rtpopuspay", "udpsrc"] {
+        let ok = Command::new("gst-inspect-1.0")
+            .arg(element)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "GStreamer element {element} is missing: run `bash tools/install-deps.sh` (gstreamer1.0-tools, \
+             gstreamer1.0-plugins-base, -good, -bad)"
+        );
+    }
+}
+
+/// GStreamer's names for a suite: cipher, SRTP auth, SRTCP auth.
+fn gst_names(suite: Suite) -> (&'static str, &'static str, &'static str) {
+    match suite {
+        Suite::AesCm128HmacSha1_80 => ("aes-128-icm", "hmac-sha1-80", "hmac-sha1-80"),
+        Suite::AesCm128HmacSha1_32 => ("aes-128-icm", "hmac-sha1-32", "hmac-sha1-80"),
+        Suite::AeadAes128Gcm => ("aes-128-gcm", "null", "null"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Index of the last byte of the authentication tag (an AEAD packet's MKI follows its tag).
+fn tag_end(suite: Suite, len: usize, mki: bool) -> usize {
+    if suite.is_aead() && mki { len - 2 } else { len - 1 }
+}
+
+fn rejected(r: vienna_srtp::Result<usize>) -> RejectReason {
+    match r {
+        Err(vienna_srtp::Error::Rejected(reason)) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// `srtpenc` sends Opus over SRTP (sequence numbers from 65500, so they wrap); returns the datagrams.
+fn from_srtpenc(key: &MasterKey, mki: Option<u8>) -> Vec<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let (cipher, rtp_auth, rtcp_auth) = gst_names(key.suite());
+    let mki = mki.map(|m| format!("mki={m:02x}")).unwrap_or_default();
+    let mut gst = Gst::launch(&format!(
+        "audiotestsrc num-buffers=60 ! audio/x-raw,rate=48000,channels=1 ! opusenc \
+         ! rtpopuspay pt=96 ssrc={SSRC} seqnum-offset=65500 \
+         ! srtpenc key={} rtp-cipher={cipher} rtp-auth={rtp_auth} rtcp-cipher={cipher} rtcp-auth={rtcp_auth} {mki} \
+         ! udpsink host=127.0.0.1 port={port} sync=false",
+        hex(key.as_bytes())
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut quiet_since_exit = 0;
+    while quiet_since_exit < 5 {
+        assert!(Instant::now() < deadline, "srtpenc sent {} packets in {PATIENCE:?}", packets.len());
+        match sock.recv(&mut buf) {
+            Ok(n) => packets.push(buf[..n].to_vec()),
+            Err(_) if gst.exited() => quiet_since_exit += 1,
+            Err(_) => {}
+        }
+    }
+    gst.finish();
+    assert!(packets.len() >= 50, "srtpenc sent only {} packets", packets.len());
+    packets
+}
+
+/// Receives `srtpenc`'s stream with `vienna-srtp`: every packet decrypts, the sequence wraps, and a
+/// replay, a tampered tag and a wrong key are rejected and counted.
+fn srtpenc_to_vienna(suite: Suite, mki: Option<u8>) {
+    let key = MasterKey::random(suite).unwrap();
+    let packets = from_srtpenc(&key, mki);
+    let mki = mki.map(|m| Mki::new(u64::from(m), 1).unwrap());
+    let mut rx = SrtpReceiver::new(&key, mki, None, ReceiverOptions::default()).unwrap();
+    let (last, first) = packets.split_last().unwrap();
+    let mut seqs = Vec::new();
+    for (i, p) in first.iter().enumerate() {
+        if let Some(m) = mki {
+            let at = if suite.is_aead() { p.len() - 1 } else { p.len() - 1 - suite.rtp_tag_len() };
+            assert_eq!(u64::from(p[at]), m.value, "MKI in packet {i}");
+        }
+        let mut b = p.clone();
+        let n = rx.unprotect_rtp(&mut b).unwrap_or_else(|e| panic!("{suite}: packet {i}: {e}"));
+        assert_eq!(n, p.len() - suite.rtp_tag_len() - mki.map_or(0, |m| usize::from(m.length)));
+        assert_eq!(b[1] & 0x7f, 96, "payload type");
+        assert_eq!(u32::from_be_bytes([b[8], b[9], b[10], b[11]]), SSRC);
+        seqs.push(u16::from_be_bytes([b[2], b[3]]));
+    }
+    assert_eq!(seqs[0], 65500);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "consecutive: {seqs:?}");
+    assert!(seqs.contains(&65535) && seqs.contains(&0), "wrapped at 65535: {seqs:?}");
+
+    // A replayed packet.
+    let mut replay = first[3].clone();
+    assert_eq!(rejected(rx.unprotect_rtp(&mut replay)), RejectReason::Replayed);
+    // A tampered tag on a packet not yet received; then the genuine packet still passes.
+    let mut tampered = last.clone();
+    let end = tag_end(suite, tampered.len(), mki.is_some());
+    tampered[end] ^= 0x40;
+    assert_eq!(rejected(rx.unprotect_rtp(&mut tampered)), RejectReason::AuthFailed);
+    let mut genuine = last.clone();
+    rx.unprotect_rtp(&mut genuine).expect("the genuine packet after the tampered one");
+    // A receiver with the wrong key.
+    let mut wrong =
+        SrtpReceiver::new(&MasterKey::random(suite).unwrap(), mki, None, ReceiverOptions::default()).unwrap();
+    for p in &packets[..5] {
+        assert_eq!(rejected(wrong.unprotect_rtp(&mut p.clone())), RejectReason::WrongKey);
+    }
+
+    assert_eq!(rx.accepted().0, packets.len() as u64);
+    assert_eq!(rx.rejected().get(RejectReason::Replayed), 1);
+    assert_eq!(rx.rejected().get(RejectReason::AuthFailed), 1);
+    assert_eq!(rx.rejected().total(), 2);
+    assert_eq!(wrong.rejected().get(RejectReason::WrongKey), 5);
+}
+
+#[test]
+fn srtpenc_to_vienna_aes_cm_80() {
+    srtpenc_to_vienna(Suite::AesCm128HmacSha1_80, None);
+}
+
+#[test]
+fn srtpenc_to_vienna_aes_cm_80_with_mki() {
+    srtpenc_to_vienna(Suite::AesCm128HmacSha1_80, Some(1));
+}
+
+#[test]
+fn srtpenc_to_vienna_aes_cm_32() {
+    srtpenc_to_vienna(Suite::AesCm128HmacSha1_32, None);
+}
+
+#[test]
+fn srtpenc_to_vienna_gcm() {
+    srtpenc_to_vienna(Suite::AeadAes128Gcm, None);
+}
+
+#[test]
+fn srtpenc_to_vienna_gcm_with_mki() {
+    srtpenc_to_vienna(Suite::AeadAes128Gcm, Some(7));
+}
+
+/// A free UDP port on loopback (nothing bound to it when this returns).
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until someone else has bound `port` (the pipeline is listening).
+fn wait_bound(port: u16, gst: &mut Gst) {
+    let deadline = Instant::now() + PATIENCE;
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(!gst.exited(), "gst-launch-1.0 exited before listening on {port}");
+        assert!(Instant::now() < deadline, "gst-launch-1.0 did not listen on {port} within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&u32::from(seq).wrapping_mul(960).to_be_bytes());
+    p.extend_from_slice(&SSRC.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn protect(s: &mut SrtpSender, plain: &[u8], rtcp: bool) -> Vec<u8> {
+    let mut buf = vec![0u8; plain.len() + TRAILER_ROOM + 8];
+    buf[..plain.len()].copy_from_slice(plain);
+    let n = if rtcp { s.protect_rtcp(&mut buf, plain.len()) } else { s.protect_rtp(&mut buf, plain.len()) };
+    buf.truncate(n.unwrap());
+    buf
+}
+
+/// `vienna-srtp` sends to `srtpdec` 100 RTP packets across the sequence wrap and 10 SRTCP sender reports,
+/// mixed with a replay, a tampered tag and a wrong-key packet of each kind. What `srtpdec` writes out must
+/// be exactly the good packets' plaintext, in order.
+fn vienna_to_srtpdec(suite: Suite, mki: Option<u8>) {
+    let key = MasterKey::random(suite).unwrap();
+    let m = mki.map(|v| Mki::new(u64::from(v), 1).unwrap());
+    let mut tx = SrtpSender::new(&key, m, None).unwrap();
+    let mut stranger = SrtpSender::new(&MasterKey::random(suite).unwrap(), m, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (rtp_out, rtcp_out) = (dir.path().join("rtp.bin"), dir.path().join("rtcp.bin"));
+    let (rtp_port, rtcp_port) = (free_port(), free_port());
+    let (cipher, rtp_auth, rtcp_auth) = gst_names(suite);
+    let keying = format!(
+        "ssrc=(uint){SSRC},srtp-key=(buffer){},srtp-cipher=(string){cipher},srtp-auth=(string){rtp_auth},\
+         srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}{}",
+        hex(key.as_bytes()),
+        mki.map(|v| format!(",mki=(buffer){v:02x}")).unwrap_or_default()
+    );
+    let (good_rtp, good_rtcp) = (100, 10);
+    let (sent_rtp, sent_rtcp) = (good_rtp + 3, good_rtcp + 3);
+    let mut gst = Gst::launch(&format!(
+        "srtpdec name=d \
+         udpsrc address=127.0.0.1 port={rtp_port} num-buffers={sent_rtp} caps=application/x-srtp,{keying} \
+         ! d.rtp_sink d.rtp_src ! filesink location={} \
+         udpsrc address=127.0.0.1 port={rtcp_port} num-buffers={sent_rtcp} caps=application/x-srtcp,{keying} \
+         ! d.rtcp_sink d.rtcp_src ! filesink location={}",
+        rtp_out.display(),
+        rtcp_out.display()
+    ));
+    wait_bound(rtp_port, &mut gst);
+    wait_bound(rtcp_port, &mut gst);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |p: &[u8], port: u16| {
+        sock.send_to(p, ("127.0.0.1", port)).unwrap();
+        // Pace a little: udpsrc reads one datagram per buffer.
+        std::thread::sleep(Duration::from_millis(2));
+    };
+
+    let mut expected_rtp = Vec::new();
+    for i in 0..good_rtp {
+        let seq = 65_486u16.wrapping_add(i as u16);
+        let plain = rtp(seq, &[i as u8; 80]);
+        let p = protect(&mut tx, &plain, false);
+        if i == 20 {
+            let mut t = p.clone();
+            let end = tag_end(suite, t.len(), mki.is_some());
+            t[end] ^= 1;
+            send(&t, rtp_port); // tampered, before the genuine one
+        }
+        if i == 30 {
+            send(&protect(&mut stranger, &plain, false), rtp_port); // wrong key
+        }
+        send(&p, rtp_port);
+        if i == 40 {
+            send(&p, rtp_port); // replayed
+        }
+        expected_rtp.extend_from_slice(&plain);
+    }
+    let mut expected_rtcp = Vec::new();
+    for i in 0..good_rtcp {
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&SSRC.to_be_bytes());
+        sr.extend_from_slice(&[i as u8; 20]);
+        let p = protect(&mut tx, &sr, true);
+        if i == 2 {
+            let mut t = p.clone();
+            let end = tag_end(suite, t.len(), mki.is_some());
+            t[end] ^= 1;
+            send(&t, rtcp_port);
+        }
+        if i == 4 {
+            send(&protect(&mut stranger, &sr, true), rtcp_port);
+        }
+        send(&p, rtcp_port);
+        if i == 6 {
+            send(&p, rtcp_port);
+        }
+        expected_rtcp.extend_from_slice(&sr);
+    }
+    gst.finish();
+    let got_rtp = std::fs::read(&rtp_out).unwrap();
+    assert_eq!(got_rtp.len(), expected_rtp.len(), "{suite}: srtpdec passed {} RTP bytes", got_rtp.len());
+    assert!(got_rtp == expected_rtp, "{suite}: srtpdec's RTP output differs");
+    let got_rtcp = std::fs::read(&rtcp_out).unwrap();
+    assert!(
+        got_rtcp == expected_rtcp,
+        "{suite}: srtpdec passed {} of {} RTCP bytes",
+        got_rtcp.len(),
+        expected_rtcp.len()
+    );
+    assert!(!Path::new(&rtp_out).as_os_str().is_empty());
+}
+
+#[test]
+fn vienna_to_srtpdec_aes_cm_80() {
+    vienna_to_srtpdec(Suite::AesCm128HmacSha1_80, None);
+}
+
+#[test]
+fn vienna_to_srtpdec_aes_cm_80_with_mki() {
+    vienna_to_srtpdec(Suite::AesCm128HmacSha1_80, Some(1));
+}
+
+#[test]
+fn vienna_to_srtpdec_aes_cm_32() {
+    vienna_to_srtpdec(Suite::AesCm128HmacSha1_32, None);
+}
+
+#[test]
+fn vienna_to_srtpdec_gcm() {
+    vienna_to_srtpdec(Suite::AeadAes128Gcm, None);
+}
+
+#[test]
+fn vienna_to_srtpdec_gcm_with_mki() {
+    vienna_to_srtpdec(Suite::AeadAes128Gcm, Some(7));
+}
