@@ -500,6 +500,17 @@ mod tests {
     }
 
     #[test]
+    fn vector_file_lines_round_trip() {
+        let text = include_str!("../../../testvectors/srtp/sdes-offers.sdp");
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("a=crypto")).collect();
+        assert_eq!(lines.len(), 7);
+        for line in lines {
+            let a = CryptoAttribute::parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(a.to_string(), line);
+        }
+    }
+
+    #[test]
     fn mki_bytes() {
         let m = Mki::new(0x0102, 3).unwrap();
         let mut b = [0; 3];
