@@ -8,8 +8,9 @@
 //! What this module adds:
 //! - **MKI** (RFC 3711 §3.1): written and stripped here, not by libsrtp. The MKI is not authenticated
 //!   (RFC 3711 §4.2), so the packet libsrtp sees is the packet without it: for AES-CM the MKI sits between
-//!   the encrypted part (and the SRTCP index) and the tag; for AEAD it follows the tag (RFC 7714 §8.1,
-//!   §9.1). A receiver holds several keys and picks one by MKI (MS-SRTP offers `1:1`).
+//!   the encrypted part (and the SRTCP index) and the tag; for AEAD it ends the packet, after the tag (and
+//!   after the SRTCP index) (RFC 7714 §8.1, §9.1). Both layouts match libsrtp's, checked against GStreamer
+//!   both ways. A receiver holds several keys and picks one by MKI (MS-SRTP offers `1:1`).
 //! - **Key lifetime** (RFC 3711 §9.2, RFC 4568 §6.1 `|2^31`): SRTP and SRTCP packets are counted per master
 //!   key; past the lifetime the sender refuses with [`Error::KeyExpired`] and the receiver drops with
 //!   [`RejectReason::KeyExpired`]. [`SrtpSender::needs_rekey`] turns true at 15/16 of it.
