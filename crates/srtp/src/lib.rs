@@ -96,3 +96,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn libsrtp_version() -> &'static str {
     srtp::get_version_string()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn links_libsrtp2() {
+        let v = super::libsrtp_version();
+        assert!(v.starts_with("libsrtp2 2."), "{v}");
+        assert_eq!(super::TRAILER_ROOM, 144);
+    }
+}
