@@ -17,6 +17,32 @@
 //! receivers. The cryptography is libsrtp2's (Debian's 2.5.0 with its OpenSSL back end, which is what makes
 //! AES-GCM available), reached through the `srtp` crate.
 //!
+//! ```
+//! use vienna_srtp::negotiate::{Offer, TransportProfile, answer, crypto_attributes, random_key};
+//! use vienna_srtp::{Answer, LocalPolicy, TRAILER_ROOM};
+//!
+//! // The offer's crypto lines (a Skype for Business client offers the same key three ways).
+//! let key = "inline:IQ+Q4YcN8irlbEovMTkF8LL/uMV0JIGFWrAxrrpY|2^31";
+//! let lines = [format!("1 client AES_CM_128_HMAC_SHA1_80 {key}|1:1"), format!("2 AES_CM_128_HMAC_SHA1_80 {key}|1:1")];
+//! let crypto = crypto_attributes([("cryptoscale", lines[0].as_str()), ("crypto", lines[1].as_str())]);
+//! let offer = Offer { profile: TransportProfile::Savp, crypto: &crypto, encryption: None };
+//! let Answer::Srtp(agreed) = answer(&offer, &LocalPolicy::default(), random_key)? else { unreachable!() };
+//! assert_eq!(agreed.attribute.tag, 2); // goes into the answer as `a=crypto:2 ...|2^31|1:1`
+//!
+//! // Send: protect in place in a buffer with room for the trailer.
+//! let mut sender = agreed.sender()?;
+//! let mut buf = [0u8; 1500];
+//! buf[..12].copy_from_slice(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 42]);
+//! let n = sender.protect_rtp(&mut buf, 12 + 160)?;
+//! assert_eq!(n, 12 + 160 + 1 + 10); // MKI and 80-bit tag
+//! # assert!(buf.len() >= 172 + TRAILER_ROOM);
+//! // Receive: what the client sends is unprotected with its key; rejections are counted.
+//! let mut receiver = agreed.receiver()?;
+//! assert!(receiver.unprotect_rtp(&mut buf[..n]).is_err()); // not the client's key
+//! assert_eq!(receiver.rejected().total(), 1);
+//! # Ok::<(), vienna_srtp::Error>(())
+//! ```
+//!
 //! Left out: key derivation rates other than 0 (`KDR=`), `UNENCRYPTED_*`/`UNAUTHENTICATED_SRTP`, FEC
 //! session parameters, key methods other than `inline`, MKIs longer than 8 bytes, AES-192/256, DTLS-SRTP.
 
