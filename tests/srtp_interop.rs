@@ -234,12 +234,57 @@ fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+fn sender_report(fill: u8) -> Vec<u8> {
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&SSRC.to_be_bytes());
+    sr.extend_from_slice(&[fill; 20]);
+    sr
+}
+
 fn protect(s: &mut SrtpSender, plain: &[u8], rtcp: bool) -> Vec<u8> {
     let mut buf = vec![0u8; plain.len() + TRAILER_ROOM + 8];
     buf[..plain.len()].copy_from_slice(plain);
     let n = if rtcp { s.protect_rtcp(&mut buf, plain.len()) } else { s.protect_rtp(&mut buf, plain.len()) };
     buf.truncate(n.unwrap());
     buf
+}
+
+/// Payload byte of the packets that only open the way: `srtpdec` drops what arrives while its pads are
+/// still starting up, so each test first sends these until one comes out the other side.
+const PRIMING: u8 = 0xee;
+
+/// What `srtpdec` wrote to `out`, less the leading priming packets of `size` bytes (priming byte at
+/// `offset`).
+fn decoded(out: &std::path::Path, size: usize, offset: usize) -> Vec<u8> {
+    let mut got = std::fs::read(out).unwrap_or_default();
+    let skip = got.chunks(size).take_while(|p| p.len() == size && p[offset] == PRIMING).count();
+    got.drain(..skip * size);
+    got
+}
+
+/// Sends primers (made by `next`, one per output and round) until `srtpdec` has passed one into every output.
+fn prime(gst: &mut Gst, sock: &UdpSocket, outputs: &[(&std::path::Path, u16)], mut next: impl FnMut(usize) -> Vec<u8>) {
+    let deadline = Instant::now() + PATIENCE;
+    while outputs.iter().any(|(out, _)| std::fs::metadata(out).map_or(0, |m| m.len()) == 0) {
+        assert!(!gst.exited(), "gst-launch-1.0 exited while starting");
+        assert!(Instant::now() < deadline, "srtpdec passed nothing within {PATIENCE:?}");
+        for (i, (_, port)) in outputs.iter().enumerate() {
+            sock.send_to(&next(i), ("127.0.0.1", *port)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `srtpdec` has written at least `expected.len()` bytes after the primers; returns them.
+fn wait_decoded(out: &std::path::Path, expected: &[u8], size: usize, offset: usize) -> Vec<u8> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = decoded(out, size, offset);
+        if got.len() >= expected.len() || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `vienna-srtp` sends to `srtpdec` 100 RTP packets across the sequence wrap and 10 SRTCP sender reports,
@@ -260,20 +305,30 @@ fn vienna_to_srtpdec(suite: Suite, mki: Option<u8>) {
         hex(key.as_bytes()),
         mki.map(|v| format!(",mki=(buffer){v:02x}")).unwrap_or_default()
     );
-    let (good_rtp, good_rtcp) = (100, 10);
-    let (sent_rtp, sent_rtcp) = (good_rtp + 3, good_rtcp + 3);
     let mut gst = Gst::launch(&format!(
         "srtpdec name=d \
-         udpsrc address=127.0.0.1 port={rtp_port} num-buffers={sent_rtp} caps=application/x-srtp,{keying} \
-         ! d.rtp_sink d.rtp_src ! filesink location={} \
-         udpsrc address=127.0.0.1 port={rtcp_port} num-buffers={sent_rtcp} caps=application/x-srtcp,{keying} \
-         ! d.rtcp_sink d.rtcp_src ! filesink location={}",
+         udpsrc address=127.0.0.1 port={rtp_port} caps=application/x-srtp,{keying} \
+         ! d.rtp_sink d.rtp_src ! filesink buffer-mode=unbuffered location={} \
+         udpsrc address=127.0.0.1 port={rtcp_port} caps=application/x-srtcp,{keying} \
+         ! d.rtcp_sink d.rtcp_src ! filesink buffer-mode=unbuffered location={}",
         rtp_out.display(),
         rtcp_out.display()
     ));
     wait_bound(rtp_port, &mut gst);
     wait_bound(rtcp_port, &mut gst);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // srtpdec passes RTP only once both of its pads are flowing: prime both. The primers' sequence numbers
+    // stay below the test's (it starts at 65486), so they cannot turn into replays.
+    let mut seq = 60_000u16;
+    prime(&mut gst, &sock, &[(&rtp_out, rtp_port), (&rtcp_out, rtcp_port)], |i| {
+        if i == 0 {
+            seq += 1;
+            assert!(seq < 65_486, "priming took too long");
+            protect(&mut tx, &rtp(seq, &[PRIMING; 80]), false)
+        } else {
+            protect(&mut tx, &sender_report(PRIMING), true)
+        }
+    });
     let send = |p: &[u8], port: u16| {
         sock.send_to(p, ("127.0.0.1", port)).unwrap();
         // Pace a little: udpsrc reads one datagram per buffer.
@@ -281,9 +336,8 @@ fn vienna_to_srtpdec(suite: Suite, mki: Option<u8>) {
     };
 
     let mut expected_rtp = Vec::new();
-    for i in 0..good_rtp {
-        let seq = 65_486u16.wrapping_add(i as u16);
-        let plain = rtp(seq, &[i as u8; 80]);
+    for i in 0..100u16 {
+        let plain = rtp(65_486u16.wrapping_add(i), &[i as u8; 80]);
         let p = protect(&mut tx, &plain, false);
         if i == 20 {
             let mut t = p.clone();
@@ -301,10 +355,8 @@ fn vienna_to_srtpdec(suite: Suite, mki: Option<u8>) {
         expected_rtp.extend_from_slice(&plain);
     }
     let mut expected_rtcp = Vec::new();
-    for i in 0..good_rtcp {
-        let mut sr = vec![0x80, 200, 0, 6];
-        sr.extend_from_slice(&SSRC.to_be_bytes());
-        sr.extend_from_slice(&[i as u8; 20]);
+    for i in 0..10u8 {
+        let sr = sender_report(i);
         let p = protect(&mut tx, &sr, true);
         if i == 2 {
             let mut t = p.clone();
@@ -321,17 +373,26 @@ fn vienna_to_srtpdec(suite: Suite, mki: Option<u8>) {
         }
         expected_rtcp.extend_from_slice(&sr);
     }
-    gst.finish();
-    let got_rtp = std::fs::read(&rtp_out).unwrap();
-    assert_eq!(got_rtp.len(), expected_rtp.len(), "{suite}: srtpdec passed {} RTP bytes", got_rtp.len());
-    assert!(got_rtp == expected_rtp, "{suite}: srtpdec's RTP output differs");
-    let got_rtcp = std::fs::read(&rtcp_out).unwrap();
+    let got_rtp = wait_decoded(&rtp_out, &expected_rtp, 92, 12);
+    // Every RTP packet is 12 + 80 bytes and its payload byte is its number.
+    let numbers: Vec<u8> = got_rtp.chunks(92).map(|p| p.get(12).copied().unwrap_or(255)).collect();
+    assert!(
+        got_rtp == expected_rtp,
+        "{suite}: srtpdec passed {} of {} RTP bytes; packets {numbers:?}",
+        got_rtp.len(),
+        expected_rtp.len()
+    );
+    let got_rtcp = wait_decoded(&rtcp_out, &expected_rtcp, 28, 8);
     assert!(
         got_rtcp == expected_rtcp,
         "{suite}: srtpdec passed {} of {} RTCP bytes",
         got_rtcp.len(),
         expected_rtcp.len()
     );
+    // Nothing more arrives late (a bad packet let through would show up here or above).
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(decoded(&rtp_out, 92, 12).len(), expected_rtp.len());
+    assert_eq!(decoded(&rtcp_out, 28, 8).len(), expected_rtcp.len());
 }
 
 #[test]
@@ -361,25 +422,27 @@ fn vienna_to_srtpdec_gcm_with_mki() {
 
 /// An `srtpdec` pipeline that writes the RTP it decrypts to a file.
 struct SrtpDec {
-    gst: Gst,
+    /// Kept for its lifetime: the pipeline is killed when this drops.
+    _gst: Gst,
     port: u16,
     out: std::path::PathBuf,
 }
 
 impl SrtpDec {
-    fn start(key: &MasterKey, mki: Option<u8>, buffers: usize, out: std::path::PathBuf) -> SrtpDec {
+    fn start(key: &MasterKey, mki: Option<u8>, out: std::path::PathBuf) -> SrtpDec {
         let port = free_port();
         let (cipher, rtp_auth, rtcp_auth) = gst_names(key.suite());
         let mut gst = Gst::launch(&format!(
-            "udpsrc address=127.0.0.1 port={port} num-buffers={buffers} caps=application/x-srtp,ssrc=(uint){SSRC},\
+            "udpsrc address=127.0.0.1 port={port} caps=application/x-srtp,ssrc=(uint){SSRC},\
              srtp-key=(buffer){},srtp-cipher=(string){cipher},srtp-auth=(string){rtp_auth},\
-             srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}{} ! srtpdec ! filesink location={}",
+             srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}{} ! srtpdec \
+             ! filesink buffer-mode=unbuffered location={}",
             hex(key.as_bytes()),
             mki.map(|v| format!(",mki=(buffer){v:02x}")).unwrap_or_default(),
             out.display()
         ));
         wait_bound(port, &mut gst);
-        SrtpDec { gst, port, out }
+        SrtpDec { _gst: gst, port, out }
     }
 }
 
@@ -393,21 +456,20 @@ fn scale_srtp_fan_out_to_srtpdec() {
     use vienna_srtp::{FanOut, ReceiverId, ScaleGroup};
 
     let suite = Suite::AesCm128HmacSha1_80;
-    let packets = 60;
     let dir = tempfile::tempdir().unwrap();
     let group_key = MasterKey::random(suite).unwrap();
     let mut group = ScaleGroup::new(&group_key, Some(Mki::new(1, 1).unwrap()), None, ScalePolicy::default()).unwrap();
     let mut fan = FanOut::new(1500);
     let mut decoders = Vec::new();
     for i in 0..3 {
-        let dec = SrtpDec::start(&group_key, Some(1), packets, dir.path().join(format!("member{i}.bin")));
+        let dec = SrtpDec::start(&group_key, Some(1), dir.path().join(format!("member{i}.bin")));
         group.join(ReceiverId(i), SocketAddr::from(([127, 0, 0, 1], dec.port)));
         decoders.push(dec);
     }
     fan.set_group(group);
     for i in 0..2 {
         let key = MasterKey::random(suite).unwrap();
-        let dec = SrtpDec::start(&key, None, packets, dir.path().join(format!("leg{i}.bin")));
+        let dec = SrtpDec::start(&key, None, dir.path().join(format!("leg{i}.bin")));
         let to = SocketAddr::from(([127, 0, 0, 1], dec.port));
         fan.add_leg(ReceiverId(10 + i), to, SrtpSender::new(&key, None, None).unwrap());
         decoders.push(dec);
@@ -415,10 +477,9 @@ fn scale_srtp_fan_out_to_srtpdec() {
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut buf = vec![0u8; 1500 + TRAILER_ROOM + 8];
-    let mut expected = Vec::new();
-    for i in 0..packets {
-        let plain = rtp(65_520u16.wrapping_add(i as u16), &[i as u8; 160]);
-        buf[..plain.len()].copy_from_slice(&plain);
+    let mut seq = 60_000u16;
+    let mut send = |fan: &mut FanOut, plain: &[u8]| {
+        buf[..plain.len()].copy_from_slice(plain);
         let out = fan.protect_rtp(&mut buf, plain.len()).unwrap();
         let (shared, members) = out.shared.unwrap();
         assert_eq!(members.len(), 3);
@@ -426,12 +487,25 @@ fn scale_srtp_fan_out_to_srtpdec() {
         for (datagram, to) in out.datagrams() {
             sock.send_to(datagram, to).unwrap();
         }
+    };
+    // Prime until every decoder passes something (their sequence numbers stay below the test's).
+    let deadline = Instant::now() + PATIENCE;
+    while decoders.iter().any(|d| std::fs::metadata(&d.out).map_or(0, |m| m.len()) == 0) {
+        assert!(Instant::now() < deadline && seq < 65_519, "an srtpdec passed nothing");
+        seq += 1;
+        send(&mut fan, &rtp(seq, &[PRIMING; 160]));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut expected = Vec::new();
+    for i in 0..60u16 {
+        let plain = rtp(65_520u16.wrapping_add(i), &[i as u8; 160]);
+        send(&mut fan, &plain);
         expected.extend_from_slice(&plain);
         std::thread::sleep(Duration::from_millis(2));
     }
-    for dec in decoders {
-        dec.gst.finish();
-        let got = std::fs::read(&dec.out).unwrap();
+    for dec in &decoders {
+        let got = wait_decoded(&dec.out, &expected, 172, 12);
         assert!(got == expected, "{}: srtpdec decoded {} of {} bytes", dec.out.display(), got.len(), expected.len());
     }
+    drop(decoders);
 }
