@@ -59,6 +59,15 @@ impl Gst {
 
 impl Drop for Gst {
     fn drop(&mut self) {
+        // SIGTERM to `timeout`, which passes it on to gst-launch-1.0 (a SIGKILL would orphan it).
+        // SAFETY: kill(2) on a child we spawned and have not reaped; at worst it fails with ESRCH.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.exited() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
