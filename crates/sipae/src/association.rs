@@ -172,7 +172,8 @@ impl<C: Clone + Eq + Hash> NtlmServer<C> {
 
     fn random(&mut self, now: u64) -> [u8; 16] {
         self.counter += 1;
-        let out = vienna_crypto::hmac_sha256(&self.secret, &[b"sipae", &self.counter.to_le_bytes(), &now.to_le_bytes()]);
+        let out =
+            vienna_crypto::hmac_sha256(&self.secret, &[b"sipae", &self.counter.to_le_bytes(), &now.to_le_bytes()]);
         out[..16].try_into().expect("32-byte MAC")
     }
 
@@ -290,7 +291,13 @@ impl<C: Clone + Eq + Hash> NtlmServer<C> {
 
     /// Checks the signature of `message` (a request of an established association, with `crand`, `cnum`
     /// and `response` in `params`); returns the association's address of record.
-    pub fn verify(&mut self, now: u64, connection: &C, params: &NtlmParams, message: &Message) -> Result<String, Refusal> {
+    pub fn verify(
+        &mut self,
+        now: u64,
+        connection: &C,
+        params: &NtlmParams,
+        message: &Message,
+    ) -> Result<String, Refusal> {
         let opaque = params.opaque.as_deref().ok_or(Refusal::UnknownAssociation)?;
         let version = self.config.version;
         let (realm, target) = (self.config.realm.clone(), self.config.targetname.clone());
@@ -397,7 +404,8 @@ mod tests {
     }
 
     fn lookup(user: &str, _domain: &str) -> Option<NtlmAccount> {
-        (user == "alice@example.test").then(|| NtlmAccount { aor: "sip:alice@example.test".into(), nt_hash: nt_hash("secret") })
+        (user == "alice@example.test")
+            .then(|| NtlmAccount { aor: "sip:alice@example.test".into(), nt_hash: nt_hash("secret") })
     }
 
     fn server() -> NtlmServer<u32> {
@@ -496,7 +504,10 @@ mod tests {
         let mut client = handshake(&mut s, "secret").expect("established");
         assert_eq!(s.associations(), 1);
         let (msg, params) = client.signed(3, None);
-        assert_eq!(s.authorize(1002, &1, &params, &msg, lookup), Step::Verified { aor: "sip:alice@example.test".into() });
+        assert_eq!(
+            s.authorize(1002, &1, &params, &msg, lookup),
+            Step::Verified { aor: "sip:alice@example.test".into() }
+        );
         // The same message again: a replay.
         assert_eq!(s.authorize(1002, &1, &params, &msg, lookup), Step::Refused(Refusal::Replay));
         // Tampered: the signature covers the CSeq.
@@ -546,15 +557,24 @@ mod tests {
         let Step::Challenge(header) = s.authorize(1000, &1, &first, &request(1, "NTLM"), lookup) else { panic!() };
         let mut late = NtlmParams::parse(&header).unwrap();
         late.gssapi_data = Some("TlRMTVNTUAADAAAA".into());
-        assert_eq!(s.authorize(2000, &1, &late, &request(2, "NTLM"), lookup), Step::Refused(Refusal::UnknownAssociation));
+        assert_eq!(
+            s.authorize(2000, &1, &late, &request(2, "NTLM"), lookup),
+            Step::Refused(Refusal::UnknownAssociation)
+        );
         // Garbage tokens.
         let Step::Challenge(header) = s.authorize(3000, &1, &first, &request(1, "NTLM"), lookup) else { panic!() };
         let mut bad = NtlmParams::parse(&header).unwrap();
         bad.gssapi_data = Some("%%%".into());
-        assert!(matches!(s.authorize(3001, &1, &bad, &request(2, "NTLM"), lookup), Step::Refused(Refusal::Malformed(_))));
+        assert!(matches!(
+            s.authorize(3001, &1, &bad, &request(2, "NTLM"), lookup),
+            Step::Refused(Refusal::Malformed(_))
+        ));
         // Unknown opaque without a token: no association.
         let stray = NtlmParams { opaque: Some("FFFFFFFF".into()), ..NtlmParams::default() };
-        assert_eq!(s.authorize(3002, &1, &stray, &request(3, "NTLM"), lookup), Step::Refused(Refusal::UnknownAssociation));
+        assert_eq!(
+            s.authorize(3002, &1, &stray, &request(3, "NTLM"), lookup),
+            Step::Refused(Refusal::UnknownAssociation)
+        );
         // An association expires.
         let mut s = server();
         let mut client = handshake(&mut s, "secret").unwrap();

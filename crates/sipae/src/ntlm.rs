@@ -327,11 +327,7 @@ impl Challenge {
             .get(offset..offset.saturating_add(len))
             .ok_or(NtlmError::Malformed("target information outside the message"))?
             .to_vec();
-        Ok(Challenge {
-            flags: u32_at(m, 20),
-            server_challenge: m[24..32].try_into().expect("8 bytes"),
-            target_info,
-        })
+        Ok(Challenge { flags: u32_at(m, 20), server_challenge: m[24..32].try_into().expect("8 bytes"), target_info })
     }
 }
 
