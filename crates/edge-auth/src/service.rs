@@ -23,13 +23,9 @@
 //! answers 400). The request's `route` attribute and v2 `directIPAddress`/`realm` elements are not
 //! used.
 
-use std::borrow::Cow;
-use std::fmt::Write;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use quick_xml::Reader;
-use quick_xml::events::{BytesStart, Event};
+use vienna_xml::{Limits, Writer};
 
 use crate::Error;
 use crate::mras::MrasKeys;
@@ -122,115 +118,35 @@ struct Request {
     too_many: bool,
 }
 
-fn attribute(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, Error> {
-    for a in e.attributes() {
-        let a = a.map_err(|err| Error::Malformed(err.to_string()))?;
-        if a.key.local_name().as_ref() == name {
-            let v = a
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map_err(|err| Error::Malformed(err.to_string()))?;
-            return Ok(Some(v.into_owned()));
-        }
-    }
-    Ok(None)
-}
-
-fn predefined_entity(name: &str) -> Option<char> {
-    Some(match name {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        "apos" => '\'',
-        _ => return None,
-    })
-}
-
 fn parse(body: &str) -> Result<Request, Error> {
-    let mut reader = Reader::from_str(body);
-    let mut req = Request::default();
-    let mut path: Vec<String> = Vec::new();
-    let mut text = String::new();
-    let mut seen_root = false;
-    loop {
-        let event = reader.read_event().map_err(|e| Error::Malformed(e.to_string()))?;
-        match event {
-            Event::Start(e) | Event::Empty(e) if path.len() > 8 => {
-                let _ = e;
-                return Err(Error::Malformed("nested too deep".into()));
-            }
-            Event::Start(e) => {
-                let name = e.local_name().as_ref().to_string();
-                match (path.len(), name.as_str()) {
-                    (0, "request") => {
-                        seen_root = true;
-                        req.id = attribute(&e, "requestID")?.unwrap_or_default();
-                        req.version = attribute(&e, "version")?.unwrap_or_default();
-                        req.from = attribute(&e, "from")?.unwrap_or_default();
-                        req.to = attribute(&e, "to")?.unwrap_or_default();
-                    }
-                    (0, other) => return Err(Error::Malformed(format!("root element {other:?}"))),
-                    (1, "credentialsRequest") => {
-                        if req.credentials.len() >= MAX_CREDENTIAL_REQUESTS {
-                            req.too_many = true;
-                        } else {
-                            let id = attribute(&e, "credentialsRequestID")?.unwrap_or_default();
-                            req.credentials.push(CredentialsRequest { id, ..Default::default() });
-                        }
-                    }
-                    _ => {}
-                }
-                path.push(name);
-                text.clear();
-            }
-            Event::Empty(e) => {
-                let name = e.local_name();
-                if path.is_empty() {
-                    return Err(Error::Malformed("empty request".into()));
-                }
-                if path.len() == 1 && name.as_ref() == "credentialsRequest" {
-                    let id = attribute(&e, "credentialsRequestID")?.unwrap_or_default();
-                    req.credentials.push(CredentialsRequest { id, ..Default::default() });
-                }
-            }
-            Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::CData(t) => text.push_str(&t),
-            Event::GeneralRef(r) => {
-                if let Ok(Some(c)) = r.resolve_char_ref() {
-                    text.push(c);
-                } else if let Some(c) = predefined_entity(&r) {
-                    text.push(c);
-                }
-            }
-            Event::End(_) => {
-                let name = path.pop().unwrap_or_default();
-                if path.len() == 2
-                    && path[1] == "credentialsRequest"
-                    && !req.too_many
-                    && let Some(c) = req.credentials.last_mut()
-                {
-                    let value = Some(text.trim().to_string());
-                    match name.as_str() {
-                        "identity" => c.identity = value,
-                        "location" => c.location = value,
-                        "duration" => c.duration = value,
-                        _ => {}
-                    }
-                }
-                text.clear();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
+    let root = vienna_xml::parse(body.as_bytes(), Limits::default()).map_err(|e| Error::Malformed(e.to_string()))?;
+    if root.name != "request" {
+        return Err(Error::Malformed(format!("root element {:?}", root.name)));
     }
-    if !seen_root {
-        return Err(Error::Malformed("no request element".into()));
+    let attr = |n: &str| root.attr(n).unwrap_or_default().to_string();
+    let mut req = Request {
+        id: attr("requestID"),
+        version: attr("version"),
+        from: attr("from"),
+        to: attr("to"),
+        credentials: Vec::new(),
+        too_many: false,
+    };
+    // Elements are matched by local name: clients send them in the mrasp namespace, or in none.
+    for c in root.children.iter().filter(|c| c.name == "credentialsRequest") {
+        if req.credentials.len() >= MAX_CREDENTIAL_REQUESTS {
+            req.too_many = true;
+            break;
+        }
+        let text = |n: &str| c.children.iter().find(|e| e.name == n).map(|e| e.text.trim().to_string());
+        req.credentials.push(CredentialsRequest {
+            id: c.attr("credentialsRequestID").unwrap_or_default().to_string(),
+            identity: text("identity"),
+            location: text("location"),
+            duration: text("duration"),
+        });
     }
     Ok(req)
-}
-
-fn escape(s: &str) -> Cow<'_, str> {
-    quick_xml::escape::escape(s)
 }
 
 /// Same SIP identity: scheme and host case-insensitive, a missing `sip:` tolerated.
@@ -313,44 +229,40 @@ impl CredentialService {
             None
         };
         let version = if req.version == "1.0" { "1.0" } else { "2.0" };
-        let mut out = String::with_capacity(1024);
-        let _ = write!(
-            out,
-            r#"<?xml version="1.0" encoding="utf-8"?><response xmlns="{NAMESPACE}" requestID="{}" version="{version}" serverVersion="{version}" to="{}" from="{}" reasonPhrase="{}">"#,
-            escape(&req.id),
-            escape(&req.to),
-            escape(&req.from),
-            reason.unwrap_or("OK"),
-        );
+        let mut w = Writer::new();
+        w.start("response")
+            .attr("xmlns", NAMESPACE)
+            .attr("requestID", &req.id)
+            .attr("version", version)
+            .attr("serverVersion", version)
+            .attr("to", &req.to)
+            .attr("from", &req.from)
+            .attr("reasonPhrase", reason.unwrap_or("OK"));
         if reason.is_none() {
             for c in &req.credentials {
                 let identity = c.identity.as_deref().unwrap_or_default();
                 let minutes = c.duration.as_deref().and_then(|d| d.parse().ok()).unwrap_or(self.max_duration_minutes);
                 let creds = self.mint(identity, minutes, now_unix);
                 let location = c.location.as_deref().and_then(Location::parse);
-                let _ = write!(
-                    out,
-                    "<credentialsResponse credentialsRequestID=\"{}\"><credentials><username>{}</username><password>{}</password><duration>{}</duration></credentials><mediaRelayList>",
-                    escape(&c.id),
-                    creds.username,
-                    creds.password,
-                    creds.duration_minutes
-                );
+                w.start("credentialsResponse").attr("credentialsRequestID", &c.id);
+                w.start("credentials")
+                    .leaf("username", &creds.username)
+                    .leaf("password", &creds.password)
+                    .leaf("duration", &creds.duration_minutes.to_string())
+                    .end();
+                w.start("mediaRelayList");
                 for r in self.relays.iter().filter(|r| location.is_none_or(|l| l == r.location)) {
-                    let _ = write!(
-                        out,
-                        "<mediaRelay><location>{}</location><hostName>{}</hostName><udpPort>{}</udpPort><tcpPort>{}</tcpPort></mediaRelay>",
-                        r.location.as_str(),
-                        escape(&r.host_name),
-                        r.udp_port,
-                        r.tcp_port
-                    );
+                    w.start("mediaRelay")
+                        .leaf("location", r.location.as_str())
+                        .leaf("hostName", &r.host_name)
+                        .leaf("udpPort", &r.udp_port.to_string())
+                        .leaf("tcpPort", &r.tcp_port.to_string())
+                        .end();
                 }
-                out.push_str("</mediaRelayList></credentialsResponse>");
+                w.end().end();
             }
         }
-        out.push_str("</response>");
-        Ok(out)
+        Ok(w.finish())
     }
 }
 
@@ -368,38 +280,30 @@ pub struct ParsedResponse {
 
 /// Parse an MRAS response body.
 pub fn parse_response(body: &str) -> Result<ParsedResponse, Error> {
-    let mut reader = Reader::from_str(body);
-    let mut out = ParsedResponse::default();
-    let mut text = String::new();
-    let mut cred = (String::new(), String::new(), 0u32);
-    let mut relay = (String::new(), String::new(), 0u16, 0u16);
-    loop {
-        match reader.read_event().map_err(|e| Error::Malformed(e.to_string()))? {
-            Event::Start(e) => {
-                if e.local_name().as_ref() == "response" {
-                    out.reason = attribute(&e, "reasonPhrase")?.unwrap_or_default();
-                }
-                text.clear();
+    let root = vienna_xml::parse(body.as_bytes(), Limits::default()).map_err(|e| Error::Malformed(e.to_string()))?;
+    let named =
+        |e: &vienna_xml::Element, n: &str| e.children.iter().find(|c| c.name == n).map(|c| c.text.trim().to_string());
+    let mut out =
+        ParsedResponse { reason: root.attr("reasonPhrase").unwrap_or_default().to_string(), ..Default::default() };
+    for cr in root.children.iter().filter(|c| c.name == "credentialsResponse") {
+        for c in cr.children.iter().filter(|c| c.name == "credentials") {
+            let duration = named(c, "duration").and_then(|d| d.parse().ok()).unwrap_or(0);
+            out.credentials.push((
+                named(c, "username").unwrap_or_default(),
+                named(c, "password").unwrap_or_default(),
+                duration,
+            ));
+        }
+        for list in cr.children.iter().filter(|c| c.name == "mediaRelayList") {
+            for r in list.children.iter().filter(|c| c.name == "mediaRelay") {
+                let port = |n: &str| named(r, n).and_then(|p| p.parse().ok()).unwrap_or(0);
+                out.relays.push((
+                    named(r, "location").unwrap_or_default(),
+                    named(r, "hostName").unwrap_or_default(),
+                    port("udpPort"),
+                    port("tcpPort"),
+                ));
             }
-            Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::End(e) => {
-                let v = text.trim().to_string();
-                match e.local_name().as_ref() {
-                    "username" => cred.0 = v,
-                    "password" => cred.1 = v,
-                    "duration" => cred.2 = v.parse().unwrap_or(0),
-                    "credentials" => out.credentials.push(std::mem::take(&mut cred)),
-                    "location" => relay.0 = v,
-                    "hostName" => relay.1 = v,
-                    "udpPort" => relay.2 = v.parse().unwrap_or(0),
-                    "tcpPort" => relay.3 = v.parse().unwrap_or(0),
-                    "mediaRelay" => out.relays.push(std::mem::take(&mut relay)),
-                    _ => {}
-                }
-                text.clear();
-            }
-            Event::Eof => break,
-            _ => {}
         }
     }
     Ok(out)

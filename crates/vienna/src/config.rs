@@ -185,6 +185,12 @@ pub struct SipConfig {
     pub max_transactions: usize,
     /// Most TCP and TLS connections at once, per listener.
     pub max_connections: usize,
+    /// Transaction timer T1 (round-trip estimate), milliseconds.
+    pub t1_ms: u64,
+    /// Transaction timer T2 (longest retransmission interval), milliseconds.
+    pub t2_ms: u64,
+    /// Transaction timer T4 (longest a message stays in the network), milliseconds.
+    pub t4_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -208,6 +214,9 @@ impl Default for SipConfig {
             nonce_lifetime_secs: 300,
             max_transactions: 100_000,
             max_connections: 10_000,
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
         }
     }
 }
