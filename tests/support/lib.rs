@@ -95,6 +95,7 @@ impl Server {
             .args(["serve", "--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0"])
             // Every listener on a free port, so tests run in parallel.
             .args(["--set", "turn.udp_port=0", "--set", "turn.tcp_port=0", "--set", "turn.tls_port=0"])
+            .args(["--set", "turn.ms_tcp_port=0"])
             .args(["--set", "sip.udp_port=0", "--set", "sip.tcp_port=0", "--set", "sip.tls_port=0"])
             .args(extra)
             .stdin(Stdio::null())

@@ -31,6 +31,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// TURN relay.
     pub turn: TurnConfig,
+    /// A/V Edge credentials (MRAS) for MS-TURN clients.
+    pub mras: MrasConfig,
     /// Audio MCU.
     pub mcu: McuConfig,
 }
@@ -185,6 +187,12 @@ pub struct SipConfig {
     pub max_transactions: usize,
     /// Most TCP and TLS connections at once, per listener.
     pub max_connections: usize,
+    /// Transaction timer T1 (round-trip estimate), milliseconds.
+    pub t1_ms: u64,
+    /// Transaction timer T2 (longest retransmission interval), milliseconds.
+    pub t2_ms: u64,
+    /// Transaction timer T4 (longest a message stays in the network), milliseconds.
+    pub t4_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -208,6 +216,9 @@ impl Default for SipConfig {
             nonce_lifetime_secs: 300,
             max_transactions: 100_000,
             max_connections: 10_000,
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
         }
     }
 }
@@ -262,6 +273,15 @@ pub struct TurnConfig {
     pub alternate_server: String,
     /// SOFTWARE attribute; empty to send none.
     pub software: String,
+    /// Also serve MS-TURN (Microsoft's dialect) on the same ports.
+    pub msturn: bool,
+    /// Also listen on the MS-TURN TCP port (pseudo-TLS handshake, then MS-TURN TCP framing).
+    pub ms_tcp: bool,
+    /// MS-TURN TCP port (443 on a Microsoft A/V Edge); 0 picks a free port.
+    pub ms_tcp_port: u16,
+    /// The relay's public UDP "ip:port", sent to MS-TURN clients in their 401 (ALTERNATE-SERVER); empty:
+    /// not sent.
+    pub ms_public_address: String,
 }
 
 impl Default for TurnConfig {
@@ -290,6 +310,48 @@ impl Default for TurnConfig {
             rest_secrets: Vec::new(),
             alternate_server: String::new(),
             software: "Vienna".into(),
+            msturn: true,
+            ms_tcp: true,
+            ms_tcp_port: 443,
+            ms_public_address: String::new(),
+        }
+    }
+}
+
+/// `[mras]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MrasConfig {
+    /// Issue and accept MRAS credentials.
+    pub enabled: bool,
+    /// Secret shared by the credential service and every relay; empty: generated on first start and
+    /// kept in `mras.secret` in the data directory.
+    pub secret: String,
+    /// The MRAS URI clients send SERVICE requests to; empty: `sip:mras@<server.domain>`.
+    pub uri: String,
+    /// Longest credential lifetime granted, in minutes.
+    pub max_duration_minutes: u32,
+    /// Relay host name or address told to clients (location internet); empty: turn.listen_ip.
+    pub relay_host: String,
+    /// Relay UDP port told to clients; 0: turn.udp_port.
+    pub relay_udp_port: u16,
+    /// Relay TCP port told to clients; 0: turn.ms_tcp_port.
+    pub relay_tcp_port: u16,
+    /// Relay host told to clients on the internal network (location intranet); empty: none.
+    pub internal_host: String,
+}
+
+impl Default for MrasConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: String::new(),
+            uri: String::new(),
+            max_duration_minutes: 480,
+            relay_host: String::new(),
+            relay_udp_port: 0,
+            relay_tcp_port: 0,
+            internal_host: String::new(),
         }
     }
 }
@@ -344,6 +406,11 @@ impl Default for McuConfig {
 }
 
 impl Config {
+    /// The MRAS URI: `mras.uri`, or `sip:mras@<server.domain>`.
+    pub fn mras_uri(&self) -> String {
+        if self.mras.uri.is_empty() { format!("sip:mras@{}", self.server.domain) } else { self.mras.uri.clone() }
+    }
+
     /// The TURN realm: `turn.realm`, or the server domain.
     pub fn turn_realm(&self) -> &str {
         if self.turn.realm.is_empty() { &self.server.domain } else { &self.turn.realm }
@@ -393,6 +460,9 @@ impl Config {
             bail!("tls.certificate and tls.private_key go together: set both or neither");
         }
         crate::turn::settings::validate(&self.turn)?;
+        if self.mras.max_duration_minutes == 0 {
+            bail!("mras.max_duration_minutes must be positive");
+        }
         crate::sip::settings::validate(&self.sip)?;
         crate::mcu::validate(&self.mcu)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
