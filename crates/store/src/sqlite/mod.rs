@@ -54,6 +54,10 @@ fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
@@ -806,31 +810,35 @@ fn check_binding(b: &Binding) -> Result<String> {
     serde_json::to_string(&b.path).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
+/// Creates one binding or updates it in place (a refresh touches its row and the expiry index, nothing
+/// else). The owner must exist: the foreign key refuses a binding of an unknown account.
+const UPSERT_BINDING: &str = "INSERT INTO bindings (aor, contact, instance_id, reg_id, call_id, cseq, expires_at, q, \
+     received, path, user_agent, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     ON CONFLICT (aor, contact) DO UPDATE SET instance_id = excluded.instance_id, reg_id = excluded.reg_id, \
+     call_id = excluded.call_id, cseq = excluded.cseq, expires_at = excluded.expires_at, q = excluded.q, \
+     received = excluded.received, path = excluded.path, user_agent = excluded.user_agent, \
+     updated_at = excluded.updated_at";
+
 /// Creates or replaces one binding inside `tx`; its owner must exist.
 fn insert_binding(tx: &Transaction<'_>, b: &Binding, path: &str) -> Result<()> {
     let aor = Aor::parse(&b.aor, None)?;
-    require_owner(tx, &aor)?;
-    exec(
-        tx,
-        &format!(
-            "INSERT OR REPLACE INTO bindings ({BINDING_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        ),
-        params![
-            aor.as_str(),
-            b.contact,
-            b.instance_id,
-            b.reg_id,
-            b.call_id,
-            b.cseq,
-            b.expires_at,
-            b.q,
-            b.received,
-            path,
-            b.user_agent,
-            b.updated_at
-        ],
-    )
-    .map_err(backend)?;
-    Ok(())
+    let params = params![
+        aor.as_str(),
+        b.contact,
+        b.instance_id,
+        b.reg_id,
+        b.call_id,
+        b.cseq,
+        b.expires_at,
+        b.q,
+        b.received,
+        path,
+        b.user_agent,
+        b.updated_at
+    ];
+    match exec(tx, UPSERT_BINDING, params) {
+        Ok(_) => Ok(()),
+        Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found("account", aor.as_str())),
+        Err(e) => Err(backend(e)),
+    }
 }
