@@ -3,10 +3,13 @@
 #   build:  cmake nasm clang pkg-config libssl-dev (C parts of the media crates: opus, openh264, libsrtp2)
 #   tests:  curl (HTTPS checks of the admin endpoint), coturn (turnutils_uclient and turnutils_peer judge the relay),
 #           sip-tester (SIPp judges the SIP registrar and proxy), baresip (a real user agent registers, sends
-#           MESSAGE and holds an SRTP call through Vienna)
+#           MESSAGE and holds an SRTP call through Vienna), kamailio kamailio-presence-modules (vienna-load's
+#           presence mode is tested against Kamailio's presence server), fonts-dejavu-core (vienna-load's
+#           plotted reports lay out text with a TrueType font)
 set -euo pipefail
 
-packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester baresip baresip-core)
+packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester baresip baresip-core
+  kamailio kamailio-presence-modules fonts-dejavu-core)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -212,7 +212,7 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     n.expected = published.iter().map(|(pres, c)| c * subs_by_pres.get(pres).copied().unwrap_or(0)).sum();
     n.missing = n.expected.saturating_sub(n.matched);
     n.missing_percent = if n.expected > 0 { round3(n.missing as f64 * 100.0 / n.expected as f64) } else { 0.0 };
-    let secs = run.run_secs.max(1e-3);
+    let secs = run.load_secs(args.rate, count, Duration::from_secs(args.duration));
     n.matched_per_sec = round3(n.matched as f64 / secs);
     let report = PresenceReport {
         mode: "presence",
@@ -237,7 +237,7 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
         notifies: n,
         messages: merged.messages,
         requested_rate: args.rate,
-        duration_secs: round3(run.run_secs),
+        duration_secs: round3(secs),
         latency_us: merged.latency,
         response_latency_us: merged.response,
         interrupted: run.interrupted,

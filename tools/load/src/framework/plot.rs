@@ -21,6 +21,7 @@ use plotters::prelude::*;
 use super::series::Timeline;
 
 /// One line of a panel.
+#[derive(Clone)]
 pub struct Line {
     /// Legend.
     pub name: &'static str,
@@ -31,6 +32,7 @@ pub struct Line {
 }
 
 /// One panel: a title, a unit for the vertical axis, lines.
+#[derive(Clone)]
 pub struct Panel {
     /// Title.
     pub title: String,
@@ -41,6 +43,7 @@ pub struct Panel {
 }
 
 /// A whole picture.
+#[derive(Clone)]
 pub struct Figure {
     /// Title line.
     pub title: String,
@@ -153,6 +156,27 @@ pub fn timeline_figure(title: String, summary: Vec<String>, tl: &Timeline, ok_na
     Figure { title, summary, x_desc: "seconds", panels }
 }
 
+/// Summary lines cut at spaces to fit the picture's width.
+fn wrapped(lines: &[String]) -> Vec<String> {
+    const WIDTH_CHARS: usize = 150;
+    let mut out = Vec::new();
+    for l in lines {
+        let mut cur = String::new();
+        for word in l.split(' ') {
+            if !cur.is_empty() && cur.len() + 1 + word.len() > WIDTH_CHARS {
+                out.push(std::mem::take(&mut cur));
+                cur.push_str("             ");
+            }
+            if !cur.is_empty() && !cur.ends_with("  ") {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        out.push(cur);
+    }
+    out
+}
+
 fn height(f: &Figure) -> u32 {
     40 + LINE_HEIGHT * f.summary.len() as u32 + PANEL_HEIGHT * f.panels.len() as u32
 }
@@ -217,6 +241,7 @@ where
 /// The figure as an SVG document.
 pub fn svg(f: &Figure) -> anyhow::Result<String> {
     register_font()?;
+    let f = &Figure { summary: wrapped(&f.summary), ..f.clone() };
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, height(f))).into_drawing_area();
@@ -228,6 +253,7 @@ pub fn svg(f: &Figure) -> anyhow::Result<String> {
 /// The figure as PNG bytes.
 pub fn png(f: &Figure) -> anyhow::Result<Vec<u8>> {
     register_font()?;
+    let f = &Figure { summary: wrapped(&f.summary), ..f.clone() };
     let (w, h) = (WIDTH, height(f));
     let mut rgb = vec![0u8; (w * h * 3) as usize];
     {

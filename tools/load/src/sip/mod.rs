@@ -151,8 +151,6 @@ pub struct EngineRun {
     pub outcomes: Vec<Outcome>,
     /// Set-up time.
     pub setup_secs: f64,
-    /// Load time (from the start to the last thread done).
-    pub run_secs: f64,
     /// Ctrl-C.
     pub interrupted: bool,
     /// Per-second latency.
@@ -163,6 +161,23 @@ pub struct EngineRun {
     pub threads: usize,
     /// Sockets used.
     pub sockets: usize,
+    /// Start of the load.
+    pub origin: Instant,
+}
+
+impl EngineRun {
+    /// Seconds the successes are counted over: the planned schedule (`count` operations at `rate`, at
+    /// most `duration`), or up to the last success if that came later.
+    pub fn load_secs(&self, rate: f64, count: u64, duration: Duration) -> f64 {
+        let planned = duration.as_secs_f64().min(count as f64 / rate);
+        let last = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.last_ok)
+            .max()
+            .map_or(0.0, |t| t.saturating_duration_since(self.origin).as_secs_f64());
+        if self.interrupted { last.max(1e-3) } else { planned.max(last).max(1e-3) }
+    }
 }
 
 /// Resolves `host:port`.
@@ -320,7 +335,6 @@ pub fn drive(
     if !sampled_end {
         sampler.finish(Instant::now());
     }
-    let run_secs = origin.elapsed().as_secs_f64();
     // NOTIFYs and BYEs for other threads' operations may still be on the way: a short linger.
     std::thread::sleep(Duration::from_millis(200));
     shared.phase.store(phase::EXIT, Relaxed);
@@ -336,12 +350,12 @@ pub fn drive(
     Ok(EngineRun {
         outcomes,
         setup_secs,
-        run_secs,
         interrupted,
         latency: shared.collector.finish(),
         sampler,
         threads,
         sockets,
+        origin,
     })
 }
 
@@ -448,7 +462,7 @@ pub struct SipReport {
     pub achieved_rate: f64,
     /// Client transactions per second of load.
     pub transactions_per_sec: f64,
-    /// Seconds from the start of the load to the last operation's end.
+    /// Seconds the rates are counted over: the planned schedule, or up to the last success if later.
     pub duration_secs: f64,
     /// Operation latency (REGISTER or MESSAGE to its 2xx; call: INVITE to its 200).
     pub latency_us: LatencyReport,
@@ -568,7 +582,7 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
     };
     let run = drive(cfg, &args.sip, sockets, sampler, &format!("sip {scenario_name}"))?;
     let merged = merge(&run, Duration::from_secs(args.duration));
-    let secs = run.run_secs.max(1e-3);
+    let secs = run.load_secs(args.rate, count, Duration::from_secs(args.duration));
     let report = SipReport {
         mode: "sip",
         config: SipConfigReport {
@@ -593,7 +607,7 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
         requested_rate: args.rate,
         achieved_rate: round3(merged.ops.ok as f64 / secs),
         transactions_per_sec: round3(merged.messages.transactions as f64 / secs),
-        duration_secs: round3(run.run_secs),
+        duration_secs: round3(secs),
         operations: merged.ops,
         messages: merged.messages,
         latency_us: merged.latency,

@@ -251,6 +251,8 @@ pub struct Outcome {
     pub truncated: u64,
     /// Datagrams the local socket refused.
     pub send_dropped: u64,
+    /// When the last run operation succeeded.
+    pub last_ok: Option<Instant>,
 }
 
 struct AuthCache {
@@ -510,6 +512,7 @@ pub fn run(index: usize, sockets: Vec<UdpSocket>, cfg: Arc<Config>, shared: Arc<
             stray: 0,
             truncated: 0,
             send_dropped: 0,
+            last_ok: None,
         },
         presentity_users,
     };
@@ -1131,6 +1134,7 @@ impl Engine {
         } else {
             self.run_inflight -= 1;
             self.out.ok += 1;
+            self.out.last_ok = Some(now);
             self.recorder.ok(now, 1);
             if let Some(us) = latency_us {
                 self.recorder.latency(&self.shared.collector, now, us);
