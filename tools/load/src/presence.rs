@@ -172,6 +172,7 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     let cfg = Config {
         scenario: Scenario::Presence,
         target,
+        transport: sip::transport(&args.sip),
         domain: args.sip.domain.clone(),
         users,
         threads,

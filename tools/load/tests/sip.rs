@@ -194,3 +194,33 @@ fn sweep_finds_the_knee() {
     assert!(run.json["steps"][0]["crossed"][0].as_str().unwrap().starts_with("p99"));
     assert!(run.report.as_deref().unwrap().contains("<svg"));
 }
+
+#[test]
+fn message_and_call_over_tcp() {
+    let server = Vienna::start(4, &["--set", "sip.tcp=true", "--set", "sip.tcp_port=0"]);
+    let target = server.sip_tcp.expect("TCP listener").to_string();
+    for (scenario, uas) in [("message", "MESSAGE"), ("call", "BYE")] {
+        let args = [
+            "sip",
+            "--target",
+            &target,
+            "--transport",
+            "tcp",
+            "--users",
+            "4",
+            "--scenario",
+            scenario,
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+        ];
+        let run = vienna_load(&args, None);
+        run.assert_success();
+        let j = &run.json;
+        assert_eq!(j["config"]["transport"], "tcp");
+        assert_eq!(j["operations"]["ok"], 10, "{scenario}");
+        assert_eq!(j["messages"]["uas_requests"][uas], 10, "{scenario}: callees reached over their connections");
+        assert_eq!(j["messages"]["retransmissions"], 0, "no retransmission over TCP");
+    }
+}

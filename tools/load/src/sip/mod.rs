@@ -51,12 +51,24 @@ pub enum SipScenario {
     Call,
 }
 
+/// SIP transport of the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SipTransport {
+    /// UDP: retransmissions on timers, batched socket calls.
+    Udp,
+    /// TCP: one connection per socket (`--sockets`), RFC 3261 §18.3 framing.
+    Tcp,
+}
+
 /// Options every SIP-based mode shares (target, users, credentials, timers, sockets, threads).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SipCommon {
-    /// SIP server, host:port (UDP).
+    /// SIP server, host:port.
     #[arg(long, visible_alias = "server")]
     pub target: String,
+    /// Transport.
+    #[arg(long, value_enum, default_value_t = SipTransport::Udp)]
+    pub transport: SipTransport,
     /// Domain of the users' addresses and of REGISTER's Request-URI.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -83,7 +95,8 @@ pub struct SipCommon {
     /// Digest algorithm to answer.
     #[arg(long, value_enum, default_value_t = AlgorithmChoice::Best)]
     pub algorithm: AlgorithmChoice,
-    /// Local UDP sockets in all (users share them round robin; each has its own transaction layer).
+    /// Local UDP sockets (or TCP connections) in all [default: one per thread]; users share them round
+    /// robin, each has its own transaction layer.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_000))]
     pub sockets: Option<u64>,
     /// Local address of the sockets [default: 127.0.0.1, or ::1 for an IPv6 target].
@@ -205,6 +218,14 @@ pub fn layout(c: &SipCommon, users: usize) -> (usize, usize) {
     (threads, sockets)
 }
 
+/// The transport of a run.
+pub fn transport(c: &SipCommon) -> vienna_sip::Transport {
+    match c.transport {
+        SipTransport::Udp => vienna_sip::Transport::Udp,
+        SipTransport::Tcp => vienna_sip::Transport::Tcp,
+    }
+}
+
 /// The SIP timers of a run.
 pub fn timers(c: &SipCommon) -> TimerConfig {
     let t1 = Duration::from_millis(c.t1_ms);
@@ -244,7 +265,7 @@ pub fn drive(
     let mut handles: Vec<JoinHandle<std::io::Result<Outcome>>> = Vec::with_capacity(threads);
     for t in 0..threads {
         let n = sockets / threads + usize::from(t < sockets % threads);
-        let socks = ua::bind(local, n)?;
+        let socks = ua::bind(local, n, cfg.transport, target)?;
         let (cfg, shared) = (cfg.clone(), shared.clone());
         handles
             .push(std::thread::Builder::new().name(format!("sip-{t}")).spawn(move || ua::run(t, socks, cfg, shared))?);
@@ -382,8 +403,10 @@ pub struct SipConfigReport {
     pub auth: &'static str,
     /// Load threads.
     pub threads: usize,
-    /// Local sockets.
+    /// Local sockets (TCP: connections).
     pub sockets: usize,
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
     /// T1, ms.
     pub t1_ms: u64,
     /// Call hold, ms.
@@ -554,6 +577,7 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
     let cfg = Config {
         scenario,
         target,
+        transport: transport(&args.sip),
         domain: args.sip.domain.clone(),
         users,
         threads,
@@ -600,6 +624,10 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
             },
             threads: run.threads,
             sockets: run.sockets,
+            transport: match args.sip.transport {
+                SipTransport::Udp => "udp",
+                SipTransport::Tcp => "tcp",
+            },
             t1_ms: args.sip.t1_ms,
             hold_ms: args.hold_ms,
         },

@@ -15,7 +15,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ use mio::{Events, Interest, Poll, Token};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
 use vienna_sip::digest::{Algorithm, Challenge, respond};
 use vienna_sip::transaction::{Output, Peer, TimerConfig, TransactionEvent, TransactionId, TransactionLayer};
-use vienna_sip::{HeaderName, Limits, Method, NameAddr, Request, Response, Transport, Uri};
+use vienna_sip::{
+    FrameEvent, HeaderName, Limits, Method, NameAddr, PONG, Request, Response, StreamFramer, Transport, Uri,
+};
 
 use super::users::UserSpec;
 use crate::framework::series::{self, BinCounts, Collector, Recorder};
@@ -103,6 +106,8 @@ pub struct Config {
     pub scenario: Scenario,
     /// The server.
     pub target: SocketAddr,
+    /// UDP or TCP.
+    pub transport: Transport,
     /// Domain of the addresses.
     pub domain: String,
     /// All users; user `g` belongs to thread `g % threads`.
@@ -325,8 +330,29 @@ struct CalleeDialog {
     call_id: String,
 }
 
+enum Io {
+    Udp(mio::net::UdpSocket),
+    Tcp(TcpConn),
+}
+
+struct TcpConn {
+    stream: mio::net::TcpStream,
+    framer: StreamFramer,
+    wbuf: Vec<u8>,
+    writable_interest: bool,
+    closed: bool,
+}
+
+/// A thread's local endpoint: a UDP socket, or a TCP connection to the target.
+pub enum Endpoint {
+    /// UDP.
+    Udp(UdpSocket),
+    /// TCP, connected.
+    Tcp(TcpStream),
+}
+
 struct Sock {
-    io: mio::net::UdpSocket,
+    io: Io,
     addr: SocketAddr,
     layer: TransactionLayer,
     out: SendBatch,
@@ -384,6 +410,7 @@ impl<T> Slab<T> {
 }
 
 struct Engine {
+    registry: mio::Registry,
     index: usize,
     cfg: Arc<Config>,
     shared: Arc<Shared>,
@@ -409,27 +436,52 @@ struct Engine {
     presentity_users: Vec<usize>,
 }
 
-/// Binds a thread's sockets; then [`run`] moves them into the thread.
-pub fn bind(local: std::net::IpAddr, n: usize) -> anyhow::Result<Vec<UdpSocket>> {
+/// Binds a thread's UDP sockets or connects its TCP connections; then [`run`] moves them into the thread.
+pub fn bind(
+    local: std::net::IpAddr,
+    n: usize,
+    transport: Transport,
+    target: SocketAddr,
+) -> anyhow::Result<Vec<Endpoint>> {
     let opts = vienna_netio::UdpOptions { reuse_port: false, recv_buffer: 4 << 20, send_buffer: 4 << 20 };
     (0..n)
-        .map(|_| {
-            vienna_netio::bind_udp(SocketAddr::new(local, 0), opts)
-                .map_err(|e| anyhow::anyhow!("binding a UDP socket on {local}: {e}"))
+        .map(|_| match transport {
+            Transport::Tcp => {
+                let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
+                    .map_err(|e| anyhow::anyhow!("connecting to {target} over TCP: {e}"))?;
+                s.set_nodelay(true)?;
+                s.set_nonblocking(true)?;
+                Ok(Endpoint::Tcp(s))
+            }
+            _ => vienna_netio::bind_udp(SocketAddr::new(local, 0), opts)
+                .map(Endpoint::Udp)
+                .map_err(|e| anyhow::anyhow!("binding a UDP socket on {local}: {e}")),
         })
         .collect()
 }
 
 /// Runs thread `index` over `sockets` until the main thread says [`phase::EXIT`].
-pub fn run(index: usize, sockets: Vec<UdpSocket>, cfg: Arc<Config>, shared: Arc<Shared>) -> std::io::Result<Outcome> {
+pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<Shared>) -> std::io::Result<Outcome> {
     let mut poll = Poll::new()?;
     let seed = shared.base.elapsed().as_nanos() as u64 ^ (u64::from(std::process::id()) << 32) ^ (index as u64 + 1);
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut socks = Vec::with_capacity(sockets.len());
     for (i, s) in sockets.into_iter().enumerate() {
-        let addr = s.local_addr()?;
-        let mut io = mio::net::UdpSocket::from_std(s);
-        poll.registry().register(&mut io, Token(i), Interest::READABLE)?;
+        let (addr, io) = match s {
+            Endpoint::Udp(s) => {
+                let addr = s.local_addr()?;
+                let mut io = mio::net::UdpSocket::from_std(s);
+                poll.registry().register(&mut io, Token(i), Interest::READABLE)?;
+                (addr, Io::Udp(io))
+            }
+            Endpoint::Tcp(s) => {
+                let addr = s.local_addr()?;
+                let mut stream = mio::net::TcpStream::from_std(s);
+                poll.registry().register(&mut stream, Token(i), Interest::READABLE)?;
+                let framer = StreamFramer::new(Limits::default());
+                (addr, Io::Tcp(TcpConn { stream, framer, wbuf: Vec::new(), writable_interest: false, closed: false }))
+            }
+        };
         let mut layer_seed = [0u8; 32];
         for chunk in layer_seed.chunks_mut(8) {
             chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
@@ -448,7 +500,10 @@ pub fn run(index: usize, sockets: Vec<UdpSocket>, cfg: Arc<Config>, shared: Arc<
             g,
             sock,
             aor: format!("sip:{}@{}", spec.name, cfg.domain),
-            contact: format!("<sip:{}@{}>", spec.name, addr),
+            contact: match cfg.transport {
+                Transport::Tcp => format!("<sip:{}@{};transport=tcp>", spec.name, addr),
+                _ => format!("<sip:{}@{}>", spec.name, addr),
+            },
             tag,
             reg_call_id: format!("reg-{:016x}@vienna-load", rng.next_u64()),
             cseq: 0,
@@ -465,7 +520,9 @@ pub fn run(index: usize, sockets: Vec<UdpSocket>, cfg: Arc<Config>, shared: Arc<
         None => Vec::new(),
     };
     let nsocks = socks.len();
+    let registry = poll.registry().try_clone()?;
     let mut e = Engine {
+        registry,
         index,
         cfg,
         shared,
@@ -653,7 +710,12 @@ impl Engine {
             }
             let now = Instant::now();
             for ev in events.iter() {
-                self.drain_socket(ev.token().0, now);
+                if ev.is_writable() {
+                    self.flush_tcp(ev.token().0);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.drain_socket(ev.token().0, now);
+                }
             }
             self.pump_all(now);
         }
@@ -675,7 +737,11 @@ impl Engine {
             return;
         }
         loop {
-            let n = match self.recv.recv(&self.socks[s].io) {
+            let udp = match &self.socks[s].io {
+                Io::Udp(u) => u,
+                Io::Tcp(_) => return self.drain_tcp(s, now),
+            };
+            let n = match self.recv.recv(udp) {
                 Ok(n) => n,
                 Err(_) => return,
             };
@@ -690,6 +756,83 @@ impl Engine {
             }
         }
         self.out.truncated = self.recv.truncated();
+    }
+
+    /// Reads what a TCP connection has, frames it (RFC 3261 §18.3) and hands the messages to the layer.
+    fn drain_tcp(&mut self, s: usize, now: Instant) {
+        let peer = Peer { transport: Transport::Tcp, addr: self.cfg.target };
+        let mut buf = vec![0u8; 64 * 1024];
+        let sock = &mut self.socks[s];
+        let Io::Tcp(c) = &mut sock.io else { return };
+        let mut lost = false;
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    lost = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.framer.push(now, &buf[..n]);
+                    loop {
+                        match c.framer.next_event() {
+                            Ok(Some(FrameEvent::Message(m))) => sock.layer.handle_message(now, peer, m),
+                            Ok(Some(FrameEvent::Invalid { error, bytes })) => {
+                                sock.layer.handle_parse_error(peer, &bytes, &error);
+                            }
+                            Ok(Some(FrameEvent::Ping)) => c.wbuf.extend_from_slice(PONG),
+                            Ok(Some(FrameEvent::Pong)) => {}
+                            Ok(None) => break,
+                            Err(_) => {
+                                lost = true;
+                                break;
+                            }
+                        }
+                    }
+                    if lost {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost && !c.closed {
+            c.closed = true;
+            let _ = self.registry.deregister(&mut c.stream);
+            sock.layer.connection_lost(peer);
+        }
+        self.touched[s] = true;
+        self.pump(s, now);
+    }
+
+    /// Writes what a TCP connection has buffered; asks for writability while something is left.
+    fn flush_tcp(&mut self, s: usize) {
+        let Some(sock) = self.socks.get_mut(s) else { return };
+        let Io::Tcp(c) = &mut sock.io else { return };
+        if c.closed {
+            c.wbuf.clear();
+            return;
+        }
+        let mut written = 0;
+        while written < c.wbuf.len() {
+            match c.stream.write(&c.wbuf[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        c.wbuf.drain(..written);
+        let want = !c.wbuf.is_empty();
+        if want != c.writable_interest {
+            c.writable_interest = want;
+            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let _ = self.registry.reregister(&mut c.stream, Token(s), interest);
+        }
     }
 
     fn pump_all(&mut self, now: Instant) {
@@ -710,10 +853,17 @@ impl Engine {
             }
         }
         let sock = &mut self.socks[s];
-        if !sock.out.is_empty() {
-            let o = sock.out.flush(&sock.io);
-            self.out.send_dropped += o.dropped as u64;
+        match &sock.io {
+            Io::Udp(u) if !sock.out.is_empty() => {
+                let o = sock.out.flush(u);
+                self.out.send_dropped += o.dropped as u64;
+            }
+            Io::Tcp(c) if !c.wbuf.is_empty() => {
+                self.flush_tcp(s);
+            }
+            _ => {}
         }
+        let sock = &mut self.socks[s];
         if let Some(t) = sock.layer.poll_timeout()
             && sock.armed.is_none_or(|a| t < a || a <= now)
         {
@@ -725,14 +875,26 @@ impl Engine {
 
     fn send_bytes(&mut self, s: usize, bytes: &[u8], to: SocketAddr) {
         let sock = &mut self.socks[s];
-        if sock.out.is_full() {
-            let o = sock.out.flush(&sock.io);
-            self.out.send_dropped += o.dropped as u64;
-        }
-        if !sock.out.push(bytes, to) {
-            // Larger than a batch slot: send it alone.
-            if sock.io.send_to(bytes, to).is_err() {
-                self.out.send_dropped += 1;
+        match &mut sock.io {
+            Io::Udp(u) => {
+                if sock.out.is_full() {
+                    let o = sock.out.flush(u);
+                    self.out.send_dropped += o.dropped as u64;
+                }
+                if !sock.out.push(bytes, to) {
+                    // Larger than a batch slot: send it alone.
+                    if u.send_to(bytes, to).is_err() {
+                        self.out.send_dropped += 1;
+                    }
+                }
+            }
+            // One connection, to the target: everything goes over it.
+            Io::Tcp(c) => {
+                if c.closed {
+                    self.out.send_dropped += 1;
+                } else {
+                    c.wbuf.extend_from_slice(bytes);
+                }
             }
         }
         self.touched[s] = true;
@@ -862,7 +1024,7 @@ impl Engine {
         let user = &mut self.users[u];
         let mut req = Request::new(method.clone(), uri);
         let h = &mut req.headers;
-        h.push(HeaderName::Via, format!("SIP/2.0/UDP {sock_addr};branch={branch};rport"));
+        h.push(HeaderName::Via, format!("SIP/2.0/{} {sock_addr};branch={branch};rport", via_proto(self.cfg.transport)));
         h.push(HeaderName::MaxForwards, "70");
         h.push(HeaderName::From, format!("<{}>;tag={}", user.aor, user.tag));
         h.push(HeaderName::To, format!("<{to}>"));
@@ -915,7 +1077,7 @@ impl Engine {
             let name = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
             req.headers.push(name, creds.to_string());
         }
-        let peer = Peer { transport: Transport::Udp, addr: self.cfg.target };
+        let peer = Peer { transport: self.cfg.transport, addr: self.cfg.target };
         match self.socks[s].layer.send_request(now, req, peer) {
             Ok(id) => {
                 op.tx = Some((s, id));
@@ -1041,8 +1203,14 @@ impl Engine {
         match op.kind {
             OpKind::Call if !op.bye_sent => {
                 // 2xx to the INVITE: dialog, ACK, BYE after the hold time.
-                let Some(dialog) = make_dialog(&mut self.socks[s], &self.users[op.user], op, &resp, self.cfg.target)
-                else {
+                let Some(dialog) = make_dialog(
+                    &mut self.socks[s],
+                    &self.users[op.user],
+                    op,
+                    &resp,
+                    self.cfg.target,
+                    self.cfg.transport,
+                ) else {
                     self.tx_ops.remove(&(s, id));
                     return self.fail_op(now, i, g, "2xx without a usable Contact".into());
                 };
@@ -1096,7 +1264,10 @@ impl Engine {
         let mut bye = Request::new(Method::Bye, target);
         let branch = self.socks[s].layer.new_branch();
         let h = &mut bye.headers;
-        h.push(HeaderName::Via, format!("SIP/2.0/UDP {};branch={branch};rport", self.socks[s].addr));
+        h.push(
+            HeaderName::Via,
+            format!("SIP/2.0/{} {};branch={branch};rport", via_proto(self.cfg.transport), self.socks[s].addr),
+        );
         for r in route {
             h.push(HeaderName::Route, r);
         }
@@ -1108,7 +1279,9 @@ impl Engine {
         h.push(HeaderName::CSeq, format!("{} BYE", op.cseq));
         h.push(HeaderName::UserAgent, "vienna-load");
         op.bye_sent = true;
-        let peer = Peer { transport: Transport::Udp, addr: hop };
+        // Over TCP everything goes over the one connection to the target.
+        let hop = if self.cfg.transport == Transport::Tcp { self.cfg.target } else { hop };
+        let peer = Peer { transport: self.cfg.transport, addr: hop };
         match self.socks[s].layer.send_request(now, bye, peer) {
             Ok(id) => {
                 op.tx = Some((s, id));
@@ -1302,7 +1475,14 @@ impl Engine {
 
 /// The dialog of a call from its 2xx (RFC 3261 §12.1.2, §13.2.2.4): route set from Record-Route in
 /// reverse, remote target from Contact, and the ACK ready to send.
-fn make_dialog(sock: &mut Sock, user: &User, op: &Op, resp: &Response, target: SocketAddr) -> Option<Dialog> {
+fn make_dialog(
+    sock: &mut Sock,
+    user: &User,
+    op: &Op,
+    resp: &Response,
+    target: SocketAddr,
+    transport: Transport,
+) -> Option<Dialog> {
     let contact = match resp.headers.contacts().ok()? {
         vienna_sip::Contacts::List(list) => list.into_iter().next()?,
         vienna_sip::Contacts::Wildcard => return None,
@@ -1317,7 +1497,7 @@ fn make_dialog(sock: &mut Sock, user: &User, op: &Op, resp: &Response, target: S
     let mut ack = Request::new(Method::Ack, contact.uri.clone());
     let branch = sock.layer.new_branch();
     let h = &mut ack.headers;
-    h.push(HeaderName::Via, format!("SIP/2.0/UDP {};branch={branch};rport", sock.addr));
+    h.push(HeaderName::Via, format!("SIP/2.0/{} {};branch={branch};rport", via_proto(transport), sock.addr));
     for r in &route {
         h.push(HeaderName::Route, r.clone());
     }
@@ -1327,6 +1507,13 @@ fn make_dialog(sock: &mut Sock, user: &User, op: &Op, resp: &Response, target: S
     h.push(HeaderName::CallId, op.call_id.clone());
     h.push(HeaderName::CSeq, format!("{} ACK", op.cseq));
     Some(Dialog { route, remote_target: contact.uri, first_hop, to, ack: ack.to_bytes() })
+}
+
+fn via_proto(t: Transport) -> &'static str {
+    match t {
+        Transport::Tcp => "TCP",
+        _ => "UDP",
+    }
 }
 
 fn self_uri(cfg: &Config, g: usize) -> String {

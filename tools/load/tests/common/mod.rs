@@ -34,6 +34,8 @@ pub struct Vienna {
     child: Child,
     /// SIP UDP listener.
     pub sip: SocketAddr,
+    /// SIP TCP listener, when `extra` turned TCP on (`--set sip.tcp=true`).
+    pub sip_tcp: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -74,19 +76,33 @@ impl Vienna {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-                if v["message"] == "listening" && v["role"] == "sip" && v["protocol"] == "udp" {
-                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+                if v["message"] == "listening" && v["role"] == "sip" {
+                    let proto = v["protocol"].as_str().unwrap_or_default().to_owned();
+                    let _ = tx.send((proto, v["address"].as_str().unwrap_or_default().to_owned()));
+                }
+                if v["message"] == "ready" {
+                    let _ = tx.send(("ready".to_owned(), String::new()));
                 }
             }
         });
-        let sip = match rx.recv_timeout(PATIENCE) {
-            Ok(a) => a.parse().expect("SIP address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("vienna serve did not log its SIP UDP listener");
+        let (mut sip, mut sip_tcp) = (None, None);
+        loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok((p, a)) if p == "udp" => sip = Some(a.parse().expect("SIP address")),
+                Ok((p, a)) if p == "tcp" => sip_tcp = Some(a.parse().expect("SIP address")),
+                Ok((p, _)) if p == "ready" => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("vienna serve did not log its SIP listeners and readiness");
+                }
             }
+        }
+        let Some(sip) = sip else {
+            let _ = child.kill();
+            panic!("vienna serve has no SIP UDP listener");
         };
-        Vienna { child, sip, _dir: dir }
+        Vienna { child, sip, sip_tcp, _dir: dir }
     }
 
     /// Process id.
