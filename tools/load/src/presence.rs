@@ -161,7 +161,7 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     if (users.len() as u64) < p + w {
         bail!("--users-file has {} users; presentities + watchers need {}", users.len(), p + w);
     }
-    let (threads, sockets) = sip::layout(&common, p as usize);
+    let (threads, sockets) = sip::layout(&common, p as usize, args.rate);
     let count = args.count.unwrap_or((args.rate * args.duration as f64).ceil() as u64);
     let expires = args.expires.unwrap_or((args.sip.setup_timeout + args.duration + 120) as u32);
     let subscriptions: Vec<Vec<usize>> =

@@ -119,7 +119,7 @@ fn serve(sock: &UdpSocket, me: SocketAddr, stop: &AtomicBool, notifies: &AtomicU
                 let _ = sock.send_to(&ok.to_bytes(), from);
                 for (i, sub) in subs.get_mut(&presentity).into_iter().flatten().enumerate() {
                     counter += 1;
-                    if drop_every_other && (counter + i as u64) % 2 == 0 {
+                    if drop_every_other && (counter + i as u64).is_multiple_of(2) {
                         continue;
                     }
                     let n = notify(me, sub, &presentity, counter, Some(&req.body));

@@ -102,10 +102,21 @@ pub struct SipCommon {
     /// Local address of the sockets [default: 127.0.0.1, or ::1 for an IPv6 target].
     #[arg(long)]
     pub local_ip: Option<IpAddr>,
+    /// First local UDP port: socket `i` binds PORT+i [default: ports the system picks]. Fixed ports keep
+    /// the users' Contacts the same from run to run, so a registrar refreshes their bindings instead of
+    /// adding new ones.
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
     /// RFC 3261 T1 in milliseconds (retransmission start; timeouts after 64*T1).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub t1_ms: u64,
-    /// Load threads [default: one per core, at most one per user].
+    /// RFC 3261 T4 in milliseconds: how long a finished client transaction absorbs retransmitted
+    /// responses (Timer K). 0 forgets it at once (late copies are counted as stray), which saves the
+    /// load generator memory and CPU at high rates.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub t4_ms: u64,
+    /// Load threads [default: one per 10,000 operations/s asked for, at most one per core and one per
+    /// user].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Most set-up operations (REGISTER, SUBSCRIBE) in flight per thread.
@@ -210,10 +221,15 @@ pub fn load_users(c: &SipCommon, default: u64) -> anyhow::Result<Vec<UserSpec>> 
     }
 }
 
-/// Threads and sockets for `users` users.
-pub fn layout(c: &SipCommon, users: usize) -> (usize, usize) {
-    let threads =
-        c.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, users);
+/// Operations per second one load thread is given before another joins (a thread carries several times
+/// this; fewer threads batch more datagrams per system call and wake up less).
+pub const RATE_PER_THREAD: f64 = 10_000.0;
+
+/// Threads and sockets for `users` users at `rate` operations per second.
+pub fn layout(c: &SipCommon, users: usize, rate: f64) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = (rate / RATE_PER_THREAD).ceil().max(1.0) as usize;
+    let threads = c.threads.unwrap_or(wanted.min(cores)).clamp(1, users);
     let sockets = c.sockets.map_or(threads, |s| s as usize).max(threads);
     (threads, sockets)
 }
@@ -229,7 +245,12 @@ pub fn transport(c: &SipCommon) -> vienna_sip::Transport {
 /// The SIP timers of a run.
 pub fn timers(c: &SipCommon) -> TimerConfig {
     let t1 = Duration::from_millis(c.t1_ms);
-    TimerConfig { t1, t2: (t1 * 8).max(Duration::from_secs(4)), ..TimerConfig::default() }
+    TimerConfig {
+        t1,
+        t2: (t1 * 8).max(Duration::from_secs(4)),
+        t4: Duration::from_millis(c.t4_ms),
+        ..TimerConfig::default()
+    }
 }
 
 /// Starts the threads, runs set-up and load with a progress line, and joins them.
@@ -263,9 +284,11 @@ pub fn drive(
         collector: Collector::default(),
     });
     let mut handles: Vec<JoinHandle<std::io::Result<Outcome>>> = Vec::with_capacity(threads);
+    let mut next_port = common.local_port;
     for t in 0..threads {
         let n = sockets / threads + usize::from(t < sockets % threads);
-        let socks = ua::bind(local, n, cfg.transport, target)?;
+        let socks = ua::bind(local, next_port, n, cfg.transport, target)?;
+        next_port = next_port.map(|p| p.saturating_add(n as u16));
         let (cfg, shared) = (cfg.clone(), shared.clone());
         handles
             .push(std::thread::Builder::new().name(format!("sip-{t}")).spawn(move || ua::run(t, socks, cfg, shared))?);
@@ -409,6 +432,8 @@ pub struct SipConfigReport {
     pub transport: &'static str,
     /// T1, ms.
     pub t1_ms: u64,
+    /// T4, ms.
+    pub t4_ms: u64,
     /// Call hold, ms.
     pub hold_ms: u64,
 }
@@ -564,7 +589,7 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
     let target = resolve(&args.sip.target).context("--target")?;
     let sampler = args.out.check()?;
     let users = load_users(&args.sip, 100)?;
-    let (threads, sockets) = layout(&args.sip, users.len());
+    let (threads, sockets) = layout(&args.sip, users.len(), args.rate);
     let count = args.count.unwrap_or((args.rate * args.duration as f64).ceil() as u64);
     let concurrency = args.concurrency.unwrap_or(users.len()).max(1);
     let scenario = match args.scenario {
@@ -629,6 +654,7 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
                 SipTransport::Tcp => "tcp",
             },
             t1_ms: args.sip.t1_ms,
+            t4_ms: args.sip.t4_ms,
             hold_ms: args.hold_ms,
         },
         setup: merged.setup,

@@ -269,8 +269,13 @@ struct User {
     g: usize,
     sock: usize,
     aor: String,
+    /// `<aor>;tag=...`, the From of every request.
+    from_hdr: String,
+    /// The AOR parsed, for REGISTER's To and PUBLISH.
+    aor_uri: Uri,
+    /// MESSAGE and call target: Request-URI and To, parsed once.
+    callee: Option<(Uri, String)>,
     contact: String,
-    tag: String,
     reg_call_id: String,
     cseq: u32,
     www: Option<AuthCache>,
@@ -354,6 +359,8 @@ pub enum Endpoint {
 struct Sock {
     io: Io,
     addr: SocketAddr,
+    /// `SIP/2.0/UDP ADDR;branch=`, the start of every Via this socket sends.
+    via_prefix: String,
     layer: TransactionLayer,
     out: SendBatch,
     armed: Option<Instant>,
@@ -373,6 +380,32 @@ struct Subscription {
     presentity: usize,
     highest: Option<u64>,
 }
+
+/// A small multiply-rotate hasher for the maps keyed by our own ids and Call-IDs (no untrusted keys
+/// worth a DoS-resistant hash: the Call-IDs are ours, or the server's echo of ours).
+#[derive(Default, Clone, Copy)]
+struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHash>>;
 
 /// Slots with generations, so a stale reference to a reused slot is recognised.
 struct Slab<T> {
@@ -411,16 +444,20 @@ impl<T> Slab<T> {
 
 struct Engine {
     registry: mio::Registry,
+    /// REGISTER's Expires value.
+    expires_hdr: String,
+    /// `sip:DOMAIN`, REGISTER's Request-URI.
+    register_uri: Uri,
     index: usize,
     cfg: Arc<Config>,
     shared: Arc<Shared>,
     socks: Vec<Sock>,
     users: Vec<User>,
     ops: Slab<Op>,
-    tx_ops: HashMap<(usize, TransactionId), (usize, u32)>,
+    tx_ops: FastMap<(usize, TransactionId), (usize, u32)>,
     callees: Slab<CalleeDialog>,
-    callee_by_call_id: HashMap<String, (usize, u32)>,
-    subscriptions: HashMap<String, Subscription>,
+    callee_by_call_id: FastMap<String, (usize, u32)>,
+    subscriptions: FastMap<String, Subscription>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     recorder: Recorder,
     response_latency: Histogram<u64>,
@@ -439,13 +476,14 @@ struct Engine {
 /// Binds a thread's UDP sockets or connects its TCP connections; then [`run`] moves them into the thread.
 pub fn bind(
     local: std::net::IpAddr,
+    first_port: Option<u16>,
     n: usize,
     transport: Transport,
     target: SocketAddr,
 ) -> anyhow::Result<Vec<Endpoint>> {
     let opts = vienna_netio::UdpOptions { reuse_port: false, recv_buffer: 4 << 20, send_buffer: 4 << 20 };
     (0..n)
-        .map(|_| match transport {
+        .map(|i| match transport {
             Transport::Tcp => {
                 let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
                     .map_err(|e| anyhow::anyhow!("connecting to {target} over TCP: {e}"))?;
@@ -453,9 +491,12 @@ pub fn bind(
                 s.set_nonblocking(true)?;
                 Ok(Endpoint::Tcp(s))
             }
-            _ => vienna_netio::bind_udp(SocketAddr::new(local, 0), opts)
-                .map(Endpoint::Udp)
-                .map_err(|e| anyhow::anyhow!("binding a UDP socket on {local}: {e}")),
+            _ => {
+                let port = first_port.map_or(0, |p| p.saturating_add(i as u16));
+                vienna_netio::bind_udp(SocketAddr::new(local, port), opts)
+                    .map(Endpoint::Udp)
+                    .map_err(|e| anyhow::anyhow!("binding a UDP socket on {local}:{port}: {e}"))
+            }
         })
         .collect()
 }
@@ -487,7 +528,8 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
             chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
         }
         let layer = TransactionLayer::new(cfg.timers, Limits::default(), layer_seed);
-        socks.push(Sock { io, addr, layer, out: SendBatch::new(), armed: None });
+        let via_prefix = format!("SIP/2.0/{} {addr};branch=", via_proto(cfg.transport));
+        socks.push(Sock { io, addr, via_prefix, layer, out: SendBatch::new(), armed: None });
     }
     let mut users = Vec::new();
     let nsock = socks.len().max(1);
@@ -496,15 +538,29 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
         let sock = users.len() % nsock;
         let addr = socks[sock].addr;
         let tag = format!("{:016x}", rng.next_u64());
+        let aor = format!("sip:{}@{}", spec.name, cfg.domain);
+        let callee_name = match &cfg.callee {
+            Callee::Fixed(name) => Some(name.as_str()),
+            Callee::Offset(off) => cfg.users.get((g + off) % cfg.users.len()).map(|u| u.name.as_str()),
+        };
+        let callee = callee_name.and_then(|n| {
+            let uri = format!("sip:{n}@{}", cfg.domain);
+            Uri::parse(&uri).ok().map(|u| (u, format!("<{uri}>")))
+        });
+        let Ok(aor_uri) = Uri::parse(&aor) else {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {aor}")));
+        };
         users.push(User {
             g,
             sock,
-            aor: format!("sip:{}@{}", spec.name, cfg.domain),
+            from_hdr: format!("<{aor}>;tag={tag}"),
+            aor_uri,
+            callee,
+            aor,
             contact: match cfg.transport {
                 Transport::Tcp => format!("<sip:{}@{};transport=tcp>", spec.name, addr),
                 _ => format!("<sip:{}@{}>", spec.name, addr),
             },
-            tag,
             reg_call_id: format!("reg-{:016x}@vienna-load", rng.next_u64()),
             cseq: 0,
             www: None,
@@ -521,7 +577,12 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
     };
     let nsocks = socks.len();
     let registry = poll.registry().try_clone()?;
+    let Ok(register_uri) = Uri::parse(&format!("sip:{}", cfg.domain)) else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad domain {}", cfg.domain)));
+    };
     let mut e = Engine {
+        expires_hdr: cfg.expires.to_string(),
+        register_uri,
         registry,
         index,
         cfg,
@@ -529,10 +590,10 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
         socks,
         users,
         ops: Slab::new(),
-        tx_ops: HashMap::new(),
+        tx_ops: FastMap::default(),
         callees: Slab::new(),
-        callee_by_call_id: HashMap::new(),
-        subscriptions: HashMap::new(),
+        callee_by_call_id: FastMap::default(),
+        subscriptions: FastMap::default(),
         timers: BinaryHeap::new(),
         recorder: Recorder::new(),
         response_latency: series::histogram(),
@@ -994,48 +1055,51 @@ impl Engine {
         let Some(op) = self.ops.get_mut(i, g) else { return };
         let (kind, u, peer_user) = (op.kind, op.user, op.peer_user);
         let call_id = op.call_id.clone();
-        let fixed = match (&self.cfg.callee, kind) {
-            (Callee::Fixed(name), OpKind::Message | OpKind::Call) => Some(format!("sip:{name}@{}", self.cfg.domain)),
-            _ => None,
-        };
         let user = &mut self.users[u];
         user.cseq += 1;
         let cseq = if kind == OpKind::Register { user.cseq } else { op.cseq + 1 };
         op.cseq = cseq;
         let s = user.sock;
-        let (method, ruri, to) = match kind {
-            OpKind::Register => (Method::Register, format!("sip:{}", self.cfg.domain), user.aor.clone()),
+        // Request-URI and To; the common ones were parsed when the users were made.
+        let (method, uri, to) = match kind {
+            OpKind::Register => (Method::Register, self.register_uri.clone(), format!("<{}>", user.aor)),
             OpKind::Message | OpKind::Call => {
-                let to = fixed.unwrap_or_else(|| self_uri(&self.cfg, peer_user));
-                (if kind == OpKind::Call { Method::Invite } else { Method::Message }, to.clone(), to)
+                let method = if kind == OpKind::Call { Method::Invite } else { Method::Message };
+                match &user.callee {
+                    Some((uri, to)) => (method, uri.clone(), to.clone()),
+                    None => return self.fail_op(now, i, g, "no callee".into()),
+                }
             }
             OpKind::Subscribe => {
                 let to = self_uri(&self.cfg, peer_user);
-                (Method::Subscribe, to.clone(), to)
+                let Ok(uri) = Uri::parse(&to) else { return self.fail_op(now, i, g, "bad uri".into()) };
+                (Method::Subscribe, uri, format!("<{to}>"))
             }
-            OpKind::Publish => (Method::Publish, user.aor.clone(), user.aor.clone()),
-        };
-        let Ok(uri) = Uri::parse(&ruri) else {
-            self.fail_op(now, i, g, "bad uri".into());
-            return;
+            OpKind::Publish => (Method::Publish, user.aor_uri.clone(), format!("<{}>", user.aor)),
         };
         let sock_addr = self.socks[s].addr;
-        let branch = self.socks[s].layer.new_branch();
+        let mut via = String::with_capacity(self.socks[s].via_prefix.len() + 32);
+        via.push_str(&self.socks[s].via_prefix);
+        push_branch(&mut via, &mut self.rng);
+        via.push_str(";rport");
         let user = &mut self.users[u];
+        let mut cseq_hdr = cseq.to_string();
+        cseq_hdr.push(' ');
+        cseq_hdr.push_str(method.as_str());
         let mut req = Request::new(method.clone(), uri);
         let h = &mut req.headers;
-        h.push(HeaderName::Via, format!("SIP/2.0/{} {sock_addr};branch={branch};rport", via_proto(self.cfg.transport)));
+        h.0.reserve(12);
+        h.push(HeaderName::Via, via);
         h.push(HeaderName::MaxForwards, "70");
-        h.push(HeaderName::From, format!("<{}>;tag={}", user.aor, user.tag));
-        h.push(HeaderName::To, format!("<{to}>"));
+        h.push(HeaderName::From, user.from_hdr.clone());
+        h.push(HeaderName::To, to);
         h.push(HeaderName::CallId, call_id);
-        h.push(HeaderName::CSeq, format!("{cseq} {method}"));
-        h.push(HeaderName::UserAgent, "vienna-load");
+        h.push(HeaderName::CSeq, cseq_hdr);
         let presence_expires = self.cfg.presence.as_ref().map_or(600, |p| p.expires);
         match kind {
             OpKind::Register => {
                 h.push(HeaderName::Contact, user.contact.clone());
-                h.push(HeaderName::Expires, self.cfg.expires.to_string());
+                h.push(HeaderName::Expires, self.expires_hdr.clone());
             }
             OpKind::Message => {
                 h.push(HeaderName::ContentType, "text/plain");
@@ -1073,6 +1137,7 @@ impl Engine {
             c.nc += 1;
             let cnonce = format!("{:016x}", self.rng.next_u64());
             let spec = &self.cfg.users[user.g];
+            let ruri = req.uri.to_string();
             let creds = respond(&c.challenge, &spec.name, &spec.password, method.as_str(), &ruri, &cnonce, c.nc);
             let name = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
             req.headers.push(name, creds.to_string());
@@ -1210,6 +1275,7 @@ impl Engine {
                     &resp,
                     self.cfg.target,
                     self.cfg.transport,
+                    branch(&mut self.rng),
                 ) else {
                     self.tx_ops.remove(&(s, id));
                     return self.fail_op(now, i, g, "2xx without a usable Contact".into());
@@ -1262,7 +1328,7 @@ impl Engine {
         }
         let user = &self.users[u];
         let mut bye = Request::new(Method::Bye, target);
-        let branch = self.socks[s].layer.new_branch();
+        let branch = branch(&mut self.rng);
         let h = &mut bye.headers;
         h.push(
             HeaderName::Via,
@@ -1272,7 +1338,7 @@ impl Engine {
             h.push(HeaderName::Route, r);
         }
         h.push(HeaderName::MaxForwards, "70");
-        h.push(HeaderName::From, format!("<{}>;tag={}", user.aor, user.tag));
+        h.push(HeaderName::From, user.from_hdr.clone());
         h.push(HeaderName::To, to);
         h.push(HeaderName::CallId, op.call_id.clone());
         op.cseq += 1;
@@ -1482,6 +1548,7 @@ fn make_dialog(
     resp: &Response,
     target: SocketAddr,
     transport: Transport,
+    branch: String,
 ) -> Option<Dialog> {
     let contact = match resp.headers.contacts().ok()? {
         vienna_sip::Contacts::List(list) => list.into_iter().next()?,
@@ -1495,18 +1562,34 @@ fn make_dialog(
     };
     let to = resp.headers.get(&HeaderName::To)?.to_owned();
     let mut ack = Request::new(Method::Ack, contact.uri.clone());
-    let branch = sock.layer.new_branch();
     let h = &mut ack.headers;
     h.push(HeaderName::Via, format!("SIP/2.0/{} {};branch={branch};rport", via_proto(transport), sock.addr));
     for r in &route {
         h.push(HeaderName::Route, r.clone());
     }
     h.push(HeaderName::MaxForwards, "70");
-    h.push(HeaderName::From, format!("<{}>;tag={}", user.aor, user.tag));
+    h.push(HeaderName::From, user.from_hdr.clone());
     h.push(HeaderName::To, to.clone());
     h.push(HeaderName::CallId, op.call_id.clone());
     h.push(HeaderName::CSeq, format!("{} ACK", op.cseq));
     Some(Dialog { route, remote_target: contact.uri, first_hop, to, ack: ack.to_bytes() })
+}
+
+/// A fresh RFC 3261 branch: the magic cookie and 64 random bits.
+fn branch(rng: &mut Rng) -> String {
+    let mut s = String::with_capacity(23);
+    push_branch(&mut s, rng);
+    s
+}
+
+/// Appends a fresh branch to `out`.
+fn push_branch(out: &mut String, rng: &mut Rng) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("z9hG4bK");
+    let x = rng.next_u64();
+    for i in (0..16).rev() {
+        out.push(char::from(HEX[((x >> (i * 4)) & 0xf) as usize]));
+    }
 }
 
 fn via_proto(t: Transport) -> &'static str {
