@@ -9,8 +9,12 @@ A step is clean when every operation succeeded (no failure, none unfinished, non
 ladder stops at its first unclean step.
 
 Part 2, load generators: at the same rates vienna-load and SIPp (sip-tester) each load Kamailio with the same
-REGISTER scenario (plain, and with a Digest challenge answered in every operation); the CPU each load generator
-used (user + system, from wait4's rusage, process start to exit) is divided by the transactions it completed.
+scenario (REGISTER plain, REGISTER with a Digest challenge answered in every operation, MESSAGE to a registered
+callee); the CPU each load generator used (user + system, from wait4's rusage, process start to exit) is divided
+by the transactions it completed. For MESSAGE, SIPp needs two processes (the sender and the registered sink
+that answers 200) and their CPU is added; vienna-load is both in one process. vienna-load runs with fixed local
+ports (--local-port, so the users' bindings are refreshed, not added, from step to step: Kamailio returns every
+binding in the 200 OK) and --t4-ms 0 (SIPp keeps no finished transaction either).
 
 Loads (USERS users user0..; Kamailio needs no accounts, Vienna gets them):
 - register: REGISTER without authentication (Vienna with sip.authenticate=false), 1 transaction per operation;
@@ -65,6 +69,60 @@ Content-Length: 0
 </scenario>
 """
 
+SIPP_MESSAGE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="message">
+<send retrans="500"><![CDATA[
+MESSAGE sip:sink@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+Max-Forwards: 70
+From: <sip:[field0]@[domain]>;tag=[call_number]
+To: <sip:sink@[domain]>
+Call-ID: [call_id]
+CSeq: 1 MESSAGE
+Content-Type: text/plain
+Content-Length: [len]
+
+vienna-load message [call_number]
+]]></send>
+<recv response="200" rtd="true"/>
+</scenario>
+"""
+
+SIPP_SINK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="sink">
+<recv request="MESSAGE"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+SIPP_REGISTER_SINK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register-sink">
+<send retrans="500"><![CDATA[
+REGISTER sip:[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+Max-Forwards: 70
+From: <sip:sink@[domain]>;tag=[call_number]
+To: <sip:sink@[domain]>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:sink@[local_ip]:[contact_port]>
+Expires: 3600
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>
+</scenario>
+"""
+
 SIPP_REGISTER_DIGEST = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="register-digest">
 <send retrans="500"><![CDATA[
@@ -90,7 +148,7 @@ To: <sip:[field0]@[domain]>
 Call-ID: [call_id]
 CSeq: 2 REGISTER
 Contact: <sip:[field0]@[local_ip]:[local_port]>
-[authentication username=[field0] password=[field1]]
+[field2]
 Expires: 3600
 Content-Length: 0
 
@@ -115,9 +173,11 @@ def install():
 
 
 def timed(args, limit, cwd):
-    """Runs args under `timeout`; returns (returncode, cpu seconds of the whole tree, wall seconds)."""
+    """Runs args under `timeout`; returns (returncode, cpu seconds of the whole tree, wall seconds, stdout).
+    Standard error goes to cwd/last-stderr.txt."""
     t0 = time.monotonic()
-    p = subprocess.Popen(["timeout", str(limit)] + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd)
+    err = open(os.path.join(cwd, "last-stderr.txt"), "w")
+    p = subprocess.Popen(["timeout", str(limit)] + args, stdout=subprocess.PIPE, stderr=err, cwd=cwd)
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -129,6 +189,9 @@ class Servers:
         self.work = work
         self.procs = {}
         self.data = os.path.join(work, "vienna-data")
+        self.vienna = "servers" in PARTS
+        if not self.vienna:
+            return
         log(f"creating {USERS} Vienna accounts")
         for i in range(USERS):
             subprocess.run([VIENNA, "user", "add", f"user{i}", "--password-stdin", "--data-dir", self.data],
@@ -151,6 +214,9 @@ class Servers:
             args += ["-A", "WITH_AUTH"]
         self.procs["kamailio"] = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                                   stderr=open(os.path.join(self.work, "kamailio.log"), "a"))
+        if not self.vienna:
+            time.sleep(2)
+            return
         self.procs["vienna"] = subprocess.Popen(
             [VIENNA, "serve", "--data-dir", self.data,
              "--set", f"sip.udp_port={PORTS['vienna']}", "--set", "sip.tcp=false", "--set", "sip.tls=false",
@@ -177,7 +243,8 @@ def vienna_load(server, load, rate, pid, work):
     out = os.path.join(work, f"vl-{server}-{load}-{rate}.json")
     scenario = "message" if load == "message" else "register"
     args = [VL, "sip", "--target", f"127.0.0.1:{PORTS[server]}", "--users", str(USERS), "--scenario", scenario,
-            "--rate", str(rate), "--duration", str(STEP_SECS), "--algorithm", "md5", "--json", out]
+            "--rate", str(rate), "--duration", str(STEP_SECS), "--algorithm", "md5", "--json", out,
+            "--local-port", str(PORTS[server] + 1000), "--t4-ms", "0"]
     if load == "register-digest":
         args += ["--auth", "challenge"]
     if pid:
@@ -203,17 +270,57 @@ def vienna_load(server, load, rate, pid, work):
     return r
 
 
+def write(work, name, text):
+    path = os.path.join(work, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def ok_calls(stf):
+    try:
+        with open(stf) as f:
+            rows = [line.rstrip("\n").split(";") for line in f if line.strip()]
+        return int(rows[-1][rows[0].index("SuccessfulCall(C)")])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def sipp(load, rate, work, users_csv):
-    scen = os.path.join(work, f"sipp-{load}.xml")
-    with open(scen, "w") as f:
-        f.write(SIPP_REGISTER if load == "register" else SIPP_REGISTER_DIGEST)
+    scen = write(work, f"sipp-{load}.xml",
+                 {"register": SIPP_REGISTER, "register-digest": SIPP_REGISTER_DIGEST, "message": SIPP_MESSAGE}[load])
     calls = rate * STEP_SECS
     stf = os.path.join(work, f"sipp-{load}-{rate}.csv")
+    limit = STEP_SECS * 4 + 20
+    sink = None
+    if load == "message":
+        # The registered receiver: a second SIPp process, bounded by -m and -timeout.
+        sink = subprocess.Popen(["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", write(work, "sink.xml", SIPP_SINK),
+                                 "-i", "127.0.0.1", "-p", "6900", "-m", str(calls), "-nostdin",
+                                 "-timeout", str(limit)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=work)
+        time.sleep(0.5)
+        subprocess.run(["timeout", "20", "sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf",
+                        write(work, "register-sink.xml", SIPP_REGISTER_SINK), "-m", "1", "-i", "127.0.0.1",
+                        "-p", "6901", "-nostdin", "-key", "domain", "localhost", "-key", "contact_port", "6900",
+                        "-timeout", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
     args = ["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", scen, "-inf", users_csv, "-i", "127.0.0.1",
             "-p", str(6000 + rate % 1000), "-m", str(calls), "-r", str(rate), "-rp", "1000",
             "-l", str(max(rate * 2, 100)), "-nostdin", "-key", "domain", "localhost", "-trace_stat", "-stf", stf,
-            "-fd", "3600", "-timeout", str(STEP_SECS * 4 + 20)]
-    code, cpu, wall, _ = timed(args, STEP_SECS * 4 + 30, work)
+            "-fd", "3600", "-timeout", str(limit)]
+    code, cpu, wall, _ = timed(args, limit + 10, work)
+    if ok_calls(stf) <= 0:
+        with open(os.path.join(work, "last-stderr.txt")) as f:
+            log("sipp failed:", f.read()[-2000:])
+    if sink is not None:
+        time.sleep(0.5)
+        # Not Popen.terminate: it polls first and may reap the process, losing its rusage.
+        try:
+            os.kill(sink.pid, 15)
+        except ProcessLookupError:
+            pass
+        _, _, ru = os.wait4(sink.pid, 0)
+        cpu += ru.ru_utime + ru.ru_stime
     ok = failed = retrans = -1
     try:
         with open(stf) as f:
@@ -239,7 +346,9 @@ def main():
     work = tempfile.mkdtemp(prefix="vienna-sipload-bench-")
     users_csv = os.path.join(work, "users.csv")
     with open(users_csv, "w") as f:
-        f.write("SEQUENTIAL\n" + "".join(f"user{i};pw-user{i}\n" for i in range(USERS)))
+        # Field 2 is SIPp's authentication keyword (SIPp 3.6 does not expand fields nested in it).
+        f.write("SEQUENTIAL\n" + "".join(
+            f"user{i};pw-user{i};[authentication username=user{i} password=pw-user{i}]\n" for i in range(USERS)))
     servers = Servers(work)
     results = []
     try:
@@ -258,7 +367,7 @@ def main():
                             f"loader {r.get('loader_cpu_us_per_tx')} us/tx")
                         alive[server] = r["clean"]
                         time.sleep(1)
-            if "generators" in PARTS and load != "message":
+            if "generators" in PARTS:
                 for rate in RATES:
                     for tool in ("vienna-load", "sipp"):
                         if tool == "sipp":
@@ -288,7 +397,7 @@ def report(results):
         if r["tool"] == "vienna-load":
             print(f"| {r['load']} | {r['rate']} | {r['server']} | {r['ok']} | {r['failed']} | {r.get('achieved')} | "
                   f"{r.get('p50_us')} | {r.get('p99_us')} | {r.get('server_cpu_us_per_tx')} |")
-    print("\nLoad generator CPU per completed transaction, same REGISTER load against Kamailio:\n")
+    print("\nLoad generator CPU per completed transaction, same load against Kamailio (MESSAGE: SIPp sender + sink):\n")
     print("| load | rate/s | vienna-load ok | vienna-load CPU µs/tx | SIPp ok | SIPp CPU µs/tx | SIPp / vienna-load |")
     print("|---|---|---|---|---|---|---|")
     for load in LOADS:

@@ -150,7 +150,9 @@ impl Kamailio {
         std::fs::write(&cfg_path, cfg).expect("write cfg");
         let run = dir.path().join("run");
         std::fs::create_dir(&run).expect("run dir");
-        let mut child = Command::new("kamailio")
+        // Debian puts it in /usr/sbin, which a non-login PATH may lack.
+        let bin = if Path::new("/usr/sbin/kamailio").exists() { "/usr/sbin/kamailio" } else { "kamailio" };
+        let mut child = Command::new(bin)
             .arg("-f")
             .arg(&cfg_path)
             .args(["-DD", "-E", "-m", "64", "-Y"])
