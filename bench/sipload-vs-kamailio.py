@@ -26,7 +26,7 @@ Every run is bounded (--duration and --count for vienna-load, -m and -timeout fo
 the servers stop when the script ends. Usage: python3 bench/sipload-vs-kamailio.py (installs kamailio and
 sip-tester if missing; builds Vienna and vienna-load in release). Environment: RATES ("1000,2000,5000,10000"),
 STEP_SECS (5), USERS (1000), LOADS ("register,register-digest,message"), PARTS ("servers,generators"),
-JSON (path of a JSON result file, optional).
+BASE_PORT (25500), JSON (path of a JSON result file, optional).
 """
 
 import json
@@ -44,7 +44,11 @@ STEP_SECS = int(os.environ.get("STEP_SECS", "5"))
 USERS = int(os.environ.get("USERS", "1000"))
 LOADS = os.environ.get("LOADS", "register,register-digest,message").split(",")
 PARTS = os.environ.get("PARTS", "servers,generators").split(",")
-PORTS = {"kamailio": 5590, "vienna": 5690}
+# Servers on BASE and BASE+100, vienna-load's sockets at +2000, SIPp's at BASE+1400.. (other benchmarks on
+# this machine use 5060-7000).
+BASE = int(os.environ.get("BASE_PORT", "25500"))
+PORTS = {"kamailio": BASE, "vienna": BASE + 100}
+SIPP_PORT = BASE + 1400
 TICKS = os.sysconf("SC_CLK_TCK")
 TX_PER_OP = {"register": 1, "register-digest": 2, "message": 1}
 VL = os.path.join(ROOT, "target", "release", "vienna-load")
@@ -244,7 +248,7 @@ def vienna_load(server, load, rate, pid, work):
     scenario = "message" if load == "message" else "register"
     args = [VL, "sip", "--target", f"127.0.0.1:{PORTS[server]}", "--users", str(USERS), "--scenario", scenario,
             "--rate", str(rate), "--duration", str(STEP_SECS), "--algorithm", "md5", "--json", out,
-            "--local-port", str(PORTS[server] + 1000), "--t4-ms", "0"]
+            "--local-port", str(PORTS[server] + 2000), "--t4-ms", "0"]
     if load == "register-digest":
         args += ["--auth", "challenge"]
     if pid:
@@ -296,16 +300,17 @@ def sipp(load, rate, work, users_csv):
     if load == "message":
         # The registered receiver: a second SIPp process, bounded by -m and -timeout.
         sink = subprocess.Popen(["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", write(work, "sink.xml", SIPP_SINK),
-                                 "-i", "127.0.0.1", "-p", "6900", "-m", str(calls), "-nostdin",
+                                 "-i", "127.0.0.1", "-p", str(SIPP_PORT + 900), "-m", str(calls), "-nostdin",
                                  "-timeout", str(limit)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 cwd=work)
         time.sleep(0.5)
         subprocess.run(["timeout", "20", "sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf",
                         write(work, "register-sink.xml", SIPP_REGISTER_SINK), "-m", "1", "-i", "127.0.0.1",
-                        "-p", "6901", "-nostdin", "-key", "domain", "localhost", "-key", "contact_port", "6900",
+                        "-p", str(SIPP_PORT + 901), "-nostdin", "-key", "domain", "localhost", "-key", "contact_port",
+                        str(SIPP_PORT + 900),
                         "-timeout", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
     args = ["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", scen, "-inf", users_csv, "-i", "127.0.0.1",
-            "-p", str(6000 + rate % 1000), "-m", str(calls), "-r", str(rate), "-rp", "1000",
+            "-p", str(SIPP_PORT + rate % 800), "-m", str(calls), "-r", str(rate), "-rp", "1000",
             "-l", str(max(rate * 2, 100)), "-nostdin", "-key", "domain", "localhost", "-trace_stat", "-stf", stf,
             "-fd", "3600", "-timeout", str(limit)]
     code, cpu, wall, _ = timed(args, limit + 10, work)
