@@ -166,6 +166,11 @@ fn low_rate_has_no_loss_and_json_matches_the_summary() {
     }
     let allocations = summary(&out, "allocations");
     assert_eq!(value(&allocations, "ok"), "4");
+    // RFC 3550 jitter of every client's echoed stream
+    assert_eq!(json["jitter_us"]["clients"], 4);
+    let jitter = summary(&out, "jitter_us");
+    assert_eq!(value(&jitter, "mean").parse::<f64>().unwrap(), json["jitter_us"]["mean"].as_f64().unwrap());
+    assert!(json["jitter_us"]["max"].as_f64().unwrap() >= json["jitter_us"]["mean"].as_f64().unwrap());
 }
 
 #[test]

@@ -35,7 +35,7 @@ use crate::payload;
 use crate::stats::Totals;
 use crate::sys;
 use client::Settings;
-use report::{AllocationReport, ConfigReport, Report, TeardownReport, round3};
+use report::{AllocationReport, ConfigReport, JitterReport, Report, TeardownReport, round3};
 use worker::{Counters, DataPlan, Outcome, Shared, phase};
 
 /// Largest `--duration`.
@@ -546,6 +546,16 @@ fn build_report(
         None => per_sec(2 * totals.received),
     };
     let latency = LatencyReport::of(&hist);
+    let jitters: Vec<f64> = run.outcomes.iter().flat_map(|o| o.jitter_ns.iter().copied()).collect();
+    let jitter = JitterReport {
+        clients: jitters.len() as u64,
+        mean: round3(if jitters.is_empty() {
+            0.0
+        } else {
+            jitters.iter().sum::<f64>() / jitters.len() as f64 / 1000.0
+        }),
+        max: round3(jitters.iter().copied().fold(0.0, f64::max) / 1000.0),
+    };
     let bins: Vec<_> = run.outcomes.iter().map(|o| o.bins.clone()).collect();
     let length = if args.hold { Duration::from_secs_f64(run.hold_secs) } else { Duration::from_secs(args.duration) };
     let common = Common {
@@ -579,6 +589,7 @@ fn build_report(
         relayed_datagrams_per_sec: round3(relayed),
         peer_received,
         latency_us: latency,
+        jitter_us: jitter,
         duration_secs: round3(duration),
         teardown: TeardownReport { deleted, delete_failed, delete_failed_by_code: delete_by_code },
         refresh_failures,

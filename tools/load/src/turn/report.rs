@@ -56,6 +56,17 @@ pub struct AllocationReport {
     pub setup_secs: f64,
 }
 
+/// Jitter over the clients, microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JitterReport {
+    /// Clients with at least two echoes.
+    pub clients: u64,
+    /// Mean of the clients' jitter.
+    pub mean: f64,
+    /// Largest client jitter.
+    pub max: f64,
+}
+
 /// Deletion results.
 #[derive(Debug, Clone, Serialize)]
 pub struct TeardownReport {
@@ -108,6 +119,8 @@ pub struct Report {
     pub peer_received: Option<u64>,
     /// Round-trip latency client → relay → peer → relay → client.
     pub latency_us: LatencyReport,
+    /// RFC 3550 interarrival jitter of the echoed streams (round trip), per client at the end of the run.
+    pub jitter_us: JitterReport,
     /// Sending time measured (data mode) or holding time (hold mode).
     pub duration_secs: f64,
     /// Deletion results.
@@ -169,6 +182,8 @@ impl Report {
                 self.duration_secs
             );
             let _ = writeln!(s, "latency_us   {}", self.latency_us.line());
+            let j = &self.jitter_us;
+            let _ = writeln!(s, "jitter_us    mean={} max={} clients={}", j.mean, j.max, j.clients);
         } else {
             let _ = writeln!(s, "hold         duration_secs={}", self.duration_secs);
         }

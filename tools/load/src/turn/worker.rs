@@ -17,7 +17,7 @@ use super::client::{Action, CHANNEL, Client, Phase, Rng, Settings, Step};
 use crate::framework::series::{BinCounts, Collector, Recorder};
 use crate::pacing::{Pacer, share};
 use crate::payload;
-use crate::stats::{Arrival, SeqTracker, Totals};
+use crate::stats::{Arrival, Jitter, SeqTracker, Totals};
 
 /// Run phases, set by the main thread.
 pub mod phase {
@@ -128,6 +128,8 @@ pub struct Outcome {
     pub send_window: Option<(u64, u64)>,
     /// Receive errors other than "nothing to read".
     pub recv_errors: u64,
+    /// Final RFC 3550 jitter of every client that received at least two packets, nanoseconds.
+    pub jitter_ns: Vec<f64>,
     /// Packets sent and echoed per second of sending time.
     pub bins: Vec<BinCounts>,
 }
@@ -141,6 +143,7 @@ struct Slot {
     deleted: bool,
     last_phase: Phase,
     tracker: SeqTracker,
+    jitter: Jitter,
     sent: u64,
     next_seq: u64,
 }
@@ -200,6 +203,7 @@ pub fn run(
             deleted: false,
             last_phase: Phase::Idle,
             tracker: SeqTracker::default(),
+            jitter: Jitter::default(),
             sent: 0,
             next_seq: 0,
         });
@@ -478,6 +482,7 @@ impl Worker {
                             continue;
                         };
                         if slot.tracker.record(h.seq) != Arrival::Duplicate {
+                            slot.jitter.record(h.sent_ns, now_ns);
                             self.total_unique += 1;
                             let us = now_ns.saturating_sub(h.sent_ns) / 1000;
                             self.recorder.latency(&self.shared.collector, now, us);
@@ -539,6 +544,7 @@ impl Worker {
             skipped: self.skipped,
             send_window: self.first_send.zip(self.last_send),
             recv_errors: self.recv_errors,
+            jitter_ns: self.slots.iter().filter(|s| s.jitter.samples >= 2).map(|s| s.jitter.jitter_ns).collect(),
             bins,
         }
     }
