@@ -50,7 +50,7 @@ pub enum Mode {
     /// Load a TURN relay over UDP: allocations, channels to an echo peer, ChannelData at a fixed rate;
     /// measures loss, reordering and round-trip latency (or, with --hold, just holds the allocations).
     Turn(turn::TurnArgs),
-    /// Load a SIP registrar and proxy over UDP: REGISTER with Digest, MESSAGE between users, or
+    /// Load a SIP registrar and proxy over UDP or TCP: REGISTER with Digest, MESSAGE between users, or
     /// INVITE/200/ACK/BYE calls; measures transactions/s and response latency.
     Sip(sip::SipArgs),
     /// Load a presence server: watchers SUBSCRIBE to presentities, which PUBLISH PIDF changes at a
