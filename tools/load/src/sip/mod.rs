@@ -1,4 +1,4 @@
-//! `vienna-load sip`: SIP registrar and proxy load over UDP (RFC 3261), against Vienna, Kamailio or any
+//! `vienna-load sip`: SIP registrar and proxy load over UDP or TCP (RFC 3261), against Vienna, Kamailio or any
 //! server that registers users and routes between them.
 //!
 //! Scenarios: `register` (REGISTER, answering the Digest challenge), `message` (every user registers

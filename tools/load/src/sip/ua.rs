@@ -1,4 +1,5 @@
-//! One SIP load thread: many user agents behind a few UDP sockets, each socket with its own RFC 3261
+//! One SIP load thread: many user agents behind a few UDP sockets (or TCP connections to the target), each
+//! with its own RFC 3261
 //! transaction layer from `vienna-sip` (timers E/F and A/B retransmit requests, responses are matched by
 //! branch), so the load generator retransmits exactly as a conforming UA would.
 //!
@@ -9,8 +10,10 @@
 //! routes to its sockets: MESSAGE 200, INVITE 180 + 200 (retransmitted until the ACK, RFC 3261 §13.3.1.4),
 //! BYE 200, NOTIFY 200 (reading the PUBLISH marker for the publish-to-NOTIFY latency), OPTIONS 200.
 //!
-//! Datagrams go out in `sendmmsg` batches and come in with `recvmmsg` (`vienna-netio`). Messages are
-//! parsed once, by `vienna-sip`'s parser inside the transaction layer. Left out: TCP and TLS, DNS (the
+//! Datagrams go out in `sendmmsg` batches and come in with `recvmmsg` (`vienna-netio`); over TCP, one
+//! connection per socket is framed with `vienna-sip`'s stream framer (RFC 3261 §18.3), and everything,
+//! callees' requests included, goes over it (the server reaches a TCP-registered user over its flow).
+//! Messages are parsed once, by `vienna-sip`'s parser inside the transaction layer. Left out: TLS, DNS (the
 //! target and every Route must be IP addresses), re-INVITEs, CANCEL of our own INVITEs, media.
 
 use std::cmp::Reverse;
