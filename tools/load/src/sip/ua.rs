@@ -1,7 +1,6 @@
 //! One SIP load thread: many user agents behind a few UDP sockets (or TCP connections to the target), each
-//! with its own RFC 3261
-//! transaction layer from `vienna-sip` (timers E/F and A/B retransmit requests, responses are matched by
-//! branch), so the load generator retransmits exactly as a conforming UA would.
+//! with its own RFC 3261 transaction layer from `vienna-sip` (timers E/F and A/B retransmit requests,
+//! responses are matched by branch), so the load generator retransmits exactly as a conforming UA would.
 //!
 //! As a UAC a thread runs operations for its own users: REGISTER, MESSAGE, a call (INVITE, ACK for the
 //! 2xx, BYE after the hold time), SUBSCRIBE and PUBLISH; each one answers a 401/407 Digest challenge
