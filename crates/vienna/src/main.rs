@@ -4,6 +4,8 @@ mod admin;
 mod config;
 mod data;
 mod logging;
+mod mcu;
+mod mras;
 mod net;
 mod roles;
 mod serve;
@@ -57,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: users::UserCommand,
     },
+    /// Print relay credentials: MRAS (the XML response an A/V Edge credential request gets), or
+    /// TURN REST with --rest.
+    RelayCredentials(mras::CredentialsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,5 +103,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Default } => unreachable!("handled above"),
         Command::User { command } => users::run(&config, command),
+        Command::RelayCredentials(args) => mras::run(&config, args),
     }
 }
