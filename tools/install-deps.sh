@@ -4,7 +4,9 @@
 #   tests:  curl (HTTPS checks of the admin endpoint), coturn (turnutils_uclient and turnutils_peer judge the relay),
 #           sip-tester (SIPp judges the SIP registrar and proxy), baresip (a real user agent registers, sends
 #           MESSAGE and holds an SRTP call through Vienna), libnice-dev (libnice in its OC2007/OC2007R2
-#           modes is the MS-TURN client of tests/msturn_interop.rs)
+#           modes is the MS-TURN client of tests/msturn_interop.rs), kamailio kamailio-presence-modules
+#           (vienna-load's presence mode is tested against Kamailio's presence server), fonts-dejavu-core
+#           (vienna-load's plotted reports lay out text with a TrueType font)
 #   srtp:   libsrtp2-dev (vienna-srtp links Debian's libsrtp2 through pkg-config); gstreamer1.0-tools and
 #           gstreamer1.0-plugins-base/good/bad (srtpenc/srtpdec judge SRTP interop;
 #           a GStreamer Opus RTP participant joins the audio MCU)
@@ -12,7 +14,8 @@ set -euo pipefail
 
 packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester
   baresip baresip-core libnice-dev
-  libsrtp2-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+  libsrtp2-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  kamailio kamailio-presence-modules fonts-dejavu-core)
 
 missing=()
 for p in "${packages[@]}"; do

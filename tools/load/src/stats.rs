@@ -68,6 +68,30 @@ impl SeqTracker {
     }
 }
 
+/// RFC 3550 §6.4.1 interarrival jitter of one stream, from send and arrival times on one clock:
+/// `J += (|D| - J) / 16`, where `D` is the change in transit time between consecutive arrivals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Jitter {
+    last_transit_ns: Option<i64>,
+    /// Current estimate, nanoseconds.
+    pub jitter_ns: f64,
+    /// Arrivals seen.
+    pub samples: u64,
+}
+
+impl Jitter {
+    /// Records a packet sent at `sent_ns` that arrived at `arrived_ns`.
+    pub fn record(&mut self, sent_ns: u64, arrived_ns: u64) {
+        let transit = arrived_ns as i64 - sent_ns as i64;
+        if let Some(last) = self.last_transit_ns {
+            let d = (transit - last).unsigned_abs() as f64;
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+        }
+        self.last_transit_ns = Some(transit);
+        self.samples += 1;
+    }
+}
+
 /// Totals over clients and threads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -166,6 +190,20 @@ mod tests {
         // a jump wider than the window clears it
         t.record(10 * WINDOW);
         assert_eq!(t.record(10 * WINDOW - 1), Arrival::Reordered);
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550() {
+        let mut j = Jitter::default();
+        j.record(0, 1000);
+        assert_eq!(j.jitter_ns, 0.0, "one packet has no jitter");
+        j.record(20_000, 21_000);
+        assert_eq!(j.jitter_ns, 0.0, "same transit time");
+        j.record(40_000, 41_160);
+        assert_eq!(j.jitter_ns, 10.0, "(160 - 0) / 16");
+        j.record(60_000, 61_000);
+        assert_eq!(j.jitter_ns, 10.0 + (160.0 - 10.0) / 16.0);
+        assert_eq!(j.samples, 4);
     }
 
     #[test]

@@ -166,6 +166,11 @@ fn low_rate_has_no_loss_and_json_matches_the_summary() {
     }
     let allocations = summary(&out, "allocations");
     assert_eq!(value(&allocations, "ok"), "4");
+    // RFC 3550 jitter of every client's echoed stream
+    assert_eq!(json["jitter_us"]["clients"], 4);
+    let jitter = summary(&out, "jitter_us");
+    assert_eq!(value(&jitter, "mean").parse::<f64>().unwrap(), json["jitter_us"]["mean"].as_f64().unwrap());
+    assert!(json["jitter_us"]["max"].as_f64().unwrap() >= json["jitter_us"]["mean"].as_f64().unwrap());
 }
 
 #[test]
@@ -195,4 +200,46 @@ fn hold_reports_every_allocation() {
     assert_eq!(json["sent"], 0);
     assert_eq!(json["teardown"]["deleted"], 50);
     assert_eq!(json["teardown"]["delete_failed"], 0);
+}
+
+#[test]
+fn timeline_and_report_hold_the_run() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let svg = dir.path().join("turn.svg");
+    let pid = server.child.id().to_string();
+    let (out, json) = load(
+        &server,
+        &[
+            "--password",
+            "secret",
+            "--clients",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "2",
+            "--pid",
+            &pid,
+            "--report",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "exit {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json["sent"], 200);
+    let rows = json["timeline"]["rows"].as_array().expect("timeline rows");
+    assert!(json["timeline"]["has_loss"].as_bool().unwrap());
+    let sum = |f: &str| rows.iter().map(|r| r[f].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("offered"), 200, "packets sent per second add up to the total");
+    assert_eq!(sum("ok"), json["received"].as_u64().unwrap());
+    assert_eq!(sum("lost"), json["lost"].as_u64().unwrap());
+    let latency_samples: u64 = rows.iter().map(|r| r["latency_us"]["count"].as_u64().unwrap()).sum();
+    assert_eq!(latency_samples, 200, "every echo is in one second's percentiles");
+    assert_eq!(json["server_process"]["pids"][0].as_u64(), Some(server.child.id() as u64));
+    assert!(json["loader_cpu_secs"].as_f64().unwrap() > 0.0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("server ")), "summary has the server line:\n{text}");
+    let report = std::fs::read_to_string(&svg).expect("report written");
+    assert!(report.contains("<svg") && report.contains("loss"));
+    assert!(report.contains("sent=200"), "the report carries the summary");
 }

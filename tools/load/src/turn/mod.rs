@@ -15,9 +15,8 @@ pub mod report;
 pub mod worker;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
@@ -25,16 +24,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use vienna_netio::{UdpOptions, bind_udp};
 
 use crate::echo::EchoPeer;
+use crate::framework::procstat::{ProcSampler, self_cpu_secs};
+use crate::framework::progress::{Progress, RateMeter, human_us};
+use crate::framework::series::{self, Collector, LatencyReport};
+use crate::framework::{Common, Finished, OutputArgs, StepResult, plot};
 use crate::payload;
 use crate::stats::Totals;
 use crate::sys;
 use client::Settings;
-use report::{AllocationReport, ConfigReport, LatencyReport, Report, TeardownReport, round3};
+use report::{AllocationReport, ConfigReport, JitterReport, Report, TeardownReport, round3};
 use worker::{Counters, DataPlan, Outcome, Shared, phase};
 
 /// Largest `--duration`.
@@ -46,7 +47,7 @@ pub const MAX_SIZE: usize = 1400;
 #[derive(Debug, Clone, clap::Args)]
 pub struct TurnArgs {
     /// TURN server, host:port (UDP).
-    #[arg(long)]
+    #[arg(long, visible_alias = "target")]
     pub server: String,
     /// Username; with --rest-secret the user part of the REST username `expiry:user` (optional there).
     #[arg(long)]
@@ -84,9 +85,9 @@ pub struct TurnArgs {
     /// Allocate (with permission and channel), hold for --duration without data, then delete.
     #[arg(long)]
     pub hold: bool,
-    /// Write the results as a JSON object to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    /// Outputs.
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Load threads [default: one per core, at most one per client].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -102,7 +103,7 @@ pub struct TurnArgs {
 }
 
 /// Runs `vienna-load turn`.
-pub fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: TurnArgs) -> anyhow::Result<Finished> {
     let rate_ok = args.rate > 0.0 && args.rate <= 1_000_000.0;
     if !args.hold && !rate_ok {
         bail!("--rate must be above 0 and at most 1000000 packets/s per client");
@@ -111,6 +112,7 @@ pub fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
         bail!("--size must be {}..={MAX_SIZE} bytes", payload::HEADER_LEN);
     }
     let server = resolve(&args.server).context("--server")?;
+    let sampler = args.out.check()?;
     let clients = usize::try_from(args.clients)?;
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, clients);
@@ -174,6 +176,7 @@ pub fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
         start_ns: AtomicU64::new(0),
         cut: AtomicBool::new(false),
         counters: (0..threads).map(|_| Counters::default()).collect(),
+        collector: Collector::default(),
     });
 
     // Contiguous client ranges, the first `clients % threads` one longer.
@@ -205,23 +208,47 @@ pub fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
         hold: args.hold,
         nofile_limit: nofile,
     };
-    let run = Conductor::new(&args, shared, handles).conduct()?;
+    let run = Conductor::new(&args, shared.clone(), handles, sampler).conduct()?;
     let peer_received = echo.as_ref().map(|e| e.counters.received.load(Relaxed));
     drop(echo);
-    let report = build_report(&args, config, &run, peer_received);
-    print!("{}", report.summary());
+    let report = build_report(&args, config, &run, peer_received, &shared.collector);
+    let summary = report.summary();
+    print!("{summary}");
     let _ = std::io::stdout().flush();
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(if report.interrupted {
+    let figure = || {
+        let title = format!(
+            "vienna-load turn {}: {} clients x {} pps -> {}",
+            report.mode, report.config.clients, report.config.rate_per_client_pps, report.config.server
+        );
+        plot::timeline_figure(
+            title,
+            summary.lines().skip(1).map(str::to_owned).collect(),
+            &report.common.timeline,
+            "echoed",
+        )
+    };
+    args.out.write(&report, figure, &report.common.timeline)?;
+    let exit = if report.interrupted {
         ExitCode::from(130)
     } else if report.allocations.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    let step = StepResult {
+        offered_rate: report.requested_rate_pps,
+        achieved_rate: report.received_rate_pps,
+        loss_percent: report.loss_percent,
+        failure_percent: if args.clients > 0 {
+            round3(report.allocations.failed as f64 * 100.0 / args.clients as f64)
+        } else {
+            0.0
+        },
+        latency_us: report.latency_us.clone(),
+        server_cpu_secs: report.common.server_process.as_ref().map(|p| p.cpu_secs),
+        interrupted: report.interrupted,
+    };
+    Ok(Finished { exit, step, json: serde_json::to_value(&report)? })
 }
 
 fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
@@ -259,6 +286,7 @@ struct RunResult {
     hold_secs: f64,
     start_ns: u64,
     interrupted: bool,
+    sampler: ProcSampler,
 }
 
 /// The main thread: moves the workers through the phases, shows progress, enforces the time limits.
@@ -272,10 +300,16 @@ struct Conductor {
     hard_deadline: Instant,
     progress: Progress,
     interrupted: bool,
+    sampler: Option<ProcSampler>,
 }
 
 impl Conductor {
-    fn new(args: &TurnArgs, shared: Arc<Shared>, handles: Vec<JoinHandle<std::io::Result<Outcome>>>) -> Conductor {
+    fn new(
+        args: &TurnArgs,
+        shared: Arc<Shared>,
+        handles: Vec<JoinHandle<std::io::Result<Outcome>>>,
+        sampler: ProcSampler,
+    ) -> Conductor {
         let duration = Duration::from_secs(args.duration);
         let setup_timeout = Duration::from_secs(args.setup_timeout);
         let slack = Duration::from_millis(args.drain_ms) + worker::TEARDOWN_LIMIT + Duration::from_secs(15);
@@ -289,6 +323,7 @@ impl Conductor {
             hard_deadline: Instant::now() + setup_timeout + duration + slack,
             progress: Progress::new(),
             interrupted: false,
+            sampler: Some(sampler),
         }
     }
 
@@ -306,6 +341,9 @@ impl Conductor {
         if sys::stop_requested() {
             self.interrupted = true;
         }
+        if let Some(s) = &mut self.sampler {
+            s.poll(Instant::now());
+        }
         if Instant::now() > self.hard_deadline {
             bail!("hard time limit reached; the run did not end by itself");
         }
@@ -321,7 +359,8 @@ impl Conductor {
         match self.phases() {
             Ok((setup_secs, hold_secs, start_ns)) => {
                 let outcomes = self.join()?;
-                Ok(RunResult { outcomes, setup_secs, hold_secs, start_ns, interrupted: self.interrupted })
+                let sampler = self.sampler.take().expect("the sampler is taken once");
+                Ok(RunResult { outcomes, setup_secs, hold_secs, start_ns, interrupted: self.interrupted, sampler })
             }
             Err(e) => {
                 self.shared.phase.store(phase::EXIT, Relaxed);
@@ -371,6 +410,9 @@ impl Conductor {
                     let _ = std::io::stdout().flush();
                 });
                 let h0 = Instant::now();
+                if let Some(s) = &mut self.sampler {
+                    s.start(h0);
+                }
                 while h0.elapsed() < self.duration && !self.interrupted {
                     self.tick()?;
                     let secs = h0.elapsed().as_secs();
@@ -378,23 +420,52 @@ impl Conductor {
                     self.progress.show(format!("hold: {secs}/{} s, {ready} allocations", self.duration.as_secs()));
                 }
                 hold_secs = h0.elapsed().as_secs_f64();
+                if let Some(s) = &mut self.sampler {
+                    s.finish(Instant::now());
+                }
             } else {
                 start_ns = (self.shared.base.elapsed() + Duration::from_millis(20)).as_nanos() as u64;
                 self.shared.start_ns.store(start_ns, Relaxed);
+                let origin = self.shared.base + Duration::from_nanos(start_ns);
+                if let Some(s) = &mut self.sampler {
+                    s.start(origin);
+                }
                 self.shared.phase.store(phase::RUN, Relaxed);
-                let r0 = Instant::now();
+                let (mut sent_rate, mut recv_rate) = (RateMeter::default(), RateMeter::default());
+                let mut stopped_sending = None;
                 while !self.all(|c| c.data_done.load(Relaxed)) {
                     self.tick()?;
                     if self.interrupted {
                         self.shared.cut.store(true, Relaxed);
                     }
+                    let now = Instant::now();
+                    let secs = now.saturating_duration_since(origin).as_secs_f64();
+                    if secs >= self.duration.as_secs_f64() && stopped_sending.is_none() {
+                        stopped_sending = Some(now);
+                        if let Some(s) = &mut self.sampler {
+                            s.finish(now);
+                        }
+                    }
                     let (sent, recv) = (self.sum(|c| c.sent.load(Relaxed)), self.sum(|c| c.received.load(Relaxed)));
-                    let secs = r0.elapsed().as_secs_f64();
+                    self.shared.collector.close_before(secs as usize);
+                    let last = self.shared.collector.last_closed().map_or_else(
+                        || "-".to_owned(),
+                        |(_, l)| format!("p50 {} p99 {} max {}", human_us(l.p50), human_us(l.p99), human_us(l.max)),
+                    );
+                    let lost = sent.saturating_sub(recv);
                     self.progress.show(format!(
-                        "run: {secs:.0}/{} s, sent {sent} ({:.0} pps), received {recv}",
+                        "run: {:.0}/{} s, {:.0} pps sent, {:.0} pps back, unanswered {lost} ({:.2}%), latency {last}",
+                        secs.min(self.duration.as_secs_f64()),
                         self.duration.as_secs(),
-                        sent as f64 / secs.max(0.001)
+                        sent_rate.update(sent, now),
+                        recv_rate.update(recv, now),
+                        if sent > 0 { lost as f64 * 100.0 / sent as f64 } else { 0.0 }
                     ));
+                }
+                if stopped_sending.is_none()
+                    && let Some(s) = &mut self.sampler
+                {
+                    s.finish(Instant::now());
                 }
             }
         }
@@ -427,51 +498,15 @@ impl Conductor {
     }
 }
 
-/// The live progress line: a spinner on a terminal, else a plain line per second on stderr.
-struct Progress {
-    bar: Option<ProgressBar>,
-    last: Option<Instant>,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
-                bar.set_style(style);
-            }
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        Progress { bar, last: None }
-    }
-
-    fn show(&mut self, msg: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg);
-        } else if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            self.last = Some(Instant::now());
-            eprintln!("vienna-load: {msg}");
-        }
-    }
-
-    fn suspend(&self, f: impl FnOnce()) {
-        match &self.bar {
-            Some(bar) => bar.suspend(f),
-            None => f(),
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-fn build_report(args: &TurnArgs, config: ConfigReport, run: &RunResult, peer_received: Option<u64>) -> Report {
+fn build_report(
+    args: &TurnArgs,
+    config: ConfigReport,
+    run: &RunResult,
+    peer_received: Option<u64>,
+    collector: &Collector,
+) -> Report {
     let mut totals = Totals::default();
-    let mut hist: Histogram<u64> = Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid");
+    let mut hist = series::histogram();
     let (mut ready, mut deleted, mut delete_failed, mut refresh_failures, mut skipped, mut recv_errors) =
         (0, 0, 0, 0, 0, 0);
     let mut by_code = BTreeMap::new();
@@ -510,18 +545,23 @@ fn build_report(args: &TurnArgs, config: ConfigReport, run: &RunResult, peer_rec
         Some(p) => per_sec(p + totals.received),
         None => per_sec(2 * totals.received),
     };
-    let latency = if hist.is_empty() {
-        LatencyReport::default()
-    } else {
-        LatencyReport {
-            count: hist.len(),
-            p50: hist.value_at_quantile(0.5),
-            p90: hist.value_at_quantile(0.9),
-            p99: hist.value_at_quantile(0.99),
-            p999: hist.value_at_quantile(0.999),
-            max: hist.max(),
-            mean: round3(hist.mean()),
-        }
+    let latency = LatencyReport::of(&hist);
+    let jitters: Vec<f64> = run.outcomes.iter().flat_map(|o| o.jitter_ns.iter().copied()).collect();
+    let jitter = JitterReport {
+        clients: jitters.len() as u64,
+        mean: round3(if jitters.is_empty() {
+            0.0
+        } else {
+            jitters.iter().sum::<f64>() / jitters.len() as f64 / 1000.0
+        }),
+        max: round3(jitters.iter().copied().fold(0.0, f64::max) / 1000.0),
+    };
+    let bins: Vec<_> = run.outcomes.iter().map(|o| o.bins.clone()).collect();
+    let length = if args.hold { Duration::from_secs_f64(run.hold_secs) } else { Duration::from_secs(args.duration) };
+    let common = Common {
+        timeline: series::timeline(&bins, &collector.finish(), &run.sampler.samples, !args.hold, length),
+        server_process: run.sampler.report(),
+        loader_cpu_secs: round3(self_cpu_secs()),
     };
     Report {
         mode: if args.hold { "hold" } else { "data" },
@@ -549,10 +589,12 @@ fn build_report(args: &TurnArgs, config: ConfigReport, run: &RunResult, peer_rec
         relayed_datagrams_per_sec: round3(relayed),
         peer_received,
         latency_us: latency,
+        jitter_us: jitter,
         duration_secs: round3(duration),
         teardown: TeardownReport { deleted, delete_failed, delete_failed_by_code: delete_by_code },
         refresh_failures,
         recv_errors,
         interrupted: run.interrupted,
+        common,
     }
 }

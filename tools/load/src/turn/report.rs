@@ -6,10 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-/// Rounds to three decimals, so the summary and the JSON print the same value.
-pub fn round3(x: f64) -> f64 {
-    if x.is_finite() { (x * 1000.0).round() / 1000.0 } else { 0.0 }
-}
+use crate::framework::Common;
+pub use crate::framework::series::{LatencyReport, round3};
 
 /// The run's settings, as given or derived.
 #[derive(Debug, Clone, Serialize)]
@@ -58,23 +56,15 @@ pub struct AllocationReport {
     pub setup_secs: f64,
 }
 
-/// Round-trip latency percentiles in microseconds (0 when nothing came back).
+/// Jitter over the clients, microseconds.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct LatencyReport {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-    /// Mean.
+pub struct JitterReport {
+    /// Clients with at least two echoes.
+    pub clients: u64,
+    /// Mean of the clients' jitter.
     pub mean: f64,
+    /// Largest client jitter.
+    pub max: f64,
 }
 
 /// Deletion results.
@@ -129,6 +119,8 @@ pub struct Report {
     pub peer_received: Option<u64>,
     /// Round-trip latency client → relay → peer → relay → client.
     pub latency_us: LatencyReport,
+    /// RFC 3550 interarrival jitter of the echoed streams (round trip), per client at the end of the run.
+    pub jitter_us: JitterReport,
     /// Sending time measured (data mode) or holding time (hold mode).
     pub duration_secs: f64,
     /// Deletion results.
@@ -139,6 +131,9 @@ pub struct Report {
     pub recv_errors: u64,
     /// Ended early by Ctrl-C / SIGTERM.
     pub interrupted: bool,
+    /// Timeline, server process and load generator CPU.
+    #[serde(flatten)]
+    pub common: Common,
 }
 
 impl Report {
@@ -186,12 +181,9 @@ impl Report {
                 peer_received,
                 self.duration_secs
             );
-            let l = &self.latency_us;
-            let _ = writeln!(
-                s,
-                "latency_us   p50={} p90={} p99={} p99.9={} max={} mean={} count={}",
-                l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
-            );
+            let _ = writeln!(s, "latency_us   {}", self.latency_us.line());
+            let j = &self.jitter_us;
+            let _ = writeln!(s, "jitter_us    mean={} max={} clients={}", j.mean, j.max, j.clients);
         } else {
             let _ = writeln!(s, "hold         duration_secs={}", self.duration_secs);
         }
@@ -204,6 +196,10 @@ impl Report {
             let codes: Vec<String> =
                 self.teardown.delete_failed_by_code.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(s, "delete_failed_by code: {}", codes.join(" "));
+        }
+        let relayed = self.peer_received.unwrap_or(self.received) + self.received;
+        for line in self.common.lines(relayed, "relayed") {
+            let _ = writeln!(s, "{line}");
         }
         s
     }

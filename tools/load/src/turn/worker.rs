@@ -14,9 +14,10 @@ use vienna_netio::{BATCH, RecvBatch, SendBatch};
 use vienna_stun::{ChannelData, Kind, Message, channel_data, classify};
 
 use super::client::{Action, CHANNEL, Client, Phase, Rng, Settings, Step};
+use crate::framework::series::{BinCounts, Collector, Recorder};
 use crate::pacing::{Pacer, share};
 use crate::payload;
-use crate::stats::{Arrival, SeqTracker, Totals};
+use crate::stats::{Arrival, Jitter, SeqTracker, Totals};
 
 /// Run phases, set by the main thread.
 pub mod phase {
@@ -71,6 +72,8 @@ pub struct Shared {
     pub cut: AtomicBool,
     /// One per worker.
     pub counters: Vec<Counters>,
+    /// Latency per second.
+    pub collector: Collector,
 }
 
 /// The data part of a run.
@@ -125,6 +128,10 @@ pub struct Outcome {
     pub send_window: Option<(u64, u64)>,
     /// Receive errors other than "nothing to read".
     pub recv_errors: u64,
+    /// Final RFC 3550 jitter of every client that received at least two packets, nanoseconds.
+    pub jitter_ns: Vec<f64>,
+    /// Packets sent and echoed per second of sending time.
+    pub bins: Vec<BinCounts>,
 }
 
 struct Slot {
@@ -136,6 +143,7 @@ struct Slot {
     deleted: bool,
     last_phase: Phase,
     tracker: SeqTracker,
+    jitter: Jitter,
     sent: u64,
     next_seq: u64,
 }
@@ -156,7 +164,7 @@ struct Worker {
     rng: Rng,
     recv: RecvBatch,
     send: SendBatch,
-    hist: Histogram<u64>,
+    recorder: Recorder,
     started: usize,
     settled: usize,
     ready_now: usize,
@@ -195,6 +203,7 @@ pub fn run(
             deleted: false,
             last_phase: Phase::Idle,
             tracker: SeqTracker::default(),
+            jitter: Jitter::default(),
             sent: 0,
             next_seq: 0,
         });
@@ -209,7 +218,7 @@ pub fn run(
         rng: Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         recv: RecvBatch::new(),
         send: SendBatch::new(),
-        hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid"),
+        recorder: Recorder::new(),
         started: 0,
         settled: 0,
         ready_now: 0,
@@ -255,6 +264,7 @@ impl Worker {
                     {
                         let start = self.shared.base + Duration::from_nanos(self.shared.start_ns.load(Relaxed));
                         let rate = plan.rate * self.slots.len() as f64;
+                        self.recorder.start(start);
                         local = Local::Run { pacer: Pacer::new(rate, plan.duration), start, drain_until: None };
                         continue;
                     } else if global == phase::HOLD || global == phase::RUN {
@@ -308,6 +318,7 @@ impl Worker {
                     wake = wake.min(t);
                 }
             }
+            self.recorder.tick(&self.shared.collector, now);
             self.publish();
             let timeout = wake.saturating_duration_since(Instant::now());
             if let Err(e) = poll.poll(&mut events, Some(timeout))
@@ -434,7 +445,9 @@ impl Worker {
             slot.sent += o.sent as u64;
             self.send_dropped += o.dropped as u64;
         }
-        self.total_sent = self.slots.iter().map(|s| s.sent).sum();
+        let total: u64 = self.slots.iter().map(|s| s.sent).sum();
+        self.recorder.offered(now, total - self.total_sent);
+        self.total_sent = total;
         self.first_send.get_or_insert(now_ns);
         self.last_send = Some(now_ns);
     }
@@ -469,9 +482,12 @@ impl Worker {
                             continue;
                         };
                         if slot.tracker.record(h.seq) != Arrival::Duplicate {
+                            slot.jitter.record(h.sent_ns, now_ns);
                             self.total_unique += 1;
                             let us = now_ns.saturating_sub(h.sent_ns) / 1000;
-                            self.hist.saturating_record(us.max(1));
+                            self.recorder.latency(&self.shared.collector, now, us);
+                            let start_ns = self.shared.start_ns.load(Relaxed);
+                            self.recorder.ok_in_bin((h.sent_ns.saturating_sub(start_ns) / 1_000_000_000) as usize);
                         }
                     }
                     Kind::Stun => {
@@ -491,7 +507,9 @@ impl Worker {
         }
     }
 
-    fn outcome(self) -> Outcome {
+    fn outcome(mut self) -> Outcome {
+        self.recorder.flush(&self.shared.collector);
+        let bins = self.recorder.take_bins();
         let mut totals = Totals { send_dropped: self.send_dropped, foreign: self.foreign, ..Totals::default() };
         let mut failures = BTreeMap::new();
         let mut delete_failures = BTreeMap::new();
@@ -516,7 +534,7 @@ impl Worker {
         }
         Outcome {
             totals,
-            latency: self.hist,
+            latency: self.recorder.total,
             ready,
             failures,
             deleted: self.deleted,
@@ -526,6 +544,8 @@ impl Worker {
             skipped: self.skipped,
             send_window: self.first_send.zip(self.last_send),
             recv_errors: self.recv_errors,
+            jitter_ns: self.slots.iter().filter(|s| s.jitter.samples >= 2).map(|s| s.jitter.jitter_ns).collect(),
+            bins,
         }
     }
 }

@@ -1,0 +1,310 @@
+//! Helpers of vienna-load's tests: a real `vienna serve` with SIP users on ephemeral loopback ports, a
+//! Kamailio with its presence modules, running `vienna-load` with `--json` and reading its summary.
+//! Servers are stopped on drop (by the PID these helpers started, never by name).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long waiting for a server may take.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+fn target_dir() -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// The `vienna` binary of this profile.
+pub fn vienna_binary() -> PathBuf {
+    let path = target_dir().join("vienna");
+    assert!(path.exists(), "{} is missing: run `cargo build -p vienna` before these tests", path.display());
+    path
+}
+
+/// A `vienna serve` with SIP on UDP (TURN off), killed on drop.
+pub struct Vienna {
+    child: Child,
+    /// SIP UDP listener.
+    pub sip: SocketAddr,
+    /// SIP TCP listener, when `extra` turned TCP on (`--set sip.tcp=true`).
+    pub sip_tcp: Option<SocketAddr>,
+    _dir: tempfile::TempDir,
+}
+
+impl Vienna {
+    /// Starts Vienna with users `user0..user{n-1}` (password `pw-user{i}`) and `extra` settings.
+    pub fn start(users: usize, extra: &[&str]) -> Vienna {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for i in 0..users {
+            let mut add = Command::new(vienna_binary())
+                .args(["user", "add", &format!("user{i}"), "--password-stdin", "--data-dir"])
+                .arg(dir.path())
+                .env_remove("VIENNA_CONFIG")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn vienna user add");
+            add.stdin.take().expect("stdin").write_all(format!("pw-user{i}\n").as_bytes()).expect("password");
+            assert!(add.wait().expect("user add").success(), "vienna user add failed");
+        }
+        let mut child = Command::new(vienna_binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--set", "admin.listen=127.0.0.1:0", "--set", "turn.enabled=false"])
+            .args(["--set", "sip.udp_port=0", "--set", "sip.tcp=false", "--set", "sip.tls=false"])
+            .args(["--set", "log.format=json", "--set", "store.synchronous=normal"])
+            .args(extra)
+            .env_remove("VIENNA_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vienna serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                if v["message"] == "listening" && v["role"] == "sip" {
+                    let proto = v["protocol"].as_str().unwrap_or_default().to_owned();
+                    let _ = tx.send((proto, v["address"].as_str().unwrap_or_default().to_owned()));
+                }
+                if v["message"] == "ready" {
+                    let _ = tx.send(("ready".to_owned(), String::new()));
+                }
+            }
+        });
+        let (mut sip, mut sip_tcp) = (None, None);
+        loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok((p, a)) if p == "udp" => sip = Some(a.parse().expect("SIP address")),
+                Ok((p, a)) if p == "tcp" => sip_tcp = Some(a.parse().expect("SIP address")),
+                Ok((p, _)) if p == "ready" => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("vienna serve did not log its SIP listeners and readiness");
+                }
+            }
+        }
+        let Some(sip) = sip else {
+            let _ = child.kill();
+            panic!("vienna serve has no SIP UDP listener");
+        };
+        Vienna { child, sip, sip_tcp, _dir: dir }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Vienna {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free UDP port on loopback (bound and released; a tiny race with other tests is possible).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Kamailio 5.6 with `bench/kamailio/load-presence.cfg`, stopped with SIGTERM on drop.
+pub struct Kamailio {
+    child: Child,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    /// Starts Kamailio on a free port; panics if it is not installed (tools/install-deps.sh installs it).
+    pub fn start() -> Kamailio {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("db");
+        let status = Command::new("cp")
+            .args(["-r", "/usr/share/kamailio/dbtext/kamailio"])
+            .arg(&db)
+            .status()
+            .expect("cp (is kamailio installed? tools/install-deps.sh installs it)");
+        assert!(status.success(), "copying Kamailio's db_text tables failed");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = std::fs::read_to_string(manifest.join("../../bench/kamailio/load-presence.cfg")).expect("cfg");
+        let port = free_udp_port();
+        let cfg = cfg.replace("BENCH_PORT", &port.to_string()).replace("DBDIR", db.to_str().expect("utf-8 path"));
+        let cfg_path = dir.path().join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).expect("write cfg");
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).expect("run dir");
+        // Debian puts it in /usr/sbin, which a non-login PATH may lack.
+        let bin = if Path::new("/usr/sbin/kamailio").exists() { "/usr/sbin/kamailio" } else { "kamailio" };
+        let mut child = Command::new(bin)
+            .arg("-f")
+            .arg(&cfg_path)
+            .args(["-DD", "-E", "-m", "64", "-Y"])
+            .arg(&run)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kamailio (tools/install-deps.sh installs it)");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Listening on") || line.contains("udp: 127.0.0.1") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let _ = rx.recv_timeout(PATIENCE);
+        // Wait until it answers OPTIONS (its children are up).
+        let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        probe.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let me = probe.local_addr().expect("addr");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let opt = format!(
+                "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-probe;rport\r\nMax-Forwards: 70\r\n\
+                 From: <sip:probe@localhost>;tag=p\r\nTo: <sip:{addr}>\r\nCall-ID: probe@test\r\nCSeq: 1 OPTIONS\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let _ = probe.send_to(opt.as_bytes(), addr);
+            let mut buf = [0u8; 2048];
+            if probe.recv_from(&mut buf).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("kamailio exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "kamailio did not answer on {addr}");
+        }
+        Kamailio { child, addr, _dir: dir }
+    }
+
+    /// Process id of the main process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid we spawned.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a `vienna-load` run left.
+pub struct Run {
+    /// Exit status and output.
+    pub out: Output,
+    /// The `--json` result.
+    pub json: Value,
+    /// The `--report` file's text (SVG or HTML), if asked for.
+    pub report: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs `vienna-load ARGS --json FILE` (and `--report FILE.<ext>` when `report` is given).
+pub fn vienna_load(args: &[&str], report: Option<&str>) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("result.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vienna-load"));
+    // A sweep's own outputs go before its mode's arguments.
+    let split = usize::from(args.first() == Some(&"sweep"));
+    let (head, tail) = if split == 1 { args.split_at(1) } else { args.split_at(args.len()) };
+    cmd.args(head).arg("--json").arg(&json);
+    let report_path = report.map(|ext| dir.path().join(format!("report.{ext}")));
+    if let Some(p) = &report_path {
+        cmd.arg("--report").arg(p);
+    }
+    cmd.args(tail);
+    let out = cmd.stdin(Stdio::null()).output().expect("run vienna-load");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let report = report_path.map(|p| match p.extension().and_then(|e| e.to_str()) {
+        Some("png") => String::from_utf8_lossy(&std::fs::read(&p).expect("report")[..8]).into_owned(),
+        _ => std::fs::read_to_string(&p).expect("report"),
+    });
+    Run { out, json: serde_json::from_str(&text).expect("valid JSON"), report, _dir: dir }
+}
+
+impl Run {
+    /// Standard output.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    /// Panics with the output unless the run exited 0.
+    pub fn assert_success(&self) {
+        assert!(
+            self.out.status.success(),
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.out.status,
+            self.stdout(),
+            String::from_utf8_lossy(&self.out.stderr)
+        );
+    }
+
+    /// The `key=value` pairs of the summary line starting with `topic`.
+    pub fn line(&self, topic: &str) -> Vec<(String, String)> {
+        let text = self.stdout();
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(topic))
+            .unwrap_or_else(|| panic!("no {topic} line in:\n{text}"));
+        line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+
+    /// Value of `key` on the summary line `topic`.
+    pub fn value(&self, topic: &str, key: &str) -> String {
+        let pairs = self.line(topic);
+        pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("no {key} in {pairs:?}"))
+    }
+
+    /// Asserts that the summary's numbers equal the JSON's (`json_path` a `/`-separated pointer).
+    pub fn same(&self, topic: &str, key: &str, json_path: &str) {
+        let text = self.value(topic, key);
+        let v = self.json.pointer(json_path).unwrap_or_else(|| panic!("no {json_path} in JSON"));
+        let (a, b) = (text.parse::<f64>().expect("number"), v.as_f64().expect("JSON number"));
+        assert_eq!(a, b, "{topic} {key} vs {json_path}");
+    }
+
+    /// Sum of a timeline field over all rows.
+    pub fn timeline_sum(&self, field: &str) -> u64 {
+        self.json["timeline"]["rows"].as_array().expect("rows").iter().map(|r| r[field].as_u64().unwrap_or(0)).sum()
+    }
+}
