@@ -3,9 +3,7 @@
 //! of the write) and `full`.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use vienna_store::{
-    Aor, Binding, BindingChange, NewAccount, Secrets, SqliteOptions, SqliteStore, Store, Synchronous,
-};
+use vienna_store::{Aor, Binding, BindingChange, NewAccount, Secrets, SqliteOptions, SqliteStore, Store, Synchronous};
 
 const USERS: usize = 1000;
 
@@ -27,7 +25,8 @@ fn binding(i: usize, expires_at: i64) -> Binding {
 }
 
 fn store(dir: &tempfile::TempDir, synchronous: Synchronous) -> SqliteStore {
-    let store = SqliteStore::open(&dir.path().join("b.db"), &SqliteOptions { synchronous, ..Default::default() }).unwrap();
+    let store =
+        SqliteStore::open(&dir.path().join("b.db"), &SqliteOptions { synchronous, ..Default::default() }).unwrap();
     for i in 0..USERS {
         let aor = Aor::parse(&format!("user{i}"), Some("example.test")).unwrap();
         let secrets = Secrets::derive(&format!("user{i}"), "example.test", "pw");
