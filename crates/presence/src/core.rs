@@ -21,7 +21,7 @@
 //! `presence` filters (RFC 4660) and partial PIDF (RFC 5263); route sets (Vienna answers as the edge).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use vienna_crypto::hmac_sha256;
@@ -164,7 +164,7 @@ pub struct PresenceCore {
     winfo: HashMap<String, HashSet<SubId>>,
     dialogs: HashMap<(String, String), SubId>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
-    out: Vec<Output>,
+    out: VecDeque<Output>,
     counters: Counters,
     publication_seq: u64,
     /// Watchers recorded as pending by this process (so a stale policy cache does not record twice).
@@ -191,7 +191,7 @@ impl PresenceCore {
             winfo: HashMap::new(),
             dialogs: HashMap::new(),
             timers,
-            out: Vec::new(),
+            out: VecDeque::new(),
             counters: Counters::default(),
             publication_seq: 0,
             recorded: HashSet::new(),
@@ -255,12 +255,12 @@ impl PresenceCore {
 
     /// The next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() { None } else { Some(self.out.remove(0)) }
+        self.out.pop_front()
     }
 
     /// Every output queued, in order.
     pub fn drain_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
+        std::mem::take(&mut self.out).into()
     }
 
     /// When [`PresenceCore::handle_timeout`] is due.
@@ -632,7 +632,7 @@ impl PresenceCore {
                 first_seen: unix,
                 updated_at: unix,
             };
-            self.out.push(Output::Persist(vec![(owner.to_owned(), record)]));
+            self.out.push_back(Output::Persist(vec![(owner.to_owned(), record)]));
         }
         d.state
     }
@@ -879,7 +879,7 @@ impl PresenceCore {
             }
         }
         self.counters.notifies += 1;
-        self.out.push(Output::Notify { sub: id, request, peer });
+        self.out.push_back(Output::Notify { sub: id, request, peer });
     }
 
     /// The watcher list of `owner` (RFC 3857): live subscriptions to its presence (and list subscriptions
