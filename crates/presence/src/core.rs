@@ -79,7 +79,8 @@ pub struct Origin<'a> {
 #[derive(Debug)]
 enum Kind {
     Presence,
-    Winfo,
+    /// With the recorded watchers still waiting for a decision (URI, display name).
+    Winfo(Vec<(String, Option<String>)>),
     List(Vec<Member>),
 }
 
@@ -518,7 +519,7 @@ impl PresenceCore {
                 if !Self::accepts(req, &[documents::WINFO_CONTENT_TYPE]) {
                     return self.reject(req, 406, "Not Acceptable (application/watcherinfo+xml)", tag);
                 }
-                Kind::Winfo
+                Kind::Winfo(policy.pending_watchers(o.resource))
             }
             _ if list => Kind::List(Vec::new()),
             _ => {
@@ -643,7 +644,7 @@ impl PresenceCore {
             Kind::Presence => {
                 self.watching.entry(sub.resource.clone()).or_default().insert(id);
             }
-            Kind::Winfo => {
+            Kind::Winfo(_) => {
                 self.winfo.entry(sub.resource.clone()).or_default().insert(id);
             }
             Kind::List(members) => {
@@ -671,7 +672,7 @@ impl PresenceCore {
                 unindex(&mut self.watching, &sub.resource);
                 self.winfo_changed(now, &sub.resource);
             }
-            Kind::Winfo => unindex(&mut self.winfo, &sub.resource),
+            Kind::Winfo(_) => unindex(&mut self.winfo, &sub.resource),
             Kind::List(members) => {
                 for m in members {
                     unindex(&mut self.watching, &m.uri);
@@ -809,8 +810,8 @@ impl PresenceCore {
                     content_type = Some(pidf::CONTENT_TYPE.to_owned());
                 }
             }
-            Kind::Winfo => {
-                let entries = self.watcher_entries(&sub.resource);
+            Kind::Winfo(waiting) => {
+                let entries = self.watcher_entries(&sub.resource, waiting);
                 body = documents::watcherinfo(&sub.resource, sub.version, &entries).into_bytes();
                 content_type = Some(documents::WINFO_CONTENT_TYPE.to_owned());
             }
@@ -883,8 +884,8 @@ impl PresenceCore {
     }
 
     /// The watcher list of `owner` (RFC 3857): live subscriptions to its presence (and list subscriptions
-    /// that include it), then recorded watchers still waiting for a decision.
-    fn watcher_entries(&self, owner: &str) -> Vec<WatcherEntry> {
+    /// that include it), then recorded watchers still waiting for a decision (`waiting`).
+    fn watcher_entries(&self, owner: &str, waiting: &[(String, Option<String>)]) -> Vec<WatcherEntry> {
         let mut entries: Vec<WatcherEntry> = Vec::new();
         let ids = self.watching.get(owner).into_iter().flatten();
         for id in ids {
@@ -892,7 +893,7 @@ impl PresenceCore {
             let auth = match &sub.kind {
                 Kind::Presence => sub.auth,
                 Kind::List(members) => members.iter().find(|m| m.uri == owner).map_or(sub.auth, |m| m.auth),
-                Kind::Winfo => continue,
+                Kind::Winfo(_) => continue,
             };
             if sub.watcher == owner {
                 continue;
@@ -908,6 +909,17 @@ impl PresenceCore {
                 status,
                 display_name: sub.display.clone(),
             });
+        }
+        for (uri, display) in waiting {
+            if !entries.iter().any(|e| e.uri == *uri) {
+                let id = format!("w{}", hex::encode(&hmac_sha256(&self.secret, &[b"watcher", uri.as_bytes()])[..4]));
+                entries.push(WatcherEntry {
+                    uri: uri.clone(),
+                    id,
+                    status: WatcherStatus::Waiting,
+                    display_name: display.clone(),
+                });
+            }
         }
         entries.sort_by(|a, b| a.uri.cmp(&b.uri).then(a.id.cmp(&b.id)));
         entries
@@ -994,6 +1006,18 @@ impl PresenceCore {
                 continue;
             }
             match &sub.kind {
+                Kind::Winfo(waiting) => {
+                    let mut fresh = policy.pending_watchers(&sub.resource);
+                    fresh.sort();
+                    let mut old = waiting.clone();
+                    old.sort();
+                    if fresh != old {
+                        if let Some(sub) = self.subs.get_mut(&id) {
+                            sub.kind = Kind::Winfo(fresh);
+                        }
+                        self.mark_dirty(now, id);
+                    }
+                }
                 Kind::Presence if sub.watcher != sub.resource => {
                     let d = policy.authorize(&sub.resource, &sub.watcher).state;
                     if d != sub.auth {

@@ -34,4 +34,4 @@ pub use crate::config::PresenceConfig;
 pub use crate::core::{ALLOW_EVENTS, Origin, Output, PresenceCore, PresentityView, SubId};
 pub use crate::counters::Counters;
 pub use crate::error::BodyError;
-pub use crate::policy::{AllowAll, Decision, Policy, WatcherState};
+pub use crate::policy::{AllowAll, Decision, Policy, WatcherState, decide};

@@ -29,6 +29,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// SIP registrar and proxy.
     pub sip: SipConfig,
+    /// Presence agent of the SIP role.
+    pub presence: PresenceSection,
     /// TURN relay.
     pub turn: TurnConfig,
 }
@@ -210,6 +212,53 @@ impl Default for SipConfig {
     }
 }
 
+/// `[presence]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSection {
+    /// Serve presence (PUBLISH, SUBSCRIBE/NOTIFY for presence, watcher info and contact lists).
+    pub enabled: bool,
+    /// Shortest subscription or publication accepted, seconds (423 below).
+    pub min_expires: u32,
+    /// Longest granted, seconds.
+    pub max_expires: u32,
+    /// Granted when a request names none, seconds.
+    pub default_expires: u32,
+    /// Shortest time between two NOTIFYs to one watcher, milliseconds; changes in between are coalesced.
+    pub notify_interval_ms: u64,
+    /// How often live subscriptions re-read authorizations and contact lists, seconds.
+    pub reauthorize_secs: u64,
+    /// Most subscriptions at once (503 beyond).
+    pub max_subscriptions: usize,
+    /// Most publications one user may hold at once (403 beyond).
+    pub max_publications: usize,
+    /// Most contacts in one contact-list subscription.
+    pub max_list_resources: usize,
+    /// Largest PIDF body accepted, bytes (413 beyond).
+    pub max_body: usize,
+    /// A user with no registered endpoint is Offline whatever it published.
+    pub require_registration: bool,
+}
+
+impl Default for PresenceSection {
+    fn default() -> Self {
+        let d = vienna_presence::PresenceConfig::default();
+        Self {
+            enabled: d.enabled,
+            min_expires: d.min_expires,
+            max_expires: d.max_expires,
+            default_expires: d.default_expires,
+            notify_interval_ms: d.notify_interval.as_millis() as u64,
+            reauthorize_secs: d.reauthorize_every.as_secs(),
+            max_subscriptions: d.max_subscriptions,
+            max_publications: d.max_publications,
+            max_list_resources: d.max_list_resources,
+            max_body: d.max_body,
+            require_registration: d.require_registration,
+        }
+    }
+}
+
 /// `[turn]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -343,6 +392,7 @@ impl Config {
         }
         crate::turn::settings::validate(&self.turn)?;
         crate::sip::settings::validate(&self.sip)?;
+        crate::sip::settings::validate_presence(&self.presence)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
             bail!(
                 "admin.listen {} is not a loopback address: set admin.token so the admin API is not open",

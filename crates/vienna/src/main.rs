@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod data;
+mod lists;
 mod logging;
 mod net;
 mod roles;
@@ -57,6 +58,16 @@ enum Command {
         #[command(subcommand)]
         command: users::UserCommand,
     },
+    /// Manage a user's contact list.
+    Contact {
+        #[command(subcommand)]
+        command: lists::ContactCommand,
+    },
+    /// Decide who may watch a user's presence.
+    Watcher {
+        #[command(subcommand)]
+        command: lists::WatcherCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,5 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Default } => unreachable!("handled above"),
         Command::User { command } => users::run(&config, command),
+        Command::Contact { command } => lists::run_contact(&config, command),
+        Command::Watcher { command } => lists::run_watcher(&config, command),
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use vienna_signaling::{Core, Output};
 use vienna_sip::transaction::{Peer, Transmit};
 use vienna_sip::{Message, ParseError, Transport};
-use vienna_store::{BindingChange, Store};
+use vienna_store::{Aor, BindingChange, Store, Watcher};
 
 use super::directory::StoreDirectory;
 use super::shared::{DriverCounters, SipShared, SipStats};
@@ -29,6 +29,10 @@ use crate::net::stop_requested;
 pub const BATCH: usize = 256;
 /// How often the core's Unix clock is re-anchored.
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
+/// How often the presentity list the admin API shows is refreshed.
+const VIEWS_EVERY: Duration = Duration::from_secs(1);
+/// Most presentities the admin API lists.
+const MAX_VIEWS: usize = 1000;
 
 /// What the connection tasks tell the core thread.
 #[derive(Debug)]
@@ -92,6 +96,7 @@ pub struct Engine {
     runtime: tokio::runtime::Handle,
     counters: DriverCounters,
     buf: Vec<u8>,
+    next_views: Instant,
 }
 
 impl Engine {
@@ -118,6 +123,7 @@ impl Engine {
             runtime,
             counters: DriverCounters::default(),
             buf: vec![0; 65_536],
+            next_views: Instant::now(),
         })
     }
 
@@ -162,7 +168,10 @@ impl Engine {
             }
             self.publish();
         }
-        self.flush(Instant::now());
+        // Graceful stop: tell every watcher its subscription ends (reason=deactivated: subscribe again).
+        let now = Instant::now();
+        self.core.shutdown(now);
+        self.flush(now);
         self.publish();
     }
 
@@ -214,14 +223,16 @@ impl Engine {
             let mut before = Vec::new();
             let mut after = Vec::new();
             let mut changes: Vec<BindingChange> = Vec::new();
+            let mut watchers: Vec<(String, Watcher)> = Vec::new();
             while let Some(output) = self.core.poll_output() {
                 match output {
                     Output::Persist(c) => changes.extend(c),
-                    Output::Transmit(t) if changes.is_empty() => before.push(t),
+                    Output::PersistWatchers(w) => watchers.extend(w),
+                    Output::Transmit(t) if changes.is_empty() && watchers.is_empty() => before.push(t),
                     Output::Transmit(t) => after.push(t),
                 }
             }
-            if before.is_empty() && after.is_empty() && changes.is_empty() {
+            if before.is_empty() && after.is_empty() && changes.is_empty() && watchers.is_empty() {
                 return;
             }
             // Counters first: whoever reads `/metrics` after seeing an answer sees what caused it.
@@ -244,6 +255,15 @@ impl Engine {
                     }
                 }
             }
+            if !watchers.is_empty() {
+                self.counters.store_writes += 1;
+                if let Err(e) = self.write_watchers(&watchers) {
+                    self.counters.store_errors += 1;
+                    metrics::counter!("vienna_store_errors_total").increment(1);
+                    tracing::error!(error = %e, watchers = watchers.len(), dropped = after.len(), "sip: cannot store watchers");
+                    after.clear();
+                }
+            }
             for t in after {
                 self.transmit(t, &mut failed);
             }
@@ -251,6 +271,18 @@ impl Engine {
                 self.core.transport_error(now, peer);
             }
         }
+    }
+
+    /// Records new watchers (owner, watcher), keeping a decision already stored.
+    fn write_watchers(&self, watchers: &[(String, Watcher)]) -> vienna_store::Result<()> {
+        for (owner, w) in watchers {
+            let owner = Aor::parse(owner, None)?;
+            if self.store.watchers(&owner)?.iter().any(|old| old.uri == w.uri) {
+                continue;
+            }
+            self.store.put_watcher(&owner, w)?;
+        }
+        Ok(())
     }
 
     /// Sends one message; peers that cannot be reached go to `failed`.
@@ -301,8 +333,22 @@ impl Engine {
     }
 
     /// Refreshes the snapshot `/metrics` reads: once per batch of messages, not per message.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let presence = self.core.presence();
+        let now = Instant::now();
+        if now >= self.next_views {
+            self.next_views = now + VIEWS_EVERY;
+            let views = presence.views(MAX_VIEWS);
+            match self.shared.presence_views.lock() {
+                Ok(mut v) => *v = views,
+                Err(poisoned) => *poisoned.into_inner() = views,
+            }
+        }
         let stats = SipStats {
+            presence: presence.counters().clone(),
+            subscriptions: presence.subscriptions(),
+            presentities: presence.presentities(),
+            publications: presence.publications(),
             core: self.core.counters().clone(),
             transactions: *self.core.transaction_counters(),
             live_transactions: self.core.transactions(),

@@ -4,7 +4,7 @@ use anyhow::{Result, anyhow, bail};
 use vienna_signaling::{CoreConfig, LocalAddr};
 use vienna_sip::digest::Algorithm;
 
-use crate::config::{Config, SipConfig};
+use crate::config::{Config, PresenceSection, SipConfig};
 
 /// Checks the `[sip]` section; called by [`Config::validate`], so a bad value fails at load.
 pub fn validate(sip: &SipConfig) -> Result<()> {
@@ -42,6 +42,52 @@ pub fn validate(sip: &SipConfig) -> Result<()> {
     Ok(())
 }
 
+/// Checks the `[presence]` section.
+pub fn validate_presence(p: &PresenceSection) -> Result<()> {
+    if p.min_expires == 0 || p.min_expires > p.max_expires {
+        bail!(
+            "presence.min_expires ({}) must be positive and at most presence.max_expires ({})",
+            p.min_expires,
+            p.max_expires
+        );
+    }
+    if !(p.min_expires..=p.max_expires).contains(&p.default_expires) {
+        bail!(
+            "presence.default_expires ({}) must lie between presence.min_expires and presence.max_expires",
+            p.default_expires
+        );
+    }
+    if p.notify_interval_ms > 60_000 {
+        bail!("presence.notify_interval_ms ({}) must be at most 60000", p.notify_interval_ms);
+    }
+    if p.reauthorize_secs == 0 {
+        bail!("presence.reauthorize_secs must be positive");
+    }
+    if p.max_subscriptions == 0 || p.max_publications == 0 || p.max_body < 256 {
+        bail!(
+            "presence.max_subscriptions and presence.max_publications must be positive, presence.max_body at least 256"
+        );
+    }
+    Ok(())
+}
+
+/// The presence agent's configuration from `[presence]`.
+pub fn presence_config(p: &PresenceSection) -> vienna_presence::PresenceConfig {
+    vienna_presence::PresenceConfig {
+        enabled: p.enabled,
+        min_expires: p.min_expires,
+        max_expires: p.max_expires,
+        default_expires: p.default_expires,
+        notify_interval: std::time::Duration::from_millis(p.notify_interval_ms),
+        reauthorize_every: std::time::Duration::from_secs(p.reauthorize_secs),
+        max_subscriptions: p.max_subscriptions,
+        max_publications: p.max_publications,
+        max_list_resources: p.max_list_resources,
+        max_body: p.max_body,
+        require_registration: p.require_registration,
+    }
+}
+
 /// The Digest algorithms of `sip.digest_algorithms`.
 fn digest_algorithms(sip: &SipConfig) -> Result<Vec<Algorithm>> {
     if sip.digest_algorithms.is_empty() {
@@ -70,6 +116,7 @@ pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
     core.max_contacts = sip.max_contacts;
     core.nonce_lifetime_secs = sip.nonce_lifetime_secs;
     core.max_transactions = sip.max_transactions;
+    core.presence = presence_config(&config.presence);
     core
 }
 
@@ -87,6 +134,9 @@ mod tests {
             ("sip.aliases=[\"a b\"]", "sip.aliases"),
             ("sip.digest_algorithms=[\"SHA-1\"]", "sip.digest_algorithms"),
             ("sip.digest_algorithms=[]", "sip.digest_algorithms"),
+            ("presence.min_expires=0", "presence.min_expires"),
+            ("presence.default_expires=5", "presence.default_expires"),
+            ("presence.notify_interval_ms=100000", "presence.notify_interval_ms"),
         ] {
             let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
             assert!(err.contains(needle), "{set}: {err}");
