@@ -2,10 +2,11 @@
 # Installs the Debian packages Vienna's build and tests need, if any is missing. Safe to run again.
 #   build:  cmake nasm clang pkg-config libssl-dev (C parts of the media crates: opus, openh264, libsrtp2)
 #   tests:  curl (HTTPS checks of the admin endpoint), coturn (turnutils_uclient and turnutils_peer judge the relay),
-#           sip-tester (SIPp judges the SIP registrar and proxy)
+#           sip-tester (SIPp judges the SIP registrar and proxy), baresip baresip-core (two real SIMPLE clients
+#           judge presence)
 set -euo pipefail
 
-packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester)
+packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester baresip baresip-core)
 
 missing=()
 for p in "${packages[@]}"; do

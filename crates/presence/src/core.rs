@@ -386,13 +386,13 @@ impl PresenceCore {
                     return self.reject(req, 403, "Forbidden (too many publications for this user)", tag);
                 }
                 self.publication_seq += 1;
-                let (state, manual, seq) = match (published, old) {
-                    (Some(new), _) => (new.state, new.manual, self.publication_seq),
-                    (None, Some(old)) => (old.state, old.manual, old.seq),
+                let (state, manual, informative, seq) = match (published, old) {
+                    (Some(new), _) => (new.state, new.manual, new.informative, self.publication_seq),
+                    (None, Some(old)) => (old.state, old.manual, old.informative, old.seq),
                     (None, None) => unreachable!("handled above"),
                 };
                 let expires_at = now + std::time::Duration::from_secs(u64::from(expires));
-                p.publications.insert(etag.clone(), Publication { state, manual, expires_at, seq });
+                p.publications.insert(etag.clone(), Publication { state, manual, informative, expires_at, seq });
                 self.arm(expires_at, Timer::Publication(aor.to_owned(), etag.clone()));
             }
         }
@@ -549,7 +549,10 @@ impl PresenceCore {
         let id = SubId(self.next_sub);
         self.next_sub += 1;
         let auth = match kind {
-            Kind::Presence => self.authorize(o.resource, o.watcher, from.display_name().as_deref(), o.unix, policy),
+            Kind::Presence => {
+                self.refresh_durable(now, o.resource, policy);
+                self.authorize(o.resource, o.watcher, from.display_name().as_deref(), o.unix, policy)
+            }
             _ => WatcherState::Allowed,
         };
         let mut sub = Subscription {
@@ -571,6 +574,10 @@ impl PresenceCore {
         };
         if let Kind::List(members) = &mut sub.kind {
             *members = self.list_members(o.resource, policy);
+            let uris: Vec<String> = members.iter().map(|m| m.uri.clone()).collect();
+            for uri in uris {
+                self.refresh_durable(now, &uri, policy);
+            }
         }
         let mut response = req.make_response_with_tag(200, None, tag);
         response.headers.push(HeaderName::Expires, expires.to_string());
@@ -997,8 +1004,35 @@ impl PresenceCore {
         }
     }
 
-    /// Re-reads every live subscription's authorization (and list membership) from `policy`.
+    /// Re-reads `aor`'s durable manual state from `policy`; a change re-aggregates and notifies.
+    fn refresh_durable(&mut self, now: Instant, aor: &str, policy: &dyn Policy) {
+        let stored = policy.manual_state(aor);
+        let known = self.presentities.get(aor).and_then(|p| p.durable.as_ref().map(|d| d.1));
+        if stored.as_ref().map(|m| m.updated_at) == known {
+            return;
+        }
+        let durable = stored.map(|m| {
+            self.publication_seq += 1;
+            let state = PresenceState { availability: m.availability, activity: m.activity, note: m.note };
+            (state, m.updated_at, self.publication_seq)
+        });
+        match self.presentities.get_mut(aor) {
+            Some(p) => p.durable = durable,
+            None if durable.is_none() => return,
+            None => {
+                self.presentities.insert(aor.to_owned(), Presentity { durable, ..Presentity::default() });
+            }
+        }
+        self.after_change(now, aor);
+    }
+
+    /// Re-reads every live subscription's authorization (and list membership) from `policy`, and the
+    /// durable manual state of every watched presentity.
     pub fn reauthorize(&mut self, now: Instant, policy: &dyn Policy) {
+        let watched: Vec<String> = self.watching.keys().cloned().collect();
+        for aor in watched {
+            self.refresh_durable(now, &aor, policy);
+        }
         let ids: Vec<SubId> = self.subs.keys().copied().collect();
         for id in ids {
             let Some(sub) = self.subs.get(&id) else { continue };

@@ -3,7 +3,7 @@
 //!
 //! Reading ([`parse`]): the root must be `presence` in `urn:ietf:params:xml:ns:pidf`. A document with a
 //! tuple whose `<basic>` is `open` (or with no basic status at all) is open; one whose tuples are all
-//! `closed` is Offline. RPID activities anywhere in it (person, tuple or device) refine an open document:
+//! `closed` is Offline (a `<basic>` with another value counts as none). RPID activities anywhere in it (person, tuple or device) refine an open document:
 //!
 //! | RPID | state | activity token |
 //! |---|---|---|
@@ -53,6 +53,10 @@ pub struct Published {
     pub state: PresenceState,
     /// Whether the user chose it (a recognised RPID activity) rather than the client computing it.
     pub manual: bool,
+    /// Whether the document says anything: a basic status of open or closed, idle, or a recognised
+    /// activity. One that does not (baresip 1.0 publishes `<basic>unknown</basic>` before its user
+    /// chose) is kept but left out of aggregation.
+    pub informative: bool,
 }
 
 fn walk<'a>(e: &'a Element, out: &mut Vec<&'a Element>) {
@@ -84,9 +88,8 @@ pub fn parse(body: &[u8]) -> Result<Published, BodyError> {
                     open = Some(true);
                 } else if v.eq_ignore_ascii_case("closed") {
                     open = Some(open.unwrap_or(false));
-                } else {
-                    return Err(BodyError::Malformed("basic status is neither open nor closed"));
                 }
+                // Anything else (baresip 1.0 publishes "unkown" before its user chose) says nothing.
             }
             (NS_RPID, "user-input") => idle |= e.text.trim().eq_ignore_ascii_case("idle"),
             (NS_PIDF, "note") | (NS_DM, "note") => {
@@ -103,13 +106,11 @@ pub fn parse(body: &[u8]) -> Result<Published, BodyError> {
             _ => {}
         }
     }
+    let informative = open.is_some() || idle;
     let open = open.unwrap_or(true);
     if !open {
-        return Ok(Published {
-            entity,
-            state: PresenceState { availability: OFFLINE, activity: None, note },
-            manual: false,
-        });
+        let state = PresenceState { availability: OFFLINE, activity: None, note };
+        return Ok(Published { entity, state, manual: false, informative });
     }
     let others: Vec<&str> = activities.iter().filter(|(n, _)| *n == "other").map(|(_, t)| t.as_str()).collect();
     let mut best: Option<(u32, Option<&str>)> = None;
@@ -152,11 +153,12 @@ pub fn parse(body: &[u8]) -> Result<Published, BodyError> {
                 entity,
                 state: PresenceState { availability, activity: token.map(str::to_owned), note },
                 manual: true,
+                informative: true,
             });
         }
         None => PresenceState { availability: if idle { ONLINE_IDLE } else { ONLINE }, activity: None, note },
     };
-    Ok(Published { entity, state, manual: false })
+    Ok(Published { entity, state, manual: false, informative })
 }
 
 fn cut(s: &str, max: usize) -> &str {
@@ -292,8 +294,8 @@ mod tests {
     fn bad_documents() {
         assert!(matches!(parse(b"<presence/>"), Err(BodyError::NotPidf(_))));
         assert!(matches!(parse(b"<x xmlns='urn:ietf:params:xml:ns:pidf'/>"), Err(BodyError::NotPidf(_))));
-        let bad_basic = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf"><tuple id="x"><status><basic>maybe</basic></status></tuple></presence>"#;
-        assert!(matches!(parse(bad_basic), Err(BodyError::Malformed(_))));
+        let odd_basic = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf"><tuple id="x"><status><basic>unkown</basic></status></tuple></presence>"#;
+        assert!(!parse(odd_basic).unwrap().informative, "an unknown basic says nothing");
         assert!(parse(b"not xml").is_err());
     }
 }

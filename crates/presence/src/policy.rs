@@ -21,6 +21,10 @@ pub trait Policy {
     fn contacts(&self, owner: &str) -> Vec<String>;
     /// Recorded watchers of `owner` still waiting for a decision (URI, display name).
     fn pending_watchers(&self, owner: &str) -> Vec<(String, Option<String>)>;
+    /// The state `owner` set by hand that outlives device sessions (kept across restarts), if any.
+    fn manual_state(&self, _owner: &str) -> Option<vienna_store::ManualPresence> {
+        None
+    }
 }
 
 /// A policy that allows everyone and has empty contact lists (tests, benchmarks).

@@ -3,12 +3,17 @@
 //!
 //! Aggregation (the working rule of MS-PRES §3.7.5 as clients observe it; see the research notes §4.3):
 //! 1. With `require_registration` and no registered endpoint: Offline, whatever was published.
-//! 2. No publication: Online when an endpoint is registered, else Offline.
+//! 2. No publication that says anything: Online when an endpoint is registered, else Offline.
 //! 3. A manual state (the user chose it) is kept over automatic ones; of several, the latest published.
 //! 4. Otherwise the most available automatic state wins (the lowest availability number), so an idle
 //!    desktop and an active phone show Online.
 //!
 //! The note is the winning publication's, or else the latest note any publication carries.
+//!
+//! A durable manual state (set by the user for all its devices and kept across restarts, MS-PRES's
+//! static `userState`) counts as a manual publication from the moment it was seen: a later manual state
+//! from a device replaces it in the aggregate, and it never makes a user with no registered endpoint
+//! look online.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -22,6 +27,8 @@ pub struct Publication {
     pub state: PresenceState,
     /// Whether the user chose it.
     pub manual: bool,
+    /// Whether it says anything (see [`crate::pidf::Published::informative`]); others are left out.
+    pub informative: bool,
     /// When it expires.
     pub expires_at: Instant,
     /// Order of publication (higher is later), for "the latest manual state".
@@ -37,11 +44,14 @@ pub struct Presentity {
     pub endpoints: usize,
     /// The aggregate watchers see now.
     pub current: PresenceState,
+    /// The durable manual state, with the time it was set (its identity) and its place in publication
+    /// order.
+    pub durable: Option<(PresenceState, i64, u64)>,
 }
 
 impl Default for Presentity {
     fn default() -> Self {
-        Presentity { publications: HashMap::new(), endpoints: 0, current: PresenceState::offline() }
+        Presentity { publications: HashMap::new(), endpoints: 0, current: PresenceState::offline(), durable: None }
     }
 }
 
@@ -51,14 +61,21 @@ impl Presentity {
         if require_registration && self.endpoints == 0 {
             return PresenceState::offline();
         }
-        if self.publications.is_empty() {
+        let durable = self.durable.as_ref().map(|(state, _, seq)| (state, *seq));
+        let latest_manual = self.publications.values().filter(|p| p.manual && p.informative).map(|p| p.seq).max();
+        if let Some((state, seq)) = durable
+            && latest_manual.is_none_or(|m| m < seq)
+        {
+            return state.clone();
+        }
+        if !self.publications.values().any(|p| p.informative) {
             return if self.endpoints > 0 {
                 PresenceState::of(crate::availability::State::Online)
             } else {
                 PresenceState::offline()
             };
         }
-        let pubs = self.publications.values();
+        let pubs = self.publications.values().filter(|p| p.informative);
         let winner = pubs
             .clone()
             .filter(|p| p.manual)
@@ -85,7 +102,7 @@ impl Presentity {
 
     /// Whether nothing is left to remember (no publication, no endpoint).
     pub fn is_idle(&self) -> bool {
-        self.publications.is_empty() && self.endpoints == 0
+        self.publications.is_empty() && self.endpoints == 0 && self.durable.is_none()
     }
 }
 
@@ -95,7 +112,7 @@ mod tests {
     use crate::availability::{ONLINE_IDLE, State};
 
     fn publication(state: State, manual: bool, seq: u64) -> Publication {
-        Publication { state: PresenceState::of(state), manual, expires_at: Instant::now(), seq }
+        Publication { state: PresenceState::of(state), manual, informative: true, expires_at: Instant::now(), seq }
     }
 
     #[test]

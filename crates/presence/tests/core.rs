@@ -17,6 +17,7 @@ use vienna_sip::{HeaderName, Message, Request, Response, Transport};
 struct TestPolicy {
     decisions: RefCell<HashMap<(String, String), WatcherState>>,
     contacts: RefCell<HashMap<String, Vec<String>>>,
+    manual: RefCell<HashMap<String, vienna_store::ManualPresence>>,
 }
 
 impl Policy for TestPolicy {
@@ -29,8 +30,15 @@ impl Policy for TestPolicy {
     fn contacts(&self, owner: &str) -> Vec<String> {
         self.contacts.borrow().get(owner).cloned().unwrap_or_default()
     }
-    fn pending_watchers(&self, _owner: &str) -> Vec<(String, Option<String>)> {
-        Vec::new()
+    fn pending_watchers(&self, owner: &str) -> Vec<(String, Option<String>)> {
+        let d = self.decisions.borrow();
+        d.iter()
+            .filter(|((o, _), s)| o == owner && **s == WatcherState::Pending)
+            .map(|((_, w), _)| (w.clone(), None))
+            .collect()
+    }
+    fn manual_state(&self, owner: &str) -> Option<vienna_store::ManualPresence> {
+        self.manual.borrow().get(owner).cloned()
     }
 }
 
@@ -441,4 +449,47 @@ fn the_contact_list_in_one_subscription() {
     let n = h.answered();
     let body = String::from_utf8_lossy(&n[0].request.body).into_owned();
     assert!(!body.contains("<rpid:away/>"), "a blocking contact's state stays hidden");
+}
+
+#[test]
+fn a_durable_manual_state_is_kept_until_a_device_sets_another_and_never_shows_an_unregistered_user() {
+    let mut h = H::new();
+    h.core.set_endpoints(h.now, &user("alice"), 1);
+    h.allow("alice", "bob", WatcherState::Allowed);
+    let manual = |availability, at| vienna_store::ManualPresence {
+        availability,
+        activity: None,
+        note: Some("set by hand".into()),
+        updated_at: at,
+    };
+    h.policy.manual.borrow_mut().insert(user("alice"), manual(12500, 1));
+    h.subscribe("bob", "alice", "Event: presence\n");
+    let n = h.answered();
+    assert_eq!(n[0].state(), Some(State::BeRightBack), "read when the watcher subscribes");
+    // An automatic publication does not replace it.
+    h.advance(Duration::from_secs(2));
+    let tag = etag(&h.publish("alice", None, Some(State::Online), 3600));
+    assert!(h.answered().is_empty());
+    // Changed in the store: seen at the next re-read.
+    h.policy.manual.borrow_mut().insert(user("alice"), manual(15500, 2));
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.answered()[0].state(), Some(State::Away));
+    // A device sets a manual state later: it wins.
+    h.advance(Duration::from_secs(2));
+    let _ = h.publish("alice", Some(&tag), Some(State::Busy), 3600);
+    assert_eq!(h.answered()[0].state(), Some(State::Busy));
+    // No endpoint: Offline, whatever was set by hand.
+    h.advance(Duration::from_secs(2));
+    h.core.set_endpoints(h.now, &user("alice"), 0);
+    assert_eq!(h.answered()[0].state(), Some(State::Offline));
+}
+
+#[test]
+fn a_watcher_who_asked_while_nobody_listened_is_listed_as_waiting() {
+    let mut h = H::new();
+    h.policy.decisions.borrow_mut().insert((user("alice"), user("zoe")), WatcherState::Pending);
+    h.subscribe("alice", "alice", "Event: presence.winfo\n");
+    let n = h.answered();
+    let text = String::from_utf8_lossy(&n[0].request.body).into_owned();
+    assert!(text.contains("status=\"waiting\"") && text.contains("sip:zoe@example.com"), "{text}");
 }

@@ -34,6 +34,10 @@ pub trait Directory {
     fn pending_watchers(&self, _owner: &str) -> Vec<(String, Option<String>)> {
         Vec::new()
     }
+    /// The presence state `owner` set by hand for all its devices (durable), if any.
+    fn manual_presence(&self, _owner: &str) -> Option<vienna_store::ManualPresence> {
+        None
+    }
 }
 
 /// The presence agent's [`Policy`] answered by a [`Directory`].
@@ -48,6 +52,9 @@ impl<D: Directory> Policy for DirectoryPolicy<'_, D> {
     }
     fn pending_watchers(&self, owner: &str) -> Vec<(String, Option<String>)> {
         self.0.pending_watchers(owner)
+    }
+    fn manual_state(&self, owner: &str) -> Option<vienna_store::ManualPresence> {
+        self.0.manual_presence(owner)
     }
 }
 
@@ -66,5 +73,8 @@ impl<D: Directory + ?Sized> Directory for &D {
     }
     fn pending_watchers(&self, owner: &str) -> Vec<(String, Option<String>)> {
         (**self).pending_watchers(owner)
+    }
+    fn manual_presence(&self, owner: &str) -> Option<vienna_store::ManualPresence> {
+        (**self).manual_presence(owner)
     }
 }

@@ -25,7 +25,7 @@ pub use aor::Aor;
 pub use error::{Result, StoreError};
 pub use model::{
     AccessLevel, Account, AccountUpdate, Ace, AceScope, Binding, BindingChange, ConferenceRecord, ContactEntry,
-    ContactList, Group, NewAccount, UnixTime, Watcher, WatcherState,
+    ContactList, Group, ManualPresence, NewAccount, UnixTime, Watcher, WatcherState,
 };
 pub use secrets::Secrets;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};

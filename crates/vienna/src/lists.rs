@@ -1,10 +1,12 @@
-//! `vienna contact ...` and `vienna watcher ...`: a user's contact list (with groups) and the decisions
-//! about who may watch its presence, in the store. A running server sees changes within a few seconds
-//! (`presence.reauthorize_secs` plus its 5-second cache).
+//! `vienna contact ...`, `vienna watcher ...` and `vienna presence ...`: a user's contact list (with
+//! groups), the decisions about who may watch its presence, and the state it set by hand for all its
+//! devices, in the store. A running server sees changes within a few seconds (`presence.reauthorize_secs`
+//! plus its 5-second cache).
 
 use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
-use vienna_store::{Aor, ContactEntry, Store, Watcher, WatcherState};
+use vienna_presence::{PresenceState, State};
+use vienna_store::{Aor, ContactEntry, ManualPresence, Store, Watcher, WatcherState};
 
 use crate::config::Config;
 use crate::data::open_store;
@@ -71,6 +73,63 @@ pub enum WatcherCommand {
         /// The watched user.
         owner: String,
     },
+}
+
+/// Manual presence commands.
+#[derive(Debug, Subcommand)]
+pub enum PresenceCommand {
+    /// Set OWNER's state by hand for all its devices, kept across restarts until changed or cleared
+    /// (a device that later publishes a state chosen by its user replaces it; with no device registered
+    /// the user is Offline all the same).
+    Set {
+        /// The user.
+        owner: String,
+        /// online, busy, do-not-disturb, be-right-back, away, in-a-meeting or offline.
+        state: String,
+        /// A note shown with it.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Clear OWNER's manual state (its devices' states apply again).
+    Clear {
+        /// The user.
+        owner: String,
+    },
+    /// Print OWNER's manual state as JSON (null when none).
+    Show {
+        /// The user.
+        owner: String,
+    },
+}
+
+/// Runs one manual presence command.
+pub fn run_presence(config: &Config, command: PresenceCommand) -> Result<()> {
+    let store = open_store(config)?;
+    let store = store.as_ref();
+    match command {
+        PresenceCommand::Set { owner: o, state, note } => {
+            let o = owner(store, config, &o)?;
+            let names = State::ALL.map(State::as_str).join(", ");
+            let st = State::parse(&state).ok_or_else(|| anyhow!("unknown state {state:?}: one of {names}"))?;
+            let p = PresenceState::of(st);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let manual = ManualPresence { availability: p.availability, activity: p.activity, note, updated_at: now };
+            store.set_manual_presence(&o, Some(&manual))?;
+            println!("{o} is {st} ({}) until changed", manual.availability);
+        }
+        PresenceCommand::Clear { owner: o } => {
+            let o = owner(store, config, &o)?;
+            store.set_manual_presence(&o, None)?;
+            println!("cleared the manual state of {o}");
+        }
+        PresenceCommand::Show { owner: o } => {
+            let o = owner(store, config, &o)?;
+            println!("{}", serde_json::to_string_pretty(&store.manual_presence(&o)?)?);
+        }
+    }
+    store.flush()?;
+    Ok(())
 }
 
 fn aor(config: &Config, uri: &str) -> Result<Aor> {

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: lists::WatcherCommand,
     },
+    /// Set a user's presence state by hand (durable).
+    Presence {
+        #[command(subcommand)]
+        command: lists::PresenceCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,5 +116,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => users::run(&config, command),
         Command::Contact { command } => lists::run_contact(&config, command),
         Command::Watcher { command } => lists::run_watcher(&config, command),
+        Command::Presence { command } => lists::run_presence(&config, command),
     }
 }

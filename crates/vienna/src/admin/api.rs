@@ -222,15 +222,16 @@ async fn presence(State(state): State<Shared>) -> Result<Response, ApiError> {
 async fn presentity(State(state): State<Shared>, Path(uri): Path<String>) -> Result<Response, ApiError> {
     let aor = Aor::parse(&uri, Some(&state.domain))?;
     let key = aor.to_string();
-    let (list, aces, watchers) = with_store(&state, move |s| {
+    let (list, aces, watchers, manual) = with_store(&state, move |s| {
         s.account(&aor)?.ok_or_else(|| StoreError::NotFound { kind: "account", key: aor.to_string() })?;
-        Ok((s.contact_list(&aor)?, s.aces(&aor)?, s.watchers(&aor)?))
+        Ok((s.contact_list(&aor)?, s.aces(&aor)?, s.watchers(&aor)?, s.manual_presence(&aor)?))
     })
     .await?;
     let live = state.sip.as_ref().and_then(|sip| sip.presentity_json(&key));
     let offline = serde_json::json!({ "aor": key, "state": "offline", "availability": 18500 });
     Ok(Json(serde_json::json!({
         "presence": live.unwrap_or(offline),
+        "manual_state": manual,
         "contact_list": list,
         "acl": aces,
         "watchers": watchers,

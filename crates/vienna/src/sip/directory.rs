@@ -33,6 +33,7 @@ struct OwnerPolicy {
     watchers: HashMap<String, Watcher>,
     /// Subscribed contacts, as addresses of record.
     contacts: Vec<String>,
+    manual: Option<vienna_store::ManualPresence>,
 }
 
 /// Accounts and presence policies from the store for one realm.
@@ -77,7 +78,8 @@ impl StoreDirectory {
                     .filter(|c| c.subscribed)
                     .map(|c| normalize(&c.uri))
                     .collect();
-                Ok(OwnerPolicy { aces, watchers, contacts })
+                let manual = self.store.manual_presence(&aor)?;
+                Ok(OwnerPolicy { aces, watchers, contacts, manual })
             };
             read().map_err(|e| e.to_string())
         });
@@ -152,6 +154,10 @@ impl Directory for StoreDirectory {
 
     fn contacts(&self, owner: &str) -> Vec<String> {
         self.policy(owner).contacts.clone()
+    }
+
+    fn manual_presence(&self, owner: &str) -> Option<vienna_store::ManualPresence> {
+        self.policy(owner).manual.clone()
     }
 
     fn pending_watchers(&self, owner: &str) -> Vec<(String, Option<String>)> {
