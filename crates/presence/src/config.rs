@@ -31,6 +31,9 @@ pub struct PresenceConfig {
     /// A user with no registered endpoint is Offline whatever it published. Off: publications alone count
     /// (presence-only clients, benchmarks).
     pub require_registration: bool,
+    /// A watcher nobody has decided about is allowed rather than pending (a closed deployment, or a
+    /// benchmark; Kamailio's `force_active`). Explicit blocks still apply.
+    pub allow_unknown_watchers: bool,
 }
 
 impl Default for PresenceConfig {
@@ -47,6 +50,7 @@ impl Default for PresenceConfig {
             max_list_resources: 200,
             max_body: 16_384,
             require_registration: true,
+            allow_unknown_watchers: false,
         }
     }
 }

@@ -45,6 +45,8 @@ pub const ALLOW_EVENTS: &str = "presence, presence.winfo";
 pub struct SubId(pub u64);
 
 /// What the driver must do.
+// Notify is the common case by far; boxing it would cost an allocation per NOTIFY.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Output {
     /// Send this NOTIFY (add a Via) in a client transaction to `peer`; report its outcome with
@@ -170,6 +172,8 @@ pub struct PresenceCore {
     publication_seq: u64,
     /// Watchers recorded as pending by this process (so a stale policy cache does not record twice).
     recorded: HashSet<(String, String)>,
+    /// The last PIDF rendered (entity, state, document): a fan-out renders it once for all watchers.
+    rendered: Option<(String, PresenceState, Vec<u8>)>,
 }
 
 fn other(name: &str) -> HeaderName {
@@ -196,6 +200,7 @@ impl PresenceCore {
             counters: Counters::default(),
             publication_seq: 0,
             recorded: HashSet::new(),
+            rendered: None,
         }
     }
 
@@ -608,7 +613,7 @@ impl PresenceCore {
         contacts
             .into_iter()
             .map(|uri| {
-                let auth = policy.authorize(&uri, owner).state;
+                let auth = self.decision(&uri, owner, policy).state;
                 let instance = hex::encode(&hmac_sha256(&self.secret, &[b"instance", uri.as_bytes()])[..6]);
                 Member { uri, auth, instance, dirty: true }
             })
@@ -627,7 +632,7 @@ impl PresenceCore {
         if owner == watcher {
             return WatcherState::Allowed;
         }
-        let d = policy.authorize(owner, watcher);
+        let d = self.decision(owner, watcher, policy);
         if d.state == WatcherState::Pending
             && !d.recorded
             && self.recorded.insert((owner.to_owned(), watcher.to_owned()))
@@ -643,6 +648,16 @@ impl PresenceCore {
             self.out.push_back(Output::Persist(vec![(owner.to_owned(), record)]));
         }
         d.state
+    }
+
+    /// The policy's decision, with [`PresenceConfig::allow_unknown_watchers`] applied.
+    fn decision(&self, owner: &str, watcher: &str, policy: &dyn Policy) -> crate::policy::Decision {
+        let mut d = policy.authorize(owner, watcher);
+        if self.config.allow_unknown_watchers && d.state == WatcherState::Pending {
+            d.state = WatcherState::Allowed;
+            d.recorded = true;
+        }
+        d
     }
 
     fn insert(&mut self, id: SubId, sub: Subscription) {
@@ -796,7 +811,10 @@ impl PresenceCore {
     fn send_notify(&mut self, now: Instant, id: SubId) {
         let mut body = Vec::new();
         let mut content_type = None;
-        let list_boundary = self.random_hex(8);
+        let list_boundary = match self.subs.get(&id) {
+            Some(Subscription { kind: Kind::List(_), .. }) => self.random_hex(8),
+            _ => String::new(),
+        };
         let Some(sub) = self.subs.get(&id) else { return };
         let remaining = sub.expires_at.saturating_duration_since(now).as_secs();
         let state = match (sub.terminating, &sub.kind, sub.auth) {
@@ -813,7 +831,13 @@ impl PresenceCore {
                     WatcherState::Pending => None,
                 };
                 if let Some(view) = view {
-                    body = pidf::render(&sub.resource, &view).into_bytes();
+                    match &self.rendered {
+                        Some((entity, state, doc)) if *entity == sub.resource && *state == view => body = doc.clone(),
+                        _ => {
+                            body = pidf::render(&sub.resource, &view).into_bytes();
+                            self.rendered = Some((sub.resource.clone(), view, body.clone()));
+                        }
+                    }
                     content_type = Some(pidf::CONTENT_TYPE.to_owned());
                 }
             }
@@ -1053,7 +1077,7 @@ impl PresenceCore {
                     }
                 }
                 Kind::Presence if sub.watcher != sub.resource => {
-                    let d = policy.authorize(&sub.resource, &sub.watcher).state;
+                    let d = self.decision(&sub.resource, &sub.watcher, policy).state;
                     if d != sub.auth {
                         let resource = sub.resource.clone();
                         if let Some(sub) = self.subs.get_mut(&id) {

@@ -15,6 +15,7 @@ mod aor;
 mod error;
 mod model;
 mod secrets;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
 
@@ -28,5 +29,6 @@ pub use model::{
     ContactList, Group, ManualPresence, NewAccount, UnixTime, Watcher, WatcherState,
 };
 pub use secrets::Secrets;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 pub use store::Store;

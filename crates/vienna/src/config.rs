@@ -238,6 +238,8 @@ pub struct PresenceSection {
     pub max_body: usize,
     /// A user with no registered endpoint is Offline whatever it published.
     pub require_registration: bool,
+    /// Allow watchers nobody decided about instead of keeping them pending.
+    pub allow_unknown_watchers: bool,
 }
 
 impl Default for PresenceSection {
@@ -255,6 +257,7 @@ impl Default for PresenceSection {
             max_list_resources: d.max_list_resources,
             max_body: d.max_body,
             require_registration: d.require_registration,
+            allow_unknown_watchers: d.allow_unknown_watchers,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod echo;
 mod pacing;
 mod payload;
+mod presence;
 mod stats;
 mod sys;
 mod turn;
@@ -25,12 +26,16 @@ enum Command {
     /// Load a TURN relay over UDP: allocations, channels to an echo peer, ChannelData at a fixed rate;
     /// measures loss, reordering and round-trip latency (or, with --hold, just holds the allocations).
     Turn(turn::TurnArgs),
+    /// Load a SIMPLE presence server over UDP: P publishers with W watchers each; measures NOTIFY rate,
+    /// PUBLISH-to-NOTIFY latency and (with --pid) the server's memory per subscription.
+    Presence(presence::PresenceArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Turn(args) => turn::run(args),
+        Command::Presence(args) => presence::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("vienna-load: {e:#}");

@@ -148,7 +148,7 @@ impl Directory for StoreDirectory {
     fn watcher_decision(&self, owner: &str, watcher: &str) -> Decision {
         let p = self.policy(owner);
         let watcher = normalize(watcher);
-        let in_contacts = p.contacts.iter().any(|c| *c == watcher);
+        let in_contacts = p.contacts.contains(&watcher);
         vienna_presence::decide(owner, &watcher, &p.aces, p.watchers.get(&watcher), in_contacts)
     }
 

@@ -85,6 +85,7 @@ pub fn presence_config(p: &PresenceSection) -> vienna_presence::PresenceConfig {
         max_list_resources: p.max_list_resources,
         max_body: p.max_body,
         require_registration: p.require_registration,
+        allow_unknown_watchers: p.allow_unknown_watchers,
     }
 }
 
