@@ -513,9 +513,6 @@ impl<D: Directory> Core<D> {
                 if !changes.is_empty() {
                     self.out.push_back(Output::Persist(changes));
                 }
-                let endpoints = self.location.bindings(&aor, unix).count();
-                self.presence.set_endpoints(now, &aor, endpoints);
-                self.drain_presence(now);
                 let contacts = self.contact_values(&aor, &req, unix);
                 let keep_alive = req.headers.get(&HeaderName::Other("ms-keep-alive".into())).is_some();
                 let outbound = req.headers.has_option_tag(&HeaderName::Supported, "outbound")
@@ -537,6 +534,10 @@ impl<D: Directory> Core<D> {
                     }
                     r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
                 });
+                // Watchers hear of it after the 200 OK (which waits for the binding write).
+                let endpoints = self.location.bindings(&aor, unix).count();
+                self.presence.set_endpoints(now, &aor, endpoints);
+                self.drain_presence(now);
             }
         }
     }
