@@ -20,7 +20,7 @@ the servers stop when the script ends.
 Usage: python3 bench/presence-vs-kamailio.py   (installs kamailio and kamailio-presence-modules with apt-get
 if they are missing; builds vienna and vienna-load in release)
 Environment: WATCHERS (10000), MANY (1000), FEW (4), ROUNDS (5 per run), ROUNDS_EACH (2 runs per server and
-shape), JSON (write all results there).
+shape), JSON (write all results there), NO_BUILD (use the release binaries already built).
 """
 
 import json
@@ -57,6 +57,8 @@ def install():
         subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
         subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if os.environ.get("NO_BUILD"):
+        return
     log("building vienna and vienna-load (release)")
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
                    check=True)
