@@ -148,7 +148,7 @@ def start_vienna(work):
 def load(server, pid, publishers, watchers, out):
     cmd = ["timeout", "300", LOAD, "presence", "--server", f"127.0.0.1:{PORTS[server]}", "--domain", "localhost",
            "--publishers", str(publishers), "--watchers", str(watchers), "--rounds", str(ROUNDS),
-           "--interval-ms", "1000", "--round-timeout", "20", "--pid", str(pid), "--json", out]
+           "--interval-ms", "1000", "--round-timeout", "20", "--sockets", "8", "--pid", str(pid), "--json", out]
     r = subprocess.run(cmd, capture_output=True, text=True)
     log(r.stdout.strip())
     if not os.path.exists(out):

@@ -1,6 +1,7 @@
 //! NOTIFY fan-out of the presence core, no I/O: one presentity with N allowed watchers changes state
 //! (a PUBLISH that modifies its publication); the time covers the PUBLISH, building every NOTIFY (PIDF
-//! and request) and answering each 200. The rate limit is off so every change notifies every watcher.
+//! and request) and answering each 200. The rate limit and the burst limit are off so every change notifies
+//! every watcher at once.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ fn request(text: &str) -> Request {
 fn setup(watchers: usize) -> (PresenceCore, Instant, String) {
     let config = PresenceConfig {
         notify_interval: Duration::ZERO,
+        notify_burst: 0,
         require_registration: false,
         max_subscriptions: watchers + 10,
         ..PresenceConfig::default()

@@ -17,6 +17,10 @@ pub struct PresenceConfig {
     /// Shortest time between two NOTIFYs to one subscription. Changes in between are coalesced: one
     /// NOTIFY with the latest state goes out when the interval has passed.
     pub notify_interval: Duration,
+    /// Most NOTIFYs sent in one call (one `now`); the rest of a large fan-out goes out in the next calls,
+    /// so the answers to the first ones are read before the retransmission timers of the others run.
+    /// 0: no limit.
+    pub notify_burst: usize,
     /// How often authorizations (and contact lists of list subscriptions) are re-read from the policy, so a
     /// decision made elsewhere (CLI, another server) reaches live subscriptions.
     pub reauthorize_every: Duration,
@@ -44,6 +48,7 @@ impl Default for PresenceConfig {
             max_expires: 3600,
             default_expires: 3600,
             notify_interval: Duration::from_secs(1),
+            notify_burst: 1000,
             reauthorize_every: Duration::from_secs(5),
             max_subscriptions: 100_000,
             max_publications: 16,

@@ -174,6 +174,8 @@ pub struct PresenceCore {
     recorded: HashSet<(String, String)>,
     /// The last PIDF rendered (entity, state, document): a fan-out renders it once for all watchers.
     rendered: Option<(String, PresenceState, Vec<u8>)>,
+    /// NOTIFYs sent at one `now` (see [`PresenceConfig::notify_burst`]).
+    burst: (Option<Instant>, usize),
 }
 
 fn other(name: &str) -> HeaderName {
@@ -201,6 +203,7 @@ impl PresenceCore {
             publication_seq: 0,
             recorded: HashSet::new(),
             rendered: None,
+            burst: (None, 0),
         }
     }
 
@@ -800,12 +803,37 @@ impl PresenceCore {
             (Some(_), _) | (None, None) => now,
             (None, Some(last)) => last + interval,
         };
+        let due = if due <= now && !self.take_burst(now) {
+            // Over this call's burst: the next call (a fresh `now`) sends it.
+            now + std::time::Duration::from_micros(1)
+        } else {
+            due
+        };
         if due <= now {
             self.send_notify(now, id);
-        } else if sub.deferred.is_none() {
+            return;
+        }
+        let Some(sub) = self.subs.get_mut(&id) else { return };
+        if sub.deferred.is_none() {
             sub.deferred = Some(due);
             self.arm(due, Timer::Deferred(id));
         }
+    }
+
+    /// Takes one NOTIFY from the burst allowed at `now` ([`PresenceConfig::notify_burst`]).
+    fn take_burst(&mut self, now: Instant) -> bool {
+        let max = self.config.notify_burst;
+        if max == 0 {
+            return true;
+        }
+        if self.burst.0 != Some(now) {
+            self.burst = (Some(now), 0);
+        }
+        if self.burst.1 >= max {
+            return false;
+        }
+        self.burst.1 += 1;
+        true
     }
 
     fn send_notify(&mut self, now: Instant, id: SubId) {

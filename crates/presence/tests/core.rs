@@ -493,3 +493,25 @@ fn a_watcher_who_asked_while_nobody_listened_is_listed_as_waiting() {
     let text = String::from_utf8_lossy(&n[0].request.body).into_owned();
     assert!(text.contains("status=\"waiting\"") && text.contains("sip:zoe@example.com"), "{text}");
 }
+
+#[test]
+fn a_large_fan_out_goes_out_in_bursts() {
+    let config = PresenceConfig { notify_interval: Duration::ZERO, notify_burst: 2, ..PresenceConfig::default() };
+    let mut h = H::with(config);
+    h.core.set_endpoints(h.now, &user("alice"), 1);
+    for w in ["b1", "b2", "b3", "b4", "b5"] {
+        h.allow("alice", w, WatcherState::Allowed);
+        h.subscribe(w, "alice", "Event: presence\n");
+        h.advance(Duration::from_millis(1));
+        h.answered();
+    }
+    h.advance(Duration::from_millis(1));
+    let _ = h.publish("alice", None, Some(State::Busy), 3600);
+    assert_eq!(h.answered().len(), 2, "the first burst");
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.answered().len(), 2, "the next call sends the next burst");
+    h.advance(Duration::from_millis(1));
+    let last = h.answered();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].state(), Some(State::Busy));
+}

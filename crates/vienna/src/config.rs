@@ -226,6 +226,8 @@ pub struct PresenceSection {
     pub default_expires: u32,
     /// Shortest time between two NOTIFYs to one watcher, milliseconds; changes in between are coalesced.
     pub notify_interval_ms: u64,
+    /// Most NOTIFYs sent at once; a larger fan-out continues in the next turns of the SIP thread.
+    pub notify_burst: usize,
     /// How often live subscriptions re-read authorizations and contact lists, seconds.
     pub reauthorize_secs: u64,
     /// Most subscriptions at once (503 beyond).
@@ -251,6 +253,7 @@ impl Default for PresenceSection {
             max_expires: d.max_expires,
             default_expires: d.default_expires,
             notify_interval_ms: d.notify_interval.as_millis() as u64,
+            notify_burst: d.notify_burst,
             reauthorize_secs: d.reauthorize_every.as_secs(),
             max_subscriptions: d.max_subscriptions,
             max_publications: d.max_publications,

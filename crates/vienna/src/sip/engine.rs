@@ -29,6 +29,11 @@ use crate::net::stop_requested;
 pub const BATCH: usize = 256;
 /// How often the core's Unix clock is re-anchored.
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
+/// During a long burst of sends (a presence fan-out), the socket is read every this many datagrams sent, so
+/// the answers coming back wait in memory rather than overflow the kernel's receive buffer.
+const READ_EVERY_SENDS: u32 = 128;
+/// Most datagrams held that way.
+const STASH_MAX: usize = 200_000;
 /// How often the presentity list the admin API shows is refreshed.
 const VIEWS_EVERY: Duration = Duration::from_secs(1);
 /// Most presentities the admin API lists.
@@ -97,6 +102,9 @@ pub struct Engine {
     counters: DriverCounters,
     buf: Vec<u8>,
     next_views: Instant,
+    /// Datagrams read while sending, handled before new ones.
+    stash: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
+    sends_since_read: u32,
 }
 
 impl Engine {
@@ -124,6 +132,8 @@ impl Engine {
             counters: DriverCounters::default(),
             buf: vec![0; 65_536],
             next_views: Instant::now(),
+            stash: std::collections::VecDeque::new(),
+            sends_since_read: 0,
         })
     }
 
@@ -132,12 +142,16 @@ impl Engine {
         let mut next_clock = Instant::now() + CLOCK_EVERY;
         loop {
             let deadline = self.core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            let wake = tokio::select! {
+            let wake = if !self.stash.is_empty() {
+                Wake::Timer
+            } else {
+                tokio::select! {
                 biased;
                 () = stop_requested(&mut stop) => Wake::Stop,
                 r = self.udp.recv_from(&mut self.buf) => Wake::Datagram(r),
                 Some(m) = self.inbox.recv() => Wake::Inbound(m),
                 () = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+                }
             };
             let now = Instant::now();
             match wake {
@@ -146,7 +160,12 @@ impl Engine {
                 Wake::Inbound(m) => self.on_inbound(now, m),
                 Wake::Timer => {}
             }
-            // Whatever else is ready, from both sources, so a flood on one does not starve the other.
+            // Datagrams read during the last burst of sends first, all of them before timers run: a fan-out
+            // of thousands of NOTIFYs can take longer than T1, and their 200s are in the stash, not late.
+            while let Some((bytes, from)) = self.stash.pop_front() {
+                self.on_bytes(now, &bytes, from);
+            }
+            // Then whatever else is ready, from both sources, so a flood on one does not starve the other.
             for _ in 1..BATCH {
                 let r = self.udp.try_recv_from(&mut self.buf);
                 if matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock) {
@@ -159,6 +178,11 @@ impl Engine {
                 self.on_inbound(now, m);
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                // Answers already here are handled before the timers that would retransmit for them.
+                self.read_into_stash();
+                while let Some((bytes, from)) = self.stash.pop_front() {
+                    self.on_bytes(now, &bytes, from);
+                }
                 self.core.handle_timeout(now);
             }
             self.flush(now);
@@ -178,16 +202,31 @@ impl Engine {
     fn on_datagram(&mut self, now: Instant, r: std::io::Result<(usize, SocketAddr)>) {
         match r {
             Ok((len, from)) => {
-                self.counters.datagrams_in += 1;
-                // Keep-alives (CRLF) carry no message.
-                let bytes = &self.buf[..len];
-                if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                    return;
-                }
-                self.core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
+                let buf = std::mem::take(&mut self.buf);
+                self.on_bytes(now, &buf[..len], from);
+                self.buf = buf;
             }
             // ICMP port unreachable from an earlier send shows up here on Linux; nothing to do.
             Err(e) => tracing::trace!(error = %e, "sip: udp receive error"),
+        }
+    }
+
+    fn on_bytes(&mut self, now: Instant, bytes: &[u8], from: SocketAddr) {
+        self.counters.datagrams_in += 1;
+        // Keep-alives (CRLF) carry no message.
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return;
+        }
+        self.core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
+    }
+
+    /// Moves what the UDP socket holds into the stash (see [`READ_EVERY_SENDS`]).
+    fn read_into_stash(&mut self) {
+        while self.stash.len() < STASH_MAX {
+            match self.udp.try_recv_from(&mut self.buf) {
+                Ok((n, from)) => self.stash.push_back((self.buf[..n].to_vec(), from)),
+                Err(_) => break,
+            }
         }
     }
 
@@ -289,7 +328,14 @@ impl Engine {
     fn transmit(&mut self, t: Transmit, failed: &mut Vec<Peer>) {
         match t.peer.transport {
             Transport::Udp => match self.udp.try_send_to(&t.bytes, t.peer.addr) {
-                Ok(_) => self.counters.messages_out += 1,
+                Ok(_) => {
+                    self.counters.messages_out += 1;
+                    self.sends_since_read += 1;
+                    if self.sends_since_read >= READ_EVERY_SENDS {
+                        self.sends_since_read = 0;
+                        self.read_into_stash();
+                    }
+                }
                 Err(e) => {
                     // A full socket buffer loses this copy; the transaction layer retransmits.
                     self.counters.send_failures += 1;

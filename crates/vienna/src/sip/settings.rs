@@ -79,6 +79,7 @@ pub fn presence_config(p: &PresenceSection) -> vienna_presence::PresenceConfig {
         max_expires: p.max_expires,
         default_expires: p.default_expires,
         notify_interval: std::time::Duration::from_millis(p.notify_interval_ms),
+        notify_burst: p.notify_burst,
         reauthorize_every: std::time::Duration::from_secs(p.reauthorize_secs),
         max_subscriptions: p.max_subscriptions,
         max_publications: p.max_publications,
