@@ -2,7 +2,8 @@
 //!
 //! Everything Vienna must remember across restarts and crashes: user accounts and the secrets their
 //! authentication schemes need, registrations (SIP bindings), contact lists with groups, access control
-//! entries, watcher lists and conferences.
+//! entries, watcher lists, presence states set by hand and conferences. Without the default `sqlite`
+//! feature the crate is the model and the trait alone (the sans-IO presence core uses it so).
 //!
 //! [`Store`] is the back-end-independent interface. [`SqliteStore`] is the embedded default (one file, WAL
 //! journal, every acknowledged write synced). A PostgreSQL back end must pass the same
