@@ -52,11 +52,12 @@ fn fresh_data_dir_serves_health_metrics_and_api() {
         ("sip", "tls"),
         ("turn", "udp"),
         ("turn", "tcp"),
+        ("turn", "ms-tcp"),
         ("turn", "tls"),
         ("admin", "http"),
     ];
     assert_eq!(listeners, expected.map(|(r, p)| (r.to_owned(), p.to_owned())));
-    assert_eq!(status["listeners"][6]["address"], server.admin.to_string());
+    assert_eq!(status["listeners"][7]["address"], server.admin.to_string());
     assert!(!status["not_built"].as_array().unwrap().is_empty(), "unbuilt roles are listed as such");
 
     let missing = server.get("/api/v1/nothing-here");

@@ -166,6 +166,36 @@ fn sipp_invite_forks_to_two_contacts_and_the_loser_is_cancelled() {
     assert_eq!(stats["bindings"], 2, "{stats}");
 }
 
+#[test]
+fn sipp_im_session_carries_messages_both_ways_inside_the_dialog() {
+    // LCS clients start a conversation with an INVITE whose SDP is `m=message`; the MESSAGEs and the BYE
+    // then follow the recorded route through the proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sip) = start(dir.path(), &[]);
+    let bob_port = free_port();
+    let mut bob = sipp(dir.path(), sip, "im-session-uas.xml", bob_port, &["-s", "bob", "-key", "to_user", "alice"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp");
+    register(&server, dir.path(), sip, "bob", "bob-secret", bob_port);
+    let out = sipp(
+        dir.path(),
+        sip,
+        "im-session-uac.xml",
+        free_port(),
+        &["-s", "alice", "-au", "alice", "-ap", "alice-secret", "-key", "to_user", "bob"],
+    )
+    .output();
+    expect_success(&server, dir.path(), out, "IM session alice -> bob");
+    let status = bob.wait().unwrap();
+    assert!(status.success(), "bob's side of the IM session failed: {status}\n{}", sipp_errors(dir.path()));
+    let stats = server.get("/api/v1/sip").json();
+    // INVITE routed by the registrar's binding; ACK, both MESSAGEs and the BYE by the route set.
+    assert_eq!(stats["routing"]["acks_forwarded"], 1, "{stats}");
+    assert!(stats["routing"]["routed"].as_u64().unwrap() >= 4, "{stats}");
+}
+
 /// Reads one SIP message (headers and Content-Length body) from a stream.
 fn read_message(reader: &mut BufReader<TcpStream>) -> String {
     let mut head = String::new();

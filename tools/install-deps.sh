@@ -2,11 +2,17 @@
 # Installs the Debian packages Vienna's build and tests need, if any is missing. Safe to run again.
 #   build:  cmake nasm clang pkg-config libssl-dev (C parts of the media crates: opus, openh264, libsrtp2)
 #   tests:  curl (HTTPS checks of the admin endpoint), coturn (turnutils_uclient and turnutils_peer judge the relay),
-#           sip-tester (SIPp judges the SIP registrar and proxy), baresip baresip-core (two real SIMPLE clients
-#           judge presence)
+#           sip-tester (SIPp judges the SIP registrar and proxy), baresip (a real user agent registers, sends
+#           MESSAGE, holds an SRTP call and, two of them, judge presence through Vienna), libnice-dev (libnice in its OC2007/OC2007R2
+#           modes is the MS-TURN client of tests/msturn_interop.rs)
+#   srtp:   libsrtp2-dev (vienna-srtp links Debian's libsrtp2 through pkg-config); gstreamer1.0-tools and
+#           gstreamer1.0-plugins-base/good/bad (srtpenc/srtpdec judge SRTP interop;
+#           a GStreamer Opus RTP participant joins the audio MCU)
 set -euo pipefail
 
-packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester baresip baresip-core)
+packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester
+  baresip baresip-core libnice-dev
+  libsrtp2-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vienna_presence::{pidf, xml};
+use vienna_presence::pidf;
+use vienna_xml as xml;
 
 fuzz_target!(|data: &[u8]| {
     let _ = xml::parse(data, xml::Limits::default());

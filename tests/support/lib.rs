@@ -95,6 +95,7 @@ impl Server {
             .args(["serve", "--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0"])
             // Every listener on a free port, so tests run in parallel.
             .args(["--set", "turn.udp_port=0", "--set", "turn.tcp_port=0", "--set", "turn.tls_port=0"])
+            .args(["--set", "turn.ms_tcp_port=0"])
             .args(["--set", "sip.udp_port=0", "--set", "sip.tcp_port=0", "--set", "sip.tls_port=0"])
             .args(extra)
             .stdin(Stdio::null())
@@ -220,6 +221,21 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> HttpResponse 
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&String::from_utf8_lossy(&raw))
+}
+
+/// Sends `method path` with `body` to `addr` (HTTP/1.1, `Connection: close`) and reads the response.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).expect("send request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read response");

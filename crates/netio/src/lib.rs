@@ -16,4 +16,4 @@ mod socket;
 
 pub use addr::{from_sockaddr, to_sockaddr};
 pub use batch::{BATCH, MAX_DATAGRAM, RecvBatch, SendBatch, SendOutcome};
-pub use socket::{UdpOptions, bind_udp, set_dont_fragment};
+pub use socket::{UdpOptions, bind_tcp_relay, bind_udp, connect_from, set_dont_fragment};

@@ -1,4 +1,4 @@
-//! Creating UDP sockets for the media plane.
+//! Creating UDP sockets for the media plane (and the TCP sockets of relayed TCP addresses).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -57,6 +57,40 @@ pub fn set_dont_fragment(socket: &UdpSocket) -> io::Result<()> {
         )
     };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// A non-blocking TCP listener for a relayed TCP address (MS-TURN allocations made over TCP):
+/// `SO_REUSEADDR` and `SO_REUSEPORT`, so connections the relay opens to peers can leave from the same
+/// address ([`connect_from`]).
+pub fn bind_tcp_relay(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(64)?;
+    Ok(socket.into())
+}
+
+/// Starts a non-blocking TCP connection from `local` (a relayed address with a [`bind_tcp_relay`]
+/// listener) to `peer`; it completes when the socket turns writable.
+pub fn connect_from(local: SocketAddr, peer: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let socket = Socket::new(Domain::for_address(local), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    if local.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&local.into())?;
+    match socket.connect(&peer.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(socket.into())
 }
 
 #[cfg(test)]

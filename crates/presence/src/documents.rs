@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::xml::escape;
+use vienna_xml::escape;
 
 /// Content type of watcher information.
 pub const WINFO_CONTENT_TYPE: &str = "application/watcherinfo+xml";
@@ -159,7 +159,7 @@ pub fn multipart_related(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml;
+    use vienna_xml as xml;
 
     #[test]
     fn documents_are_well_formed() {

@@ -13,3 +13,12 @@ pub enum BodyError {
     #[error("not a PIDF document: {0}")]
     NotPidf(&'static str),
 }
+
+impl From<vienna_xml::XmlError> for BodyError {
+    fn from(e: vienna_xml::XmlError) -> Self {
+        match e {
+            vienna_xml::XmlError::Malformed(w) => BodyError::Malformed(w),
+            vienna_xml::XmlError::TooLarge(w) => BodyError::TooLarge(w),
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //!
 //! - [`availability`]: the six LCS states plus Offline, availability numbers, activity tokens, notes.
 //! - [`presentity`]: one user's publications and registered endpoints, and how they aggregate.
-//! - [`pidf`], [`documents`], [`xml`]: documents in and out, with bounded parsing.
+//! - [`pidf`], [`documents`]: documents in and out, read with the bounded reader of `vienna-xml`.
 //! - [`core`]: [`PresenceCore`], fed by the SIP core (`vienna-signaling`), which authenticates, addresses
 //!   NOTIFYs and owns the transactions; authorization comes from a [`Policy`] (the store, in the server).
 //!
@@ -27,7 +27,6 @@ mod error;
 pub mod pidf;
 mod policy;
 pub mod presentity;
-pub mod xml;
 
 pub use crate::availability::{PresenceState, State};
 pub use crate::config::PresenceConfig;

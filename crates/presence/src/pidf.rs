@@ -30,7 +30,7 @@ use crate::availability::{
     ONLINE_IDLE, OUT_OF_OFFICE, PresenceState, State,
 };
 use crate::error::BodyError;
-use crate::xml::{self, Element, escape};
+use vienna_xml::{self as xml, Element, escape};
 
 /// PIDF namespace.
 pub const NS_PIDF: &str = "urn:ietf:params:xml:ns:pidf";

@@ -93,6 +93,30 @@ impl Clock {
     }
 }
 
+/// A request the server answers itself on behalf of one user name of its domain (the A/V Edge
+/// credential service, MRAS: SERVICE to `sip:mras@domain`).
+#[derive(Debug)]
+pub struct ServiceRequest<'a> {
+    /// Its Content-Type, if any.
+    pub content_type: Option<&'a str>,
+    /// Its body.
+    pub body: &'a [u8],
+    /// The address of record of the authenticated sender (`sip:alice@example.com`).
+    pub requester: &'a str,
+    /// Unix time, seconds.
+    pub unix_now: u64,
+}
+
+/// Answers a [`ServiceRequest`]: `Ok((content type, body))` for a 200 OK, `Err(status)` otherwise.
+pub type ServiceHandler = Box<dyn FnMut(ServiceRequest<'_>) -> Result<(String, Vec<u8>), u16> + Send>;
+
+/// A service registered with [`Core::add_service`].
+struct Service {
+    method: String,
+    user: String,
+    handler: ServiceHandler,
+}
+
 /// The registrar and proxy. `D` looks accounts up.
 pub struct Core<D> {
     config: CoreConfig,
@@ -110,6 +134,7 @@ pub struct Core<D> {
     presence: PresenceCore,
     /// NOTIFY client transactions → their subscription.
     notifies: HashMap<TransactionId, SubId>,
+    services: Vec<Service>,
 }
 
 impl<D: Directory> Core<D> {
@@ -155,6 +180,7 @@ impl<D: Directory> Core<D> {
             next_sweep: now + SWEEP_EVERY,
             presence,
             notifies: HashMap::new(),
+            services: Vec::new(),
         }
     }
 
@@ -335,6 +361,12 @@ impl<D: Directory> Core<D> {
         r.headers.push(HeaderName::Server, self.config.server_name.clone());
         extra(&mut r);
         self.respond(now, id, r);
+    }
+
+    /// Answer out-of-dialog `method` requests to `sip:<user>@<domain>` with `handler`, after the usual
+    /// authentication of the sender (407 challenge), instead of routing them to a user.
+    pub fn add_service(&mut self, method: &str, user: &str, handler: ServiceHandler) {
+        self.services.push(Service { method: method.to_owned(), user: user.to_owned(), handler });
     }
 
     // ----- requests --------------------------------------------------------------------------------------
@@ -657,12 +689,22 @@ impl<D: Directory> Core<D> {
     fn route_to_user(&mut self, now: Instant, id: TransactionId, req: Request) {
         let unix = self.clock.unix(now);
         let in_dialog = req.headers.to().ok().is_some_and(|t| t.tag().is_some());
-        if self.config.authenticate && !in_dialog && self.authenticate_sender(now, id, &req, unix).is_none() {
-            return;
+        let mut requester = None;
+        // Senders: local users prove who they are; there is no federation for others yet.
+        if self.config.authenticate && !in_dialog {
+            match self.authenticate_sender(now, id, &req, unix) {
+                Some(aor) => requester = Some(aor),
+                None => return,
+            }
         }
         let Some(uri) = req.uri.as_sip().cloned() else {
             return self.reply(now, id, &req, 416, None, |_| {});
         };
+        if let Some(i) = self.services.iter().position(|s| {
+            s.method == req.method.as_str() && uri.user.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&s.user))
+        }) {
+            return self.answer_service(now, id, &req, i, requester, in_dialog, unix);
+        }
         let (aor, instance) = match self.gruu_target(&uri) {
             Some(Ok(t)) => t,
             Some(Err(())) => return self.reply(now, id, &req, 404, Some("Not Found (unknown GRUU)"), |_| {}),
@@ -690,6 +732,44 @@ impl<D: Directory> Core<D> {
         self.counters.routed += 1;
         let targets = targets.into_iter().map(|(_, t)| t).collect();
         self.fork(now, id, req, targets, !in_dialog);
+    }
+
+    /// A request for a service of [`Core::add_service`].
+    #[allow(clippy::too_many_arguments)]
+    fn answer_service(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        req: &Request,
+        i: usize,
+        requester: Option<String>,
+        in_dialog: bool,
+        unix: u64,
+    ) {
+        let requester = match requester {
+            Some(r) => r,
+            // Only without authentication (a benchmark set-up): the From address is taken at its word.
+            None if !self.config.authenticate && !in_dialog => {
+                match req.headers.from().ok().and_then(|f| f.uri.as_sip().map(|u| self.config.aor_of(u))) {
+                    Some(aor) => aor,
+                    None => return self.reply(now, id, req, 400, Some("Bad From header"), |_| {}),
+                }
+            }
+            None => return self.reply(now, id, req, 403, Some("Forbidden (services are out of dialog)"), |_| {}),
+        };
+        let service = ServiceRequest {
+            content_type: req.headers.get(&HeaderName::ContentType),
+            body: &req.body,
+            requester: &requester,
+            unix_now: unix,
+        };
+        match (self.services[i].handler)(service) {
+            Ok((content_type, body)) => self.reply(now, id, req, 200, None, |r| {
+                r.headers.push(HeaderName::ContentType, content_type);
+                r.body = body;
+            }),
+            Err(status) => self.reply(now, id, req, status, None, |_| {}),
+        }
     }
 
     /// For a GRUU Request-URI (RFC 5627 §5.4): `Some(Ok((aor, Some(instance))))`, or `Some(Err(()))` when

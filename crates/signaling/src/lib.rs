@@ -20,7 +20,7 @@ mod registrar;
 mod routing;
 
 pub use crate::config::{CoreConfig, LocalAddr};
-pub use crate::core::{Core, Output};
+pub use crate::core::{Core, Output, ServiceHandler, ServiceRequest};
 pub use crate::counters::Counters;
 pub use crate::directory::{Account, Directory};
 pub use crate::location::Location;

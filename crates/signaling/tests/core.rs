@@ -571,3 +571,35 @@ fn udp_contacts_are_reached_at_their_contact_address() {
     assert_eq!(step.only_to("192.0.2.2:5099").request().method.as_str(), "MESSAGE");
     assert!(step.to(BOB1).is_empty());
 }
+
+#[test]
+fn a_service_answers_authenticated_requests_for_its_user() {
+    use std::sync::{Arc, Mutex};
+    let mut net = Net::new();
+    type Seen = Vec<(String, Option<String>, Vec<u8>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let record = seen.clone();
+    net.core.add_service(
+        "SERVICE",
+        "mras",
+        Box::new(move |req: vienna_signaling::ServiceRequest<'_>| {
+            record.lock().unwrap().push((
+                req.requester.to_owned(),
+                req.content_type.map(str::to_owned),
+                req.body.to_vec(),
+            ));
+            if req.body == b"hello" { Ok(("application/x-test".into(), b"answer".to_vec())) } else { Err(415) }
+        }),
+    );
+    let step = authenticated(&mut net, "SERVICE", &format!("sip:mras@{DOMAIN}"), "z9hG4bK-svc1");
+    let r = step.only_to(ALICE).response();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"answer");
+    assert_eq!(r.headers.get(&HeaderName::ContentType), Some("application/x-test"));
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls, [(format!("sip:alice@{DOMAIN}"), Some("text/plain".to_owned()), b"hello".to_vec())]);
+    // Other methods to that user are not the service's (no such account: 404).
+    let other = authenticated(&mut net, "MESSAGE", &format!("sip:mras@{DOMAIN}"), "z9hG4bK-svc2");
+    assert_eq!(other.only_to(ALICE).response().status, 404);
+    assert_eq!(seen.lock().unwrap().len(), 1, "the 407 round and the MESSAGE never reached the service");
+}

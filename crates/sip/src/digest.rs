@@ -106,10 +106,13 @@ impl fmt::Debug for Ha1 {
     }
 }
 
-/// Parses `Digest a=b, c="d"` into the scheme and unquoted parameters.
-type AuthParams = Vec<(String, String)>;
+/// Authentication parameters, names in lower case, values unquoted, in order.
+pub type AuthParams = Vec<(String, String)>;
 
-fn parse_auth(value: &str) -> Result<(&str, AuthParams), &'static str> {
+/// Parses an authentication header value (`Digest a=b, c="d"`, `NTLM qop="auth", ...`: RFC 3261 §25.1
+/// `challenge`/`credentials`) into the scheme and its parameters. Every scheme of SIP (Digest, and the
+/// MS-SIPAE NTLM/Kerberos/TLS-DSK headers) shares this grammar.
+pub fn parse_auth(value: &str) -> Result<(&str, AuthParams), &'static str> {
     let value = value.trim();
     let end = value.find(|c: char| c.is_ascii_whitespace()).unwrap_or(value.len());
     let scheme = &value[..end];
@@ -141,7 +144,8 @@ fn parse_auth(value: &str) -> Result<(&str, AuthParams), &'static str> {
     Ok((scheme, params))
 }
 
-fn get<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of parameter `name` (lower case) in `p`.
+pub fn get<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
     p.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 

@@ -7,6 +7,9 @@
 //! * [`integrity`]: long-term and short-term keys, MESSAGE-INTEGRITY (HMAC-SHA1),
 //!   MESSAGE-INTEGRITY-SHA256 and FINGERPRINT (RFC 8489 §9, §14.5, §14.6, §14.7).
 //! * [`channel_data`]: zero-copy ChannelData parse/build (RFC 8656 §12.4).
+//! * [`msturn`]: the MS-TURN dialect ([MS-TURN]): its own header and attribute numbering, padded
+//!   and unpadded attributes, the 64-byte-padded MESSAGE-INTEGRITY with its SHA-1 and SHA-256 keys,
+//!   Data Indications, the TCP framing and the pseudo-TLS handshake.
 //! * [`framing`]: [`classify`] a datagram (RFC 7983 style first-byte demultiplexing) and find
 //!   frame boundaries on TCP/TLS streams (RFC 8656 §12.5).
 //!
@@ -27,13 +30,14 @@
 //! # Left out
 //! SASLprep / OpaqueString preparation of usernames and passwords (strings are used as given),
 //! the RFC 8489 nonce cookie / security-feature bits (bid-down protection), ALTERNATE-DOMAIN,
-//! MS-TURN attributes, and RFC 6062 (TCP relaying) attributes.
+//! and RFC 6062 (TCP relaying) attributes.
 
 pub mod attributes;
 pub mod channel_data;
 pub mod framing;
 pub mod integrity;
 pub mod message;
+pub mod msturn;
 
 pub use attributes::{AddressFamily, Attribute, ErrorCode, PasswordAlgorithm};
 pub use channel_data::ChannelData;

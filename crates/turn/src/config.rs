@@ -56,6 +56,15 @@ pub struct Config {
     /// End allocations when their TURN REST credential expires (lifetimes granted by Allocate
     /// and Refresh are capped at the expiry), like eturnal's `strict_expiry`. Default false.
     pub strict_rest_expiry: bool,
+    /// Serve MS-TURN clients on the same ports (default true).
+    pub msturn: bool,
+    /// The relay's public UDP address, sent in ALTERNATE-SERVER of MS-TURN 401 answers over UDP
+    /// ([MS-TURN] §2.2.2.7): clients (libnice does) then send their authenticated Allocate there.
+    /// `None`: not sent (a wrong address would lead clients astray).
+    pub ms_public_address: Option<SocketAddr>,
+    /// MRAS token keys (MS-AVEDGEA): MS-TURN usernames that are MRAS tokens are validated with
+    /// them, statelessly; `None`: MRAS tokens are not accepted.
+    pub mras: Option<vienna_edge_auth::MrasKeys>,
     /// Counts shared with the other relays of this server, so `user_quota` and `total_quota` hold
     /// across them; `None`: this relay counts alone.
     pub shared_quota: Option<std::sync::Arc<crate::quota::SharedQuota>>,
@@ -88,6 +97,9 @@ impl Config {
             peer_policy: PeerPolicy::default(),
             rest_secrets: Vec::new(),
             strict_rest_expiry: false,
+            msturn: true,
+            ms_public_address: None,
+            mras: None,
             shared_quota: None,
         }
     }

@@ -30,11 +30,17 @@ pub enum DropReason {
     BufferTooSmall,
     /// An indication with unknown comprehension-required attributes.
     UnknownAttribute,
+    /// An MS-TURN request whose MS-SEQUENCE-NUMBER was already seen (or fell behind the window).
+    Replay,
+    /// An MS-TURN Send whose MESSAGE-INTEGRITY or connection id does not match its allocation.
+    Unauthenticated,
+    /// Raw data on an MS-TURN allocation that has no active destination.
+    NoActiveDestination,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 15;
     /// All reasons, in index order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::NotStunOrChannelData,
@@ -49,6 +55,9 @@ impl DropReason {
         DropReason::BandwidthExceeded,
         DropReason::BufferTooSmall,
         DropReason::UnknownAttribute,
+        DropReason::Replay,
+        DropReason::Unauthenticated,
+        DropReason::NoActiveDestination,
     ];
     /// Index into [`Counters::drops`].
     pub fn index(self) -> usize {
@@ -69,6 +78,9 @@ impl DropReason {
             DropReason::BandwidthExceeded => "bandwidth_exceeded",
             DropReason::BufferTooSmall => "buffer_too_small",
             DropReason::UnknownAttribute => "unknown_attribute",
+            DropReason::Replay => "replay",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::NoActiveDestination => "no_active_destination",
         }
     }
 }
@@ -80,7 +92,8 @@ impl fmt::Display for DropReason {
 }
 
 /// Error codes the relay sends, in [`Counters::error_responses`] order.
-pub const ERROR_CODES: [u16; 14] = [300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508];
+pub const ERROR_CODES: [u16; 19] =
+    [300, 400, 401, 403, 420, 431, 432, 434, 435, 436, 437, 438, 440, 441, 442, 443, 486, 500, 508];
 
 /// The reason phrase for an error code.
 pub fn reason_phrase(code: u16) -> &'static str {
@@ -98,6 +111,11 @@ pub fn reason_phrase(code: u16) -> &'static str {
         443 => "Peer Address Family Mismatch",
         486 => "Allocation Quota Reached",
         508 => "Insufficient Capacity",
+        431 => "Integrity Check Failure",
+        432 => "Missing Username",
+        434 => "Missing Realm",
+        435 => "Missing Nonce",
+        436 => "Unknown User",
         _ => "Server Error",
     }
 }
@@ -135,6 +153,85 @@ pub struct Counters {
     pub success_responses: u64,
     /// Error responses by code, in [`ERROR_CODES`] order.
     pub error_responses: [u64; ERROR_CODES.len()],
+    /// The MS-TURN dialect's share of the above, and what only it has.
+    pub ms: MsCounters,
+}
+
+/// Counters of the MS-TURN dialect (its packets and allocations are also in the totals of
+/// [`Counters`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MsCounters {
+    /// MS-TURN control messages received (Allocate, Send, Set Active Destination...).
+    pub requests: u64,
+    /// MS-TURN allocations created.
+    pub allocations_created: u64,
+    /// MS-TURN allocations now active.
+    pub allocations_active: u64,
+    /// Packets relayed client to peer (Send requests and raw data).
+    pub client_to_peer_packets: u64,
+    /// Payload bytes relayed client to peer.
+    pub client_to_peer_bytes: u64,
+    /// Packets relayed peer to client (Data Indications and raw data).
+    pub peer_to_client_packets: u64,
+    /// Payload bytes relayed peer to client.
+    pub peer_to_client_bytes: u64,
+    /// Send requests relayed.
+    pub send_requests: u64,
+    /// Data Indications sent.
+    pub data_indications: u64,
+    /// Raw packets relayed client to peer (active destination).
+    pub raw_client_to_peer: u64,
+    /// Raw packets relayed peer to client (active destination).
+    pub raw_peer_to_client: u64,
+    /// Set Active Destination requests granted.
+    pub active_destinations: u64,
+    /// Requests refused for their credentials or integrity.
+    pub auth_failures: u64,
+    /// Requests dropped as replays (MS-SEQUENCE-NUMBER).
+    pub replays: u64,
+    /// Retransmitted requests answered from the cache.
+    pub retransmissions: u64,
+    /// Success responses sent.
+    pub success_responses: u64,
+    /// Error responses sent.
+    pub error_responses: u64,
+    /// MS-TURNBWM Reservation Check requests.
+    pub bandwidth_checks: u64,
+    /// MS-TURNBWM Reservation Commit requests.
+    pub bandwidth_commits: u64,
+    /// MS-TURNBWM Reservation Update requests.
+    pub bandwidth_updates: u64,
+}
+
+impl MsCounters {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &MsCounters) {
+        let pairs: [(&mut u64, u64); 20] = [
+            (&mut self.requests, o.requests),
+            (&mut self.allocations_created, o.allocations_created),
+            (&mut self.allocations_active, o.allocations_active),
+            (&mut self.client_to_peer_packets, o.client_to_peer_packets),
+            (&mut self.client_to_peer_bytes, o.client_to_peer_bytes),
+            (&mut self.peer_to_client_packets, o.peer_to_client_packets),
+            (&mut self.peer_to_client_bytes, o.peer_to_client_bytes),
+            (&mut self.send_requests, o.send_requests),
+            (&mut self.data_indications, o.data_indications),
+            (&mut self.raw_client_to_peer, o.raw_client_to_peer),
+            (&mut self.raw_peer_to_client, o.raw_peer_to_client),
+            (&mut self.active_destinations, o.active_destinations),
+            (&mut self.auth_failures, o.auth_failures),
+            (&mut self.replays, o.replays),
+            (&mut self.retransmissions, o.retransmissions),
+            (&mut self.success_responses, o.success_responses),
+            (&mut self.error_responses, o.error_responses),
+            (&mut self.bandwidth_checks, o.bandwidth_checks),
+            (&mut self.bandwidth_commits, o.bandwidth_commits),
+            (&mut self.bandwidth_updates, o.bandwidth_updates),
+        ];
+        for (a, b) in pairs {
+            *a += b;
+        }
+    }
 }
 
 impl Counters {
@@ -159,6 +256,7 @@ impl Counters {
         for (a, b) in self.error_responses.iter_mut().zip(other.error_responses) {
             *a += b;
         }
+        self.ms.add(&other.ms);
     }
 
     /// Drops for one reason.

@@ -5,9 +5,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
 use vienna_stun::integrity::long_term_key;
 
 /// Looks up long-term keys; the driver implements it over the store (keep it fast: it is called
@@ -47,27 +44,7 @@ impl CredentialStore for StaticUsers {
     }
 }
 
-/// The expiry (Unix seconds) of a TURN REST username, `None` if it is not of that form.
-pub fn rest_expiry(username: &str) -> Option<u64> {
-    let ts = username.split_once(':').map_or(username, |(t, _)| t);
-    if ts.is_empty() || ts.len() > 20 || !ts.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    ts.parse().ok()
-}
-
-/// The TURN REST password for `username`: base64(HMAC-SHA1(secret, username)).
-pub fn rest_password(secret: &[u8], username: &str) -> String {
-    let tag = match <Hmac<Sha1> as KeyInit>::new_from_slice(secret) {
-        Ok(mut mac) => {
-            mac.update(username.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        // HMAC accepts keys of any length; keep a distinct, unguessable-free fallback anyway.
-        Err(_) => return String::new(),
-    };
-    base64::engine::general_purpose::STANDARD.encode(tag)
-}
+pub use vienna_edge_auth::rest::{rest_expiry, rest_password};
 
 /// The long-term key for a TURN REST username under one secret.
 pub fn rest_key(secret: &[u8], username: &str, realm: &str) -> [u8; 16] {

@@ -1,4 +1,5 @@
-//! Sans-IO TURN relay core (RFC 8656, RFC 5766, RFC 6156) for Vienna.
+//! Sans-IO TURN relay core (RFC 8656, RFC 5766, RFC 6156) and its MS-TURN dialect ([MS-TURN],
+//! MS-TURNBWM) for Vienna.
 //!
 //! [`Relay`] is a state machine: it never reads a clock, opens a socket or spawns a task. Time is
 //! an argument of every call. The driver (the `vienna` binary's tokio code) feeds it datagrams
@@ -84,8 +85,15 @@
 //! credentials with stateless nonces (RFC 8489 §9.2) and TURN REST ephemeral credentials;
 //! quotas, peer policy, per-allocation bandwidth cap, counters and events.
 //!
+//! MS-TURN on the same ports (the dialect is told per message, see the `relay::msturn` module's
+//! documentation): Allocate with refresh and delete, Send requests, Data Indications, Set Active
+//! Destination and raw data, MS-SEQUENCE-NUMBER, MS-Version 1-6 integrity, MRAS tokens
+//! ([`Config::mras`]), MS-TURNBWM; allocations made over TCP ask the driver for a TCP relayed address
+//! ([`BindRequest::tcp`]). [`Relay::relay_client_packet`] is the one client-side hot path of both
+//! dialects.
+//!
 //! # Left out (for now)
-//! RFC 6062 TCP relaying (CONNECT/ConnectionBind), MS-TURN, RFC 7635 OAuth, the RFC 8489
+//! RFC 6062 TCP relaying (CONNECT/ConnectionBind), RFC 7635 OAuth, the RFC 8489
 //! PASSWORD-ALGORITHMS negotiation and USERHASH lookup, SASLprep, sending ICMP attributes to
 //! clients, Refresh of one family of a dual allocation (a Refresh covers both), and cutting a live
 //! allocation short when a long-term (store) credential is revoked: the allocation keeps the key
@@ -106,7 +114,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use config::Config;
-pub use counters::{Counters, DropReason};
+pub use counters::{Counters, DropReason, MsCounters};
 pub use credentials::{CredentialStore, StaticUsers};
 pub use policy::{IpCidr, PeerPolicy};
 pub use relay::Relay;
@@ -204,6 +212,10 @@ pub struct BindRequest {
     pub addr: SocketAddr,
     /// Set the DF bit / IPV6_DONTFRAG on the socket (client sent DONT-FRAGMENT).
     pub dont_fragment: bool,
+    /// A TCP relayed address (an MS-TURN allocation made over TCP): listen on `addr` for peers,
+    /// connect to peers from it when the client first sends to them, and frame each datagram on those
+    /// connections with a 2-byte length (RFC 4571, as ICE-TCP does), instead of binding a UDP socket.
+    pub tcp: bool,
 }
 
 /// Why the driver could not bind a relayed socket.
@@ -249,6 +261,8 @@ pub struct AllocationInfo<'a> {
     pub channels: usize,
     /// TURN REST credential expiry (Unix seconds), if authenticated that way.
     pub rest_expiry: Option<u64>,
+    /// An MS-TURN allocation (else RFC 8656).
+    pub msturn: bool,
 }
 
 /// Why a request failed authentication.
@@ -346,6 +360,15 @@ pub struct PeerTransmit {
     pub peer: SocketAddr,
     /// Payload location inside the buffer given to [`Relay::relay_channel_data`].
     pub payload: std::ops::Range<usize>,
+}
+
+/// Why [`Relay::relay_client_packet`] did not forward a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotForwarded {
+    /// A control message: hand it to [`Relay::handle_client_datagram`].
+    Control,
+    /// Dropped (and counted) for this reason.
+    Dropped(DropReason),
 }
 
 /// Peer to client forwarding decision of the hot path.

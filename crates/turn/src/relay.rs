@@ -1,4 +1,7 @@
-//! The relay state machine (RFC 8656 §5-§12, RFC 8489 §9.2 long-term credentials).
+//! The relay state machine (RFC 8656 §5-§12, RFC 8489 §9.2 long-term credentials); the MS-TURN
+//! dialect is in [`msturn`].
+
+mod msturn;
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -8,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use vienna_stun::attributes::{self as attr, AddressFamily, Attribute, ErrorCode};
 use vienna_stun::message::{IntegrityKind, write_data_indication};
+use vienna_stun::msturn as msturn_codec;
 use vienna_stun::{ChannelData, Class, Kind, Message, MessageBuilder, Method, TransactionId, channel_data, classify};
 
 use crate::counters::reason_phrase;
@@ -17,7 +21,7 @@ use crate::nonce::{self, NonceCheck};
 use crate::ports::PortPool;
 use crate::{
     AllocationId, AllocationInfo, AuthFailure, BindFailure, BindRequest, ClientDatagram, ClientTransmit, Config,
-    Counters, DropReason, Entropy, Error, Event, FiveTuple, Output, PeerTransmit, Quota, Transmit,
+    Counters, DropReason, Entropy, Error, Event, FiveTuple, NotForwarded, Output, PeerTransmit, Quota, Transmit,
 };
 
 /// Hash map keyed with the relay's seeded hasher.
@@ -93,6 +97,8 @@ struct Allocation {
     alloc_response: Vec<u8>,
     last_txid: Option<TransactionId>,
     last_response: Vec<u8>,
+    /// The MS-TURN side of an MS-TURN allocation.
+    ms: Option<Box<msturn::MsState>>,
     /// Earliest allocation timer in the heap (at most one live entry per allocation plus a few
     /// stale ones: a Refresh only pushes when it brings the expiry forward).
     scheduled: Instant,
@@ -152,6 +158,8 @@ struct Pending {
     binds: Vec<PendingBind>,
     address_errors: Vec<(AddressFamily, u16)>,
     deadline: Instant,
+    /// What an MS-TURN Allocate needs for its answer.
+    ms: Option<Box<msturn::MsPending>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -340,6 +348,7 @@ impl Relay {
             permissions: a.permissions.len(),
             channels: a.channels.len(),
             rest_expiry: a.rest_expiry,
+            msturn: a.ms.is_some(),
         })
     }
 
@@ -376,17 +385,77 @@ impl Relay {
     /// copy this path makes).
     pub fn handle_client_datagram(&mut self, now: Instant, d: ClientDatagram<'_>) {
         let tuple = d.tuple();
-        match classify(d.bytes) {
-            Kind::ChannelData => match self.relay_channel_data(now, &tuple, d.bytes) {
-                Ok(t) => self.outputs.push_back(Output::Transmit(Transmit::Peer {
-                    relayed: t.relayed,
-                    peer: t.peer,
-                    bytes: d.bytes[t.payload].to_vec(),
-                })),
-                Err(reason) => self.outputs.push_back(Output::Event(Event::Dropped { from: d.client, reason })),
-            },
-            Kind::Stun => self.handle_stun(now, tuple, d.bytes),
-            Kind::Other => self.dropped(d.client, DropReason::NotStunOrChannelData),
+        match self.relay_client_packet(now, &tuple, d.bytes) {
+            Ok(t) => self.outputs.push_back(Output::Transmit(Transmit::Peer {
+                relayed: t.relayed,
+                peer: t.peer,
+                bytes: d.bytes[t.payload].to_vec(),
+            })),
+            Err(NotForwarded::Dropped(reason)) => {
+                self.outputs.push_back(Output::Event(Event::Dropped { from: d.client, reason }))
+            }
+            Err(NotForwarded::Control) if msturn_codec::is_msturn(d.bytes) => self.ms_control(now, tuple, d.bytes),
+            Err(NotForwarded::Control) => self.handle_stun(now, tuple, d.bytes),
+        }
+    }
+
+    /// Hot path for everything a client sends, both dialects: ChannelData, MS-TURN Send requests
+    /// and raw data for an MS-TURN active destination are forwarded (where to send
+    /// `bytes[payload]`); control messages (STUN, MS-TURN Allocate and Set Active Destination) come
+    /// back as [`NotForwarded::Control`] for [`Relay::handle_client_datagram`]. One hash lookup,
+    /// no allocation; drops are counted.
+    #[inline]
+    pub fn relay_client_packet(
+        &mut self,
+        now: Instant,
+        tuple: &FiveTuple,
+        bytes: &[u8],
+    ) -> Result<PeerTransmit, NotForwarded> {
+        if msturn_codec::is_msturn(bytes) {
+            if !self.config.msturn {
+                self.counters.drop(DropReason::Unexpected);
+                return Err(NotForwarded::Dropped(DropReason::Unexpected));
+            }
+            if bytes[..2] == msturn_codec::types::SEND_REQUEST.to_be_bytes() {
+                return self.ms_send(now, tuple, bytes).map_err(NotForwarded::Dropped);
+            }
+            return Err(NotForwarded::Control);
+        }
+        let idx = self.by_tuple.get(tuple).copied();
+        if let Some(idx) = idx
+            && self.slots[idx as usize].as_ref().is_some_and(|a| a.ms.is_some())
+        {
+            // MS-TURN: whatever is not a control message is raw data for the active destination.
+            return match self.ms_raw_to_peer(now, idx, bytes) {
+                Ok(t) => {
+                    let n = t.payload.len() as u64;
+                    self.counters.client_to_peer_packets += 1;
+                    self.counters.client_to_peer_bytes += n;
+                    self.counters.ms.client_to_peer_packets += 1;
+                    self.counters.ms.client_to_peer_bytes += n;
+                    self.counters.ms.raw_client_to_peer += 1;
+                    Ok(t)
+                }
+                Err(reason) => {
+                    self.counters.drop(reason);
+                    Err(NotForwarded::Dropped(reason))
+                }
+            };
+        }
+        match classify(bytes) {
+            Kind::ChannelData => {
+                let r = match idx {
+                    Some(idx) => self.channel_to_peer_at(now, idx, bytes),
+                    None => Err(DropReason::NoAllocation),
+                };
+                self.count_channel(&r);
+                r.map_err(NotForwarded::Dropped)
+            }
+            Kind::Stun => Err(NotForwarded::Control),
+            Kind::Other => {
+                self.counters.drop(DropReason::NotStunOrChannelData);
+                Err(NotForwarded::Dropped(DropReason::NotStunOrChannelData))
+            }
         }
     }
 
@@ -399,22 +468,32 @@ impl Relay {
         tuple: &FiveTuple,
         bytes: &[u8],
     ) -> Result<PeerTransmit, DropReason> {
-        let r = self.channel_to_peer(now, tuple, bytes);
-        match &r {
+        let r = match self.by_tuple.get(tuple) {
+            Some(&idx) => self.channel_to_peer_at(now, idx, bytes),
+            None => Err(DropReason::NoAllocation),
+        };
+        self.count_channel(&r);
+        r
+    }
+
+    #[inline]
+    fn count_channel(&mut self, r: &Result<PeerTransmit, DropReason>) {
+        match r {
             Ok(t) => {
                 self.counters.client_to_peer_packets += 1;
                 self.counters.client_to_peer_bytes += t.payload.len() as u64;
             }
             Err(reason) => self.counters.drop(*reason),
         }
-        r
     }
 
     #[inline]
-    fn channel_to_peer(&mut self, now: Instant, tuple: &FiveTuple, bytes: &[u8]) -> Result<PeerTransmit, DropReason> {
+    fn channel_to_peer_at(&mut self, now: Instant, idx: u32, bytes: &[u8]) -> Result<PeerTransmit, DropReason> {
         let cd = ChannelData::parse(bytes).map_err(|_| DropReason::Malformed)?;
-        let idx = *self.by_tuple.get(tuple).ok_or(DropReason::NoAllocation)?;
         let a = self.slots[idx as usize].as_mut().ok_or(DropReason::NoAllocation)?;
+        if a.ms.is_some() {
+            return Err(DropReason::NoChannel);
+        }
         if a.expires <= now {
             return Err(DropReason::NoAllocation);
         }
@@ -449,6 +528,16 @@ impl Relay {
             }
             Err(reason) => self.outputs.push_back(Output::Event(Event::Dropped { from: peer, reason })),
         }
+    }
+
+    /// Whether data from `peer` on relayed address `relayed` would be relayed now (a live allocation
+    /// with a permission for the peer's IP). For a driver that holds stream bytes until then; nothing
+    /// is counted.
+    pub fn peer_permitted(&self, now: Instant, relayed: SocketAddr, peer: SocketAddr) -> bool {
+        self.by_relayed
+            .get(&relayed)
+            .and_then(|&idx| self.slots[idx as usize].as_ref())
+            .is_some_and(|a| a.expires > now && a.permitted(peer.ip(), now))
     }
 
     /// Hot path, peer to client: wrap `payload` from `peer` (received on `relayed`) as
@@ -499,6 +588,12 @@ impl Relay {
             return Err(DropReason::BandwidthExceeded);
         }
         let tuple = a.tuple;
+        if a.ms.is_some() {
+            let len = Self::ms_to_client(&mut self.counters, a, peer, payload, out)?;
+            self.counters.ms.peer_to_client_packets += 1;
+            self.counters.ms.peer_to_client_bytes += payload.len() as u64;
+            return Ok(ClientTransmit { tuple, len });
+        }
         let channel =
             a.peer_channels.get(&peer).copied().filter(|ch| a.channels.get(ch).is_some_and(|c| c.expires > now));
         let len = match channel {
@@ -553,6 +648,7 @@ impl Relay {
                             allocation,
                             addr: new,
                             dont_fragment: p.dont_fragment,
+                            tcp: p.ms.is_some() && p.tuple.transport.is_stream(),
                         }));
                     }
                     None => {
@@ -935,6 +1031,39 @@ impl Relay {
         }
     }
 
+    /// Quotas and drain mode for a new allocation of `username`: `None` to admit, else the error
+    /// code and the ALTERNATE-SERVER to send (the event and counter are recorded here).
+    fn admission(&mut self, username: &str) -> Option<(u16, Option<SocketAddr>)> {
+        let (user_count, shared_total) = match &self.config.shared_quota {
+            Some(shared) => {
+                let (user, total) = shared.get(username);
+                (user, Some(total as usize))
+            }
+            None => (self.user_allocs.get(username).copied().unwrap_or(0), None),
+        };
+        if self.config.user_quota.is_some_and(|q| user_count >= q) {
+            self.counters.user_quota_hits += 1;
+            self.outputs
+                .push_back(Output::Event(Event::QuotaExceeded { username: username.to_string(), quota: Quota::User }));
+            return Some((486, None));
+        }
+        if self.draining {
+            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
+                username: username.to_string(),
+                quota: Quota::Draining,
+            }));
+            return Some(self.config.alternate_server.map_or((508, None), |alt| (300, Some(alt))));
+        }
+        let total = shared_total.unwrap_or(self.by_id.len() + self.pending.len());
+        if self.config.total_quota.is_some_and(|q| total >= q as usize) {
+            self.counters.total_quota_hits += 1;
+            self.outputs
+                .push_back(Output::Event(Event::QuotaExceeded { username: username.to_string(), quota: Quota::Total }));
+            return Some(self.config.alternate_server.map_or((508, None), |alt| (300, Some(alt))));
+        }
+        None
+    }
+
     /// Allocate (RFC 8656 §7.2), first phase: checks, port choice, BindRelay outputs.
     fn allocate(&mut self, now: Instant, tuple: FiveTuple, m: &Message<'_>, req: &Req<'_>, auth: Auth) {
         if self.by_tuple.contains_key(&tuple) || self.pending_by_tuple.contains_key(&tuple) {
@@ -951,40 +1080,9 @@ impl Relay {
         {
             return self.error(tuple, m, 400, &[], Some(&auth));
         }
-        let (user_count, shared_total) = match &self.config.shared_quota {
-            Some(shared) => {
-                let (user, total) = shared.get(&auth.username);
-                (user, Some(total as usize))
-            }
-            None => (self.user_allocs.get(&auth.username).copied().unwrap_or(0), None),
-        };
-        if self.config.user_quota.is_some_and(|q| user_count >= q) {
-            self.counters.user_quota_hits += 1;
-            self.outputs
-                .push_back(Output::Event(Event::QuotaExceeded { username: auth.username.clone(), quota: Quota::User }));
-            return self.error(tuple, m, 486, &[], Some(&auth));
-        }
-        if self.draining {
-            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
-                username: auth.username.clone(),
-                quota: Quota::Draining,
-            }));
-            return match self.config.alternate_server {
-                Some(alt) => self.error(tuple, m, 300, &[Attribute::AlternateServer(alt)], Some(&auth)),
-                None => self.error(tuple, m, 508, &[], Some(&auth)),
-            };
-        }
-        let total = shared_total.unwrap_or(self.by_id.len() + self.pending.len());
-        if self.config.total_quota.is_some_and(|q| total >= q as usize) {
-            self.counters.total_quota_hits += 1;
-            self.outputs.push_back(Output::Event(Event::QuotaExceeded {
-                username: auth.username.clone(),
-                quota: Quota::Total,
-            }));
-            return match self.config.alternate_server {
-                Some(alt) => self.error(tuple, m, 300, &[Attribute::AlternateServer(alt)], Some(&auth)),
-                None => self.error(tuple, m, 508, &[], Some(&auth)),
-            };
+        if let Some((code, alt)) = self.admission(&auth.username) {
+            let attrs: Vec<Attribute<'_>> = alt.map(Attribute::AlternateServer).into_iter().collect();
+            return self.error(tuple, m, code, &attrs, Some(&auth));
         }
         let requested = Duration::from_secs(u64::from(req.lifetime.unwrap_or(0)));
         let lifetime = requested.clamp(self.config.default_lifetime, self.config.max_lifetime);
@@ -1047,6 +1145,7 @@ impl Relay {
                 allocation: id,
                 addr: b.addr,
                 dont_fragment: req.dont_fragment,
+                tcp: false,
             }));
         }
         *self.user_allocs.entry(auth.username.clone()).or_insert(0) += 1;
@@ -1070,6 +1169,7 @@ impl Relay {
                 binds,
                 address_errors,
                 deadline,
+                ms: None,
             },
         );
     }
@@ -1088,7 +1188,12 @@ impl Relay {
                 }
             }
             self.user_dec(&p.auth.username);
-            self.respond(p.tuple, p.method, p.txid, Some(508), &[], Some(&p.auth));
+            match p.ms.take() {
+                Some(ms) => self.ms_finish_failed(&p, &ms),
+                None => {
+                    self.respond(p.tuple, p.method, p.txid, Some(508), &[], Some(&p.auth));
+                }
+            }
             return;
         }
         let mut relayed_v4 = None;
@@ -1115,6 +1220,7 @@ impl Relay {
                 _ => p.address_errors.push((b.family, 508)),
             }
         }
+        let ms_pending = p.ms.take();
         let mut attrs: Vec<Attribute<'_>> = Vec::new();
         attrs.extend(relayed_v4.map(Attribute::XorRelayedAddress));
         attrs.extend(relayed_v6.map(Attribute::XorRelayedAddress));
@@ -1127,8 +1233,11 @@ impl Relay {
         attrs.push(Attribute::Lifetime(p.lifetime.as_secs() as u32));
         attrs.extend(token.map(Attribute::ReservationToken));
         attrs.push(Attribute::XorMappedAddress(p.tuple.client));
-        let response = self.respond(p.tuple, p.method, p.txid, None, &attrs, Some(&p.auth));
-        let alloc = Allocation {
+        let response = match ms_pending {
+            Some(_) => Vec::new(),
+            None => self.respond(p.tuple, p.method, p.txid, None, &attrs, Some(&p.auth)),
+        };
+        let mut alloc = Allocation {
             id: p.id,
             tuple: p.tuple,
             username: p.auth.username.clone(),
@@ -1145,8 +1254,13 @@ impl Relay {
             alloc_response: response,
             last_txid: None,
             last_response: Vec::new(),
+            ms: None,
             scheduled: now + p.lifetime,
         };
+        if let Some(ms) = ms_pending {
+            self.ms_finish(now, &p, *ms, &mut alloc);
+            self.counters.ms.allocations_active += 1;
+        }
         let relayed: Vec<SocketAddr> = alloc.relayed().collect();
         let idx = match self.free.pop() {
             Some(i) => {
@@ -1201,6 +1315,9 @@ impl Relay {
         }
         self.user_dec(&a.username);
         self.counters.allocations_active -= 1;
+        if a.ms.is_some() {
+            self.counters.ms.allocations_active -= 1;
+        }
         let event = if deleted {
             self.counters.allocations_deleted += 1;
             Event::AllocationDeleted { id: a.id }

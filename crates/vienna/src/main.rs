@@ -5,6 +5,8 @@ mod config;
 mod data;
 mod lists;
 mod logging;
+mod mcu;
+mod mras;
 mod net;
 mod roles;
 mod serve;
@@ -73,6 +75,9 @@ enum Command {
         #[command(subcommand)]
         command: lists::PresenceCommand,
     },
+    /// Print relay credentials: MRAS (the XML response an A/V Edge credential request gets), or
+    /// TURN REST with --rest.
+    RelayCredentials(mras::CredentialsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,5 +122,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contact { command } => lists::run_contact(&config, command),
         Command::Watcher { command } => lists::run_watcher(&config, command),
         Command::Presence { command } => lists::run_presence(&config, command),
+        Command::RelayCredentials(args) => mras::run(&config, args),
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 pub struct Listener {
     /// Role that owns it ("admin", later "sip", "turn", ...).
     pub role: &'static str,
-    /// Protocol spoken on it ("http", "https", "udp", "tcp", "tls").
+    /// Protocol spoken on it ("http", "https", "udp", "tcp", "tls", "ms-tcp").
     pub protocol: &'static str,
     /// Bound address (the real port when port 0 was asked for).
     pub address: SocketAddr,
@@ -27,6 +27,6 @@ impl Listener {
 pub const NOT_BUILT: &[&str] = &[
     "enhanced presence (the Microsoft dialect: SERVICE, categories, roaming contacts; SIMPLE presence is \
      built)",
-    "msturn (MS-TURN dialect and MRAS credentials; standard TURN is built)",
-    "conferencing (focus and audio MCU)",
+    "conference focus over SIP (C3P, RFC 4575 roster, SIP INVITE to the MCU; the audio MCU is built: [mcu], \
+     joined through the admin API)",
 ];

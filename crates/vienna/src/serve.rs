@@ -75,6 +75,18 @@ async fn serve(config: Config) -> Result<()> {
         None
     };
 
+    let mcu = if config.mcu.enabled {
+        let (role, bound) = crate::mcu::McuRole::start(&config)?;
+        for listener in &bound {
+            listener.log();
+        }
+        listeners.extend(bound);
+        Some(role)
+    } else {
+        tracing::info!("audio mcu disabled by configuration (mcu.enabled = false)");
+        None
+    };
+
     if config.admin.enabled {
         let protocol = if config.admin.tls { "https" } else { "http" };
         let socket = TcpListener::bind(config.admin.listen)
@@ -94,6 +106,7 @@ async fn serve(config: Config) -> Result<()> {
             token: config.admin.token.clone(),
             turn: turn_shared,
             sip: sip.as_ref().map(|s| s.shared.clone()),
+            mcu: mcu.clone(),
         });
         let tls = config.admin.tls.then(|| tls_config.clone());
         tasks.spawn(admin::serve(socket, tls, admin::router(state), stopped.clone(), config.shutdown_timeout()));
@@ -107,6 +120,9 @@ async fn serve(config: Config) -> Result<()> {
     while tasks.join_next().await.is_some() {}
     if let Some(turn) = turn {
         tokio::task::spawn_blocking(move || turn.shutdown()).await?;
+    }
+    if let Some(mcu) = mcu {
+        tokio::task::spawn_blocking(move || mcu.shutdown()).await?;
     }
     if let Some(sip) = sip {
         tokio::task::spawn_blocking(move || sip.shutdown()).await?;

@@ -61,6 +61,10 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
+/// Prepared statements kept per connection: more than the store has distinct statements, so none is
+/// parsed twice.
+const STATEMENT_CACHE: usize = 128;
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self> {
@@ -77,6 +81,7 @@ impl SqliteStore {
         };
         conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;")).map_err(open_err)?;
         migrate(&mut conn)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self { conn: Mutex::new(conn), path: path.to_owned() })
     }
 
@@ -85,6 +90,7 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().map_err(backend)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(backend)?;
         migrate(&mut conn)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self { conn: Mutex::new(conn), path: PathBuf::from(":memory:") })
     }
 
@@ -114,7 +120,7 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+    let found: i64 = one(conn, "PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
     let supported = MIGRATIONS.len() as i64;
     if found > supported {
         return Err(StoreError::SchemaTooNew { found, supported });
@@ -137,6 +143,21 @@ fn rows<T>(
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
     stmt.query_map(params, map).map_err(backend)?.collect::<rusqlite::Result<_>>().map_err(backend)
+}
+
+/// Runs a statement (cached on the connection, so it is parsed once) and returns the rows it changed.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// Runs a query (its statement cached on the connection) and maps its one row.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, map)
 }
 
 const ACCOUNT_COLUMNS: &str = "uri, display_name, enabled, realm, created_at, updated_at";
@@ -237,20 +258,19 @@ fn corrupt(column: usize, value: String) -> rusqlite::Error {
 
 /// Checks the owner exists and raises its list version; returns the new version.
 fn bump_list_version(tx: &Transaction<'_>, owner: &Aor) -> Result<u64> {
-    let version: Option<i64> = tx
-        .query_row(
-            "UPDATE accounts SET list_version = list_version + 1 WHERE uri = ?1 RETURNING list_version",
-            [owner.as_str()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?;
+    let version: Option<i64> = one(
+        tx,
+        "UPDATE accounts SET list_version = list_version + 1 WHERE uri = ?1 RETURNING list_version",
+        [owner.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)?;
     version.map(|v| v as u64).ok_or_else(|| StoreError::not_found("account", owner.as_str()))
 }
 
 fn require_owner(tx: &Transaction<'_>, owner: &Aor) -> Result<()> {
-    let exists: bool = tx
-        .query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE uri = ?1)", [owner.as_str()], |r| r.get(0))
+    let exists: bool = one(tx, "SELECT EXISTS (SELECT 1 FROM accounts WHERE uri = ?1)", [owner.as_str()], |r| r.get(0))
         .map_err(backend)?;
     if exists { Ok(()) } else { Err(StoreError::not_found("account", owner.as_str())) }
 }
@@ -285,7 +305,8 @@ impl Store for SqliteStore {
         check_text("display name", &a.display_name, MAX_NAME)?;
         self.write(|tx| {
             let s = &a.secrets;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO accounts (uri, display_name, enabled, realm, auth_username, ha1_md5, ha1_sha256,
                  nt_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                 params![
@@ -365,36 +386,33 @@ impl Store for SqliteStore {
             check_text("display name", name, MAX_NAME)?;
         }
         self.write(|tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE accounts SET display_name = COALESCE(?2, display_name),
+            let changed = exec(
+                tx,
+                "UPDATE accounts SET display_name = COALESCE(?2, display_name),
                      enabled = COALESCE(?3, enabled), updated_at = ?4 WHERE uri = ?1",
-                    params![aor.as_str(), u.display_name, u.enabled, now],
-                )
-                .map_err(backend)?;
+                params![aor.as_str(), u.display_name, u.enabled, now],
+            )
+            .map_err(backend)?;
             if changed == 0 {
                 return Err(StoreError::not_found("account", aor.as_str()));
             }
             if let Some(s) = &u.secrets {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE accounts SET realm = ?2, auth_username = ?3, ha1_md5 = ?4, ha1_sha256 = ?5,
                      nt_hash = ?6 WHERE uri = ?1",
                     params![aor.as_str(), s.realm, s.auth_username, s.ha1_md5, s.ha1_sha256, s.nt_hash],
                 )
                 .map_err(backend)?;
             }
-            tx.query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE uri = ?1"),
-                [aor.as_str()],
-                account_from_row,
-            )
-            .map_err(backend)
+            one(tx, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE uri = ?1"), [aor.as_str()], account_from_row)
+                .map_err(backend)
         })
     }
 
     fn remove_account(&self, aor: &Aor) -> Result<()> {
         self.write(|tx| {
-            let n = tx.execute("DELETE FROM accounts WHERE uri = ?1", [aor.as_str()]).map_err(backend)?;
+            let n = exec(tx, "DELETE FROM accounts WHERE uri = ?1", [aor.as_str()]).map_err(backend)?;
             if n == 0 { Err(StoreError::not_found("account", aor.as_str())) } else { Ok(()) }
         })
     }
@@ -417,7 +435,7 @@ impl Store for SqliteStore {
                 match (change, path) {
                     (BindingChange::Put(b), Some(path)) => insert_binding(tx, b, path)?,
                     (BindingChange::Remove { aor, contact }, _) => {
-                        tx.execute("DELETE FROM bindings WHERE aor = ?1 AND contact = ?2", [aor, contact])
+                        exec(tx, "DELETE FROM bindings WHERE aor = ?1 AND contact = ?2", [aor, contact])
                             .map_err(backend)?;
                     }
                     (BindingChange::Put(_), None) => unreachable!("checked above"),
@@ -429,14 +447,14 @@ impl Store for SqliteStore {
 
     fn remove_binding(&self, aor: &Aor, contact: &str) -> Result<bool> {
         self.write(|tx| {
-            tx.execute("DELETE FROM bindings WHERE aor = ?1 AND contact = ?2", [aor.as_str(), contact])
+            exec(tx, "DELETE FROM bindings WHERE aor = ?1 AND contact = ?2", [aor.as_str(), contact])
                 .map(|n| n > 0)
                 .map_err(backend)
         })
     }
 
     fn remove_bindings(&self, aor: &Aor) -> Result<usize> {
-        self.write(|tx| tx.execute("DELETE FROM bindings WHERE aor = ?1", [aor.as_str()]).map_err(backend))
+        self.write(|tx| exec(tx, "DELETE FROM bindings WHERE aor = ?1", [aor.as_str()]).map_err(backend))
     }
 
     fn bindings(&self, aor: &Aor, now: UnixTime) -> Result<Vec<Binding>> {
@@ -460,16 +478,16 @@ impl Store for SqliteStore {
     }
 
     fn remove_expired_bindings(&self, now: UnixTime) -> Result<usize> {
-        self.write(|tx| tx.execute("DELETE FROM bindings WHERE expires_at <= ?1", [now]).map_err(backend))
+        self.write(|tx| exec(tx, "DELETE FROM bindings WHERE expires_at <= ?1", [now]).map_err(backend))
     }
 
     fn contact_list(&self, owner: &Aor) -> Result<ContactList> {
         let conn = self.conn();
-        let version: i64 = conn
-            .query_row("SELECT list_version FROM accounts WHERE uri = ?1", [owner.as_str()], |r| r.get(0))
-            .optional()
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::not_found("account", owner.as_str()))?;
+        let version: i64 =
+            one(&conn, "SELECT list_version FROM accounts WHERE uri = ?1", [owner.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::not_found("account", owner.as_str()))?;
         let groups =
             rows(&conn, "SELECT id, name FROM contact_groups WHERE owner = ?1 ORDER BY id", [owner.as_str()], |r| {
                 Ok(Group { id: r.get(0)?, name: r.get(1)? })
@@ -497,14 +515,15 @@ impl Store for SqliteStore {
         check_group_name(name)?;
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            let id: u32 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM contact_groups WHERE owner = ?1",
-                    [owner.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            tx.execute(
+            let id: u32 = one(
+                tx,
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM contact_groups WHERE owner = ?1",
+                [owner.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+            exec(
+                tx,
                 "INSERT INTO contact_groups (owner, id, name) VALUES (?1, ?2, ?3)",
                 params![owner.as_str(), id, name],
             )
@@ -523,18 +542,18 @@ impl Store for SqliteStore {
         check_group_name(name)?;
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            let n = tx
-                .execute(
-                    "UPDATE contact_groups SET name = ?3 WHERE owner = ?1 AND id = ?2",
-                    params![owner.as_str(), id, name],
-                )
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::AlreadyExists { kind: "group", key: name.to_owned() }
-                    } else {
-                        backend(e)
-                    }
-                })?;
+            let n = exec(
+                tx,
+                "UPDATE contact_groups SET name = ?3 WHERE owner = ?1 AND id = ?2",
+                params![owner.as_str(), id, name],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists { kind: "group", key: name.to_owned() }
+                } else {
+                    backend(e)
+                }
+            })?;
             if n == 0 { Err(StoreError::not_found("group", id.to_string())) } else { Ok(version) }
         })
     }
@@ -542,8 +561,7 @@ impl Store for SqliteStore {
     fn remove_group(&self, owner: &Aor, id: u32) -> Result<u64> {
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            let n = tx
-                .execute("DELETE FROM contact_groups WHERE owner = ?1 AND id = ?2", params![owner.as_str(), id])
+            let n = exec(tx, "DELETE FROM contact_groups WHERE owner = ?1 AND id = ?2", params![owner.as_str(), id])
                 .map_err(backend)?;
             if n == 0 { Err(StoreError::not_found("group", id.to_string())) } else { Ok(version) }
         })
@@ -557,29 +575,28 @@ impl Store for SqliteStore {
         }
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO contacts (owner, uri, display_name, subscribed) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (owner, uri) DO UPDATE SET display_name = ?3, subscribed = ?4",
                 params![owner.as_str(), c.uri, c.display_name, c.subscribed],
             )
             .map_err(backend)?;
-            tx.execute(
-                "DELETE FROM contact_group_members WHERE owner = ?1 AND uri = ?2",
-                params![owner.as_str(), c.uri],
-            )
-            .map_err(backend)?;
+            exec(tx, "DELETE FROM contact_group_members WHERE owner = ?1 AND uri = ?2", params![owner.as_str(), c.uri])
+                .map_err(backend)?;
             for group in &c.groups {
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM contact_groups WHERE owner = ?1 AND id = ?2)",
-                        params![owner.as_str(), group],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?;
+                let exists: bool = one(
+                    tx,
+                    "SELECT EXISTS (SELECT 1 FROM contact_groups WHERE owner = ?1 AND id = ?2)",
+                    params![owner.as_str(), group],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
                 if !exists {
                     return Err(StoreError::not_found("group", group.to_string()));
                 }
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT OR IGNORE INTO contact_group_members (owner, uri, group_id) VALUES (?1, ?2, ?3)",
                     params![owner.as_str(), c.uri, group],
                 )
@@ -592,8 +609,7 @@ impl Store for SqliteStore {
     fn remove_contact(&self, owner: &Aor, uri: &str) -> Result<u64> {
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            let n = tx
-                .execute("DELETE FROM contacts WHERE owner = ?1 AND uri = ?2", [owner.as_str(), uri])
+            let n = exec(tx, "DELETE FROM contacts WHERE owner = ?1 AND uri = ?2", [owner.as_str(), uri])
                 .map_err(backend)?;
             if n == 0 { Err(StoreError::not_found("contact", uri)) } else { Ok(version) }
         })
@@ -634,7 +650,8 @@ impl Store for SqliteStore {
         }
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO aces (owner, scope_kind, scope_value, level) VALUES (?1, ?2, ?3, ?4)",
                 params![owner.as_str(), kind, value, level_name(ace.level)],
             )
@@ -647,12 +664,12 @@ impl Store for SqliteStore {
         let (kind, value) = scope_columns(scope);
         self.write(|tx| {
             let version = bump_list_version(tx, owner)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM aces WHERE owner = ?1 AND scope_kind = ?2 AND scope_value = ?3",
-                    params![owner.as_str(), kind, value],
-                )
-                .map_err(backend)?;
+            let n = exec(
+                tx,
+                "DELETE FROM aces WHERE owner = ?1 AND scope_kind = ?2 AND scope_value = ?3",
+                params![owner.as_str(), kind, value],
+            )
+            .map_err(backend)?;
             if n == 0 { Err(StoreError::not_found("ACL entry", format!("{kind}:{value}"))) } else { Ok(version) }
         })
     }
@@ -690,7 +707,8 @@ impl Store for SqliteStore {
         }
         self.write(|tx| {
             require_owner(tx, owner)?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO watchers (owner, uri, display_name, state, first_seen, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![owner.as_str(), w.uri, w.display_name, watcher_state_name(w.state), w.first_seen, w.updated_at],
@@ -702,7 +720,7 @@ impl Store for SqliteStore {
 
     fn remove_watcher(&self, owner: &Aor, uri: &str) -> Result<bool> {
         self.write(|tx| {
-            tx.execute("DELETE FROM watchers WHERE owner = ?1 AND uri = ?2", [owner.as_str(), uri])
+            exec(tx, "DELETE FROM watchers WHERE owner = ?1 AND uri = ?2", [owner.as_str(), uri])
                 .map(|n| n > 0)
                 .map_err(backend)
         })
@@ -754,7 +772,8 @@ impl Store for SqliteStore {
         let organizer = Aor::parse(&c.organizer, None)?;
         self.write(|tx| {
             require_owner(tx, &organizer)?;
-            tx.execute(
+            exec(
+                tx,
                 &format!("INSERT INTO conferences ({CONFERENCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![c.id, organizer.as_str(), c.subject, c.locked, c.max_participants, c.created_at, c.expires_at],
             )
@@ -790,27 +809,19 @@ impl Store for SqliteStore {
         let organizer = Aor::parse(&c.organizer, None)?;
         self.write(|tx| {
             require_owner(tx, &organizer)?;
-            let n = tx
-                .execute(
-                    "UPDATE conferences SET organizer = ?2, subject = ?3, locked = ?4, max_participants = ?5,
+            let n = exec(
+                tx,
+                "UPDATE conferences SET organizer = ?2, subject = ?3, locked = ?4, max_participants = ?5,
                      created_at = ?6, expires_at = ?7 WHERE id = ?1",
-                    params![
-                        c.id,
-                        organizer.as_str(),
-                        c.subject,
-                        c.locked,
-                        c.max_participants,
-                        c.created_at,
-                        c.expires_at
-                    ],
-                )
-                .map_err(backend)?;
+                params![c.id, organizer.as_str(), c.subject, c.locked, c.max_participants, c.created_at, c.expires_at],
+            )
+            .map_err(backend)?;
             if n == 0 { Err(StoreError::not_found("conference", c.id.as_str())) } else { Ok(()) }
         })
     }
 
     fn remove_conference(&self, id: &str) -> Result<bool> {
-        self.write(|tx| tx.execute("DELETE FROM conferences WHERE id = ?1", [id]).map(|n| n > 0).map_err(backend))
+        self.write(|tx| exec(tx, "DELETE FROM conferences WHERE id = ?1", [id]).map(|n| n > 0).map_err(backend))
     }
 }
 
@@ -843,7 +854,8 @@ fn check_binding(b: &Binding) -> Result<String> {
 fn insert_binding(tx: &Transaction<'_>, b: &Binding, path: &str) -> Result<()> {
     let aor = Aor::parse(&b.aor, None)?;
     require_owner(tx, &aor)?;
-    tx.execute(
+    exec(
+        tx,
         &format!(
             "INSERT OR REPLACE INTO bindings ({BINDING_COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"

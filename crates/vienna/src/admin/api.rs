@@ -1,5 +1,8 @@
-//! Routes of the admin endpoint. Everything here is read-only; secrets never leave the store.
+//! Routes of the admin endpoint. Everything here is read-only, except the MCU's conference routes
+//! (create, join with an SDP offer, mute, leave), which change live media state only; secrets never leave
+//! the store.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,7 +10,7 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -37,6 +40,8 @@ pub struct AdminState {
     pub turn: Option<(Arc<TurnShared>, Arc<Vec<WorkerHandle>>)>,
     /// The SIP role, when it runs.
     pub sip: Option<Arc<crate::sip::SipShared>>,
+    /// The audio MCU, when it runs.
+    pub mcu: Option<Arc<crate::mcu::McuRole>>,
 }
 
 type Shared = Arc<AdminState>;
@@ -53,6 +58,12 @@ pub fn router(state: Shared) -> Router {
         .route("/sip", get(sip))
         .route("/presence", get(presence))
         .route("/presence/{uri}", get(presentity))
+        .route("/mcu", get(mcu_status))
+        .route("/mcu/conferences", get(mcu_conferences))
+        .route("/mcu/conferences/{name}", post(mcu_create).delete(mcu_remove))
+        .route("/mcu/conferences/{name}/participants", post(mcu_join))
+        .route("/mcu/conferences/{name}/participants/{id}", delete(mcu_leave))
+        .route("/mcu/conferences/{name}/participants/{id}/mute", post(mcu_mute).delete(mcu_unmute))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -154,6 +165,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
     if let Some(sip) = &state.sip {
         sip.export_metrics();
     }
+    if let Some(mcu) = &state.mcu {
+        mcu.shared.export_metrics();
+    }
     let mut body = state.prometheus.render();
     body.push_str(&process_metrics(state.started_unix));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
@@ -254,4 +268,94 @@ async fn allocations(State(state): State<Shared>) -> Result<Response, ApiError> 
         }
         None => Err(ApiError(StatusCode::NOT_FOUND, "the TURN relay is not running".into())),
     }
+}
+
+fn mcu_of(state: &Shared) -> Result<Arc<crate::mcu::McuRole>, ApiError> {
+    state.mcu.clone().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "the audio MCU is not running".into()))
+}
+
+fn mcu_error(e: String) -> ApiError {
+    let status = if e.starts_with("no such") {
+        StatusCode::NOT_FOUND
+    } else if e.starts_with("SDP") || e.contains("conference full") {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    ApiError(status, e)
+}
+
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "conference names are 1-128 of A-Z a-z 0-9 - _ . :".into()));
+    }
+    Ok(())
+}
+
+async fn mcu_status(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    Ok(Json(serde_json::json!({ "workers": mcu.shared.workers() })).into_response())
+}
+
+async fn mcu_conferences(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    Ok(Json(mcu.list().await).into_response())
+}
+
+async fn mcu_create(State(state): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    valid_name(&name)?;
+    mcu.create(&name).await.map_err(mcu_error)?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "conference": name }))).into_response())
+}
+
+async fn mcu_remove(State(state): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    mcu.remove(&name).await.map_err(mcu_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body: the SDP offer (any content type). Answer: 201 with the SDP answer (`application/sdp`) and the
+/// participant's URL in `Location`. `?label=` names the participant in logs and the roster.
+async fn mcu_join(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    query: axum::extract::Query<HashMap<String, String>>,
+    offer: String,
+) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    valid_name(&name)?;
+    let label = query.get("label").cloned().unwrap_or_default();
+    let joined = mcu.join(&name, offer, label).await.map_err(mcu_error)?;
+    let location = format!("/api/v1/mcu/conferences/{name}/participants/{}", joined.participant);
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/sdp".to_owned()), (header::LOCATION, location)],
+        joined.answer,
+    )
+        .into_response())
+}
+
+async fn mcu_leave(
+    State(state): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    mcu.leave(&name, &id).await.map_err(mcu_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn mcu_mute(State(state): State<Shared>, Path((name, id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    mcu.mute(&name, &id, true).await.map_err(mcu_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn mcu_unmute(
+    State(state): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let mcu = mcu_of(&state)?;
+    mcu.mute(&name, &id, false).await.map_err(mcu_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

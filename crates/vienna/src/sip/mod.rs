@@ -100,6 +100,8 @@ impl SipRole {
         let runtime = tokio::runtime::Handle::current();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         let thread_shared = shared.clone();
+        // The A/V Edge credential service answers SERVICE requests to the MRAS URI (see crate::mras).
+        let mras_service = crate::mras::sip_service(config)?;
         let domain = core_config.domain.clone();
         let thread = std::thread::Builder::new()
             .name("sip-core".into())
@@ -112,7 +114,10 @@ impl SipRole {
                     }
                 };
                 local_runtime.block_on(async move {
-                    let core = Core::new(core_config, directory, secret, bindings, Instant::now(), now_unix);
+                    let mut core = Core::new(core_config, directory, secret, bindings, Instant::now(), now_unix);
+                    if let Some((user, handler)) = mras_service {
+                        core.add_service("SERVICE", &user, handler);
+                    }
                     match Engine::new(core, udp, inbox_rx, store, thread_shared, streams, runtime) {
                         Ok(engine) => {
                             let _ = ready_tx.send(Ok(()));

@@ -1,5 +1,7 @@
 //! From the `[sip]` configuration section to the signaling core's configuration.
 
+use std::time::Duration;
+
 use anyhow::{Result, anyhow, bail};
 use vienna_signaling::{CoreConfig, LocalAddr};
 use vienna_sip::digest::Algorithm;
@@ -33,6 +35,15 @@ pub fn validate(sip: &SipConfig) -> Result<()> {
     }
     if sip.max_transactions == 0 || sip.max_connections == 0 {
         bail!("sip.max_transactions and sip.max_connections must be positive");
+    }
+    if sip.t1_ms == 0 || sip.t1_ms > sip.t2_ms || sip.t4_ms == 0 || sip.t2_ms > 60_000 || sip.t4_ms > 60_000 {
+        bail!(
+            "sip.t1_ms ({}), sip.t2_ms ({}) and sip.t4_ms ({}) must be positive, with t1_ms <= t2_ms, and t2_ms and \
+             t4_ms at most 60000",
+            sip.t1_ms,
+            sip.t2_ms,
+            sip.t4_ms
+        );
     }
     digest_algorithms(sip)?;
     if let Some(bad) = sip.aliases.iter().find(|a| a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '@'))
@@ -78,9 +89,9 @@ pub fn presence_config(p: &PresenceSection) -> vienna_presence::PresenceConfig {
         min_expires: p.min_expires,
         max_expires: p.max_expires,
         default_expires: p.default_expires,
-        notify_interval: std::time::Duration::from_millis(p.notify_interval_ms),
+        notify_interval: Duration::from_millis(p.notify_interval_ms),
         notify_burst: p.notify_burst,
-        reauthorize_every: std::time::Duration::from_secs(p.reauthorize_secs),
+        reauthorize_every: Duration::from_secs(p.reauthorize_secs),
         max_subscriptions: p.max_subscriptions,
         max_publications: p.max_publications,
         max_list_resources: p.max_list_resources,
@@ -119,6 +130,9 @@ pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
     core.nonce_lifetime_secs = sip.nonce_lifetime_secs;
     core.max_transactions = sip.max_transactions;
     core.presence = presence_config(&config.presence);
+    core.timers.t1 = Duration::from_millis(sip.t1_ms);
+    core.timers.t2 = Duration::from_millis(sip.t2_ms);
+    core.timers.t4 = Duration::from_millis(sip.t4_ms);
     core
 }
 
@@ -139,6 +153,9 @@ mod tests {
             ("presence.min_expires=0", "presence.min_expires"),
             ("presence.default_expires=5", "presence.default_expires"),
             ("presence.notify_interval_ms=100000", "presence.notify_interval_ms"),
+            ("sip.t1_ms=0", "sip.t1_ms"),
+            ("sip.t1_ms=5000", "sip.t1_ms"),
+            ("sip.t4_ms=100000", "sip.t4_ms"),
         ] {
             let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
             assert!(err.contains(needle), "{set}: {err}");
@@ -151,7 +168,12 @@ mod tests {
     fn core_config_follows_the_section() {
         let config = Config::load(
             None,
-            &["server.domain=example.com".into(), "sip.authenticate=false".into(), "sip.max_contacts=3".into()],
+            &[
+                "server.domain=example.com".into(),
+                "sip.authenticate=false".into(),
+                "sip.max_contacts=3".into(),
+                "sip.t1_ms=100".into(),
+            ],
             None,
         )
         .unwrap();
@@ -159,6 +181,7 @@ mod tests {
         assert_eq!((core.domain.as_str(), core.realm.as_str()), ("example.com", "example.com"));
         assert!(!core.authenticate);
         assert_eq!(core.max_contacts, 3);
+        assert_eq!((core.timers.t1, core.timers.t2), (Duration::from_millis(100), Duration::from_secs(4)));
         assert_eq!(core.digest_algorithms, [Algorithm::Sha256, Algorithm::Md5]);
     }
 }

@@ -25,6 +25,7 @@ use vienna_turn::Relay;
 use crate::config::Config;
 use crate::roles::Listener;
 pub use shared::TurnShared;
+pub use worker::unix_now;
 use worker::{Command, WAKER, Worker};
 
 /// A handle to a worker: its inbox and the waker that makes it look.
@@ -76,12 +77,14 @@ impl TurnRole {
         }
         let mut listeners = vec![Listener { role: "turn", protocol: "udp", address: addr }];
 
+        let mras_keys = crate::mras::relay_keys(config)?;
         let shared = Arc::new(TurnShared::new(count));
         let quota = Arc::new(vienna_turn::quota::SharedQuota::new());
         let mut handles = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for (index, socket) in udp.into_iter().enumerate() {
-            let relay_config = settings::relay_config(config, index, count, nonce_secret, quota.clone())?;
+            let mut relay_config = settings::relay_config(config, index, count, nonce_secret, quota.clone())?;
+            relay_config.mras = mras_keys.clone();
             let poll = Poll::new().context("turn: cannot create a poll instance")?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("turn: cannot create a waker")?);
             let (inbox_tx, inbox_rx) = mpsc::channel();
@@ -98,7 +101,7 @@ impl TurnRole {
                         credentials::StoreCredentials::new(store),
                         SystemEntropy,
                         now,
-                        worker::unix_now(),
+                        unix_now(),
                     );
                     let worker = relay
                         .map_err(|e| anyhow!("turn: {e}"))
@@ -127,6 +130,24 @@ impl TurnRole {
             listeners.push(Listener { role: "turn", protocol: "tcp", address: listener.local_addr()? });
             tasks.spawn(stream::accept_loop(listener, None, workers.clone(), shared.clone(), stop.clone()));
         }
+        if turn.msturn && turn.ms_tcp {
+            let addr = settings::listen_addr(turn, turn.ms_tcp_port);
+            match crate::net::bind_tcp(addr).await {
+                Ok(listener) => {
+                    listeners.push(Listener { role: "turn", protocol: "ms-tcp", address: listener.local_addr()? });
+                    tasks.spawn(stream::accept_loop(listener, None, workers.clone(), shared.clone(), stop.clone()));
+                }
+                // The default 443 needs privileges a developer's run may not have: MS-TURN over TCP still
+                // works on turn.tcp_port.
+                Err(e) if turn.ms_tcp_port == 443 => tracing::warn!(
+                    address = %addr,
+                    error = %e,
+                    "turn: cannot bind the MS-TURN TCP port (needs root or CAP_NET_BIND_SERVICE; set turn.ms_tcp_port); \
+                     MS-TURN over TCP stays available on turn.tcp_port"
+                ),
+                Err(e) => return Err(anyhow!("turn: cannot bind ms-tcp on {addr}: {e}")),
+            }
+        }
         if turn.tls {
             let addr = settings::listen_addr(turn, turn.tls_port);
             let listener =
@@ -141,8 +162,15 @@ impl TurnRole {
             relay_ipv4 = %turn.relay_ipv4,
             relay_ipv6 = %turn.relay_ipv6,
             ports = %format!("{}-{}", turn.min_port, turn.max_port),
+            msturn = turn.msturn,
+            mras = mras_keys.is_some(),
             "turn relay started"
         );
+        let tcp = listeners
+            .iter()
+            .find(|l| l.protocol == "ms-tcp")
+            .or_else(|| listeners.iter().find(|l| l.protocol == "tcp"));
+        crate::mras::publish_relay_ports(listeners[0].address.port(), tcp.map_or(0, |l| l.address.port()));
         Ok((TurnRole { shared, workers, threads }, listeners))
     }
 

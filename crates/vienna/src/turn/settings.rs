@@ -15,6 +15,7 @@ pub fn validate(turn: &TurnConfig) -> Result<()> {
     relay_addresses(turn)?;
     peer_policy(turn)?;
     alternate_server(turn)?;
+    ms_public_address(turn)?;
     if turn.min_port == 0 || turn.min_port > turn.max_port {
         bail!("turn.min_port..turn.max_port ({}..{}) is not a port range", turn.min_port, turn.max_port);
     }
@@ -66,6 +67,13 @@ fn alternate_server(turn: &TurnConfig) -> Result<Option<SocketAddr>> {
     }
 }
 
+fn ms_public_address(turn: &TurnConfig) -> Result<Option<SocketAddr>> {
+    match turn.ms_public_address.as_str() {
+        "" => Ok(None),
+        s => s.parse().map(Some).map_err(|_| anyhow!("turn.ms_public_address {s:?} is not an address:port")),
+    }
+}
+
 /// The worker count in effect: `turn.workers`, or one per core.
 pub fn worker_count(turn: &TurnConfig) -> usize {
     if turn.workers > 0 { turn.workers } else { std::thread::available_parallelism().map_or(1, usize::from) }
@@ -106,6 +114,8 @@ pub fn relay_config(
     c.alternate_server = alternate_server(turn)?;
     c.peer_policy = peer_policy(turn)?;
     c.rest_secrets = turn.rest_secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+    c.msturn = turn.msturn;
+    c.ms_public_address = ms_public_address(turn)?;
     c.validate().map_err(|e| anyhow!("turn: {e}"))?;
     Ok(c)
 }

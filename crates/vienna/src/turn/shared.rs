@@ -32,6 +32,8 @@ pub struct AllocationView {
     pub id: String,
     /// Client transport.
     pub transport: &'static str,
+    /// `standard` (RFC 8656) or `msturn`.
+    pub dialect: &'static str,
     /// Client address.
     pub client: SocketAddr,
     /// Server address the client used.
@@ -59,6 +61,10 @@ pub struct TurnShared {
     pub stream_framing_errors: AtomicU64,
     /// Stream connections refused because the listener had its maximum.
     pub stream_refused: AtomicU64,
+    /// MS-TURN pseudo-TLS handshakes answered.
+    pub pseudo_tls_handshakes: AtomicU64,
+    /// Stream connections that used MS-TURN framing.
+    pub ms_stream_clients: AtomicU64,
 }
 
 impl TurnShared {
@@ -69,6 +75,8 @@ impl TurnShared {
             allocations: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             stream_framing_errors: AtomicU64::new(0),
             stream_refused: AtomicU64::new(0),
+            pseudo_tls_handshakes: AtomicU64::new(0),
+            ms_stream_clients: AtomicU64::new(0),
         }
     }
 
@@ -116,6 +124,58 @@ impl TurnShared {
         metrics::counter!("vienna_turn_quota_rejections_total", "quota" => "user").absolute(c.user_quota_hits);
         metrics::counter!("vienna_turn_quota_rejections_total", "quota" => "total").absolute(c.total_quota_hits);
         metrics::counter!("vienna_turn_responses_total", "code" => "success").absolute(c.success_responses);
+        // Per dialect: MS-TURN's share, and the standard dialect as the rest.
+        let ms = &c.ms;
+        for (dialect, c2p, c2p_bytes, p2c, p2c_bytes, active, created) in [
+            (
+                "standard",
+                c.client_to_peer_packets.saturating_sub(ms.client_to_peer_packets),
+                c.client_to_peer_bytes.saturating_sub(ms.client_to_peer_bytes),
+                c.peer_to_client_packets.saturating_sub(ms.peer_to_client_packets),
+                c.peer_to_client_bytes.saturating_sub(ms.peer_to_client_bytes),
+                c.allocations_active.saturating_sub(ms.allocations_active),
+                c.allocations_created.saturating_sub(ms.allocations_created),
+            ),
+            (
+                "msturn",
+                ms.client_to_peer_packets,
+                ms.client_to_peer_bytes,
+                ms.peer_to_client_packets,
+                ms.peer_to_client_bytes,
+                ms.allocations_active,
+                ms.allocations_created,
+            ),
+        ] {
+            for (direction, packets, bytes) in [("client_to_peer", c2p, c2p_bytes), ("peer_to_client", p2c, p2c_bytes)]
+            {
+                metrics::counter!("vienna_turn_dialect_relayed_packets_total", "dialect" => dialect, "direction" => direction)
+                    .absolute(packets);
+                metrics::counter!("vienna_turn_dialect_relayed_bytes_total", "dialect" => dialect, "direction" => direction)
+                    .absolute(bytes);
+            }
+            metrics::gauge!("vienna_turn_dialect_allocations", "dialect" => dialect).set(active as f64);
+            metrics::counter!("vienna_turn_dialect_allocations_created_total", "dialect" => dialect).absolute(created);
+        }
+        for (name, value) in [
+            ("vienna_turn_msturn_requests_total", ms.requests),
+            ("vienna_turn_msturn_send_requests_total", ms.send_requests),
+            ("vienna_turn_msturn_data_indications_total", ms.data_indications),
+            ("vienna_turn_msturn_raw_client_to_peer_total", ms.raw_client_to_peer),
+            ("vienna_turn_msturn_raw_peer_to_client_total", ms.raw_peer_to_client),
+            ("vienna_turn_msturn_active_destinations_total", ms.active_destinations),
+            ("vienna_turn_msturn_auth_failures_total", ms.auth_failures),
+            ("vienna_turn_msturn_replays_total", ms.replays),
+            ("vienna_turn_msturn_retransmissions_total", ms.retransmissions),
+            ("vienna_turn_msturn_success_responses_total", ms.success_responses),
+            ("vienna_turn_msturn_error_responses_total", ms.error_responses),
+            ("vienna_turn_msturn_bandwidth_checks_total", ms.bandwidth_checks),
+            ("vienna_turn_msturn_bandwidth_commits_total", ms.bandwidth_commits),
+            ("vienna_turn_msturn_bandwidth_updates_total", ms.bandwidth_updates),
+            ("vienna_turn_msturn_pseudo_tls_handshakes_total", self.pseudo_tls_handshakes.load(Ordering::Relaxed)),
+            ("vienna_turn_msturn_stream_clients_total", self.ms_stream_clients.load(Ordering::Relaxed)),
+        ] {
+            metrics::counter!(name).absolute(value);
+        }
         for (i, code) in vienna_turn::counters::ERROR_CODES.iter().enumerate() {
             metrics::counter!("vienna_turn_responses_total", "code" => code.to_string()).absolute(c.error_responses[i]);
         }

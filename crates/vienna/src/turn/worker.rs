@@ -17,8 +17,10 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc::Sender;
 use vienna_netio::{BATCH, RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
-use vienna_stun::{Kind, classify};
-use vienna_turn::{BindFailure, BindRequest, ClientDatagram, Event, FiveTuple, Output, Relay, Transmit, Transport};
+use vienna_turn::{
+    BindFailure, BindRequest, ClientDatagram, DropReason, Event, FiveTuple, NotForwarded, Output, Relay, Transmit,
+    Transport,
+};
 
 use super::shared::{AllocationView, TurnShared, WorkerStats};
 
@@ -26,6 +28,12 @@ const LISTENER: Token = Token(0);
 /// Token of the waker (the inbox has something).
 pub const WAKER: Token = Token(1);
 const FIRST_RELAY: usize = 2;
+/// Tokens of TCP relay listeners and connections start here (UDP relayed sockets stay below).
+const FIRST_TCP: usize = 1 << 30;
+/// Most peer connections on one relayed TCP address.
+const MAX_TCP_PEERS: usize = 64;
+/// Bytes queued to one TCP peer before more are dropped.
+const MAX_TCP_BACKLOG: usize = 256 << 10;
 
 /// Batches read from one socket before giving the others a turn.
 const READ_BUDGET: usize = 16;
@@ -77,6 +85,51 @@ struct RelaySocket {
     addr: SocketAddr,
 }
 
+/// A relayed TCP address (MS-TURN allocations made over TCP): its listener, or one of its connections
+/// to a peer. The connection's bytes are relayed as they are, both ways: the client's DATA is written to
+/// it, what it reads goes to the client as DATA (ICE-TCP clients frame their own packets, RFC 4571).
+enum TcpEntry {
+    Listener { listener: mio::net::TcpListener, addr: SocketAddr, peers: usize },
+    Conn(TcpConn),
+}
+
+struct TcpConn {
+    stream: mio::net::TcpStream,
+    relayed: SocketAddr,
+    peer: SocketAddr,
+    connected: bool,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+impl TcpConn {
+    /// Writes what is queued; `false` when the connection failed.
+    fn flush(&mut self) -> bool {
+        use std::io::Write;
+        if !self.connected {
+            match self.stream.peer_addr() {
+                Ok(_) => self.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    return !matches!(self.stream.take_error(), Ok(Some(_)) | Err(_));
+                }
+                Err(_) => return false,
+            }
+        }
+        while !self.outbuf.is_empty() {
+            match self.stream.write(&self.outbuf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
 /// The relayed sockets of a worker and the batch of datagrams going out of them to peers.
 struct PeerSide {
     sockets: Vec<Option<RelaySocket>>,
@@ -87,10 +140,21 @@ struct PeerSide {
     batch_slot: Option<usize>,
     /// Datagrams dropped at send.
     dropped: u64,
+    /// Registers TCP relay sockets.
+    registry: mio::Registry,
+    /// TCP relay listeners and connections, by token - FIRST_TCP.
+    tcp: Vec<Option<TcpEntry>>,
+    tcp_free: Vec<usize>,
+    /// Listener slot of each relayed TCP address.
+    tcp_listeners: HashMap<SocketAddr, usize>,
+    /// Connection slot of each (relayed, peer).
+    tcp_conns: HashMap<(SocketAddr, SocketAddr), usize>,
+    /// Connections holding bytes that wait for a permission.
+    tcp_stalled: Vec<usize>,
 }
 
 impl PeerSide {
-    fn new() -> Self {
+    fn new(registry: mio::Registry) -> Self {
         Self {
             sockets: Vec::new(),
             free: Vec::new(),
@@ -98,12 +162,96 @@ impl PeerSide {
             batch: SendBatch::new(),
             batch_slot: None,
             dropped: 0,
+            registry,
+            tcp: Vec::new(),
+            tcp_free: Vec::new(),
+            tcp_listeners: HashMap::new(),
+            tcp_conns: HashMap::new(),
+            tcp_stalled: Vec::new(),
+        }
+    }
+
+    fn tcp_insert(&mut self, entry: TcpEntry) -> usize {
+        let slot = self.tcp_free.pop().unwrap_or_else(|| {
+            self.tcp.push(None);
+            self.tcp.len() - 1
+        });
+        self.tcp[slot] = Some(entry);
+        slot
+    }
+
+    /// A new connection (accepted or opened) on relayed `relayed`; `None` when it cannot be watched.
+    fn tcp_add_conn(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        relayed: SocketAddr,
+        peer: SocketAddr,
+        connected: bool,
+    ) -> Option<usize> {
+        let listener = *self.tcp_listeners.get(&relayed)?;
+        if let Some(Some(TcpEntry::Listener { peers, .. })) = self.tcp.get_mut(listener) {
+            if *peers >= MAX_TCP_PEERS {
+                return None;
+            }
+            *peers += 1;
+        }
+        let slot = self.tcp_free.last().copied().unwrap_or(self.tcp.len());
+        self.registry.register(&mut stream, Token(FIRST_TCP + slot), Interest::READABLE | Interest::WRITABLE).ok()?;
+        let _ = stream.set_nodelay(true);
+        let conn = TcpConn { stream, relayed, peer, connected, inbuf: Vec::new(), outbuf: Vec::new() };
+        let slot = self.tcp_insert(TcpEntry::Conn(conn));
+        self.tcp_conns.insert((relayed, peer), slot);
+        Some(slot)
+    }
+
+    fn tcp_close(&mut self, slot: usize) {
+        if let Some(Some(TcpEntry::Conn(mut c))) = self.tcp.get_mut(slot).map(Option::take) {
+            let _ = self.registry.deregister(&mut c.stream);
+            self.tcp_conns.remove(&(c.relayed, c.peer));
+            self.tcp_stalled.retain(|s| *s != slot);
+            if let Some(&l) = self.tcp_listeners.get(&c.relayed)
+                && let Some(Some(TcpEntry::Listener { peers, .. })) = self.tcp.get_mut(l)
+            {
+                *peers = peers.saturating_sub(1);
+            }
+            self.tcp_free.push(slot);
+        }
+    }
+
+    /// Queues `payload` on the TCP connection from `relayed` to `peer`, opening it if needed.
+    fn tcp_send(&mut self, relayed: SocketAddr, payload: &[u8], peer: SocketAddr) {
+        let slot = match self.tcp_conns.get(&(relayed, peer)) {
+            Some(&slot) => slot,
+            None => {
+                let opened = vienna_netio::connect_from(relayed, peer)
+                    .ok()
+                    .and_then(|s| self.tcp_add_conn(mio::net::TcpStream::from_std(s), relayed, peer, false));
+                match opened {
+                    Some(slot) => slot,
+                    None => {
+                        self.dropped += 1;
+                        return;
+                    }
+                }
+            }
+        };
+        let Some(Some(TcpEntry::Conn(c))) = self.tcp.get_mut(slot) else { return };
+        if c.outbuf.len() + payload.len() > MAX_TCP_BACKLOG {
+            self.dropped += 1;
+            return;
+        }
+        c.outbuf.extend_from_slice(payload);
+        if !c.flush() {
+            self.tcp_close(slot);
         }
     }
 
     /// Queues `payload` to `peer` from the relayed socket bound on `relayed`.
     fn send(&mut self, relayed: SocketAddr, payload: &[u8], peer: SocketAddr) {
         let Some(&slot) = self.by_addr.get(&relayed) else {
+            if self.tcp_listeners.contains_key(&relayed) {
+                return self.tcp_send(relayed, payload, peer);
+            }
             self.dropped += 1;
             return;
         };
@@ -131,6 +279,24 @@ impl PeerSide {
     }
 
     fn bind(&mut self, registry: &mio::Registry, request: BindRequest) -> Result<(), BindFailure> {
+        if request.tcp {
+            let listener = match vienna_netio::bind_tcp_relay(request.addr) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(BindFailure::AddrInUse),
+                Err(e) => {
+                    tracing::warn!(address = %request.addr, error = %e, "turn: cannot bind relayed TCP address");
+                    return Err(BindFailure::Other);
+                }
+            };
+            let mut listener = mio::net::TcpListener::from_std(listener);
+            let slot = self.tcp_free.last().copied().unwrap_or(self.tcp.len());
+            if registry.register(&mut listener, Token(FIRST_TCP + slot), Interest::READABLE).is_err() {
+                return Err(BindFailure::Other);
+            }
+            let slot = self.tcp_insert(TcpEntry::Listener { listener, addr: request.addr, peers: 0 });
+            self.tcp_listeners.insert(request.addr, slot);
+            return Ok(());
+        }
         let options = UdpOptions { reuse_port: false, recv_buffer: RELAY_BUFFER, send_buffer: RELAY_BUFFER };
         let socket = match bind_udp(request.addr, options) {
             Ok(socket) => socket,
@@ -161,6 +327,18 @@ impl PeerSide {
     }
 
     fn release(&mut self, registry: &mio::Registry, addr: SocketAddr) {
+        if let Some(slot) = self.tcp_listeners.remove(&addr) {
+            let conns: Vec<usize> =
+                self.tcp_conns.iter().filter(|((relayed, _), _)| *relayed == addr).map(|(_, s)| *s).collect();
+            for c in conns {
+                self.tcp_close(c);
+            }
+            if let Some(Some(TcpEntry::Listener { mut listener, .. })) = self.tcp.get_mut(slot).map(Option::take) {
+                let _ = registry.deregister(&mut listener);
+            }
+            self.tcp_free.push(slot);
+            return;
+        }
         let Some(slot) = self.by_addr.remove(&addr) else { return };
         if self.batch_slot == Some(slot) {
             self.flush();
@@ -175,13 +353,15 @@ impl PeerSide {
 /// One datagram or stream frame from a client: ChannelData takes the hot path (no parsing, no
 /// allocation), everything else goes to the core.
 fn client_input(relay: &mut Relay, peers: &mut PeerSide, now: Instant, tuple: FiveTuple, bytes: &[u8]) {
-    if classify(bytes) == Kind::ChannelData {
-        if let Ok(t) = relay.relay_channel_data(now, &tuple, bytes) {
-            peers.send(t.relayed, &bytes[t.payload], t.peer);
+    // ChannelData, MS-TURN Send requests and raw data for an active destination: no allocation.
+    match relay.relay_client_packet(now, &tuple, bytes) {
+        Ok(t) => peers.send(t.relayed, &bytes[t.payload], t.peer),
+        Err(NotForwarded::Dropped(_)) => {}
+        Err(NotForwarded::Control) => {
+            let datagram =
+                ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes };
+            relay.handle_client_datagram(now, datagram);
         }
-    } else {
-        let datagram = ClientDatagram { transport: tuple.transport, client: tuple.client, server: tuple.server, bytes };
-        relay.handle_client_datagram(now, datagram);
     }
 }
 
@@ -218,6 +398,7 @@ impl Worker {
         let listener_addr = listener.local_addr()?;
         let mut listener = UdpSocket::from_std(listener);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let peers = PeerSide::new(poll.registry().try_clone()?);
         Ok(Self {
             index,
             relay,
@@ -226,7 +407,7 @@ impl Worker {
             listener_addr,
             inbox,
             shared,
-            peers: PeerSide::new(),
+            peers,
             streams: HashMap::new(),
             recv: RecvBatch::new(),
             to_clients: SendBatch::new(),
@@ -273,11 +454,18 @@ impl Worker {
                             return;
                         }
                     }
+                    Token(t) if t >= FIRST_TCP => self.tcp_ready(t - FIRST_TCP),
                     Token(t) => self.read_relay(t - FIRST_RELAY),
                 }
             }
             self.ready = ready;
             let now = Instant::now();
+            if !self.peers.tcp_stalled.is_empty() {
+                for slot in self.peers.tcp_stalled.clone() {
+                    self.tcp_deliver(slot, now);
+                }
+                self.flush();
+            }
             if self.relay.poll_timeout().is_some_and(|t| t <= now) {
                 self.relay.handle_timeout(now);
             }
@@ -361,6 +549,99 @@ impl Worker {
             }
         }
         self.unfinished.push(Token(slot + FIRST_RELAY));
+    }
+
+    /// A TCP relay listener or connection is ready: accept, write what is queued, read whole frames and
+    /// hand them to the core as peer datagrams.
+    fn tcp_ready(&mut self, slot: usize) {
+        use std::io::Read;
+        let now = Instant::now();
+        if let Some(Some(TcpEntry::Listener { .. })) = self.peers.tcp.get(slot) {
+            loop {
+                let Some(Some(TcpEntry::Listener { listener, addr, .. })) = self.peers.tcp.get(slot) else { return };
+                let relayed = *addr;
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        // Over the connection limit: dropped (closed) here.
+                        let _ = self.peers.tcp_add_conn(stream, relayed, peer, true);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        }
+        let Some(Some(TcpEntry::Conn(c))) = self.peers.tcp.get_mut(slot) else { return };
+        let mut alive = c.flush();
+        let mut chunk = [0u8; 4096];
+        while alive {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => alive = false,
+                Ok(n) => c.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => alive = false,
+            }
+        }
+        if c.inbuf.len() > MAX_TCP_BACKLOG {
+            alive = false;
+        }
+        self.tcp_deliver(slot, now);
+        if !alive {
+            self.peers.tcp_close(slot);
+        }
+        self.flush();
+    }
+
+    /// Hands what a TCP peer connection has read to the core (in chunks of at most a DATA attribute). A
+    /// peer that speaks before the client's first Send installed its permission is held, not dropped:
+    /// ICE-TCP does not retransmit, so its stalled bytes are retried on every turn of the loop.
+    fn tcp_deliver(&mut self, slot: usize, now: Instant) {
+        const CHUNK: usize = 60_000;
+        let Some(Some(TcpEntry::Conn(c))) = self.peers.tcp.get_mut(slot) else { return };
+        let (relayed, peer) = (c.relayed, c.peer);
+        if !c.inbuf.is_empty() && !self.relay.peer_permitted(now, relayed, peer) {
+            if !self.peers.tcp_stalled.contains(&slot) {
+                self.peers.tcp_stalled.push(slot);
+            }
+            return;
+        }
+        let input = std::mem::take(&mut c.inbuf);
+        let mut used = 0;
+        let mut stalled = false;
+        while used < input.len() {
+            let chunk = &input[used..input.len().min(used + CHUNK)];
+            let mut out = vec![0u8; chunk.len() + 64];
+            match self.relay.relay_peer_datagram(now, relayed, peer, chunk, &mut out) {
+                Ok(t) => {
+                    out.truncate(t.len);
+                    if t.tuple.transport == Transport::Udp {
+                        self.send_client(&t.tuple, out);
+                    } else {
+                        self.send_stream(&t.tuple, out);
+                    }
+                }
+                Err(DropReason::NoPermission) => {
+                    stalled = true;
+                    break;
+                }
+                Err(_) => {}
+            }
+            used += chunk.len();
+        }
+        if let Some(Some(TcpEntry::Conn(c))) = self.peers.tcp.get_mut(slot) {
+            let mut rest = input;
+            rest.drain(..used);
+            rest.extend_from_slice(&c.inbuf);
+            c.inbuf = rest;
+        }
+        if stalled {
+            if !self.peers.tcp_stalled.contains(&slot) {
+                self.peers.tcp_stalled.push(slot);
+            }
+        } else {
+            self.peers.tcp_stalled.retain(|s| *s != slot);
+        }
     }
 
     /// Commands from other threads; `false` means stop.
@@ -491,6 +772,7 @@ impl Worker {
             .map(|a| AllocationView {
                 id: format!("{}-{}", self.index, a.id.0),
                 transport: transport_name(a.tuple.transport),
+                dialect: if a.msturn { "msturn" } else { "standard" },
                 client: a.tuple.client,
                 server: a.tuple.server,
                 username: a.username.to_owned(),

@@ -1,7 +1,8 @@
-//! A small, bounded XML reader for presence documents (PIDF, RPID): elements with resolved namespaces,
-//! attributes and text, into a tree.
+//! A small, bounded XML reader for the documents SIP carries (PIDF and RPID, C3P, conference-info,
+//! MS-PRES categories): elements with resolved namespaces, attributes and text, into a tree; and a
+//! [`Writer`] that builds documents with every value escaped.
 //!
-//! Enough of XML 1.0 for what SIP presence clients send: the XML declaration and processing instructions
+//! Enough of XML 1.0 for what SIP clients send: the XML declaration and processing instructions
 //! (skipped), comments, CDATA, the five predefined entities and character references, single- and
 //! double-quoted attributes, `xmlns` and `xmlns:prefix` declarations. Left out on purpose: DTDs and
 //! user-defined entities (a `<!DOCTYPE` is an error, so no entity expansion attacks), and encodings other
@@ -9,7 +10,18 @@
 
 use std::collections::HashMap;
 
-use crate::error::BodyError;
+use thiserror::Error;
+
+/// Why a document was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum XmlError {
+    /// Not well-formed (or uses what this reader leaves out).
+    #[error("malformed XML: {0}")]
+    Malformed(&'static str),
+    /// Beyond one of the [`Limits`].
+    #[error("XML document too large: {0}")]
+    TooLarge(&'static str),
+}
 
 /// Bounds on a document.
 #[derive(Clone, Copy, Debug)]
@@ -70,8 +82,8 @@ struct Reader<'a> {
     elements: usize,
 }
 
-fn err(what: &'static str) -> BodyError {
-    BodyError::Malformed(what)
+fn err(what: &'static str) -> XmlError {
+    XmlError::Malformed(what)
 }
 
 fn is_name_char(c: char) -> bool {
@@ -89,14 +101,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips past `end`, or fails with `what`.
-    fn skip_past(&mut self, end: &str, what: &'static str) -> Result<&'a str, BodyError> {
+    fn skip_past(&mut self, end: &str, what: &'static str) -> Result<&'a str, XmlError> {
         let r = self.rest();
         let i = r.find(end).ok_or(err(what))?;
         self.pos += i + end.len();
         Ok(&r[..i])
     }
 
-    fn name(&mut self) -> Result<&'a str, BodyError> {
+    fn name(&mut self) -> Result<&'a str, XmlError> {
         let r = self.rest();
         let len = r.find(|c: char| !is_name_char(c)).unwrap_or(r.len());
         if len == 0 || r.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') {
@@ -107,7 +119,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips the prolog and misc items (declaration, PIs, comments, whitespace) before or after the root.
-    fn misc(&mut self) -> Result<(), BodyError> {
+    fn misc(&mut self) -> Result<(), XmlError> {
         loop {
             self.skip_ws();
             let r = self.rest();
@@ -123,7 +135,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn document(&mut self) -> Result<Element, BodyError> {
+    fn document(&mut self) -> Result<Element, XmlError> {
         if self.rest().starts_with('\u{feff}') {
             self.pos += '\u{feff}'.len_utf8();
         }
@@ -141,13 +153,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one element starting at `<`.
-    fn element(&mut self, parent: &HashMap<String, String>, depth: usize) -> Result<Element, BodyError> {
+    fn element(&mut self, parent: &HashMap<String, String>, depth: usize) -> Result<Element, XmlError> {
         if depth > self.limits.max_depth {
-            return Err(BodyError::TooLarge("elements nested too deep"));
+            return Err(XmlError::TooLarge("elements nested too deep"));
         }
         self.elements += 1;
         if self.elements > self.limits.max_elements {
-            return Err(BodyError::TooLarge("too many elements"));
+            return Err(XmlError::TooLarge("too many elements"));
         }
         self.pos += 1; // '<'
         let qname = self.name()?;
@@ -190,7 +202,7 @@ impl<'a> Reader<'a> {
                 return Err(err("repeated attribute"));
             }
             if raw_attrs.len() >= self.limits.max_attributes {
-                return Err(BodyError::TooLarge("too many attributes"));
+                return Err(XmlError::TooLarge("too many attributes"));
             }
             raw_attrs.push((name, decode(raw, self.limits.max_text)?));
         };
@@ -267,18 +279,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn push_text(out: &mut String, text: &str, max: usize) -> Result<(), BodyError> {
+fn push_text(out: &mut String, text: &str, max: usize) -> Result<(), XmlError> {
     if out.len() + text.len() > max {
-        return Err(BodyError::TooLarge("text too long"));
+        return Err(XmlError::TooLarge("text too long"));
     }
     out.push_str(text);
     Ok(())
 }
 
 /// Decodes the predefined entities and character references.
-fn decode(raw: &str, max: usize) -> Result<String, BodyError> {
+fn decode(raw: &str, max: usize) -> Result<String, XmlError> {
     if raw.len() > max {
-        return Err(BodyError::TooLarge("text too long"));
+        return Err(XmlError::TooLarge("text too long"));
     }
     if !raw.contains('&') {
         return Ok(raw.to_owned());
@@ -315,7 +327,7 @@ fn decode(raw: &str, max: usize) -> Result<String, BodyError> {
 }
 
 /// Parses a UTF-8 document into its root element.
-pub fn parse(bytes: &[u8], limits: Limits) -> Result<Element, BodyError> {
+pub fn parse(bytes: &[u8], limits: Limits) -> Result<Element, XmlError> {
     let s = std::str::from_utf8(bytes).map_err(|_| err("not UTF-8"))?;
     Reader { s, pos: 0, limits, elements: 0 }.document()
 }
@@ -337,6 +349,96 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     out.into()
+}
+
+/// Builds an XML document: elements, attributes and text, every value escaped. Start tags stay open for
+/// attributes until content or the end of the element.
+#[derive(Debug, Default)]
+pub struct Writer {
+    out: String,
+    open: Vec<String>,
+    in_start_tag: bool,
+}
+
+impl Writer {
+    /// A document that starts with the XML declaration.
+    pub fn new() -> Writer {
+        Writer { out: String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"), ..Writer::default() }
+    }
+
+    /// A fragment without declaration.
+    pub fn fragment() -> Writer {
+        Writer::default()
+    }
+
+    fn close_start(&mut self) {
+        if self.in_start_tag {
+            self.out.push('>');
+            self.in_start_tag = false;
+        }
+    }
+
+    /// Opens element `name` (a qualified name, e.g. `msci:media`).
+    pub fn start(&mut self, name: &str) -> &mut Writer {
+        self.close_start();
+        self.out.push('<');
+        self.out.push_str(name);
+        self.open.push(name.to_owned());
+        self.in_start_tag = true;
+        self
+    }
+
+    /// Adds an attribute to the element just opened.
+    pub fn attr(&mut self, name: &str, value: &str) -> &mut Writer {
+        debug_assert!(self.in_start_tag, "attribute {name} outside a start tag");
+        self.out.push(' ');
+        self.out.push_str(name);
+        self.out.push_str("=\"");
+        self.out.push_str(&escape(value));
+        self.out.push('"');
+        self
+    }
+
+    /// Text content.
+    pub fn text(&mut self, text: &str) -> &mut Writer {
+        self.close_start();
+        self.out.push_str(&escape(text));
+        self
+    }
+
+    /// Closes the innermost open element (`<a/>` when it has no content).
+    pub fn end(&mut self) -> &mut Writer {
+        let name = self.open.pop().expect("end() without an open element");
+        if self.in_start_tag {
+            self.out.push_str("/>");
+            self.in_start_tag = false;
+        } else {
+            self.out.push_str("</");
+            self.out.push_str(&name);
+            self.out.push('>');
+        }
+        self
+    }
+
+    /// Markup built elsewhere (by another [`Writer::fragment`]), inserted as it is.
+    pub fn raw(&mut self, markup: &str) -> &mut Writer {
+        self.close_start();
+        self.out.push_str(markup);
+        self
+    }
+
+    /// `<name>text</name>`.
+    pub fn leaf(&mut self, name: &str, text: &str) -> &mut Writer {
+        self.start(name).text(text).end()
+    }
+
+    /// Closes every open element and returns the document.
+    pub fn finish(mut self) -> String {
+        while !self.open.is_empty() {
+            self.end();
+        }
+        self.out
+    }
 }
 
 #[cfg(test)]
@@ -378,9 +480,21 @@ mod tests {
             assert!(parse(bad, Limits::default()).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let deep = "<a>".repeat(100) + &"</a>".repeat(100);
-        assert_eq!(parse(deep.as_bytes(), Limits::default()), Err(BodyError::TooLarge("elements nested too deep")));
+        assert_eq!(parse(deep.as_bytes(), Limits::default()), Err(XmlError::TooLarge("elements nested too deep")));
         let wide = format!("<a>{}</a>", "<b/>".repeat(2000));
-        assert_eq!(parse(wide.as_bytes(), Limits::default()), Err(BodyError::TooLarge("too many elements")));
+        assert_eq!(parse(wide.as_bytes(), Limits::default()), Err(XmlError::TooLarge("too many elements")));
+    }
+
+    #[test]
+    fn writer_escapes_and_reads_back() {
+        let mut w = Writer::new();
+        w.start("a").attr("xmlns", "urn:a").attr("v", "1\"<2");
+        w.leaf("b", "x & y").start("c").end();
+        let doc = w.finish();
+        assert!(doc.ends_with("<a xmlns=\"urn:a\" v=\"1&quot;&lt;2\"><b>x &amp; y</b><c/></a>"), "{doc}");
+        let root = parse(doc.as_bytes(), Limits::default()).unwrap();
+        assert_eq!(root.attr("v"), Some("1\"<2"));
+        assert_eq!(root.child("urn:a", "b").unwrap().text, "x & y");
     }
 
     #[test]

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Vienna's SIP registrar and proxy against Kamailio 5.6, side by side on one machine, under SIPp.
+
+The servers run at once on different UDP ports: Kamailio with usrloc in memory (db_mode 0, 2 children,
+bench/kamailio/registrar.cfg), Vienna with its store as shipped (SQLite, bindings durable before the
+200 OK, store.synchronous = full) and Vienna with store.synchronous = normal. For each load the rate rises
+step by step (RATES); at every step SIPp loads one server after the other, so drift in the machine hits
+all of them. A step is clean when
+every call of it succeeded (no failed call, no timeout). A server's ladder stops at its first unclean step.
+
+Loads (USERS users, SIPp's injection file gives each call the next user):
+- register: REGISTER without authentication, 200 (one transaction per call);
+- register-digest: REGISTER, 401, REGISTER with Digest MD5, 200 (two transactions per call);
+- message: MESSAGE from a user to a registered sink (a SIPp UAS answering 200), routed by a location
+  lookup and relayed statefully (one proxied transaction per call), no authentication on either server.
+
+CPU is the server's utime + stime from /proc (all Kamailio processes; Vienna's one process) during the
+step, divided by the calls of the step. Every SIPp run is bounded (-m, -timeout and a timeout around it);
+the servers stop when the script ends.
+
+Usage: python3 bench/sip-vs-kamailio.py   (installs kamailio and sip-tester if missing; builds Vienna in
+release). Environment: RATES ("1000,2000,5000,10000,15000,20000"), SECONDS per step (5), USERS (1000),
+LOADS ("register,register-digest,message"), SERVERS ("kamailio,vienna,vienna-normal"), JSON (path of a
+JSON result file, optional).
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+RATES = [int(x) for x in os.environ.get("RATES", "1000,2000,5000,10000,15000,20000").split(",")]
+SECONDS = int(os.environ.get("SECONDS", "5"))
+USERS = int(os.environ.get("USERS", "1000"))
+LOADS = os.environ.get("LOADS", "register,register-digest,message").split(",")
+# vienna: the store as shipped (store.synchronous = full: a registration is on disk, fsynced, before its
+# 200 OK). vienna-normal: store.synchronous = normal (written to the WAL before the 200 OK, fsynced at
+# checkpoints: survives a crash of the process, not of the machine), the nearest to Kamailio's memory-only
+# usrloc that Vienna offers.
+PORTS = {"kamailio": 5390, "vienna": 5490, "vienna-normal": 5590}
+SINK_PORT = {"kamailio": 5391, "vienna": 5491, "vienna-normal": 5591}
+SERVERS = os.environ.get("SERVERS", ",".join(PORTS)).split(",")
+PORTS = {s: PORTS[s] for s in SERVERS}
+TICKS = os.sysconf("SC_CLK_TCK")
+SCENARIO = {
+    "register": "register-noauth.xml",
+    "register-digest": "register-digest.xml",
+    "message": "message-uac.xml",
+}
+TRANSACTIONS_PER_CALL = {"register": 1, "register-digest": 2, "message": 1}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def install():
+    missing = [p for p in ("kamailio", "sip-tester") if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.find("install ok installed") < 0]
+    if missing:
+        log("installing", *missing)
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def proc_cpu(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except FileNotFoundError:
+        return 0.0
+
+
+def tree(pid):
+    """pid and all its descendants (Kamailio forks its children)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu(pid):
+    return sum(proc_cpu(p) for p in tree(pid))
+
+
+class Servers:
+    def __init__(self, work):
+        self.work = work
+        self.procs = {}
+        self.vienna_bin = os.path.join(ROOT, "target", "release", "vienna")
+        self.data = os.path.join(work, "vienna-data")
+        users = os.path.join(work, "users.csv")
+        with open(users, "w") as f:
+            f.write("SEQUENTIAL\n")
+            for i in range(USERS):
+                f.write(f"user{i};pw-user{i};[authentication username=user{i} password=pw-user{i}]\n")
+        self.users = users
+        log(f"creating {USERS} Vienna accounts")
+        for i in range(USERS):
+            subprocess.run([self.vienna_bin, "user", "add", f"user{i}", "--password-stdin", "--data-dir", self.data],
+                           input=f"pw-user{i}\n", text=True, check=True, capture_output=True)
+        subprocess.run([self.vienna_bin, "user", "add", "sink", "--password-stdin", "--data-dir", self.data],
+                       input="pw-sink\n", text=True, check=True, capture_output=True)
+        shutil.copytree(self.data, self.data + "-normal")
+
+    def start(self, auth):
+        self.stop()
+        with open(os.path.join(BENCH, "kamailio", "registrar.cfg")) as f:
+            cfg = f.read().replace("BENCH_PORT", str(PORTS["kamailio"]))
+        kcfg = os.path.join(self.work, "kamailio.cfg")
+        with open(kcfg, "w") as f:
+            f.write(cfg)
+        run_dir = os.path.join(self.work, "kamailio-run")
+        os.makedirs(run_dir, exist_ok=True)
+        args = ["kamailio", "-f", kcfg, "-DD", "-E", "-m", "256", "-Y", run_dir, "-P",
+                os.path.join(run_dir, "kamailio.pid")]
+        if auth:
+            args += ["-A", "WITH_AUTH"]
+        if "kamailio" in PORTS:
+            self.procs["kamailio"] = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                                      stderr=open(os.path.join(self.work, "kamailio.log"), "a"))
+        for name in [n for n in PORTS if n.startswith("vienna")]:
+            sync = "normal" if name == "vienna-normal" else "full"
+            data = self.data + ("-normal" if sync == "normal" else "")
+            self.procs[name] = subprocess.Popen(
+                [self.vienna_bin, "serve", "--data-dir", data,
+                 "--set", f"sip.udp_port={PORTS[name]}", "--set", "sip.tcp=false", "--set", "sip.tls=false",
+                 "--set", "turn.enabled=false", "--set", "admin.listen=127.0.0.1:0",
+                 "--set", 'sip.digest_algorithms=["MD5"]', "--set", f"sip.authenticate={'true' if auth else 'false'}",
+                 "--set", f"store.synchronous={sync}", "--set", "log.level=warn"],
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, f"{name}.log"), "a"))
+        time.sleep(2)
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                sys.exit(f"{name} did not start; see {self.work}/{name}.log")
+
+    def stop(self):
+        for p in self.procs.values():
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs = {}
+
+
+def sipp(server, scenario, rate, calls, local_port, extra=(), timeout=None, background=False):
+    stf = os.path.join(WORK, f"sipp-{server}-{local_port}-{time.monotonic_ns()}.csv")
+    args = ["sipp", f"127.0.0.1:{PORTS[server]}", "-sf", os.path.join(BENCH, "sipp", scenario),
+            "-i", "127.0.0.1", "-p", str(local_port), "-m", str(calls), "-nostdin",
+            "-key", "domain", "localhost", "-trace_stat", "-stf", stf, "-fd", "3600"]
+    if rate:
+        args += ["-r", str(rate), "-rp", "1000", "-l", str(max(rate * 2, 100))]
+    args += list(extra)
+    limit = timeout or SECONDS * 4 + 20
+    args += ["-timeout", str(limit)]
+    if background:
+        return subprocess.Popen(["timeout", str(limit + 5)] + args, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=WORK), stf
+    subprocess.run(["timeout", str(limit + 5)] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=WORK)
+    return stats(stf)
+
+
+def stats(stf):
+    try:
+        with open(stf) as f:
+            rows = list(csv.reader(f, delimiter=";"))
+        head, last = rows[0], rows[-1]
+        get = lambda name: int(last[head.index(name)])
+        return {"ok": get("SuccessfulCall(C)"), "failed": get("FailedCall(C)"),
+                "retransmissions": get("Retransmissions(C)")}
+    except (OSError, IndexError, ValueError):
+        return {"ok": 0, "failed": -1, "retransmissions": 0}
+
+
+def step(servers, server, load, rate):
+    calls = rate * SECONDS
+    extra = ["-inf", servers.users]
+    if load == "message":
+        extra += ["-key", "to_user", "sink"]
+    pid = servers.procs[server].pid
+    before = cpu(pid)
+    t0 = time.monotonic()
+    r = sipp(server, SCENARIO[load], rate, calls, 6000 + (rate % 1000), extra)
+    wall = time.monotonic() - t0
+    used = cpu(pid) - before
+    r.update({"server": server, "load": load, "rate": rate, "calls": calls, "wall_s": round(wall, 2),
+              "cpu_s": round(used, 3), "achieved": round(r["ok"] / wall, 1) if wall else 0,
+              "cpu_us_per_call": round(used / r["ok"] * 1e6, 2) if r["ok"] else None,
+              "cpu_us_per_transaction": round(used / r["ok"] / TRANSACTIONS_PER_CALL[load] * 1e6, 2)
+              if r["ok"] else None})
+    r["clean"] = r["failed"] == 0 and r["ok"] == calls
+    return r
+
+
+def register_sink(server):
+    """Registers user `sink` at the sink UAS's port (no authentication: the MESSAGE load runs without)."""
+    port = SINK_PORT[server]
+    subprocess.run(["timeout", "20", "sipp", f"127.0.0.1:{PORTS[server]}", "-sf",
+                    os.path.join(BENCH, "sipp", "register-sink.xml"), "-m", "1", "-i", "127.0.0.1", "-p",
+                    str(port + 100), "-nostdin", "-s", "sink", "-key", "domain", "localhost", "-key", "contact_port",
+                    str(port), "-timeout", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK,
+                   check=True)
+
+
+def main():
+    global WORK
+    install()
+    log("building Vienna (release)")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna"], cwd=ROOT, check=True)
+    WORK = tempfile.mkdtemp(prefix="vienna-sip-bench-")
+    servers = Servers(WORK)
+    results = []
+    try:
+        for load in LOADS:
+            servers.start(auth=(load == "register-digest"))
+            sinks = []
+            if load == "message":
+                for server in PORTS:
+                    total = sum(RATES) * SECONDS + 10
+                    p, _ = sipp(server, "message-sink.xml", 0, total, SINK_PORT[server],
+                                timeout=len(RATES) * (SECONDS * 4 + 30), background=True)
+                    sinks.append(p)
+                    time.sleep(0.5)
+                    register_sink(server)
+            alive = {s: True for s in PORTS}
+            for rate in RATES:
+                for server in PORTS:
+                    if not alive[server]:
+                        continue
+                    r = step(servers, server, load, rate)
+                    results.append(r)
+                    log(f"{load:16} {server:8} {rate:6}/s: ok {r['ok']}/{r['calls']} failed {r['failed']} "
+                        f"retrans {r['retransmissions']} achieved {r['achieved']}/s cpu {r['cpu_s']} s "
+                        f"({r['cpu_us_per_call']} us/call)")
+                    alive[server] = r["clean"]
+                    time.sleep(1)
+                if not any(alive.values()):
+                    break
+            for p in sinks:
+                p.terminate()
+    finally:
+        servers.stop()
+    report(results)
+    if os.environ.get("JSON"):
+        with open(os.environ["JSON"], "w") as f:
+            json.dump(results, f, indent=1)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+def report(results):
+    print(f"\nSIPp against {', '.join(PORTS)}, {SECONDS} s per step, {USERS} users; "
+          f"{time.strftime('%Y-%m-%d')}\n")
+    print("| load | server | highest clean rate (calls/s) | CPU µs per call at that rate | first unclean step |")
+    print("|---|---|---|---|---|")
+    for load in LOADS:
+        for server in PORTS:
+            rows = [r for r in results if r["load"] == load and r["server"] == server]
+            clean = [r for r in rows if r["clean"]]
+            bad = [r for r in rows if not r["clean"]]
+            best = max(clean, key=lambda r: r["rate"]) if clean else None
+            first_bad = (f"{bad[0]['rate']}/s: {bad[0]['ok']} ok, {bad[0]['failed']} failed"
+                         if bad else "none")
+            print(f"| {load} | {server} | {best['rate'] if best else 0} | "
+                  f"{best['cpu_us_per_call'] if best else '-'} | {first_bad} |")
+    print("\nCPU µs per call at each rate where Kamailio and Vienna both ran cleanly:\n")
+    print("| load | rate | kamailio | vienna (full) | vienna (normal) |")
+    print("|---|---|---|---|---|")
+    for load in LOADS:
+        for rate in RATES:
+            row = {r["server"]: r["cpu_us_per_call"] for r in results
+                   if r["load"] == load and r["rate"] == rate and r["clean"]}
+            if "kamailio" in row and len(row) > 1:
+                print(f"| {load} | {rate} | {row['kamailio']} | {row.get('vienna', '-')} | "
+                      f"{row.get('vienna-normal', '-')} |")
+
+if __name__ == "__main__":
+    main()

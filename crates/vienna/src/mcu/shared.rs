@@ -1,0 +1,144 @@
+//! What the MCU workers publish for the admin API and `/metrics`.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// A worker's counters, published once a second.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct WorkerStats {
+    /// Conferences on the worker.
+    pub conferences: usize,
+    /// Participants on the worker.
+    pub participants: usize,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// From addresses no participant owns.
+    pub unknown_source: u64,
+    /// Malformed datagrams.
+    pub malformed: u64,
+    /// ICE checks answered.
+    pub stun_answered: u64,
+    /// ICE checks refused.
+    pub stun_refused: u64,
+    /// Conference ticks run.
+    pub ticks: u64,
+    /// Ticks late by more than a tick, or skipped.
+    pub late_ticks: u64,
+    /// RTP packets sent.
+    pub rtp_out: u64,
+    /// RTCP packets sent.
+    pub rtcp_out: u64,
+    /// Datagrams dropped at send.
+    pub send_dropped: u64,
+}
+
+/// One participant, for the admin API.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParticipantView {
+    /// Id within the conference.
+    pub id: String,
+    /// Label.
+    pub label: String,
+    /// MSI (its CSRC in mixes).
+    pub msi: u32,
+    /// Codec.
+    pub codec: String,
+    /// Where its mix goes.
+    pub remote: Option<String>,
+    /// Muted.
+    pub muted: bool,
+    /// Speaking.
+    pub speaking: bool,
+    /// The dominant speaker.
+    pub dominant: bool,
+    /// RTP packets received and used.
+    pub rtp_in: u64,
+    /// RTP packets sent.
+    pub rtp_out: u64,
+    /// RTP packets dropped.
+    pub rtp_dropped: u64,
+    /// Packets stored in the jitter buffer.
+    pub buffered: u64,
+    /// Frames played from a packet.
+    pub played: u64,
+    /// Ticks where the jitter buffer ran dry and held (its delay grew by a frame).
+    pub jitter_held: u64,
+    /// Packets received twice.
+    pub duplicate: u64,
+    /// Frames concealed.
+    pub concealed: u64,
+    /// Frames dropped by the jitter buffer to bring its delay down.
+    pub jitter_dropped: u64,
+    /// Jitter buffer resynchronisations.
+    pub jitter_resyncs: u64,
+    /// Packets too late for their frame.
+    pub late: u64,
+    /// Jitter buffer target delay.
+    pub jitter_target_ms: u32,
+}
+
+/// One conference, for the admin API.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConferenceView {
+    /// Name.
+    pub name: String,
+    /// Worker it lives on.
+    pub worker: usize,
+    /// The media address its participants send to.
+    pub media_address: String,
+    /// Participants.
+    pub participants: Vec<ParticipantView>,
+    /// Ticks mixed.
+    pub ticks: u64,
+    /// Frames encoded in all.
+    pub encodes: u64,
+    /// Frames encoded in the last tick (one per distinct mix and codec setting).
+    pub encodes_last_tick: u32,
+    /// Talkers mixed in the last tick.
+    pub talkers_last_tick: u32,
+}
+
+/// Shared between the workers and the admin API.
+pub struct McuShared {
+    workers: Mutex<Vec<WorkerStats>>,
+}
+
+impl McuShared {
+    /// Room for `workers` workers' figures.
+    pub fn new(workers: usize) -> McuShared {
+        McuShared { workers: Mutex::new(vec![WorkerStats::default(); workers]) }
+    }
+
+    /// A worker's latest figures.
+    pub fn publish(&self, worker: usize, stats: WorkerStats) {
+        if let Ok(mut w) = self.workers.lock()
+            && let Some(slot) = w.get_mut(worker)
+        {
+            *slot = stats;
+        }
+    }
+
+    /// Every worker's latest figures.
+    pub fn workers(&self) -> Vec<WorkerStats> {
+        self.workers.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Sets the `vienna_mcu_*` metrics from the latest figures.
+    pub fn export_metrics(&self) {
+        let w = self.workers();
+        let sum = |f: fn(&WorkerStats) -> u64| w.iter().map(f).sum::<u64>();
+        metrics::gauge!("vienna_mcu_conferences").set(w.iter().map(|s| s.conferences).sum::<usize>() as f64);
+        metrics::gauge!("vienna_mcu_participants").set(w.iter().map(|s| s.participants).sum::<usize>() as f64);
+        metrics::counter!("vienna_mcu_datagrams_in_total").absolute(sum(|s| s.datagrams_in));
+        metrics::counter!("vienna_mcu_dropped_total", "reason" => "unknown_source").absolute(sum(|s| s.unknown_source));
+        metrics::counter!("vienna_mcu_dropped_total", "reason" => "malformed").absolute(sum(|s| s.malformed));
+        metrics::counter!("vienna_mcu_dropped_total", "reason" => "send").absolute(sum(|s| s.send_dropped));
+        metrics::counter!("vienna_mcu_ice_checks_total", "result" => "answered").absolute(sum(|s| s.stun_answered));
+        metrics::counter!("vienna_mcu_ice_checks_total", "result" => "refused").absolute(sum(|s| s.stun_refused));
+        metrics::counter!("vienna_mcu_ticks_total").absolute(sum(|s| s.ticks));
+        metrics::counter!("vienna_mcu_late_ticks_total").absolute(sum(|s| s.late_ticks));
+        metrics::counter!("vienna_mcu_rtp_out_total").absolute(sum(|s| s.rtp_out));
+        metrics::counter!("vienna_mcu_rtcp_out_total").absolute(sum(|s| s.rtcp_out));
+    }
+}
