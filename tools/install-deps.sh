@@ -3,7 +3,7 @@
 #   build:  cmake nasm clang pkg-config libssl-dev (C parts of the media crates: opus, openh264, libsrtp2)
 #   tests:  curl (HTTPS checks of the admin endpoint), coturn (turnutils_uclient and turnutils_peer judge the relay),
 #           sip-tester (SIPp judges the SIP registrar and proxy), baresip (a real user agent registers, sends
-#           MESSAGE and holds an SRTP call through Vienna), libnice-dev (libnice in its OC2007/OC2007R2
+#           MESSAGE and holds an SRTP call through Vienna; two of them judge presence), libnice-dev (libnice in its OC2007/OC2007R2
 #           modes is the MS-TURN client of tests/msturn_interop.rs), kamailio kamailio-presence-modules
 #           (vienna-load's presence mode is tested against Kamailio's presence server), fonts-dejavu-core
 #           (vienna-load's plotted reports lay out text with a TrueType font)

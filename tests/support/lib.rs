@@ -273,3 +273,120 @@ pub fn add_user(data_dir: &Path, uri: &str, password: &str) {
     let out = run(data_dir, &["user", "add", uri, "--password-stdin"], &format!("{password}\n"));
     assert!(out.status.success(), "user add {uri} failed: {}", stderr(&out));
 }
+
+/// Running SIPp (Debian package sip-tester) against a server: one call of a scenario in tests/sipp/,
+/// bounded by `-timeout` and a `timeout` around it, on loopback.
+pub mod sipp {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+
+    use super::Server;
+
+    /// The scenario file `name` in tests/sipp/.
+    pub fn scenario(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp").join(name)
+    }
+
+    /// A free UDP port on loopback (free when asked; SIPp binds it right after).
+    pub fn free_port() -> u16 {
+        UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// A SIPp command making one call of `file` against `server` from local port `port`, with `args`;
+    /// errors go to `DIR/FILE-PORT-errors.log`.
+    pub fn command(dir: &Path, server: SocketAddr, file: &str, port: u16, args: &[&str]) -> Command {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("40")
+            .arg("sipp")
+            .arg(server.to_string())
+            .arg("-sf")
+            .arg(scenario(file))
+            .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-timeout", "30"])
+            .args(["-key", "domain", "localhost", "-trace_err", "-error_file"])
+            .arg(dir.join(format!("{file}-{port}-errors.log")))
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts `command` in the background.
+    pub fn spawn(command: &mut Command) -> Child {
+        command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sipp (package sip-tester)")
+    }
+
+    /// Every SIPp error log in `dir`.
+    pub fn errors(dir: &Path) -> String {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                format!("{}:\n{text}\n", e.file_name().to_string_lossy())
+            })
+            .collect()
+    }
+
+    /// Panics with SIPp's errors and the server log unless the SIPp run succeeded.
+    pub fn expect_success(server: &Server, dir: &Path, output: std::io::Result<Output>, what: &str) {
+        let output = output.expect("sipp (package sip-tester) is installed by the test command");
+        if !output.status.success() {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let lines: Vec<&str> = stdout.lines().collect();
+            panic!(
+                "{what}: sipp exited with {}\n--- sipp errors ---\n{}\n--- sipp output (tail) ---\n{}\n--- server log ---\n{}",
+                output.status,
+                errors(dir),
+                lines[lines.len().saturating_sub(15)..].join("\n"),
+                server.log_text()
+            );
+        }
+    }
+
+    /// Waits for a background SIPp run and panics unless it succeeded.
+    pub fn expect_child_success(server: &Server, dir: &Path, child: &mut Child, what: &str) {
+        let status = child.wait().expect("wait for sipp");
+        assert!(
+            status.success(),
+            "{what}: sipp exited with {status}\n{}\n--- server log ---\n{}",
+            errors(dir),
+            server.log_text()
+        );
+    }
+
+    /// Registers `user` (password `password`) with its Contact at `contact_port` (tests/sipp/register.xml).
+    pub fn register(server: &Server, dir: &Path, sip: SocketAddr, user: &str, password: &str, contact_port: u16) {
+        let out = command(dir, sip, "register.xml", free_port(), &["-s", user, "-au", user, "-ap", password])
+            .args(["-key", "contact_port", &contact_port.to_string()])
+            .output();
+        expect_success(server, dir, out, &format!("REGISTER {user}"));
+    }
+}
+
+impl Server {
+    /// The value of metric `name` (a line `name value`) in `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").body;
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+    }
+
+    /// Polls `path` on the admin API until `ok` holds for its JSON; panics with the last answer after
+    /// [`PATIENCE`].
+    pub fn wait_json(&self, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let v = self.get(path).json();
+            if ok(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{path} never satisfied the condition; last: {v}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

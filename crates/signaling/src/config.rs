@@ -53,6 +53,8 @@ pub struct CoreConfig {
     pub server_name: String,
     /// Keep-alive interval told to clients that negotiate `ms-keep-alive` (MS-CONMGMT), seconds.
     pub ms_keep_alive_secs: u32,
+    /// The presence agent (PUBLISH, SUBSCRIBE/NOTIFY for presence and watcher info).
+    pub presence: vienna_presence::PresenceConfig,
 }
 
 impl CoreConfig {
@@ -76,6 +78,7 @@ impl CoreConfig {
             max_transactions: 100_000,
             server_name: concat!("Vienna/", env!("CARGO_PKG_VERSION")).to_owned(),
             ms_keep_alive_secs: 300,
+            presence: vienna_presence::PresenceConfig::default(),
         }
     }
 }

@@ -5,16 +5,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use vienna_presence::{Origin, PresenceCore, SubId};
 use vienna_sip::digest::{Credentials, DigestServer, Verdict};
 use vienna_sip::transaction::{
     ClientOptions, Output as LayerOutput, Peer, Timer, TransactionEvent, TransactionId, TransactionLayer, Transmit,
 };
 use vienna_sip::{HeaderName, Message, Method, ParseError, Request, Response, SipUri, Uri, Via};
-use vienna_store::{Binding, BindingChange};
+use vienna_store::{Binding, BindingChange, Watcher};
 
 use crate::config::CoreConfig;
 use crate::counters::Counters;
-use crate::directory::{Account, Directory};
+use crate::directory::{Account, Directory, DirectoryPolicy};
 use crate::location::{Location, binding_peer};
 use crate::registrar::{self, Outcome};
 use crate::routing::{loop_hash, uri_peer};
@@ -23,9 +24,9 @@ use crate::routing::{loop_hash, uri_peer};
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Methods this server handles or routes, for Allow.
 const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY, PUBLISH";
 /// Option tags understood in Proxy-Require and Require of requests this server answers itself.
-const SUPPORTED: &[&str] = &["path", "gruu", "outbound"];
+const SUPPORTED: &[&str] = &["path", "gruu", "outbound", "eventlist"];
 
 /// What the driver must do.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub enum Output {
     /// Make these binding changes durable (in one write) before sending any later [`Output::Transmit`]: a
     /// REGISTER's 200 OK follows its changes.
     Persist(Vec<BindingChange>),
+    /// Make these watcher records (owner, watcher) durable before sending any later [`Output::Transmit`]:
+    /// a new watcher's SUBSCRIBE is answered once the watched user's list records it as pending.
+    PersistWatchers(Vec<(String, Watcher)>),
 }
 
 /// One forwarded copy of a request.
@@ -127,6 +131,9 @@ pub struct Core<D> {
     clock: Clock,
     counters: Counters,
     next_sweep: Instant,
+    presence: PresenceCore,
+    /// NOTIFY client transactions → their subscription.
+    notifies: HashMap<TransactionId, SubId>,
     services: Vec<Service>,
 }
 
@@ -149,6 +156,16 @@ impl<D: Directory> Core<D> {
         gruu_key[0] ^= 0x5a;
         let mut location = Location::new(gruu_key);
         location.load(bindings.into_iter().filter(|b| b.expires_at > unix_now as i64).collect());
+        let mut presence_key = secret;
+        presence_key[0] ^= 0xa5;
+        let mut presence = PresenceCore::new(config.presence.clone(), presence_key, now);
+        let mut endpoints: HashMap<&str, usize> = HashMap::new();
+        for b in location.iter() {
+            *endpoints.entry(b.aor.as_str()).or_default() += 1;
+        }
+        for (aor, n) in endpoints {
+            presence.set_endpoints(now, aor, n);
+        }
         Core {
             config,
             layer,
@@ -161,8 +178,23 @@ impl<D: Directory> Core<D> {
             clock: Clock { instant: now, unix: unix_now },
             counters: Counters::default(),
             next_sweep: now + SWEEP_EVERY,
+            presence,
+            notifies: HashMap::new(),
             services: Vec::new(),
         }
+    }
+
+    /// The presence agent (counters, presentities, subscriptions).
+    pub fn presence(&self) -> &PresenceCore {
+        &self.presence
+    }
+
+    /// Ends every presence subscription (`reason=deactivated`) before a graceful shutdown; the NOTIFYs
+    /// come out of [`Core::poll_output`].
+    pub fn shutdown(&mut self, now: Instant) {
+        self.presence.shutdown(now);
+        self.drain_presence(now);
+        self.pump(now);
     }
 
     /// The configuration.
@@ -231,7 +263,8 @@ impl<D: Directory> Core<D> {
 
     /// When [`Core::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.layer.poll_timeout().map_or(self.next_sweep, |t| t.min(self.next_sweep)))
+        let t = self.layer.poll_timeout().map_or(self.next_sweep, |t| t.min(self.next_sweep));
+        Some(self.presence.poll_timeout().map_or(t, |p| p.min(t)))
     }
 
     /// Runs timers due at `now`.
@@ -239,14 +272,26 @@ impl<D: Directory> Core<D> {
         self.layer.handle_timeout(now);
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
-            let gone = self.location.sweep(self.clock.unix(now));
+            let unix = self.clock.unix(now);
+            let gone = self.location.sweep(unix);
             if !gone.is_empty() {
                 self.counters.bindings_expired += gone.len() as u64;
+                let mut aors: Vec<&str> = gone.iter().map(|b| b.aor.as_str()).collect();
+                aors.sort_unstable();
+                aors.dedup();
+                for aor in aors {
+                    let n = self.location.bindings(aor, unix).count();
+                    self.presence.set_endpoints(now, aor, n);
+                }
                 let changes =
                     gone.into_iter().map(|b| BindingChange::Remove { aor: b.aor, contact: b.contact }).collect();
                 self.out.push_back(Output::Persist(changes));
             }
         }
+        if self.presence.poll_timeout().is_some_and(|t| t <= now) {
+            self.presence.handle_timeout(now, &DirectoryPolicy(&self.directory));
+        }
+        self.drain_presence(now);
         self.pump(now);
     }
 
@@ -266,6 +311,14 @@ impl<D: Directory> Core<D> {
     }
 
     fn on_event(&mut self, now: Instant, event: TransactionEvent) {
+        if let Some(status) = self.notify_outcome(&event)
+            && let Some(id) = event_transaction(&event)
+            && let Some(sub) = self.notifies.remove(&id)
+        {
+            self.presence.notify_result(now, sub, status);
+            self.drain_presence(now);
+            return;
+        }
         match event {
             TransactionEvent::Request { id, request, peer } => self.on_request(now, id, request, peer),
             TransactionEvent::Cancel { id, invite, request, .. } => self.on_cancel(now, id, invite, &request),
@@ -342,6 +395,12 @@ impl<D: Directory> Core<D> {
             Ok(v) => v,
             Err(()) => return self.reply(now, id, &req, 400, Some("Bad Route"), |_| {}),
         };
+        if self.config.presence.enabled
+            && matches!(req.method, Method::Subscribe | Method::Publish)
+            && self.presence_request(now, id, &req, peer)
+        {
+            return;
+        }
         let has_route = req.headers.contains(&HeaderName::Route);
         let local_uri = req.uri.as_sip().is_some_and(|u| self.config.is_local_uri(u));
         let local_domain = req.uri.as_sip().is_some_and(|u| self.config.is_local_domain(u));
@@ -374,6 +433,7 @@ impl<D: Directory> Core<D> {
         match req.method {
             Method::Options => self.reply(now, id, req, 200, None, |r| {
                 r.headers.push(HeaderName::Allow, ALLOW);
+                r.headers.push(HeaderName::AllowEvents, vienna_presence::ALLOW_EVENTS);
                 r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
                 r.headers.push(HeaderName::Accept, "application/sdp");
             }),
@@ -506,6 +566,10 @@ impl<D: Directory> Core<D> {
                     }
                     r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
                 });
+                // Watchers hear of it after the 200 OK (which waits for the binding write).
+                let endpoints = self.location.bindings(&aor, unix).count();
+                self.presence.set_endpoints(now, &aor, endpoints);
+                self.drain_presence(now);
             }
         }
     }
@@ -587,6 +651,40 @@ impl<D: Directory> Core<D> {
         }
     }
 
+    /// Who sent an out-of-dialog request, by its From: with authentication on, a local user who proved it
+    /// (407 challenge otherwise; there is no federation for others yet). `None` when the request has been
+    /// answered (challenged or refused).
+    fn authenticate_sender(&mut self, now: Instant, id: TransactionId, req: &Request, unix: u64) -> Option<String> {
+        let from = req
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.uri.as_sip().map(|u| (self.config.aor_of(u), self.config.is_local_domain(u))));
+        match from {
+            Some((from_aor, _)) if !self.config.authenticate => Some(from_aor),
+            Some((from_aor, true)) => match self.authenticate(req, true, unix) {
+                Ok(who) if who.aor == from_aor => Some(from_aor),
+                Ok(_) => {
+                    self.counters.auth_failures += 1;
+                    self.reply(now, id, req, 403, Some("Forbidden (From does not match credentials)"), |_| {});
+                    None
+                }
+                Err(f) => {
+                    self.auth_failed(now, id, req, f, true, unix);
+                    None
+                }
+            },
+            Some((_, false)) => {
+                self.reply(now, id, req, 403, Some("Forbidden (no federation with other domains)"), |_| {});
+                None
+            }
+            None => {
+                self.reply(now, id, req, 400, Some("Bad From header"), |_| {});
+                None
+            }
+        }
+    }
+
     /// An out-of-dialog request (or one not routed by us) for a user of our domain.
     fn route_to_user(&mut self, now: Instant, id: TransactionId, req: Request) {
         let unix = self.clock.unix(now);
@@ -594,38 +692,9 @@ impl<D: Directory> Core<D> {
         let mut requester = None;
         // Senders: local users prove who they are; there is no federation for others yet.
         if self.config.authenticate && !in_dialog {
-            let from = req
-                .headers
-                .from()
-                .ok()
-                .and_then(|f| f.uri.as_sip().map(|u| (self.config.aor_of(u), self.config.is_local_domain(u))));
-            match from {
-                Some((from_aor, true)) => match self.authenticate(&req, true, unix) {
-                    Ok(who) if who.aor == from_aor => requester = Some(who.aor),
-                    Ok(_) => {
-                        self.counters.auth_failures += 1;
-                        return self.reply(
-                            now,
-                            id,
-                            &req,
-                            403,
-                            Some("Forbidden (From does not match credentials)"),
-                            |_| {},
-                        );
-                    }
-                    Err(f) => return self.auth_failed(now, id, &req, f, true, unix),
-                },
-                Some((_, false)) => {
-                    return self.reply(
-                        now,
-                        id,
-                        &req,
-                        403,
-                        Some("Forbidden (no federation with other domains)"),
-                        |_| {},
-                    );
-                }
-                None => return self.reply(now, id, &req, 400, Some("Bad From header"), |_| {}),
+            match self.authenticate_sender(now, id, &req, unix) {
+                Some(aor) => requester = Some(aor),
+                None => return,
             }
         }
         let Some(uri) = req.uri.as_sip().cloned() else {
@@ -999,6 +1068,175 @@ impl<D: Directory> Core<D> {
                 self.forks.remove(&server);
             }
         }
+    }
+}
+
+impl<D: Directory> Core<D> {
+    // ----- presence --------------------------------------------------------------------------------------
+
+    /// Hands a SUBSCRIBE or PUBLISH to the presence agent when it is one: an in-dialog SUBSCRIBE of one of
+    /// its dialogs, or an out-of-dialog SUBSCRIBE (`presence`, `presence.winfo`) or PUBLISH for a user of
+    /// our domain. Returns whether the request was taken (and answered).
+    fn presence_request(&mut self, now: Instant, id: TransactionId, req: &Request, peer: Peer) -> bool {
+        let to_tag = req.headers.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let presence_event = req.headers.event().ok().flatten().is_some_and(|e| {
+            e.package.eq_ignore_ascii_case("presence") || e.package.eq_ignore_ascii_case("presence.winfo")
+        });
+        if req.method == Method::Subscribe {
+            if let Some(tag) = &to_tag {
+                let call_id = req.headers.call_id().unwrap_or_default();
+                if self.presence.has_dialog(call_id, tag) {
+                    let target = self.notify_peer(req, peer);
+                    let r = self.presence.resubscribe(now, req, target);
+                    self.presence_respond(now, id, r);
+                    return true;
+                }
+                // A refresh of a subscription this server no longer has (it restarted): 481 tells the
+                // subscriber to subscribe again (RFC 6665 §4.1.2.2).
+                let to_us = req.uri.as_sip().is_some_and(|u| u.user.is_none() && self.config.is_local_uri(u));
+                if to_us && presence_event {
+                    self.reply(
+                        now,
+                        id,
+                        req,
+                        481,
+                        Some("Call/Transaction Does Not Exist (no such subscription)"),
+                        |_| {},
+                    );
+                    return true;
+                }
+                return false;
+            }
+            if !presence_event {
+                return false;
+            }
+        } else if to_tag.is_some() {
+            return false;
+        }
+        let Some(uri) = req.uri.as_sip() else { return false };
+        if uri.user.is_none() || !self.config.is_local_domain(uri) {
+            return false;
+        }
+        let resource = self.config.aor_of(uri);
+        let unix = self.clock.unix(now);
+        let Some(sender) = self.authenticate_sender(now, id, req, unix) else { return true };
+        match self.directory.account(&resource) {
+            Some(a) if a.enabled => {}
+            _ => {
+                self.reply(now, id, req, 404, Some("Not Found (no such user)"), |_| {});
+                return true;
+            }
+        }
+        let response = if req.method == Method::Publish {
+            if sender != resource {
+                self.reply(now, id, req, 403, Some("Forbidden (users publish only their own presence)"), |_| {});
+                return true;
+            }
+            self.presence.publish(now, req, &resource)
+        } else {
+            let Some(contact) = self.config.contact(peer.transport) else {
+                self.reply(now, id, req, 500, Some("Server Internal Error (no listener)"), |_| {});
+                return true;
+            };
+            let origin = Origin {
+                watcher: &sender,
+                resource: &resource,
+                peer: self.notify_peer(req, peer),
+                contact: &contact,
+                unix: unix as i64,
+            };
+            self.presence.subscribe(now, req, origin, &DirectoryPolicy(&self.directory))
+        };
+        self.presence_respond(now, id, response);
+        true
+    }
+
+    /// Where the NOTIFYs of a subscription made by `req` from `peer` go: back over the connection on TCP
+    /// and TLS, to the Contact address on UDP (like requests to a registered contact), else to the source.
+    fn notify_peer(&self, req: &Request, peer: Peer) -> Peer {
+        if peer.transport.is_reliable() {
+            return peer;
+        }
+        let contact = match req.headers.contacts() {
+            Ok(vienna_sip::Contacts::List(l)) => l.into_iter().next(),
+            _ => None,
+        };
+        contact
+            .and_then(|c| c.uri.as_sip().and_then(uri_peer))
+            .filter(|p| p.transport == peer.transport)
+            .unwrap_or(peer)
+    }
+
+    /// Sends a presence response: watcher records first (the response waits for their write), then the
+    /// response, then the NOTIFYs it caused.
+    fn presence_respond(&mut self, now: Instant, id: TransactionId, mut response: Response) {
+        response.headers.push(HeaderName::Server, self.config.server_name.clone());
+        let outputs = self.presence.drain_outputs();
+        let mut notifies = Vec::new();
+        for o in outputs {
+            match o {
+                vienna_presence::Output::Persist(records) => self.out.push_back(Output::PersistWatchers(records)),
+                n @ vienna_presence::Output::Notify { .. } => notifies.push(n),
+            }
+        }
+        self.respond(now, id, response);
+        for n in notifies {
+            self.presence_output(now, n);
+        }
+        self.drain_presence(now);
+    }
+
+    /// Carries out everything the presence agent queued.
+    fn drain_presence(&mut self, now: Instant) {
+        while let Some(o) = self.presence.poll_output() {
+            self.presence_output(now, o);
+        }
+    }
+
+    fn presence_output(&mut self, now: Instant, output: vienna_presence::Output) {
+        match output {
+            vienna_presence::Output::Persist(records) => self.out.push_back(Output::PersistWatchers(records)),
+            vienna_presence::Output::Notify { sub, mut request, peer } => {
+                let branch = self.layer.new_branch();
+                let Some(via) = self.config.via(peer.transport, &branch) else {
+                    self.counters.send_errors += 1;
+                    self.presence.notify_result(now, sub, 503);
+                    return;
+                };
+                request.headers.push_front(HeaderName::Via, via);
+                match self.layer.send_request(now, request, peer) {
+                    Ok(tx) => {
+                        self.notifies.insert(tx, sub);
+                    }
+                    Err(_) => {
+                        self.counters.send_errors += 1;
+                        self.presence.notify_result(now, sub, 500);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The final outcome of a NOTIFY transaction this event reports, if it is one of ours.
+    fn notify_outcome(&self, event: &TransactionEvent) -> Option<u16> {
+        let (id, status) = match event {
+            TransactionEvent::Response { id, response } if response.status >= 200 => (id, response.status),
+            TransactionEvent::Timeout { id, .. } | TransactionEvent::TransportError { id } => (id, 408),
+            TransactionEvent::Terminated { id } => (id, 408),
+            _ => return None,
+        };
+        self.notifies.contains_key(id).then_some(status)
+    }
+}
+
+/// The transaction an event is about.
+fn event_transaction(event: &TransactionEvent) -> Option<TransactionId> {
+    match event {
+        TransactionEvent::Response { id, .. }
+        | TransactionEvent::Timeout { id, .. }
+        | TransactionEvent::TransportError { id }
+        | TransactionEvent::Terminated { id } => Some(*id),
+        _ => None,
     }
 }
 

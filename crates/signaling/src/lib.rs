@@ -3,8 +3,13 @@
 //! transaction layer of `vienna-sip`.
 //!
 //! The driver feeds datagrams, framed stream messages, connection losses and the current time to a
-//! [`Core`], and drains its [`Output`]s: bytes to send, and binding changes to make durable before the
-//! responses that follow them. Accounts come from a [`Directory`].
+//! [`Core`], and drains its [`Output`]s: bytes to send, and binding changes (and watcher records) to make
+//! durable before the responses that follow them. Accounts, and each user's presence policy, come from a
+//! [`Directory`].
+//!
+//! SUBSCRIBE (`presence`, `presence.winfo`) and PUBLISH for local users go to the presence agent of
+//! `vienna-presence` after the same authentication as other requests from local users; its NOTIFYs leave in
+//! client transactions from this core, and registrations feed its aggregation.
 
 mod config;
 mod core;

@@ -89,6 +89,13 @@ impl CoreConfig {
         Some(format!("<sip:{host}:{}{param};lr>", l.addr.port()))
     }
 
+    /// Our Contact (`<sip:ip:port;transport=..>`) for dialogs this server is a party to (presence
+    /// subscriptions), on the listener of `transport`.
+    pub fn contact(&self, transport: Transport) -> Option<String> {
+        let rr = self.record_route(transport)?;
+        Some(rr.replace(";lr>", ">"))
+    }
+
     /// Our Via for a request sent over `transport` with `branch`.
     pub fn via(&self, transport: Transport, branch: &str) -> Option<String> {
         let l = self.listener(transport)?;

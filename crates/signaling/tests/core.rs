@@ -124,6 +124,7 @@ impl Net {
                     }
                     step.persisted.extend(changes);
                 }
+                Output::PersistWatchers(_) => {}
             }
         }
         step

@@ -4,8 +4,8 @@
 //! naming what failed; they are plain functions so a back end's test file can also call them one by one.
 
 use crate::{
-    AccessLevel, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry, NewAccount,
-    Secrets, Store, StoreError, Watcher, WatcherState,
+    AccessLevel, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry,
+    ManualPresence, NewAccount, Secrets, Store, StoreError, Watcher, WatcherState,
 };
 
 /// A named check of the suite.
@@ -19,6 +19,7 @@ pub const CHECKS: &[Check] = &[
     ("contact_list", contact_list),
     ("aces", aces),
     ("watchers", watchers),
+    ("manual_presence", manual_presence),
     ("conferences", conferences),
     ("cascade_on_account_removal", cascade_on_account_removal),
     ("rejects_bad_values", rejects_bad_values),
@@ -255,6 +256,27 @@ fn watchers(store: &dyn Store) {
     assert!(store.remove_watcher(&alice, &blocked.uri).unwrap());
     assert!(!store.remove_watcher(&alice, &blocked.uri).unwrap());
     assert!(matches!(store.put_watcher(&aor("nobody"), &w), Err(StoreError::NotFound { .. })));
+}
+
+fn manual_presence(store: &dyn Store) {
+    let alice = add_user(store, "alice");
+    assert_eq!(store.manual_presence(&alice).unwrap(), None);
+    let away = ManualPresence { availability: 15500, activity: None, note: Some("back at 3".into()), updated_at: 5 };
+    store.set_manual_presence(&alice, Some(&away)).unwrap();
+    assert_eq!(store.manual_presence(&alice).unwrap(), Some(away));
+    let meeting =
+        ManualPresence { availability: 6500, activity: Some("in-a-meeting".into()), note: None, updated_at: 6 };
+    store.set_manual_presence(&alice, Some(&meeting)).unwrap();
+    assert_eq!(store.manual_presence(&alice).unwrap(), Some(meeting.clone()));
+    store.set_manual_presence(&alice, None).unwrap();
+    assert_eq!(store.manual_presence(&alice).unwrap(), None);
+    assert!(matches!(store.set_manual_presence(&aor("nobody"), Some(&meeting)), Err(StoreError::NotFound { .. })));
+    let bad = ManualPresence { availability: 200_000, ..meeting.clone() };
+    assert!(matches!(store.set_manual_presence(&alice, Some(&bad)), Err(StoreError::Invalid { .. })));
+    store.set_manual_presence(&alice, Some(&meeting)).unwrap();
+    store.remove_account(&alice).unwrap();
+    add_user(store, "alice");
+    assert_eq!(store.manual_presence(&alice).unwrap(), None, "removed with its account");
 }
 
 /// A conference `id` organized by `organizer`.

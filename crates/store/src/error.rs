@@ -45,6 +45,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn not_found(kind: &'static str, key: impl Into<String>) -> Self {
         Self::NotFound { kind, key: key.into() }
     }

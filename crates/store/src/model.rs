@@ -184,6 +184,21 @@ pub struct Watcher {
     pub updated_at: UnixTime,
 }
 
+/// A presence state the user set by hand that outlives its devices' sessions (the MS-PRES `userState`
+/// with `expireType="static"`): kept across restarts until changed or cleared. Numbers are the MS-PRES
+/// availability scale (3500 Online … 18500 Offline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManualPresence {
+    /// Availability number, 0..=100000.
+    pub availability: u32,
+    /// Activity token (`in-a-meeting`, ...), if any.
+    pub activity: Option<String>,
+    /// Note, if any.
+    pub note: Option<String>,
+    /// When it was set.
+    pub updated_at: UnixTime,
+}
+
 /// A scheduled or running conference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConferenceRecord {

@@ -2,7 +2,7 @@
 
 use crate::{
     Account, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry, ContactList,
-    Group, NewAccount, Result, Secrets, UnixTime, Watcher,
+    Group, ManualPresence, NewAccount, Result, Secrets, UnixTime, Watcher,
 };
 
 /// Persistent state of a Vienna server. Every method that returns `Ok` has made its change durable: it
@@ -75,6 +75,11 @@ pub trait Store: Send + Sync + 'static {
     fn put_watcher(&self, owner: &Aor, watcher: &Watcher) -> Result<()>;
     /// Removes a watcher entry; `false` if there was none.
     fn remove_watcher(&self, owner: &Aor, uri: &str) -> Result<bool>;
+
+    /// The presence state the owner set by hand, if any.
+    fn manual_presence(&self, owner: &Aor) -> Result<Option<ManualPresence>>;
+    /// Sets (`Some`) or clears (`None`) the owner's manual presence state.
+    fn set_manual_presence(&self, owner: &Aor, state: Option<&ManualPresence>) -> Result<()>;
 
     /// Creates a conference; `AlreadyExists` if the id is taken.
     fn add_conference(&self, conference: &ConferenceRecord) -> Result<()>;

@@ -29,6 +29,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// SIP registrar and proxy.
     pub sip: SipConfig,
+    /// Presence agent of the SIP role.
+    pub presence: PresenceSection,
     /// TURN relay.
     pub turn: TurnConfig,
     /// A/V Edge credentials (MRAS) for MS-TURN clients.
@@ -219,6 +221,59 @@ impl Default for SipConfig {
             t1_ms: 500,
             t2_ms: 4_000,
             t4_ms: 5_000,
+        }
+    }
+}
+
+/// `[presence]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSection {
+    /// Serve presence (PUBLISH, SUBSCRIBE/NOTIFY for presence, watcher info and contact lists).
+    pub enabled: bool,
+    /// Shortest subscription or publication accepted, seconds (423 below).
+    pub min_expires: u32,
+    /// Longest granted, seconds.
+    pub max_expires: u32,
+    /// Granted when a request names none, seconds.
+    pub default_expires: u32,
+    /// Shortest time between two NOTIFYs to one watcher, milliseconds; changes in between are coalesced.
+    pub notify_interval_ms: u64,
+    /// Most NOTIFYs sent at once; a larger fan-out continues in the next turns of the SIP thread.
+    pub notify_burst: usize,
+    /// How often live subscriptions re-read authorizations and contact lists, seconds.
+    pub reauthorize_secs: u64,
+    /// Most subscriptions at once (503 beyond).
+    pub max_subscriptions: usize,
+    /// Most publications one user may hold at once (403 beyond).
+    pub max_publications: usize,
+    /// Most contacts in one contact-list subscription.
+    pub max_list_resources: usize,
+    /// Largest PIDF body accepted, bytes (413 beyond).
+    pub max_body: usize,
+    /// A user with no registered endpoint is Offline whatever it published.
+    pub require_registration: bool,
+    /// Allow watchers nobody decided about instead of keeping them pending.
+    pub allow_unknown_watchers: bool,
+}
+
+impl Default for PresenceSection {
+    fn default() -> Self {
+        let d = vienna_presence::PresenceConfig::default();
+        Self {
+            enabled: d.enabled,
+            min_expires: d.min_expires,
+            max_expires: d.max_expires,
+            default_expires: d.default_expires,
+            notify_interval_ms: d.notify_interval.as_millis() as u64,
+            notify_burst: d.notify_burst,
+            reauthorize_secs: d.reauthorize_every.as_secs(),
+            max_subscriptions: d.max_subscriptions,
+            max_publications: d.max_publications,
+            max_list_resources: d.max_list_resources,
+            max_body: d.max_body,
+            require_registration: d.require_registration,
+            allow_unknown_watchers: d.allow_unknown_watchers,
         }
     }
 }
@@ -464,6 +519,7 @@ impl Config {
             bail!("mras.max_duration_minutes must be positive");
         }
         crate::sip::settings::validate(&self.sip)?;
+        crate::sip::settings::validate_presence(&self.presence)?;
         crate::mcu::validate(&self.mcu)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
             bail!(

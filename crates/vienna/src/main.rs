@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod data;
+mod lists;
 mod logging;
 mod mcu;
 mod mras;
@@ -59,6 +60,21 @@ enum Command {
         #[command(subcommand)]
         command: users::UserCommand,
     },
+    /// Manage a user's contact list.
+    Contact {
+        #[command(subcommand)]
+        command: lists::ContactCommand,
+    },
+    /// Decide who may watch a user's presence.
+    Watcher {
+        #[command(subcommand)]
+        command: lists::WatcherCommand,
+    },
+    /// Set a user's presence state by hand (durable).
+    Presence {
+        #[command(subcommand)]
+        command: lists::PresenceCommand,
+    },
     /// Print relay credentials: MRAS (the XML response an A/V Edge credential request gets), or
     /// TURN REST with --rest.
     RelayCredentials(mras::CredentialsArgs),
@@ -103,6 +119,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Default } => unreachable!("handled above"),
         Command::User { command } => users::run(&config, command),
+        Command::Contact { command } => lists::run_contact(&config, command),
+        Command::Watcher { command } => lists::run_watcher(&config, command),
+        Command::Presence { command } => lists::run_presence(&config, command),
         Command::RelayCredentials(args) => mras::run(&config, args),
     }
 }

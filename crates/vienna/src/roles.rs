@@ -25,8 +25,8 @@ impl Listener {
 /// Roles Vienna will have that this build does not run yet. Listed honestly at start and in the status
 /// API; each leaves this list when it is built.
 pub const NOT_BUILT: &[&str] = &[
-    "presence (SIMPLE and Microsoft enhanced presence; the SIP registrar and proxy are built and route \
-     SUBSCRIBE and NOTIFY between users)",
+    "enhanced presence (the Microsoft dialect: SERVICE, categories, roaming contacts; SIMPLE presence is \
+     built)",
     "conference focus over SIP (C3P, RFC 4575 roster, SIP INVITE to the MCU; the audio MCU is built: [mcu], \
      joined through the admin API)",
 ];

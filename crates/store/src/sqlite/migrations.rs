@@ -91,4 +91,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         expires_at       INTEGER
     ) STRICT;
     "#,
+    // 2: manual presence states that outlive device sessions (MS-PRES static userState).
+    r#"
+    CREATE TABLE manual_presence (
+        owner        TEXT PRIMARY KEY REFERENCES accounts (uri) ON DELETE CASCADE,
+        availability INTEGER NOT NULL CHECK (availability BETWEEN 0 AND 100000),
+        activity     TEXT,
+        note         TEXT,
+        updated_at   INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];

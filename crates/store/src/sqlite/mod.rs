@@ -13,7 +13,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::{
     AccessLevel, Account, AccountUpdate, Ace, AceScope, Aor, Binding, BindingChange, ConferenceRecord, ContactEntry,
-    ContactList, Group, NewAccount, Result, Secrets, Store, StoreError, UnixTime, Watcher, WatcherState,
+    ContactList, Group, ManualPresence, NewAccount, Result, Secrets, Store, StoreError, UnixTime, Watcher,
+    WatcherState,
 };
 use migrations::MIGRATIONS;
 
@@ -290,6 +291,8 @@ fn check_text(what: &'static str, value: &str, max: usize) -> Result<()> {
 
 /// Longest display name, group name or subject accepted.
 const MAX_NAME: usize = 256;
+/// Longest presence note accepted.
+const MAX_NOTE: usize = 1024;
 /// Longest URI accepted in lists and bindings.
 const MAX_URI: usize = 1024;
 
@@ -724,6 +727,47 @@ impl Store for SqliteStore {
             exec(tx, "DELETE FROM watchers WHERE owner = ?1 AND uri = ?2", [owner.as_str(), uri])
                 .map(|n| n > 0)
                 .map_err(backend)
+        })
+    }
+
+    fn manual_presence(&self, owner: &Aor) -> Result<Option<ManualPresence>> {
+        self.conn()
+            .query_row(
+                "SELECT availability, activity, note, updated_at FROM manual_presence WHERE owner = ?1",
+                [owner.as_str()],
+                |r| {
+                    Ok(ManualPresence {
+                        availability: r.get(0)?,
+                        activity: r.get(1)?,
+                        note: r.get(2)?,
+                        updated_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn set_manual_presence(&self, owner: &Aor, state: Option<&ManualPresence>) -> Result<()> {
+        if let Some(s) = state {
+            if s.availability > 100_000 {
+                return Err(StoreError::invalid("availability", "must be 0..=100000"));
+            }
+            check_text("activity", s.activity.as_deref().unwrap_or(""), MAX_NAME)?;
+            check_text("note", s.note.as_deref().unwrap_or(""), MAX_NOTE)?;
+        }
+        self.write(|tx| {
+            require_owner(tx, owner)?;
+            match state {
+                Some(s) => tx.execute(
+                    "INSERT OR REPLACE INTO manual_presence (owner, availability, activity, note, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![owner.as_str(), s.availability, s.activity, s.note, s.updated_at],
+                ),
+                None => tx.execute("DELETE FROM manual_presence WHERE owner = ?1", [owner.as_str()]),
+            }
+            .map_err(backend)?;
+            Ok(())
         })
     }
 

@@ -56,6 +56,8 @@ pub fn router(state: Shared) -> Router {
         .route("/conferences", get(conferences))
         .route("/allocations", get(allocations))
         .route("/sip", get(sip))
+        .route("/presence", get(presence))
+        .route("/presence/{uri}", get(presentity))
         .route("/mcu", get(mcu_status))
         .route("/mcu/conferences", get(mcu_conferences))
         .route("/mcu/conferences/{name}", post(mcu_create).delete(mcu_remove))
@@ -220,6 +222,35 @@ async fn sip(State(state): State<Shared>) -> Result<Response, ApiError> {
         Some(sip) => Ok(Json(sip.to_json()).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, "the SIP role is not running".into())),
     }
+}
+
+async fn presence(State(state): State<Shared>) -> Result<Response, ApiError> {
+    match &state.sip {
+        Some(sip) => Ok(Json(sip.presence_json()).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "the SIP role is not running".into())),
+    }
+}
+
+/// One user's presence: what watchers see now (when it is among the listed presentities), and the
+/// durable part from the store: contact list with groups, ACL entries and watchers.
+async fn presentity(State(state): State<Shared>, Path(uri): Path<String>) -> Result<Response, ApiError> {
+    let aor = Aor::parse(&uri, Some(&state.domain))?;
+    let key = aor.to_string();
+    let (list, aces, watchers, manual) = with_store(&state, move |s| {
+        s.account(&aor)?.ok_or_else(|| StoreError::NotFound { kind: "account", key: aor.to_string() })?;
+        Ok((s.contact_list(&aor)?, s.aces(&aor)?, s.watchers(&aor)?, s.manual_presence(&aor)?))
+    })
+    .await?;
+    let live = state.sip.as_ref().and_then(|sip| sip.presentity_json(&key));
+    let offline = serde_json::json!({ "aor": key, "state": "offline", "availability": 18500 });
+    Ok(Json(serde_json::json!({
+        "presence": live.unwrap_or(offline),
+        "manual_state": manual,
+        "contact_list": list,
+        "acl": aces,
+        "watchers": watchers,
+    }))
+    .into_response())
 }
 
 async fn allocations(State(state): State<Shared>) -> Result<Response, ApiError> {

@@ -1,14 +1,16 @@
-//! The signaling core's view of the store's accounts, with a short cache so a burst of requests from one
-//! user costs one store read.
+//! The signaling core's view of the store: accounts, and each user's presence policy (ACL entries,
+//! watcher decisions, contact list), with short caches so a burst of requests from one user costs one
+//! store read.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vienna_presence::{Decision, WatcherState};
 use vienna_signaling::{Account, Directory};
 use vienna_sip::digest::Ha1;
-use vienna_store::{Aor, Store};
+use vienna_store::{Ace, Aor, Store, Watcher};
 
 /// How long a found account is reused before the store is asked again (password changes and disabled
 /// accounts take effect within this time).
@@ -18,20 +20,80 @@ const MISS_TTL: Duration = Duration::from_secs(5);
 /// Most cached entries per map; a map is emptied when it grows past this.
 const MAX_ENTRIES: usize = 50_000;
 
+/// How long a user's presence policy is reused (a decision made with `vienna watcher` reaches live
+/// subscriptions within this plus `presence.reauthorize_secs`).
+const POLICY_TTL: Duration = Duration::from_secs(5);
+
 type Cache = RefCell<HashMap<String, (Option<Account>, Instant)>>;
 
-/// Accounts from the store for one realm.
+/// What the store says about one user's presence policy.
+#[derive(Default)]
+struct OwnerPolicy {
+    aces: Vec<Ace>,
+    watchers: HashMap<String, Watcher>,
+    /// Subscribed contacts, as addresses of record.
+    contacts: Vec<String>,
+    manual: Option<vienna_store::ManualPresence>,
+}
+
+/// Accounts and presence policies from the store for one realm.
 pub struct StoreDirectory {
     store: Arc<dyn Store>,
     realm: String,
     by_aor: Cache,
     by_auth: Cache,
+    policies: RefCell<HashMap<String, (Arc<OwnerPolicy>, Instant)>>,
 }
 
 impl StoreDirectory {
     /// Looks accounts up in `store`; Digest user names are those of `realm`.
     pub fn new(store: Arc<dyn Store>, realm: &str) -> Self {
-        Self { store, realm: realm.to_owned(), by_aor: Cache::default(), by_auth: Cache::default() }
+        Self {
+            store,
+            realm: realm.to_owned(),
+            by_aor: Cache::default(),
+            by_auth: Cache::default(),
+            policies: RefCell::default(),
+        }
+    }
+
+    /// `owner`'s presence policy, from the cache or the store (empty when the store fails: every watcher
+    /// then waits as pending, nobody is shown more than before).
+    fn policy(&self, owner: &str) -> Arc<OwnerPolicy> {
+        let now = Instant::now();
+        if let Some((p, at)) = self.policies.borrow().get(owner)
+            && now.duration_since(*at) < POLICY_TTL
+        {
+            return p.clone();
+        }
+        let fetched = Aor::parse(owner, None).map_err(|e| e.to_string()).and_then(|aor| {
+            let read = || -> vienna_store::Result<OwnerPolicy> {
+                let aces = self.store.aces(&aor)?;
+                let watchers = self.store.watchers(&aor)?.into_iter().map(|w| (normalize(&w.uri), w)).collect();
+                let contacts = self
+                    .store
+                    .contact_list(&aor)?
+                    .contacts
+                    .into_iter()
+                    .filter(|c| c.subscribed)
+                    .map(|c| normalize(&c.uri))
+                    .collect();
+                let manual = self.store.manual_presence(&aor)?;
+                Ok(OwnerPolicy { aces, watchers, contacts, manual })
+            };
+            read().map_err(|e| e.to_string())
+        });
+        let policy = Arc::new(fetched.unwrap_or_else(|e| {
+            metrics::counter!("vienna_store_errors_total").increment(1);
+            tracing::warn!(error = %e, owner, "sip: presence policy lookup failed");
+            OwnerPolicy::default()
+        }));
+        let mut map = self.policies.borrow_mut();
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(owner.to_owned(), (policy.clone(), now));
+        policy
     }
 
     fn cached(cache: &Cache, key: &str, fetch: impl FnOnce() -> Option<Account>) -> Option<Account> {
@@ -81,6 +143,38 @@ impl Directory for StoreDirectory {
             return None;
         }
         Self::cached(&self.by_auth, username, || Self::convert(self.store.account_by_auth_username(username, realm)))
+    }
+
+    fn watcher_decision(&self, owner: &str, watcher: &str) -> Decision {
+        let p = self.policy(owner);
+        let watcher = normalize(watcher);
+        let in_contacts = p.contacts.contains(&watcher);
+        vienna_presence::decide(owner, &watcher, &p.aces, p.watchers.get(&watcher), in_contacts)
+    }
+
+    fn contacts(&self, owner: &str) -> Vec<String> {
+        self.policy(owner).contacts.clone()
+    }
+
+    fn manual_presence(&self, owner: &str) -> Option<vienna_store::ManualPresence> {
+        self.policy(owner).manual.clone()
+    }
+
+    fn pending_watchers(&self, owner: &str) -> Vec<(String, Option<String>)> {
+        self.policy(owner)
+            .watchers
+            .values()
+            .filter(|w| w.state == WatcherState::Pending)
+            .map(|w| (w.uri.clone(), w.display_name.clone()))
+            .collect()
+    }
+}
+
+/// A stored URI as the address of record the SIP core compares with (`bob@x` → `sip:bob@x`).
+fn normalize(uri: &str) -> String {
+    match Aor::parse(uri, None) {
+        Ok(aor) => aor.as_str().to_owned(),
+        Err(_) => uri.to_owned(),
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use vienna_signaling::{Core, Output};
 use vienna_sip::transaction::{Peer, Transmit};
 use vienna_sip::{Message, ParseError, Transport};
-use vienna_store::{BindingChange, Store};
+use vienna_store::{Aor, BindingChange, Store, Watcher};
 
 use super::directory::StoreDirectory;
 use super::shared::{DriverCounters, SipShared, SipStats};
@@ -29,6 +29,15 @@ use crate::net::stop_requested;
 pub const BATCH: usize = 256;
 /// How often the core's Unix clock is re-anchored.
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
+/// During a long burst of sends (a presence fan-out), the socket is read every this many datagrams sent, so
+/// the answers coming back wait in memory rather than overflow the kernel's receive buffer.
+const READ_EVERY_SENDS: u32 = 128;
+/// Most datagrams held that way.
+const STASH_MAX: usize = 200_000;
+/// How often the presentity list the admin API shows is refreshed.
+const VIEWS_EVERY: Duration = Duration::from_secs(1);
+/// Most presentities the admin API lists.
+const MAX_VIEWS: usize = 1000;
 
 /// What the connection tasks tell the core thread.
 #[derive(Debug)]
@@ -92,6 +101,10 @@ pub struct Engine {
     runtime: tokio::runtime::Handle,
     counters: DriverCounters,
     buf: Vec<u8>,
+    next_views: Instant,
+    /// Datagrams read while sending, handled before new ones.
+    stash: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
+    sends_since_read: u32,
 }
 
 impl Engine {
@@ -118,6 +131,9 @@ impl Engine {
             runtime,
             counters: DriverCounters::default(),
             buf: vec![0; 65_536],
+            next_views: Instant::now(),
+            stash: std::collections::VecDeque::new(),
+            sends_since_read: 0,
         })
     }
 
@@ -126,12 +142,16 @@ impl Engine {
         let mut next_clock = Instant::now() + CLOCK_EVERY;
         loop {
             let deadline = self.core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            let wake = tokio::select! {
+            let wake = if !self.stash.is_empty() {
+                Wake::Timer
+            } else {
+                tokio::select! {
                 biased;
                 () = stop_requested(&mut stop) => Wake::Stop,
                 r = self.udp.recv_from(&mut self.buf) => Wake::Datagram(r),
                 Some(m) = self.inbox.recv() => Wake::Inbound(m),
                 () = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+                }
             };
             let now = Instant::now();
             match wake {
@@ -140,7 +160,12 @@ impl Engine {
                 Wake::Inbound(m) => self.on_inbound(now, m),
                 Wake::Timer => {}
             }
-            // Whatever else is ready, from both sources, so a flood on one does not starve the other.
+            // Datagrams read during the last burst of sends first, all of them before timers run: a fan-out
+            // of thousands of NOTIFYs can take longer than T1, and their 200s are in the stash, not late.
+            while let Some((bytes, from)) = self.stash.pop_front() {
+                self.on_bytes(now, &bytes, from);
+            }
+            // Then whatever else is ready, from both sources, so a flood on one does not starve the other.
             for _ in 1..BATCH {
                 let r = self.udp.try_recv_from(&mut self.buf);
                 if matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock) {
@@ -153,6 +178,11 @@ impl Engine {
                 self.on_inbound(now, m);
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                // Answers already here are handled before the timers that would retransmit for them.
+                self.read_into_stash();
+                while let Some((bytes, from)) = self.stash.pop_front() {
+                    self.on_bytes(now, &bytes, from);
+                }
                 self.core.handle_timeout(now);
             }
             self.flush(now);
@@ -162,23 +192,41 @@ impl Engine {
             }
             self.publish();
         }
-        self.flush(Instant::now());
+        // Graceful stop: tell every watcher its subscription ends (reason=deactivated: subscribe again).
+        let now = Instant::now();
+        self.core.shutdown(now);
+        self.flush(now);
         self.publish();
     }
 
     fn on_datagram(&mut self, now: Instant, r: std::io::Result<(usize, SocketAddr)>) {
         match r {
             Ok((len, from)) => {
-                self.counters.datagrams_in += 1;
-                // Keep-alives (CRLF) carry no message.
-                let bytes = &self.buf[..len];
-                if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                    return;
-                }
-                self.core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
+                let buf = std::mem::take(&mut self.buf);
+                self.on_bytes(now, &buf[..len], from);
+                self.buf = buf;
             }
             // ICMP port unreachable from an earlier send shows up here on Linux; nothing to do.
             Err(e) => tracing::trace!(error = %e, "sip: udp receive error"),
+        }
+    }
+
+    fn on_bytes(&mut self, now: Instant, bytes: &[u8], from: SocketAddr) {
+        self.counters.datagrams_in += 1;
+        // Keep-alives (CRLF) carry no message.
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return;
+        }
+        self.core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
+    }
+
+    /// Moves what the UDP socket holds into the stash (see [`READ_EVERY_SENDS`]).
+    fn read_into_stash(&mut self) {
+        while self.stash.len() < STASH_MAX {
+            match self.udp.try_recv_from(&mut self.buf) {
+                Ok((n, from)) => self.stash.push_back((self.buf[..n].to_vec(), from)),
+                Err(_) => break,
+            }
         }
     }
 
@@ -214,14 +262,16 @@ impl Engine {
             let mut before = Vec::new();
             let mut after = Vec::new();
             let mut changes: Vec<BindingChange> = Vec::new();
+            let mut watchers: Vec<(String, Watcher)> = Vec::new();
             while let Some(output) = self.core.poll_output() {
                 match output {
                     Output::Persist(c) => changes.extend(c),
-                    Output::Transmit(t) if changes.is_empty() => before.push(t),
+                    Output::PersistWatchers(w) => watchers.extend(w),
+                    Output::Transmit(t) if changes.is_empty() && watchers.is_empty() => before.push(t),
                     Output::Transmit(t) => after.push(t),
                 }
             }
-            if before.is_empty() && after.is_empty() && changes.is_empty() {
+            if before.is_empty() && after.is_empty() && changes.is_empty() && watchers.is_empty() {
                 return;
             }
             // Counters first: whoever reads `/metrics` after seeing an answer sees what caused it.
@@ -244,6 +294,15 @@ impl Engine {
                     }
                 }
             }
+            if !watchers.is_empty() {
+                self.counters.store_writes += 1;
+                if let Err(e) = self.write_watchers(&watchers) {
+                    self.counters.store_errors += 1;
+                    metrics::counter!("vienna_store_errors_total").increment(1);
+                    tracing::error!(error = %e, watchers = watchers.len(), dropped = after.len(), "sip: cannot store watchers");
+                    after.clear();
+                }
+            }
             for t in after {
                 self.transmit(t, &mut failed);
             }
@@ -253,11 +312,30 @@ impl Engine {
         }
     }
 
+    /// Records new watchers (owner, watcher), keeping a decision already stored.
+    fn write_watchers(&self, watchers: &[(String, Watcher)]) -> vienna_store::Result<()> {
+        for (owner, w) in watchers {
+            let owner = Aor::parse(owner, None)?;
+            if self.store.watchers(&owner)?.iter().any(|old| old.uri == w.uri) {
+                continue;
+            }
+            self.store.put_watcher(&owner, w)?;
+        }
+        Ok(())
+    }
+
     /// Sends one message; peers that cannot be reached go to `failed`.
     fn transmit(&mut self, t: Transmit, failed: &mut Vec<Peer>) {
         match t.peer.transport {
             Transport::Udp => match self.udp.try_send_to(&t.bytes, t.peer.addr) {
-                Ok(_) => self.counters.messages_out += 1,
+                Ok(_) => {
+                    self.counters.messages_out += 1;
+                    self.sends_since_read += 1;
+                    if self.sends_since_read >= READ_EVERY_SENDS {
+                        self.sends_since_read = 0;
+                        self.read_into_stash();
+                    }
+                }
                 Err(e) => {
                     // A full socket buffer loses this copy; the transaction layer retransmits.
                     self.counters.send_failures += 1;
@@ -301,8 +379,22 @@ impl Engine {
     }
 
     /// Refreshes the snapshot `/metrics` reads: once per batch of messages, not per message.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let presence = self.core.presence();
+        let now = Instant::now();
+        if now >= self.next_views {
+            self.next_views = now + VIEWS_EVERY;
+            let views = presence.views(MAX_VIEWS);
+            match self.shared.presence_views.lock() {
+                Ok(mut v) => *v = views,
+                Err(poisoned) => *poisoned.into_inner() = views,
+            }
+        }
         let stats = SipStats {
+            presence: presence.counters().clone(),
+            subscriptions: presence.subscriptions(),
+            presentities: presence.presentities(),
+            publications: presence.publications(),
             core: self.core.counters().clone(),
             transactions: *self.core.transaction_counters(),
             live_transactions: self.core.transactions(),

@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow, bail};
 use vienna_signaling::{CoreConfig, LocalAddr};
 use vienna_sip::digest::Algorithm;
 
-use crate::config::{Config, SipConfig};
+use crate::config::{Config, PresenceSection, SipConfig};
 
 /// Checks the `[sip]` section; called by [`Config::validate`], so a bad value fails at load.
 pub fn validate(sip: &SipConfig) -> Result<()> {
@@ -53,6 +53,54 @@ pub fn validate(sip: &SipConfig) -> Result<()> {
     Ok(())
 }
 
+/// Checks the `[presence]` section.
+pub fn validate_presence(p: &PresenceSection) -> Result<()> {
+    if p.min_expires == 0 || p.min_expires > p.max_expires {
+        bail!(
+            "presence.min_expires ({}) must be positive and at most presence.max_expires ({})",
+            p.min_expires,
+            p.max_expires
+        );
+    }
+    if !(p.min_expires..=p.max_expires).contains(&p.default_expires) {
+        bail!(
+            "presence.default_expires ({}) must lie between presence.min_expires and presence.max_expires",
+            p.default_expires
+        );
+    }
+    if p.notify_interval_ms > 60_000 {
+        bail!("presence.notify_interval_ms ({}) must be at most 60000", p.notify_interval_ms);
+    }
+    if p.reauthorize_secs == 0 {
+        bail!("presence.reauthorize_secs must be positive");
+    }
+    if p.max_subscriptions == 0 || p.max_publications == 0 || p.max_body < 256 {
+        bail!(
+            "presence.max_subscriptions and presence.max_publications must be positive, presence.max_body at least 256"
+        );
+    }
+    Ok(())
+}
+
+/// The presence agent's configuration from `[presence]`.
+pub fn presence_config(p: &PresenceSection) -> vienna_presence::PresenceConfig {
+    vienna_presence::PresenceConfig {
+        enabled: p.enabled,
+        min_expires: p.min_expires,
+        max_expires: p.max_expires,
+        default_expires: p.default_expires,
+        notify_interval: Duration::from_millis(p.notify_interval_ms),
+        notify_burst: p.notify_burst,
+        reauthorize_every: Duration::from_secs(p.reauthorize_secs),
+        max_subscriptions: p.max_subscriptions,
+        max_publications: p.max_publications,
+        max_list_resources: p.max_list_resources,
+        max_body: p.max_body,
+        require_registration: p.require_registration,
+        allow_unknown_watchers: p.allow_unknown_watchers,
+    }
+}
+
 /// The Digest algorithms of `sip.digest_algorithms`.
 fn digest_algorithms(sip: &SipConfig) -> Result<Vec<Algorithm>> {
     if sip.digest_algorithms.is_empty() {
@@ -81,6 +129,7 @@ pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
     core.max_contacts = sip.max_contacts;
     core.nonce_lifetime_secs = sip.nonce_lifetime_secs;
     core.max_transactions = sip.max_transactions;
+    core.presence = presence_config(&config.presence);
     core.timers.t1 = Duration::from_millis(sip.t1_ms);
     core.timers.t2 = Duration::from_millis(sip.t2_ms);
     core.timers.t4 = Duration::from_millis(sip.t4_ms);
@@ -101,6 +150,9 @@ mod tests {
             ("sip.aliases=[\"a b\"]", "sip.aliases"),
             ("sip.digest_algorithms=[\"SHA-1\"]", "sip.digest_algorithms"),
             ("sip.digest_algorithms=[]", "sip.digest_algorithms"),
+            ("presence.min_expires=0", "presence.min_expires"),
+            ("presence.default_expires=5", "presence.default_expires"),
+            ("presence.notify_interval_ms=100000", "presence.notify_interval_ms"),
             ("sip.t1_ms=0", "sip.t1_ms"),
             ("sip.t1_ms=5000", "sip.t1_ms"),
             ("sip.t4_ms=100000", "sip.t4_ms"),

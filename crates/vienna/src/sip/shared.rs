@@ -43,6 +43,14 @@ pub struct SipStats {
     pub connections: usize,
     /// The driver's counters.
     pub driver: DriverCounters,
+    /// Presence agent counters.
+    pub presence: vienna_presence::Counters,
+    /// Live presence subscriptions.
+    pub subscriptions: usize,
+    /// Presentities known (published or registered).
+    pub presentities: usize,
+    /// Live publications.
+    pub publications: usize,
 }
 
 /// State shared by the core thread, the admin API and the metrics endpoint.
@@ -50,6 +58,8 @@ pub struct SipStats {
 pub struct SipShared {
     /// The latest snapshot.
     pub stats: Mutex<SipStats>,
+    /// Presentities for the admin API (refreshed about once a second, at most 1000).
+    pub presence_views: Mutex<Vec<vienna_presence::PresentityView>>,
 }
 
 impl SipShared {
@@ -101,6 +111,40 @@ impl SipShared {
         })
     }
 
+    /// The presence agent as the admin API shows it (`/api/v1/presence`).
+    pub fn presence_json(&self) -> serde_json::Value {
+        let s = self.snapshot();
+        let p = &s.presence;
+        let views = match self.presence_views.lock() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let presentities: Vec<serde_json::Value> = views.iter().map(view_json).collect();
+        serde_json::json!({
+            "subscriptions": s.subscriptions,
+            "presentities_known": s.presentities,
+            "publications": s.publications,
+            "publish": { "accepted": p.publishes, "rejected": p.publishes_rejected, "expired": p.publications_expired, "bad_bodies": p.bad_bodies },
+            "subscribe": {
+                "created": p.subscriptions_created, "refreshed": p.subscriptions_refreshed, "rejected": p.subscribes_rejected,
+                "terminated": p.subscriptions_terminated, "expired": p.subscriptions_expired, "failed": p.subscriptions_failed,
+            },
+            "notify": { "sent": p.notifies, "coalesced": p.notifies_coalesced },
+            "state_changes": p.state_changes,
+            "watchers_recorded": p.watchers_recorded,
+            "presentities": presentities,
+        })
+    }
+
+    /// One presentity of the admin view, if it is listed.
+    pub fn presentity_json(&self, aor: &str) -> Option<serde_json::Value> {
+        let views = match self.presence_views.lock() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        views.iter().find(|v| v.aor == aor).map(view_json)
+    }
+
     /// Copies the latest snapshot into the metrics recorder.
     pub fn export_metrics(&self) {
         let s = self.snapshot();
@@ -138,8 +182,44 @@ impl SipShared {
         for (name, value) in counters {
             metrics::counter!(name).absolute(value);
         }
+        let p = &s.presence;
+        let presence: [(&'static str, u64); 14] = [
+            ("vienna_presence_publishes_total", p.publishes),
+            ("vienna_presence_publishes_rejected_total", p.publishes_rejected),
+            ("vienna_presence_publications_expired_total", p.publications_expired),
+            ("vienna_presence_bad_bodies_total", p.bad_bodies),
+            ("vienna_presence_subscriptions_created_total", p.subscriptions_created),
+            ("vienna_presence_subscriptions_refreshed_total", p.subscriptions_refreshed),
+            ("vienna_presence_subscribes_rejected_total", p.subscribes_rejected),
+            ("vienna_presence_subscriptions_terminated_total", p.subscriptions_terminated),
+            ("vienna_presence_subscriptions_expired_total", p.subscriptions_expired),
+            ("vienna_presence_subscriptions_failed_total", p.subscriptions_failed),
+            ("vienna_presence_notifies_total", p.notifies),
+            ("vienna_presence_notifies_coalesced_total", p.notifies_coalesced),
+            ("vienna_presence_state_changes_total", p.state_changes),
+            ("vienna_presence_watchers_recorded_total", p.watchers_recorded),
+        ];
+        for (name, value) in presence {
+            metrics::counter!(name).absolute(value);
+        }
+        metrics::gauge!("vienna_presence_subscriptions").set(s.subscriptions as f64);
+        metrics::gauge!("vienna_presence_presentities").set(s.presentities as f64);
+        metrics::gauge!("vienna_presence_publications").set(s.publications as f64);
         metrics::gauge!("vienna_sip_transactions").set(s.live_transactions as f64);
         metrics::gauge!("vienna_sip_bindings").set(s.bindings as f64);
         metrics::gauge!("vienna_sip_connections").set(s.connections as f64);
     }
+}
+
+fn view_json(v: &vienna_presence::PresentityView) -> serde_json::Value {
+    serde_json::json!({
+        "aor": v.aor,
+        "state": v.state.state().as_str(),
+        "availability": v.state.availability,
+        "activity": v.state.activity,
+        "note": v.state.note,
+        "endpoints": v.endpoints,
+        "publications": v.publications,
+        "watchers": v.watchers,
+    })
 }

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Vienna's presence agent against Kamailio's presence modules (presence + presence_xml), side by side on one
+machine, under the same load from `vienna-load presence`.
+
+Two shapes of load, each run against one server and then the other, alternately, ROUNDS_EACH times:
+1. one publisher with WATCHERS (10,000) watchers: every round the publisher PUBLISHes a new note and all
+   watchers get a NOTIFY;
+2. MANY publishers (1,000) with FEW (4) watchers each: every round each publisher PUBLISHes once.
+Reported per shape: NOTIFY rate (median over rounds, from the first PUBLISH of a round to its last
+NOTIFY), PUBLISH-to-NOTIFY latency p50/p99 over every NOTIFY, and the server's memory per subscription
+(PSS of the server and its child processes after subscribing, minus before, divided by subscriptions).
+
+Both servers run without authentication, keep publications and subscriptions in memory only (Kamailio:
+subs_db_mode 0, publ_cache 2; Vienna does so always), allow every watcher (Kamailio presence_xml
+force_active; Vienna presence.allow_unknown_watchers) and send every NOTIFY at once (Vienna
+presence.notify_interval_ms 0: no coalescing). Kamailio runs with children=2 (this machine has 2 cores);
+Vienna's SIP core is one thread. Each run is bounded (rounds, round timeout, a timeout around the tool);
+the servers stop when the script ends.
+
+Usage: python3 bench/presence-vs-kamailio.py   (installs kamailio and kamailio-presence-modules with apt-get
+if they are missing; builds vienna and vienna-load in release)
+Environment: WATCHERS (10000), MANY (1000), FEW (4), ROUNDS (5 per run), ROUNDS_EACH (2 runs per server and
+shape), JSON (write all results there), NO_BUILD (use the release binaries already built).
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WATCHERS = int(os.environ.get("WATCHERS", "10000"))
+MANY = int(os.environ.get("MANY", "1000"))
+FEW = int(os.environ.get("FEW", "4"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+ROUNDS_EACH = int(os.environ.get("ROUNDS_EACH", "2"))
+PORTS = {"kamailio": 5590, "vienna": 5690}
+VIENNA = os.path.join(ROOT, "target", "release", "vienna")
+LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def install():
+    missing = [p for p in ("kamailio", "kamailio-presence-modules")
+               if subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True)
+               .stdout.find("install ok installed") < 0]
+    if missing:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        log("installing", *missing)
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if os.environ.get("NO_BUILD"):
+        return
+    log("building vienna and vienna-load (release)")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
+                   check=True)
+
+
+def kamailio_modules():
+    for d in ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules"):
+        if os.path.exists(os.path.join(d, "presence.so")):
+            return d
+    sys.exit("kamailio presence.so not found")
+
+
+def start_kamailio(work):
+    port = PORTS["kamailio"]
+    db = os.path.join(work, "kamailio-db")
+    shutil.copytree("/usr/share/kamailio/dbtext/kamailio", db)
+    run = os.path.join(work, "kamailio-run")
+    os.makedirs(run)
+    cfg = os.path.join(work, "kamailio.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""#!KAMAILIO
+debug=1
+log_stderror=yes
+children=2
+listen=udp:127.0.0.1:{port}
+mpath="{kamailio_modules()}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "db_text.so"
+loadmodule "presence.so"
+loadmodule "presence_xml.so"
+modparam("presence", "db_url", "text://{db}")
+modparam("presence", "server_address", "sip:127.0.0.1:{port}")
+modparam("presence", "subs_db_mode", 0)
+modparam("presence", "publ_cache", 2)
+modparam("presence_xml", "db_url", "text://{db}")
+modparam("presence_xml", "force_active", 1)
+request_route {{
+    if (!is_method("PUBLISH|SUBSCRIBE")) {{ sl_send_reply("405", "Method Not Allowed"); exit; }}
+    if (!t_newtran()) {{ sl_reply_error(); exit; }}
+    if (is_method("PUBLISH")) {{ handle_publish(); }} else {{ handle_subscribe(); }}
+    t_release();
+    exit;
+}}
+""")
+    check = subprocess.run(["kamailio", "-c", "-f", cfg], capture_output=True, text=True)
+    if check.returncode != 0:
+        sys.exit(f"kamailio config check failed:\n{check.stderr}")
+    pidfile = os.path.join(run, "kamailio.pid")
+    proc = subprocess.Popen(["kamailio", "-f", cfg, "-DD", "-E", "-m", "512", "-Y", run, "-P", pidfile, "-w", run],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "kamailio.log"), "w"))
+    time.sleep(1.5)
+    if proc.poll() is not None:
+        sys.exit("kamailio did not start: see " + os.path.join(work, "kamailio.log"))
+    return proc
+
+
+def start_vienna(work):
+    data = os.path.join(work, "vienna-data")
+    env = dict(os.environ)
+    env.pop("VIENNA_CONFIG", None)
+    names = [f"pub{i}" for i in range(max(MANY, 1))]
+    log(f"adding {len(names)} publisher accounts")
+    for name in names:
+        subprocess.run([VIENNA, "--data-dir", data, "user", "add", name, "--password-stdin", "--set",
+                        "store.synchronous=normal"], input="pw\n", text=True, check=True, capture_output=True, env=env)
+    port = PORTS["vienna"]
+    args = [VIENNA, "--data-dir", data, "serve",
+            "--set", "turn.enabled=false", "--set", "admin.listen=127.0.0.1:0",
+            "--set", f"sip.udp_port={port}", "--set", f"sip.tcp_port={port}", "--set", "sip.tls=false",
+            "--set", "sip.authenticate=false", "--set", "sip.max_transactions=400000",
+            "--set", "presence.notify_interval_ms=0", "--set", "presence.require_registration=false",
+            "--set", "presence.allow_unknown_watchers=true", "--set", "presence.max_subscriptions=200000",
+            "--set", "log.level=warn"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "vienna.log"), "w"),
+                            env=env)
+    time.sleep(1.5)
+    if proc.poll() is not None:
+        sys.exit("vienna did not start: see " + os.path.join(work, "vienna.log"))
+    return proc
+
+
+def load(server, pid, publishers, watchers, out):
+    cmd = ["timeout", "300", LOAD, "presence", "--server", f"127.0.0.1:{PORTS[server]}", "--domain", "localhost",
+           "--publishers", str(publishers), "--watchers", str(watchers), "--rounds", str(ROUNDS),
+           "--interval-ms", "1000", "--round-timeout", "20", "--sockets", "8", "--pid", str(pid), "--json", out]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    log(r.stdout.strip())
+    if not os.path.exists(out):
+        log(r.stderr)
+        return None
+    with open(out) as f:
+        return json.load(f)
+
+
+def main():
+    install()
+    work = tempfile.mkdtemp(prefix="presence-bench-")
+    shapes = [("one publisher, %d watchers" % WATCHERS, 1, WATCHERS),
+              ("%d publishers, %d watchers each" % (MANY, FEW), MANY, FEW)]
+    results = {s[0]: {"kamailio": [], "vienna": []} for s in shapes}
+    for shape, publishers, watchers in shapes:
+        for run in range(ROUNDS_EACH):
+            for server in ("kamailio", "vienna"):
+                # A fresh server per run: memory per subscription starts from an empty server.
+                sub = os.path.join(work, f"{server}-{run}-{publishers}")
+                os.makedirs(sub)
+                proc = start_kamailio(sub) if server == "kamailio" else start_vienna(sub)
+                try:
+                    log(f"== {shape}: {server}, run {run + 1}")
+                    r = load(server, proc.pid, publishers, watchers, os.path.join(sub, "load.json"))
+                    if r:
+                        results[shape][server].append(r)
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    print_tables(results)
+    if os.environ.get("JSON"):
+        with open(os.environ["JSON"], "w") as f:
+            json.dump(results, f, indent=2)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def print_tables(results):
+    for shape, by_server in results.items():
+        print(f"\n#### {shape} ({ROUNDS} rounds per run, {ROUNDS_EACH} runs per server, alternating)\n")
+        print("| server | NOTIFY rate (median, per s) | latency p50 (ms) | latency p99 (ms) | delivered / expected |"
+              " bytes per subscription |")
+        print("|---|---|---|---|---|---|")
+        for server, runs in by_server.items():
+            if not runs:
+                print(f"| {server} | failed | | | | |")
+                continue
+            rate = statistics.median(r["median_notify_rate"] for r in runs)
+            p50 = statistics.median(r["latency_ms"]["p50"] for r in runs)
+            p99 = max(r["latency_ms"]["p99"] for r in runs)
+            delivered = sum(r["notifies_delivered"] for r in runs)
+            expected = sum(r["notifies_expected"] for r in runs)
+            mem = [r["bytes_per_subscription"] for r in runs if r.get("bytes_per_subscription") is not None]
+            mem = f"{statistics.median(mem):.0f}" if mem else "n/a"
+            print(f"| {server} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {delivered} / {expected} | {mem} |")
+
+
+if __name__ == "__main__":
+    main()
