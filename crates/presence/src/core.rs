@@ -394,13 +394,16 @@ impl PresenceCore {
                     return self.reject(req, 403, "Forbidden (too many publications for this user)", tag);
                 }
                 self.publication_seq += 1;
-                let (state, manual, informative, seq) = match (published, old) {
-                    (Some(new), _) => (new.state, new.manual, new.informative, self.publication_seq),
-                    (None, Some(old)) => (old.state, old.manual, old.informative, old.seq),
+                let (state, manual, informative, seq, tuples) = match (published, old) {
+                    (Some(new), _) => (new.state, new.manual, new.informative, self.publication_seq, new.tuples),
+                    (None, Some(old)) => (old.state, old.manual, old.informative, old.seq, old.tuples),
                     (None, None) => unreachable!("handled above"),
                 };
                 let expires_at = now + std::time::Duration::from_secs(u64::from(expires));
-                p.publications.insert(etag.clone(), Publication { state, manual, informative, expires_at, seq });
+                let source = req.headers.top_via().map(|v| v.sent_by()).unwrap_or_default();
+                p.supersede(&etag, &source, &tuples);
+                let publication = Publication { state, manual, informative, expires_at, seq, tuples, source };
+                p.publications.insert(etag.clone(), publication);
                 self.arm(expires_at, Timer::Publication(aor.to_owned(), etag.clone()));
             }
         }

@@ -57,6 +57,9 @@ pub struct Published {
     /// activity. One that does not (baresip 1.0 publishes `<basic>unknown</basic>` before its user
     /// chose) is kept but left out of aggregation.
     pub informative: bool,
+    /// The `id`s of the document's tuples (RFC 3863 §4.1.2: one per service of the presentity). A new
+    /// publication carrying a tuple id of an older one is that service's newer state.
+    pub tuples: Vec<String>,
 }
 
 fn walk<'a>(e: &'a Element, out: &mut Vec<&'a Element>) {
@@ -75,6 +78,13 @@ pub fn parse(body: &[u8]) -> Result<Published, BodyError> {
     let entity = root.attr("entity").unwrap_or_default().to_owned();
     let mut all = Vec::new();
     walk(&root, &mut all);
+    let tuples: Vec<String> = root
+        .children
+        .iter()
+        .filter(|t| t.ns == NS_PIDF && t.name == "tuple")
+        .filter_map(|t| t.attr("id"))
+        .map(str::to_owned)
+        .collect();
 
     let mut open = None::<bool>;
     let mut idle = false;
@@ -110,7 +120,7 @@ pub fn parse(body: &[u8]) -> Result<Published, BodyError> {
     let open = open.unwrap_or(true);
     if !open {
         let state = PresenceState { availability: OFFLINE, activity: None, note };
-        return Ok(Published { entity, state, manual: false, informative });
+        return Ok(Published { entity, state, manual: false, informative, tuples });
     }
     let others: Vec<&str> = activities.iter().filter(|(n, _)| *n == "other").map(|(_, t)| t.as_str()).collect();
     let mut best: Option<(u32, Option<&str>)> = None;
@@ -154,11 +164,12 @@ pub fn parse(body: &[u8]) -> Result<Published, BodyError> {
                 state: PresenceState { availability, activity: token.map(str::to_owned), note },
                 manual: true,
                 informative: true,
+                tuples,
             });
         }
         None => PresenceState { availability: if idle { ONLINE_IDLE } else { ONLINE }, activity: None, note },
     };
-    Ok(Published { entity, state, manual: false, informative })
+    Ok(Published { entity, state, manual: false, informative, tuples })
 }
 
 fn cut(s: &str, max: usize) -> &str {

@@ -33,6 +33,10 @@ pub struct Publication {
     pub expires_at: Instant,
     /// Order of publication (higher is later), for "the latest manual state".
     pub seq: u64,
+    /// The PIDF tuple ids it carries (see [`crate::pidf::Published::tuples`]).
+    pub tuples: Vec<String>,
+    /// Where it came from: the sent-by of the PUBLISH's top Via (the publishing device).
+    pub source: String,
 }
 
 /// A presentity: publications by entity tag, registered endpoints, the aggregate.
@@ -100,6 +104,28 @@ impl Presentity {
         true
     }
 
+    /// Drops the publications other than `keep` from the same `source` that carry one of `tuples`: a device
+    /// that publishes the same tuple again without SIP-If-Match (baresip 1.0 does, twice at start)
+    /// replaces its own older state instead of leaving it to compete in the aggregate until it expires.
+    /// Other devices' publications stay, whatever their tuple ids. Returns the entity tags dropped.
+    pub fn supersede(&mut self, keep: &str, source: &str, tuples: &[String]) -> Vec<String> {
+        if tuples.is_empty() || source.is_empty() {
+            return Vec::new();
+        }
+        let old: Vec<String> = self
+            .publications
+            .iter()
+            .filter(|(etag, p)| {
+                etag.as_str() != keep && p.source == source && p.tuples.iter().any(|t| tuples.contains(t))
+            })
+            .map(|(etag, _)| etag.clone())
+            .collect();
+        for etag in &old {
+            self.publications.remove(etag);
+        }
+        old
+    }
+
     /// Whether nothing is left to remember (no publication, no endpoint).
     pub fn is_idle(&self) -> bool {
         self.publications.is_empty() && self.endpoints == 0 && self.durable.is_none()
@@ -112,7 +138,15 @@ mod tests {
     use crate::availability::{ONLINE_IDLE, State};
 
     fn publication(state: State, manual: bool, seq: u64) -> Publication {
-        Publication { state: PresenceState::of(state), manual, informative: true, expires_at: Instant::now(), seq }
+        Publication {
+            state: PresenceState::of(state),
+            manual,
+            informative: true,
+            expires_at: Instant::now(),
+            seq,
+            tuples: Vec::new(),
+            source: String::new(),
+        }
     }
 
     #[test]

@@ -64,6 +64,8 @@ struct H {
     now: Instant,
     policy: TestPolicy,
     call: u32,
+    /// The Via port of the next PUBLISHes (one device); `None`: a new device per PUBLISH.
+    device: Option<u32>,
     persisted: Vec<(String, vienna_store::Watcher)>,
 }
 
@@ -96,6 +98,7 @@ impl H {
             now,
             policy: TestPolicy::default(),
             call: 0,
+            device: None,
             persisted: vec![],
         }
     }
@@ -164,8 +167,10 @@ impl H {
         if state.is_some() {
             headers.push_str("Content-Type: application/pidf+xml\n");
         }
+        // Each publication from a device of its own (its own Via sent-by), unless `device` says otherwise.
+        let port = self.device.unwrap_or(10_000 + self.call);
         let req = parse(&format!(
-            "PUBLISH sip:{who}@example.com SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKp{c}\n\
+            "PUBLISH sip:{who}@example.com SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKp{c}\n\
              From: <sip:{who}@example.com>;tag=p{c}\nTo: <sip:{who}@example.com>\nCall-ID: pub-{c}\n\
              CSeq: 1 PUBLISH\nEvent: presence\nExpires: {expires}\n{headers}Content-Length: 0\n\n",
             c = self.call,
@@ -224,6 +229,25 @@ fn a_change_on_one_of_two_endpoints_gives_each_watcher_one_aggregated_notify() {
     assert_eq!(n.len(), 2);
     assert!(n.iter().all(|n| n.state() == Some(State::Offline)));
     let _ = desk;
+}
+
+#[test]
+fn a_device_publishing_its_tuple_again_replaces_its_older_publication() {
+    // baresip 1.0 sends two initial PUBLISHes with the same tuple at start and then refreshes only the
+    // second: its closed state must not lose to its own first, still open, publication.
+    let mut h = H::new();
+    h.core.set_endpoints(h.now, &user("alice"), 1);
+    h.device = Some(5062);
+    let _first = etag(&h.publish("alice", None, Some(State::Online), 60));
+    let second = etag(&h.publish("alice", None, Some(State::Online), 60));
+    assert_eq!(h.core.publications(), 1, "the second replaced the first");
+    h.publish("alice", Some(&second), Some(State::Offline), 60);
+    assert_eq!(h.core.state_of(&user("alice")).state(), State::Offline);
+    // Another device with the same tuple id keeps its own publication.
+    h.device = Some(5064);
+    h.publish("alice", None, Some(State::Online), 60);
+    assert_eq!(h.core.publications(), 2);
+    assert_eq!(h.core.state_of(&user("alice")).state(), State::Online, "the most available device wins");
 }
 
 #[test]
