@@ -176,6 +176,8 @@ pub struct PresenceCore {
     rendered: Option<(String, PresenceState, Vec<u8>)>,
     /// NOTIFYs sent at one `now` (see [`PresenceConfig::notify_burst`]).
     burst: (Option<Instant>, usize),
+    /// Presentities whose aggregate changed, when tracked ([`PresenceCore::set_track_changes`]).
+    changed: Option<Vec<String>>,
 }
 
 fn other(name: &str) -> HeaderName {
@@ -204,7 +206,63 @@ impl PresenceCore {
             recorded: HashSet::new(),
             rendered: None,
             burst: (None, 0),
+            changed: None,
         }
+    }
+
+    /// Records the presentities whose aggregate changes, for [`PresenceCore::take_changed`] (watchers the
+    /// SIP core serves itself: Microsoft clients' category subscriptions).
+    pub fn set_track_changes(&mut self, on: bool) {
+        self.changed = on.then(Vec::new);
+    }
+
+    /// The presentities whose aggregate changed since the last call, in order, without repeats.
+    pub fn take_changed(&mut self) -> Vec<String> {
+        let mut out = self.changed.as_mut().map(std::mem::take).unwrap_or_default();
+        let mut seen = HashSet::new();
+        out.retain(|a| seen.insert(a.clone()));
+        out
+    }
+
+    /// A state published by other means than PUBLISH (Microsoft clients' category publications, LCS 2005
+    /// `setPresence`), one per `key` (a device or the user's manual state): replaces the earlier state of
+    /// that key for `expires`; `None` removes it. The aggregate and every watcher follow, whatever their
+    /// dialect.
+    pub fn publish_state(
+        &mut self,
+        now: Instant,
+        aor: &str,
+        key: &str,
+        state: Option<(PresenceState, bool)>,
+        expires: std::time::Duration,
+    ) {
+        let etag = format!("ext:{key}");
+        match state {
+            None => {
+                let removed = self.presentities.get_mut(aor).and_then(|p| p.publications.remove(&etag));
+                if removed.is_none() {
+                    return;
+                }
+            }
+            Some((state, manual)) => {
+                self.publication_seq += 1;
+                let seq = self.publication_seq;
+                let expires_at = now + expires;
+                let p = self.presentities.entry(aor.to_owned()).or_default();
+                let publication = Publication {
+                    state,
+                    manual,
+                    informative: true,
+                    expires_at,
+                    seq,
+                    tuples: Vec::new(),
+                    source: key.to_owned(),
+                };
+                p.publications.insert(etag.clone(), publication);
+                self.arm(expires_at, Timer::Publication(aor.to_owned(), etag));
+            }
+        }
+        self.after_change(now, aor);
     }
 
     /// The configuration.
@@ -438,6 +496,9 @@ impl PresenceCore {
             return;
         }
         self.counters.state_changes += 1;
+        if let Some(c) = &mut self.changed {
+            c.push(aor.to_owned());
+        }
         let ids: Vec<SubId> = self.watching.get(aor).map(|s| s.iter().copied().collect()).unwrap_or_default();
         for id in ids {
             if let Some(sub) = self.subs.get_mut(&id)

@@ -55,6 +55,8 @@ pub struct CoreConfig {
     pub ms_keep_alive_secs: u32,
     /// The presence agent (PUBLISH, SUBSCRIBE/NOTIFY for presence and watcher info).
     pub presence: vienna_presence::PresenceConfig,
+    /// Microsoft clients: NTLM (MS-SIPAE), provisioning, roaming lists, enhanced presence.
+    pub ms: crate::msclient::MsConfig,
 }
 
 impl CoreConfig {
@@ -79,6 +81,7 @@ impl CoreConfig {
             server_name: concat!("Vienna/", env!("CARGO_PKG_VERSION")).to_owned(),
             ms_keep_alive_secs: 300,
             presence: vienna_presence::PresenceConfig::default(),
+            ms: crate::msclient::MsConfig::default(),
         }
     }
 }

@@ -20,13 +20,15 @@ use crate::location::{Location, binding_peer};
 use crate::registrar::{self, Outcome};
 use crate::routing::{loop_hash, uri_peer};
 
+mod ms;
+
 /// How often expired bindings are swept out.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Methods this server handles or routes, for Allow.
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY, PUBLISH";
 /// Option tags understood in Proxy-Require and Require of requests this server answers itself.
-const SUPPORTED: &[&str] = &["path", "gruu", "outbound", "eventlist"];
+const SUPPORTED: &[&str] = &["path", "gruu", "outbound", "eventlist", "ms-benotify"];
 
 /// What the driver must do.
 #[derive(Debug, PartialEq, Eq)]
@@ -135,6 +137,8 @@ pub struct Core<D> {
     /// NOTIFY client transactions → their subscription.
     notifies: HashMap<TransactionId, SubId>,
     services: Vec<Service>,
+    /// Microsoft clients (NTLM, provisioning, roaming lists, categories).
+    ms: crate::msclient::MsClient,
 }
 
 impl<D: Directory> Core<D> {
@@ -166,6 +170,10 @@ impl<D: Directory> Core<D> {
         for (aor, n) in endpoints {
             presence.set_endpoints(now, aor, n);
         }
+        presence.set_track_changes(config.ms.enabled);
+        let mut ms_key = secret;
+        ms_key[0] ^= 0x3c;
+        let ms = crate::msclient::MsClient::new(config.ms.clone(), &config.domain, ms_key);
         Core {
             config,
             layer,
@@ -181,6 +189,7 @@ impl<D: Directory> Core<D> {
             presence,
             notifies: HashMap::new(),
             services: Vec::new(),
+            ms,
         }
     }
 
@@ -253,6 +262,7 @@ impl<D: Directory> Core<D> {
     /// The stream connection to `peer` closed: its transactions fail.
     pub fn connection_lost(&mut self, now: Instant, peer: Peer) {
         self.layer.connection_lost(peer);
+        self.ms_connection_closed(now, peer);
         self.pump(now);
     }
 
@@ -292,6 +302,7 @@ impl<D: Directory> Core<D> {
             self.presence.handle_timeout(now, &DirectoryPolicy(&self.directory));
         }
         self.drain_presence(now);
+        self.ms_timeout(now);
         self.pump(now);
     }
 
@@ -302,10 +313,19 @@ impl<D: Directory> Core<D> {
 
     /// Moves the layer's output to ours, handling its events (which may produce more).
     fn pump(&mut self, now: Instant) {
-        while let Some(o) = self.layer.poll_output() {
-            match o {
-                LayerOutput::Transmit(t) => self.out.push_back(Output::Transmit(t)),
-                LayerOutput::Event(e) => self.on_event(now, e),
+        loop {
+            while let Some(o) = self.layer.poll_output() {
+                match o {
+                    LayerOutput::Transmit(mut t) => {
+                        // MS-SIPAE: what goes to a connection with a security association is signed.
+                        self.ms.auth.sign_transmit(self.clock.unix(now), &mut t);
+                        self.out.push_back(Output::Transmit(t));
+                    }
+                    LayerOutput::Event(e) => self.on_event(now, e),
+                }
+            }
+            if !self.ms_presence_changes(now) {
+                break;
             }
         }
     }
@@ -391,10 +411,17 @@ impl<D: Directory> Core<D> {
                 r.headers.push(HeaderName::Unsupported, unsupported.join(", "));
             });
         }
+        // MS-SIPAE: NTLM credentials are checked first (a challenge or a refusal answers the request).
+        if !self.ms_authenticate(now, id, &req, peer) {
+            return;
+        }
         let routed_by_us = match self.preprocess_routes(&mut req) {
             Ok(v) => v,
             Err(()) => return self.reply(now, id, &req, 400, Some("Bad Route"), |_| {}),
         };
+        if self.config.ms.enabled && self.ms_request(now, id, &req, peer) {
+            return;
+        }
         if self.config.presence.enabled
             && matches!(req.method, Method::Subscribe | Method::Publish)
             && self.presence_request(now, id, &req, peer)
@@ -550,6 +577,7 @@ impl<D: Directory> Core<D> {
                 let outbound = req.headers.has_option_tag(&HeaderName::Supported, "outbound")
                     && contacts.iter().any(|(_, reg_id)| *reg_id);
                 let keep_alive_secs = self.config.ms_keep_alive_secs;
+                let ms_headers = self.ms_register_headers(&aor, &req, peer, unix);
                 self.reply(now, id, &req, 200, None, |r| {
                     for (c, _) in contacts {
                         r.headers.push(HeaderName::Contact, c);
@@ -565,6 +593,9 @@ impl<D: Directory> Core<D> {
                         r.headers.push(HeaderName::Other("Flow-Timer".into()), keep_alive_secs.to_string());
                     }
                     r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
+                    for (name, value) in ms_headers {
+                        r.headers.push(name, value);
+                    }
                 });
                 // Watchers hear of it after the 200 OK (which waits for the binding write).
                 let endpoints = self.location.bindings(&aor, unix).count();
@@ -578,6 +609,7 @@ impl<D: Directory> Core<D> {
     /// binding uses outbound (a reg-id).
     fn contact_values(&self, aor: &str, req: &Request, unix: u64) -> Vec<(String, bool)> {
         let gruu = req.headers.has_option_tag(&HeaderName::Supported, "gruu");
+        let gruu10 = req.headers.has_option_tag(&HeaderName::Supported, "gruu-10");
         self.location
             .bindings(aor, unix)
             .map(|b| {
@@ -591,7 +623,12 @@ impl<D: Directory> Core<D> {
                     }
                     _ => None,
                 };
-                let value = registrar::contact_value(b, unix, gruus.as_ref().map(|(p, t)| (p.as_str(), t.as_str())));
+                let mut value =
+                    registrar::contact_value(b, unix, gruus.as_ref().map(|(p, t)| (p.as_str(), t.as_str())));
+                // gruu-10 (MS-SIPREGE): the endpoint's GRUU in a `gruu` parameter.
+                if gruu10 && let Some(g) = b.instance_id.as_deref().and_then(|i| crate::msclient::epid::gruu(aor, i)) {
+                    value.push_str(&format!(";gruu={}", vienna_sip::header::quote(&g)));
+                }
                 (value, b.reg_id.is_some())
             })
             .collect()
@@ -599,6 +636,14 @@ impl<D: Directory> Core<D> {
 
     /// Checks Digest credentials (RFC 8760). `proxy` uses Proxy-Authorization.
     fn authenticate(&mut self, req: &Request, proxy: bool, unix: u64) -> Result<Account, AuthFailure> {
+        if let Some(aor) = self.ms.identity.clone() {
+            // Authenticated by NTLM on this connection (MS-SIPAE).
+            return match self.directory.account(&aor) {
+                Some(a) if a.enabled => Ok(a),
+                Some(_) => Err(AuthFailure::Refuse(403, "Forbidden (account disabled)")),
+                None => Err(AuthFailure::Challenge { stale: false }),
+            };
+        }
         let Some(creds) = Credentials::find(&req.headers, proxy, &self.config.realm) else {
             return Err(AuthFailure::Challenge { stale: false });
         };
@@ -645,6 +690,7 @@ impl<D: Directory> Core<D> {
                 let mut r = req.make_response_with_tag(status, None, &self.layer.new_tag());
                 r.headers.push(HeaderName::Server, self.config.server_name.clone());
                 self.digest.add_challenge(&mut r, unix, stale, proxy);
+                self.ms_offer(&mut r, proxy);
                 self.respond(now, id, r);
             }
             AuthFailure::Refuse(status, reason) => self.reply(now, id, req, status, Some(reason), |_| {}),
@@ -776,6 +822,17 @@ impl<D: Directory> Core<D> {
     /// it names no current registration; `None` when the URI is not a GRUU.
     #[allow(clippy::type_complexity)]
     fn gruu_target(&self, uri: &SipUri) -> Option<Result<(String, Option<String>), ()>> {
+        // gruu-10 (MS-SIPRE): `;opaque=user:epid:<token>;gruu` names one endpoint.
+        if uri.params.contains("gruu")
+            && let Some(Some(opaque)) = uri.params.get("opaque")
+            && opaque.starts_with("user:epid:")
+        {
+            return Some(
+                crate::msclient::epid::instance_of_opaque(opaque)
+                    .map(|instance| (self.config.aor_of(uri), Some(instance)))
+                    .ok_or(()),
+            );
+        }
         let gr = uri.params.get("gr")?;
         match gr {
             Some(urn) => Some(Ok((self.config.aor_of(uri), Some(format!("<{urn}>"))))),

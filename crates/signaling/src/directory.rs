@@ -38,6 +38,51 @@ pub trait Directory {
     fn manual_presence(&self, _owner: &str) -> Option<vienna_store::ManualPresence> {
         None
     }
+    /// The account `aor` and the NT hash of its password, for NTLM (MS-SIPAE). By default none.
+    fn ntlm_account(&self, _aor: &str) -> Option<(Account, [u8; 16])> {
+        None
+    }
+    /// `owner`'s whole contact list (groups, contacts, version), for roaming contacts.
+    fn contact_list(&self, _owner: &str) -> Option<vienna_store::ContactList> {
+        None
+    }
+    /// Changes `owner`'s contact list or access control entries (synchronously, durable before it
+    /// returns); returns the list afterwards and, for [`ContactEdit::AddGroup`], the new group's id.
+    fn edit_contacts(
+        &self,
+        _owner: &str,
+        _edit: &ContactEdit,
+    ) -> Result<(vienna_store::ContactList, Option<u32>), String> {
+        Err("contact lists cannot be changed here".into())
+    }
+    /// `owner`'s access control entries.
+    fn aces(&self, _owner: &str) -> Vec<vienna_store::Ace> {
+        Vec::new()
+    }
+    /// The display name of account `aor`, if it has one.
+    fn display_name(&self, _aor: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A change to a user's contact list or access control entries (MS-SIP §3.7 SOAP operations, MS-PRES
+/// container membership).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContactEdit {
+    /// Adds or replaces a contact.
+    PutContact(vienna_store::ContactEntry),
+    /// Removes the contact with this URI.
+    RemoveContact(String),
+    /// Adds a group with this name.
+    AddGroup(String),
+    /// Renames a group.
+    RenameGroup(u32, String),
+    /// Removes a group (its contacts stay, in no group).
+    RemoveGroup(u32),
+    /// Adds or replaces an access control entry.
+    PutAce(vienna_store::Ace),
+    /// Removes the entry of this scope.
+    RemoveAce(vienna_store::AceScope),
 }
 
 /// The presence agent's [`Policy`] answered by a [`Directory`].
@@ -76,5 +121,24 @@ impl<D: Directory + ?Sized> Directory for &D {
     }
     fn manual_presence(&self, owner: &str) -> Option<vienna_store::ManualPresence> {
         (**self).manual_presence(owner)
+    }
+    fn ntlm_account(&self, aor: &str) -> Option<(Account, [u8; 16])> {
+        (**self).ntlm_account(aor)
+    }
+    fn contact_list(&self, owner: &str) -> Option<vienna_store::ContactList> {
+        (**self).contact_list(owner)
+    }
+    fn edit_contacts(
+        &self,
+        owner: &str,
+        edit: &ContactEdit,
+    ) -> Result<(vienna_store::ContactList, Option<u32>), String> {
+        (**self).edit_contacts(owner, edit)
+    }
+    fn aces(&self, owner: &str) -> Vec<vienna_store::Ace> {
+        (**self).aces(owner)
+    }
+    fn display_name(&self, aor: &str) -> Option<String> {
+        (**self).display_name(aor)
     }
 }

@@ -10,17 +10,23 @@
 //! SUBSCRIBE (`presence`, `presence.winfo`) and PUBLISH for local users go to the presence agent of
 //! `vienna-presence` after the same authentication as other requests from local users; its NOTIFYs leave in
 //! client transactions from this core, and registrations feed its aggregation.
+//!
+//! Microsoft clients ([`msclient`]): NTLM over TCP and TLS with signed messages (MS-SIPAE) beside Digest,
+//! the REGISTER answer they expect, in-band provisioning, roaming contacts and self view backed by the
+//! directory, SERVICE operations on contact lists and ACLs, category publishing and category presence
+//! subscriptions (MS-PRES) on the one presence model, BENOTIFY.
 
 mod config;
 mod core;
 mod counters;
 mod directory;
 mod location;
+pub mod msclient;
 mod registrar;
 mod routing;
 
 pub use crate::config::{CoreConfig, LocalAddr};
 pub use crate::core::{Core, Output, ServiceHandler, ServiceRequest};
 pub use crate::counters::Counters;
-pub use crate::directory::{Account, Directory};
+pub use crate::directory::{Account, ContactEdit, Directory};
 pub use crate::location::Location;

@@ -375,6 +375,16 @@ impl<C: Clone + Eq + Hash> NtlmServer<C> {
         self.associations.iter().find(|(_, sa)| sa.connection == *connection).map(|(o, _)| o.as_str())
     }
 
+    /// Whether association `opaque` exists (and has not been dropped as expired).
+    pub fn is_live(&self, opaque: &str) -> bool {
+        self.associations.contains_key(opaque)
+    }
+
+    /// Forgets association `opaque` (replaced by a new handshake on the same connection).
+    pub fn remove(&mut self, opaque: &str) {
+        self.associations.remove(opaque);
+    }
+
     /// Forgets every association and pending challenge of a closed connection.
     pub fn connection_closed(&mut self, connection: &C) {
         self.pending.retain(|_, p| p.connection != *connection);

@@ -195,6 +195,11 @@ pub struct SipConfig {
     pub t2_ms: u64,
     /// Transaction timer T4 (longest a message stays in the network), milliseconds.
     pub t4_ms: u64,
+    /// Microsoft clients: offer NTLM (MS-SIPAE) beside Digest on TCP and TLS, and serve provisioning,
+    /// roaming lists, enhanced presence and their SERVICE operations.
+    pub ntlm: bool,
+    /// `targetname` of NTLM challenges (the server's name); empty means server.domain.
+    pub ntlm_targetname: String,
 }
 
 impl Default for SipConfig {
@@ -221,6 +226,8 @@ impl Default for SipConfig {
             t1_ms: 500,
             t2_ms: 4_000,
             t4_ms: 5_000,
+            ntlm: true,
+            ntlm_targetname: String::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vienna_presence::{Decision, WatcherState};
-use vienna_signaling::{Account, Directory};
+use vienna_signaling::{Account, ContactEdit, Directory};
 use vienna_sip::digest::Ha1;
 use vienna_store::{Ace, Aor, Store, Watcher};
 
@@ -167,6 +167,90 @@ impl Directory for StoreDirectory {
             .filter(|w| w.state == WatcherState::Pending)
             .map(|w| (w.uri.clone(), w.display_name.clone()))
             .collect()
+    }
+
+    fn ntlm_account(&self, aor: &str) -> Option<(Account, [u8; 16])> {
+        let parsed = Aor::parse(aor, None).ok()?;
+        match self.store.account_secrets(&parsed) {
+            Ok(Some((account, secrets))) => {
+                let nt_hash = secrets.nt_hash;
+                Some((
+                    Account {
+                        aor: account.uri,
+                        enabled: account.enabled,
+                        ha1: Ha1 { md5: secrets.ha1_md5, sha256: secrets.ha1_sha256 },
+                    },
+                    nt_hash,
+                ))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                metrics::counter!("vienna_store_errors_total").increment(1);
+                tracing::warn!(error = %e, "sip: account lookup failed");
+                None
+            }
+        }
+    }
+
+    fn contact_list(&self, owner: &str) -> Option<vienna_store::ContactList> {
+        let aor = Aor::parse(owner, None).ok()?;
+        match self.store.contact_list(&aor) {
+            Ok(mut list) => {
+                for c in &mut list.contacts {
+                    c.uri = normalize(&c.uri);
+                }
+                Some(list)
+            }
+            Err(e) => {
+                metrics::counter!("vienna_store_errors_total").increment(1);
+                tracing::warn!(error = %e, owner, "sip: contact list lookup failed");
+                None
+            }
+        }
+    }
+
+    fn edit_contacts(
+        &self,
+        owner: &str,
+        edit: &ContactEdit,
+    ) -> Result<(vienna_store::ContactList, Option<u32>), String> {
+        let aor = Aor::parse(owner, None).map_err(|e| e.to_string())?;
+        let s = &self.store;
+        let mut group = None;
+        let result = match edit {
+            ContactEdit::PutContact(c) => {
+                let mut c = c.clone();
+                c.uri = normalize(&c.uri);
+                s.put_contact(&aor, &c).map(|_| ())
+            }
+            ContactEdit::RemoveContact(uri) => {
+                let list = s.contact_list(&aor).map_err(|e| e.to_string())?;
+                let wanted = normalize(uri);
+                match list.contacts.iter().find(|c| normalize(&c.uri) == wanted) {
+                    Some(c) => s.remove_contact(&aor, &c.uri).map(|_| ()),
+                    None => return Err(format!("no contact {uri}")),
+                }
+            }
+            ContactEdit::AddGroup(name) => s.add_group(&aor, name).map(|(g, _)| group = Some(g.id)),
+            ContactEdit::RenameGroup(id, name) => s.rename_group(&aor, *id, name).map(|_| ()),
+            ContactEdit::RemoveGroup(id) => s.remove_group(&aor, *id).map(|_| ()),
+            ContactEdit::PutAce(ace) => s.put_ace(&aor, ace).map(|_| ()),
+            ContactEdit::RemoveAce(scope) => s.remove_ace(&aor, scope).map(|_| ()),
+        };
+        result.map_err(|e| e.to_string())?;
+        // The next authorization question reads the store again.
+        self.policies.borrow_mut().remove(owner);
+        let list = self.contact_list(owner).ok_or("contact list unreadable")?;
+        Ok((list, group))
+    }
+
+    fn aces(&self, owner: &str) -> Vec<Ace> {
+        self.policy(owner).aces.clone()
+    }
+
+    fn display_name(&self, aor: &str) -> Option<String> {
+        let parsed = Aor::parse(aor, None).ok()?;
+        self.store.account(&parsed).ok().flatten().map(|a| a.display_name).filter(|d| !d.is_empty())
     }
 }
 

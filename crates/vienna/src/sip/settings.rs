@@ -133,6 +133,16 @@ pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
     core.timers.t1 = Duration::from_millis(sip.t1_ms);
     core.timers.t2 = Duration::from_millis(sip.t2_ms);
     core.timers.t4 = Duration::from_millis(sip.t4_ms);
+    core.ms = vienna_signaling::msclient::MsConfig {
+        enabled: sip.ntlm,
+        targetname: if sip.ntlm_targetname.is_empty() {
+            config.server.domain.clone()
+        } else {
+            sip.ntlm_targetname.clone()
+        },
+        mras_uri: config.mras.enabled.then(|| config.mras_uri()),
+        ..vienna_signaling::msclient::MsConfig::default()
+    };
     core
 }
 
