@@ -15,7 +15,8 @@ set -euo pipefail
 packages=(build-essential cmake nasm clang pkg-config libssl-dev curl ca-certificates coturn sip-tester
   baresip baresip-core libnice-dev
   libsrtp2-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  kamailio kamailio-presence-modules fonts-dejavu-core)
+  kamailio kamailio-presence-modules fonts-dejavu-core
+  pidgin-sipe libpurple-dev libglib2.0-dev libxml2-dev)
 
 missing=()
 for p in "${packages[@]}"; do

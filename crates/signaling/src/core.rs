@@ -858,7 +858,7 @@ impl<D: Directory> Core<D> {
         let Some(sip) = dest.as_sip() else {
             return self.reply(now, id, &req, 416, None, |_| {});
         };
-        let peer = self.location.flow_for(sip).or_else(|| uri_peer(sip));
+        let peer = self.location.flow_for(sip).or_else(|| self.gruu_peer(sip)).or_else(|| uri_peer(sip));
         let Some(peer) = peer else {
             return self.reply(now, id, &req, 503, Some("Service Unavailable (cannot resolve next hop)"), |_| {});
         };
@@ -973,7 +973,9 @@ impl<D: Directory> Core<D> {
         }
         let next = req.headers.routes().ok().and_then(|r| r.into_iter().next()).map(|r| r.uri);
         let dest = next.as_ref().unwrap_or(&req.uri);
-        let Some(peer) = dest.as_sip().and_then(|u| self.location.flow_for(u).or_else(|| uri_peer(u))) else {
+        let Some(peer) =
+            dest.as_sip().and_then(|u| self.location.flow_for(u).or_else(|| self.gruu_peer(u)).or_else(|| uri_peer(u)))
+        else {
             return;
         };
         // A branch derived from the incoming one, so a retransmitted ACK goes out identical.

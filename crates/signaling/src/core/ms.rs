@@ -31,6 +31,8 @@ const SELF_EVENTS: &[&str] = &[
 /// SIPE splits on `,` and does not trim).
 const MS_ALLOW_EVENTS: &str = "presence,presence.winfo,vnd-microsoft-provisioning-v2,vnd-microsoft-roaming-contacts,\
 vnd-microsoft-roaming-self,vnd-microsoft-provisioning,vnd-microsoft-roaming-ACL,presence.wpending";
+/// How often the accounts of registered Microsoft clients are checked.
+const ACCOUNT_CHECK: Duration = Duration::from_secs(5);
 /// How long a category publication holds in the presence model without being published again.
 const CATEGORY_TTL: Duration = Duration::from_secs(8 * 3600);
 
@@ -56,6 +58,20 @@ impl<D: Directory> Core<D> {
     /// Established NTLM security associations (one per connection).
     pub fn ntlm_associations(&self) -> usize {
         self.ms.auth.associations()
+    }
+
+    /// Where a GRUU of a registered endpoint (gruu-10 or RFC 5627) leads: its binding's flow. In-dialog
+    /// requests to a Microsoft client carry its GRUU as the remote target.
+    pub(super) fn gruu_peer(&self, uri: &vienna_sip::SipUri) -> Option<Peer> {
+        if !self.config.is_local_domain(uri) {
+            return None;
+        }
+        let Some(Ok((aor, Some(instance)))) = self.gruu_target(uri) else { return None };
+        let unix = self.clock.unix(self.clock.instant);
+        self.location
+            .bindings(&aor, unix)
+            .find(|b| b.instance_id.as_deref() == Some(instance.as_str()))
+            .and_then(crate::location::binding_peer)
     }
 
     // ----- MS-SIPAE --------------------------------------------------------------------------------------
@@ -253,6 +269,18 @@ impl<D: Directory> Core<D> {
         }
         let unix = self.clock.unix(now);
         self.ms.auth.expire(unix);
+        // A disabled or removed account is signed out (MS-SIPREGE §3.5, `deregistered;event=rejected`).
+        if self.ms.next_account_check.is_none_or(|t| t <= now) {
+            self.ms.next_account_check = Some(now + ACCOUNT_CHECK);
+            let mut aors: Vec<String> = self.ms.registrations.values().map(|(a, _)| a.clone()).collect();
+            aors.sort_unstable();
+            aors.dedup();
+            for aor in aors {
+                if !self.directory.account(&aor).is_some_and(|a| a.enabled) {
+                    self.deregister(now, &aor, "rejected", "User disabled");
+                }
+            }
+        }
     }
 
     /// Sends category notifications for presentities whose aggregate changed; `true` when anything went to

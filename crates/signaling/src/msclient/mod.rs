@@ -204,6 +204,9 @@ pub struct MsClient {
     pub identity: Option<String>,
     /// Registration subscriptions (`Event: registration` in REGISTER) by connection: (aor, dialog).
     pub registrations: HashMap<Peer, (String, MsDialog)>,
+    /// When the accounts of registered Microsoft clients are next checked (disabled or removed accounts
+    /// are signed out).
+    pub next_account_check: Option<Instant>,
 }
 
 impl MsClient {
@@ -221,6 +224,7 @@ impl MsClient {
             reliable_request: false,
             identity: None,
             registrations: HashMap::new(),
+            next_account_check: None,
         }
     }
 

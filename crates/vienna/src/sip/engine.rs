@@ -401,6 +401,9 @@ impl Engine {
             bindings: self.core.location().len(),
             connections: self.connections.len(),
             driver: self.counters.clone(),
+            ms: self.core.ms_counters(),
+            ntlm_associations: self.core.ntlm_associations(),
+            ms_subscriptions: self.core.ms_subscriptions(),
         };
         match self.shared.stats.lock() {
             Ok(mut s) => *s = stats,

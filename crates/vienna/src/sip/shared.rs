@@ -51,6 +51,12 @@ pub struct SipStats {
     pub presentities: usize,
     /// Live publications.
     pub publications: usize,
+    /// Microsoft clients: NTLM, self subscriptions, categories.
+    pub ms: vienna_signaling::msclient::MsCounters,
+    /// NTLM security associations established now.
+    pub ntlm_associations: usize,
+    /// Microsoft subscriptions alive.
+    pub ms_subscriptions: usize,
 }
 
 /// State shared by the core thread, the admin API and the metrics endpoint.
@@ -108,6 +114,22 @@ impl SipShared {
                 "connects": d.connects, "connect_failures": d.connect_failures,
             },
             "store": { "writes": d.store_writes, "bindings_written": d.bindings_written, "errors": d.store_errors },
+            "microsoft": {
+                "ntlm": {
+                    "associations": s.ntlm_associations, "challenges": s.ms.ntlm.challenges,
+                    "established": s.ms.ntlm.established, "verified": s.ms.ntlm.verified, "signed": s.ms.ntlm.signed,
+                    "refused": {
+                        "malformed": s.ms.ntlm.refused_malformed, "unknown_user": s.ms.ntlm.refused_unknown_user,
+                        "password": s.ms.ntlm.refused_password, "signature": s.ms.ntlm.refused_signature,
+                        "replay": s.ms.ntlm.refused_replay, "association": s.ms.ntlm.refused_association,
+                    },
+                },
+                "subscriptions": s.ms_subscriptions,
+                "self_subscriptions": s.ms.self_subscriptions, "presence_subscriptions": s.ms.presence_subscriptions,
+                "benotifies": s.ms.benotifies, "notifies": s.ms.notifies, "publications": s.ms.publications,
+                "version_conflicts": s.ms.version_conflicts, "edits": s.ms.edits, "bad_bodies": s.ms.bad_bodies,
+                "deregistrations": s.ms.deregistrations,
+            },
         })
     }
 
@@ -202,6 +224,37 @@ impl SipShared {
         for (name, value) in presence {
             metrics::counter!(name).absolute(value);
         }
+        let n = &s.ms.ntlm;
+        for (reason, v) in [
+            ("malformed", n.refused_malformed),
+            ("unknown_user", n.refused_unknown_user),
+            ("password", n.refused_password),
+            ("signature", n.refused_signature),
+            ("replay", n.refused_replay),
+            ("association", n.refused_association),
+        ] {
+            metrics::counter!("vienna_sip_ntlm_refused_total", "reason" => reason).absolute(v);
+        }
+        let ms: [(&'static str, u64); 13] = [
+            ("vienna_sip_ntlm_challenges_total", n.challenges),
+            ("vienna_sip_ntlm_established_total", n.established),
+            ("vienna_sip_ntlm_verified_total", n.verified),
+            ("vienna_sip_ntlm_signed_total", n.signed),
+            ("vienna_sip_ms_self_subscriptions_total", s.ms.self_subscriptions),
+            ("vienna_sip_ms_presence_subscriptions_total", s.ms.presence_subscriptions),
+            ("vienna_sip_ms_benotifies_total", s.ms.benotifies),
+            ("vienna_sip_ms_notifies_total", s.ms.notifies),
+            ("vienna_sip_ms_publications_total", s.ms.publications),
+            ("vienna_sip_ms_version_conflicts_total", s.ms.version_conflicts),
+            ("vienna_sip_ms_edits_total", s.ms.edits),
+            ("vienna_sip_ms_bad_bodies_total", s.ms.bad_bodies),
+            ("vienna_sip_ms_deregistrations_total", s.ms.deregistrations),
+        ];
+        for (name, value) in ms {
+            metrics::counter!(name).absolute(value);
+        }
+        metrics::gauge!("vienna_sip_ntlm_associations").set(s.ntlm_associations as f64);
+        metrics::gauge!("vienna_sip_ms_subscriptions").set(s.ms_subscriptions as f64);
         metrics::gauge!("vienna_presence_subscriptions").set(s.subscriptions as f64);
         metrics::gauge!("vienna_presence_presentities").set(s.presentities as f64);
         metrics::gauge!("vienna_presence_publications").set(s.publications as f64);

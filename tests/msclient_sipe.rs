@@ -1,0 +1,381 @@
+//! Microsoft-dialect clients through Vienna: SIPE 1.25 (Debian package pidgin-sipe, the libpurple plug-in
+//! that speaks the OCS/Lync dialect) run headless by `tools/sipe-client/sipe_driver.c`, and baresip 1.0 for
+//! the SIMPLE side. Everything on loopback with ephemeral ports; every process quits by itself within
+//! 90 seconds and the test kills what it started when it ends.
+//!
+//! - alice (SIPE over TLS) and bob (SIPE over TCP) sign in with NTLM (MS-SIPAE); SIPE checks the signature
+//!   of every message Vienna sends and ignores unsigned ones, so everything after sign-in proves the
+//!   signing too;
+//! - alice receives her roaming contact list (bob in group Team, carol) and provisioning;
+//! - bob goes Busy, Away and Available by category publishing, and alice sees each state;
+//! - carol (baresip, SIMPLE) sees alice go Busy and back (a category publication reaches PIDF watchers),
+//!   and alice sees carol go offline (a PIDF publication reaches category watchers);
+//! - alice and bob exchange instant messages (INVITE-based sessions, in-dialog MESSAGE to the GRUU);
+//! - a disabled account is signed out by the server (registration-notify).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vienna_e2e::{PATIENCE, Server, run};
+
+const DOMAIN: &str = "example.test";
+
+/// Builds the SIPE driver into `dir` (gcc against libpurple, GLib and libxml2).
+fn build_driver(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/sipe-client/sipe_driver.c");
+    let out = dir.join("sipe_driver");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gcc -Wall -rdynamic -o '{}' '{}' $(pkg-config --cflags --libs purple glib-2.0 libxml-2.0) -ldl",
+            out.display(),
+            source.display()
+        ))
+        .status()
+        .expect("gcc and pkg-config (tools/install-deps.sh installs them)");
+    assert!(status.success(), "the SIPE driver does not build: run tools/install-deps.sh (pidgin-sipe, libpurple-dev)");
+    out
+}
+
+/// One SIPE instance: its events (stderr lines starting with `###`) and its command input.
+struct Sipe {
+    name: String,
+    child: Child,
+    stdin: ChildStdin,
+    events: Arc<Mutex<Vec<String>>>,
+    debug: PathBuf,
+}
+
+impl Sipe {
+    fn start(driver: &Path, dir: &Path, user: &str, server: SocketAddr, transport: &str) -> Sipe {
+        let home = dir.join(format!("purple-{user}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let debug = dir.join(format!("sipe-{user}.log"));
+        let mut child = Command::new("timeout")
+            .args(["90"])
+            .arg(driver)
+            .args([&format!("{user}@{DOMAIN}"), &format!("{user}-secret"), &server.to_string(), transport, "80"])
+            .env("PURPLE_HOME", &home)
+            .env("SIPE_DEBUG", "1")
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&debug).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the SIPE driver");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let keep = events.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(e) = line.strip_prefix("### ") {
+                    keep.lock().unwrap().push(e.to_owned());
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        Sipe { name: user.to_owned(), child, stdin, events, debug }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The states this SIPE showed for `buddy`, in order (`BUDDY sip:bob@example.test Team busy`).
+    fn states_of(&self, buddy: &str) -> Vec<String> {
+        let prefix = format!("BUDDY sip:{buddy}@{DOMAIN} ");
+        self.events()
+            .iter()
+            .filter_map(|e| e.strip_prefix(&prefix))
+            .filter_map(|rest| rest.rsplit(' ').next().map(str::to_owned))
+            .collect()
+    }
+
+    fn group_of(&self, buddy: &str) -> Option<String> {
+        let prefix = format!("BUDDY sip:{buddy}@{DOMAIN} ");
+        self.events().iter().find_map(|e| {
+            let rest = e.strip_prefix(&prefix)?;
+            let (group, _) = rest.rsplit_once(' ')?;
+            Some(group.to_owned())
+        })
+    }
+
+    fn debug_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.debug).unwrap_or_default()).into_owned()
+    }
+}
+
+impl Drop for Sipe {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on loopback for both UDP and TCP (baresip listens on both).
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// baresip 1.0 as `user@example.test`, registering through Vienna's UDP listener (outbound proxy) and
+/// watching `peer`.
+struct Baresip {
+    child: Child,
+    log: PathBuf,
+    ctrl: u16,
+}
+
+impl Baresip {
+    fn start(dir: &Path, user: &str, peer: &str, sip: SocketAddr) -> Baresip {
+        let home = dir.join(format!("baresip-{user}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let listen = free_port();
+        let ctrl = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let rtp = 30_000 + (listen % 1000) * 20;
+        let config = format!(
+            "sip_listen 127.0.0.1:{listen}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
+             audio_player aufile,/dev/null\naudio_source ausine,440\naudio_alert aufile,/dev/null\n\
+             rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
+             module aufile.so\nmodule ctrl_tcp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\n\
+             module_app contact.so\nmodule_app menu.so\nmodule_app presence.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n",
+            rtp + 19
+        );
+        std::fs::write(home.join("config"), config).unwrap();
+        std::fs::write(
+            home.join("accounts"),
+            format!("<sip:{user}@{DOMAIN}>;auth_pass={user}-secret;outbound=\"sip:{sip}\";regint=60;pubint=60\n"),
+        )
+        .unwrap();
+        std::fs::write(home.join("contacts"), format!("\"{peer}\" <sip:{peer}@{DOMAIN}>;presence=p2p\n")).unwrap();
+        let log = dir.join(format!("baresip-{user}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("timeout")
+            .args(["90", "stdbuf", "-oL", "-eL", "baresip", "-f"])
+            .arg(&home)
+            .args(["-s", "-v", "-t", "85"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("baresip (packages baresip, baresip-core) is installed by the test command");
+        Baresip { child, log, ctrl }
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// What this baresip was told about `peer` (online, busy, away, offline), NOTIFY by NOTIFY.
+    fn seen(&self, peer: &str) -> Vec<&'static str> {
+        self.log_text()
+            .split("\nNOTIFY sip:")
+            .skip(1)
+            .filter(|m| m.lines().any(|l| l.starts_with("From:") && l.contains(&format!("sip:{peer}@"))))
+            .filter_map(|m| {
+                let m = m.split("\n\u{1b}").next().unwrap_or(m);
+                if m.contains("<basic>closed</basic>") {
+                    Some("offline")
+                } else if m.contains("<rpid:busy/>") {
+                    Some("busy")
+                } else if m.contains("<rpid:away/>") {
+                    Some("away")
+                } else if m.contains("<basic>open</basic>") {
+                    Some("online")
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn command(&self, command: &str) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ctrl)).expect("baresip ctrl_tcp");
+        let body = format!("{{\"command\":\"{command}\",\"params\":\"\",\"token\":\"t\"}}");
+        s.write_all(format!("{}:{body},", body.len()).as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = [0u8; 512];
+        let n = std::io::Read::read(&mut s, &mut answer).unwrap_or(0);
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.contains("\"ok\":true"), "baresip {command}: {answer}");
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `wanted` appears in `seen` in this order (other entries may come between).
+fn in_order<S: AsRef<str>>(seen: &[S], wanted: &[&str]) -> bool {
+    let mut it = seen.iter();
+    wanted.iter().all(|w| it.any(|s| s.as_ref() == *w))
+}
+
+fn wait(what: &str, server: &Server, sipes: &[&Sipe], baresips: &[&Baresip], ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ok() {
+        if Instant::now() > deadline {
+            let mut report = String::new();
+            for s in sipes {
+                report.push_str(&format!(
+                    "--- {} events ---\n{}\n--- {} debug (tail) ---\n{}\n",
+                    s.name,
+                    s.events().join("\n"),
+                    s.name,
+                    tail(&s.debug_text(), 20_000)
+                ));
+            }
+            for b in baresips {
+                report.push_str(&format!("--- baresip ---\n{}\n", tail(&b.log_text(), 20_000)));
+            }
+            panic!("{what}: not seen in time\n{report}--- server log ---\n{}", tail(&server.log_text(), 20_000));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    &s[start..]
+}
+
+#[test]
+fn sipe_signs_in_with_ntlm_and_sees_sipe_and_baresip_through_one_presence_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let driver = build_driver(d);
+    let data = d.join("data");
+    let dom = format!("server.domain={DOMAIN}");
+    let cli = |args: &[&str], stdin: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--set", &dom]);
+        let out = run(&data, &all, stdin);
+        assert!(out.status.success(), "vienna {args:?}: {}", vienna_e2e::stderr(&out));
+    };
+    for u in ["alice", "bob", "carol"] {
+        cli(&["user", "add", u, "--password-stdin"], &format!("{u}-secret\n"));
+    }
+    cli(&["contact", "add", "alice", "bob", "--group", "Team"], "");
+    cli(&["contact", "add", "alice", "carol"], "");
+    cli(&["contact", "add", "bob", "alice"], "");
+    cli(&["contact", "add", "carol", "alice"], "");
+    let mut server = Server::start(
+        &data,
+        &[
+            "--set",
+            &dom,
+            "--set",
+            "turn.enabled=false",
+            // baresip 1.0 (libre) answers MD5 challenges only; SIPE ignores Digest and picks NTLM.
+            "--set",
+            "sip.digest_algorithms=[\"MD5\"]",
+            "--set",
+            "presence.notify_interval_ms=200",
+            "--set",
+            "presence.reauthorize_secs=1",
+        ],
+    );
+    let (tls, tcp, udp) = (server.listener("sip", "tls"), server.listener("sip", "tcp"), server.listener("sip", "udp"));
+
+    // Sign-in: NTLM over TLS (alice) and over TCP (bob); the roaming contact list arrives.
+    let mut alice = Sipe::start(&driver, d, "alice", tls, "tls");
+    let mut bob = Sipe::start(&driver, d, "bob", tcp, "tcp");
+    wait("both SIPEs signed on", &server, &[&alice, &bob], &[], || {
+        alice.events().iter().any(|e| e == "SIGNED ON") && bob.events().iter().any(|e| e == "SIGNED ON")
+    });
+    wait("alice's contact list (bob in Team, carol)", &server, &[&alice], &[], || {
+        alice.group_of("bob").as_deref() == Some("Team") && alice.group_of("carol").is_some()
+    });
+    wait("alice sees bob available", &server, &[&alice, &bob], &[], || {
+        alice.states_of("bob").iter().any(|s| s == "available")
+    });
+    assert!(!alice.events().iter().any(|e| e.starts_with("CONNECTION ERROR")), "{:?}", alice.events());
+
+    // Enhanced presence between two Microsoft clients: bob publishes states by category.
+    for state in ["busy", "away", "available"] {
+        bob.send(&format!("status {state}"));
+        wait(&format!("alice sees bob {state}"), &server, &[&alice, &bob], &[], || {
+            alice.states_of("bob").last().map(String::as_str) == Some(state)
+        });
+    }
+    assert!(in_order(&alice.states_of("bob"), &["available", "busy", "away", "available"]));
+
+    // Across dialects: carol (baresip, SIMPLE) watches alice, alice watches carol.
+    let carol = Baresip::start(d, "carol", "alice", udp);
+    wait("alice sees carol available", &server, &[&alice], &[&carol], || {
+        alice.states_of("carol").iter().any(|s| s == "available")
+    });
+    wait("carol sees alice online", &server, &[&alice], &[&carol], || carol.seen("alice").contains(&"online"));
+    alice.send("status busy");
+    wait("carol sees alice busy", &server, &[&alice], &[&carol], || {
+        in_order(&carol.seen("alice"), &["online", "busy"])
+    });
+    alice.send("status available");
+    wait("carol sees alice online again", &server, &[&alice], &[&carol], || {
+        in_order(&carol.seen("alice"), &["online", "busy", "online"])
+    });
+    carol.command("presence_offline");
+    wait("alice sees carol offline", &server, &[&alice], &[&carol], || {
+        in_order(&alice.states_of("carol"), &["available", "offline"])
+    });
+
+    // Instant messages between the two Microsoft clients (INVITE session, MESSAGE in the dialog).
+    alice.send(&format!("im sip:bob@{DOMAIN} hello bob"));
+    wait("bob receives alice's message", &server, &[&alice, &bob], &[], || {
+        bob.events().iter().any(|e| e == &format!("IM sip:alice@{DOMAIN} hello bob"))
+    });
+    bob.send(&format!("im sip:alice@{DOMAIN} hello alice"));
+    wait("alice receives bob's answer", &server, &[&alice, &bob], &[], || {
+        alice.events().iter().any(|e| e == &format!("IM sip:bob@{DOMAIN} hello alice"))
+    });
+
+    // What the server counted: two associations, signatures checked and made, no refusal, BENOTIFY used.
+    let sip = server.get("/api/v1/sip").json();
+    let ms = &sip["microsoft"];
+    assert_eq!(ms["ntlm"]["associations"], 2, "{sip}");
+    assert!(ms["ntlm"]["established"].as_u64().unwrap() >= 2, "{sip}");
+    assert!(ms["ntlm"]["verified"].as_u64().unwrap() >= 10, "{sip}");
+    assert!(ms["ntlm"]["signed"].as_u64().unwrap() >= 10, "{sip}");
+    assert!(ms["benotifies"].as_u64().unwrap() >= 4, "{sip}");
+    assert!(ms["publications"].as_u64().unwrap() >= 3, "{sip}");
+    for (reason, n) in ms["ntlm"]["refused"].as_object().unwrap() {
+        assert_eq!(n, 0, "refused for {reason}: {sip}");
+    }
+
+    // Server-initiated deregistration: bob's account is disabled; the server signs him out.
+    cli(&["user", "set", "bob", "--enabled", "false"], "");
+    wait("bob is signed out by the server", &server, &[&bob], &[], || {
+        bob.events().iter().any(|e| e.starts_with("CONNECTION ERROR") && e.contains("rejected by the server"))
+    });
+    wait("alice sees bob offline", &server, &[&alice, &bob], &[], || {
+        alice.states_of("bob").last().map(String::as_str) == Some("offline")
+    });
+    alice.send("quit");
+    wait("alice signs out", &server, &[&alice], &[], || alice.events().iter().any(|e| e == "EXIT"));
+    drop(carol);
+}
