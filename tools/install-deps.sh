@@ -6,7 +6,9 @@
 #           MESSAGE and holds an SRTP call through Vienna; two of them judge presence), libnice-dev (libnice in its OC2007/OC2007R2
 #           modes is the MS-TURN client of tests/msturn_interop.rs), kamailio kamailio-presence-modules
 #           (vienna-load's presence mode is tested against Kamailio's presence server), fonts-dejavu-core
-#           (vienna-load's plotted reports lay out text with a TrueType font)
+#           (vienna-load's plotted reports lay out text with a TrueType font), pidgin-sipe libpurple-dev
+#           libglib2.0-dev libxml2-dev (SIPE, the OCS/Lync-dialect client, run headless by
+#           tools/sipe-client/sipe_driver.c, which tests/msclient_sipe.rs builds with gcc)
 #   srtp:   libsrtp2-dev (vienna-srtp links Debian's libsrtp2 through pkg-config); gstreamer1.0-tools and
 #           gstreamer1.0-plugins-base/good/bad (srtpenc/srtpdec judge SRTP interop;
 #           a GStreamer Opus RTP participant joins the audio MCU)
