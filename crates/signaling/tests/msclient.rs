@@ -597,3 +597,39 @@ impl Client {
         self.signed(text, None)
     }
 }
+
+#[test]
+fn legacy_presence_subscription_gets_msrtc_pidf_by_notify() {
+    let mut net = Net::new();
+    let mut alice = Client::new("alice", 40005);
+    let mut bob = Client::new("bob", 40006);
+    sign_in(&mut net, &mut alice);
+    sign_in(&mut net, &mut bob);
+    // An LCS 2005 style single subscription to Alice (no BENOTIFY negotiated): answered by NOTIFY.
+    let sub = bob.text(
+        "SUBSCRIBE",
+        "sip:alice@example.test",
+        "Event: presence\r\nAccept: text/xml+msrtc.pidf, application/pidf+xml\r\nSupported: com.microsoft.autoextend\r\n",
+        "",
+        None,
+    );
+    let signed = bob.clone_signed(&sub);
+    let out = net.send(&bob, &signed);
+    assert_eq!(response(&out[0].1).status, 200);
+    let Message::Request(n) = &out[1].1 else { panic!("{out:#?}") };
+    assert_eq!(n.method, vienna_sip::Method::Notify);
+    assert_eq!(n.headers.get(&HeaderName::ContentType), Some("text/xml+msrtc.pidf"));
+    let body = String::from_utf8_lossy(&n.body).into_owned();
+    assert!(body.contains("<presentity uri=\"alice@example.test\"") && body.contains("aggregate=\"400\""), "{body}");
+    bob.verify(&out[1].1);
+    // LCS 2005 setPresence (SOAP): Busy reaches the presence model and the watcher.
+    let soap = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"http://schemas.microsoft.com/winrtc/2002/11/sip\"><s:Body><m:setPresence><m:presentity m:uri=\"sip:alice@example.test\"><m:availability m:aggregate=\"300\"/><m:activity m:aggregate=\"600\"/></m:presentity></m:setPresence></s:Body></s:Envelope>";
+    let t = alice.text("SERVICE", "sip:alice@example.test", "", "", Some(("application/SOAP+xml", soap)));
+    let req = alice.clone_signed(&t);
+    let out = net.send(&alice, &req);
+    assert_eq!(response(&out[0].1).status, 200);
+    assert_eq!(net.core.presence().state_of("sip:alice@example.test").availability, 6500);
+    let to_bob = out.iter().find(|(a, _)| *a == bob.peer.addr).map(|(_, m)| m);
+    let Some(Message::Request(n)) = to_bob else { panic!("{out:#?}") };
+    assert!(String::from_utf8_lossy(&n.body).contains("aggregate=\"600\""), "{n:?}");
+}

@@ -427,6 +427,19 @@ mod tests {
         ] {
             assert_eq!(parse_soap(soap(body).as_bytes()).unwrap().0, want, "{body}");
         }
+        let (op, _) = parse_soap(
+            soap("<m:setPresence><m:presentity m:uri=\"sip:a@x\"><m:availability m:aggregate=\"300\"/><m:activity m:aggregate=\"600\"/><userInfo><states><state avail=\"9500\"/></states><note>meeting</note></userInfo></m:presentity></m:setPresence>").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            op,
+            SoapOp::SetPresence {
+                availability: 300,
+                activity: 600,
+                user_avail: Some(9500),
+                note: Some("meeting".into())
+            }
+        );
         assert!(parse_soap(soap("<m:nothing/>").as_bytes()).is_err());
         assert!(parse_soap(soap("<m:deleteGroup><m:groupID>x</m:groupID></m:deleteGroup>").as_bytes()).is_err());
     }
