@@ -411,6 +411,50 @@ mod tests {
     }
 
     #[test]
+    fn ms_nlmp_ntlmv2_response_session_key_and_derived_keys() {
+        // MS-NLMP §4.2.4: User/Domain/Password, server challenge 0123456789abcdef, client challenge aa..aa,
+        // time 0, target information NetBIOS domain "Domain" then NetBIOS server "Server", random session
+        // key 55..55 exchanged with KEY_EXCH.
+        let nt_hash: [u8; 16] = hex::decode("a4f49c406510bdcab6824ee7c30fd852").unwrap().try_into().unwrap();
+        let mut target = Vec::new();
+        for (id, name) in [(2u16, "Domain"), (1, "Server")] {
+            target.extend_from_slice(&id.to_le_bytes());
+            target.extend_from_slice(&((name.len() * 2) as u16).to_le_bytes());
+            target.extend_from_slice(&utf16(name));
+        }
+        target.extend_from_slice(&[0; 4]);
+        let mut temp = vec![1, 1, 0, 0, 0, 0, 0, 0];
+        temp.extend_from_slice(&[0; 8]);
+        temp.extend_from_slice(&[0xaa; 8]);
+        temp.extend_from_slice(&[0; 4]);
+        temp.extend_from_slice(&target);
+        temp.extend_from_slice(&[0; 4]);
+        let key = ntowf_v2(&nt_hash, "User", "Domain");
+        let challenge = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+        let proof = hmac_md5(&key, &[&challenge, &temp]);
+        assert_eq!(hex::encode(proof), "68cd0ab851e51c96aabc927bebef6a1c", "NTProofStr");
+        let session_base = hmac_md5(&key, &[&proof]);
+        assert_eq!(hex::encode(session_base), "8de40ccadbc14a82f15cb0ad0de95ca3", "SessionBaseKey");
+        let mut encrypted = [0x55u8; 16];
+        Rc4::new(&session_base).apply(&mut encrypted);
+        assert_eq!(hex::encode(encrypted), "c5dad2544fc9799094ce1ce90bc9d03e", "EncryptedRandomSessionKey");
+        let mut nt_response = proof.to_vec();
+        nt_response.extend_from_slice(&temp);
+        let f = flags::REQUIRED | flags::KEY_EXCH | flags::N128 | flags::N56 | flags::SEAL | flags::ALWAYS_SIGN;
+        let auth = Authenticate {
+            flags: f,
+            user: "User".into(),
+            domain: "Domain".into(),
+            workstation: "COMPUTER".into(),
+            nt_response,
+            encrypted_session_key: encrypted.to_vec(),
+        };
+        let keys = verify(&auth, &nt_hash, &challenge).unwrap();
+        assert_eq!(hex::encode(keys.client_sign), "4788dc861b4782f35d43fd98fe1a2d39", "client SignKey");
+        assert_eq!(hex::encode(keys.client_seal), "59f600973cc4960a25480a7c196e4c58", "client SealKey");
+    }
+
+    #[test]
     fn challenge_has_the_flags_sipe_requires_and_round_trips_its_fields() {
         let id = ServerIdentity::for_domain("example.test", "sip.example.test");
         assert_eq!((id.netbios_domain.as_str(), id.netbios_computer.as_str()), ("EXAMPLE", "SIP"));
