@@ -211,8 +211,12 @@ impl Baresip {
     }
 
     fn command(&self, command: &str) {
+        self.command_with(command, "");
+    }
+
+    fn command_with(&self, command: &str, params: &str) {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ctrl)).expect("baresip ctrl_tcp");
-        let body = format!("{{\"command\":\"{command}\",\"params\":\"\",\"token\":\"t\"}}");
+        let body = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"t\"}}");
         s.write_all(format!("{}:{body},", body.len()).as_bytes()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut answer = [0u8; 512];
@@ -335,9 +339,18 @@ fn sipe_signs_in_with_ntlm_and_sees_sipe_and_baresip_through_one_presence_model(
     wait("carol sees alice busy", &server, &[&alice], &[&carol], || {
         in_order(&carol.seen("alice"), &["online", "busy"])
     });
+    alice.send("status away");
+    wait("carol sees alice away", &server, &[&alice], &[&carol], || {
+        in_order(&carol.seen("alice"), &["online", "busy", "away"])
+    });
     alice.send("status available");
     wait("carol sees alice online again", &server, &[&alice], &[&carol], || {
-        in_order(&carol.seen("alice"), &["online", "busy", "online"])
+        in_order(&carol.seen("alice"), &["online", "busy", "away", "online"])
+    });
+    // A page-mode MESSAGE from the SIMPLE client reaches the Microsoft client.
+    carol.command_with("message", "hello from carol");
+    wait("alice receives carol's message", &server, &[&alice], &[&carol], || {
+        alice.events().iter().any(|e| e == &format!("IM sip:carol@{DOMAIN} hello from carol"))
     });
     carol.command("presence_offline");
     wait("alice sees carol offline", &server, &[&alice], &[&carol], || {

@@ -885,6 +885,7 @@ impl<D: Directory> Core<D> {
         let req = &fork.request;
         for target in targets {
             let mut copy = req.clone();
+            self.strip_own_credentials(&mut copy);
             copy.uri = target.uri;
             copy.decrement_max_forwards();
             if record_route {

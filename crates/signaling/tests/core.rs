@@ -428,7 +428,10 @@ fn invite_forks_to_every_contact_and_cancels_the_loser() {
         assert_eq!(inv.headers.vias().unwrap().len(), 2, "our Via on top of alice's");
         assert_eq!(count(inv, HeaderName::RecordRoute), 1);
         assert_eq!(inv.headers.get(&HeaderName::MaxForwards), Some("69"));
-        assert!(inv.headers.get(&HeaderName::ProxyAuthorization).is_some());
+        assert!(
+            inv.headers.get(&HeaderName::ProxyAuthorization).is_none(),
+            "credentials for our realm stay here (RFC 3261 §22.3)"
+        );
     }
     assert_eq!(inv1.uri.to_string(), format!("sip:bob@{BOB1}"));
 

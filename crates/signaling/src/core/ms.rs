@@ -74,6 +74,28 @@ impl<D: Directory> Core<D> {
             .and_then(crate::location::binding_peer)
     }
 
+    /// Removes the credentials this server consumed from a request it forwards (RFC 3261 §22.3): Digest
+    /// `Proxy-Authorization` for its realm and every NTLM `Authorization`/`Proxy-Authorization`. Signed
+    /// Microsoft clients read a `Proxy-Authorization` header first when checking a signature, so a forwarded
+    /// Digest credential would make them reject the message.
+    pub(super) fn strip_own_credentials(&self, req: &mut Request) {
+        let realm = self.config.realm.clone();
+        req.headers.0.retain(|h| {
+            let proxy = h.name == HeaderName::ProxyAuthorization;
+            if !(proxy || h.name == HeaderName::Authorization) {
+                return true;
+            }
+            if vienna_sipae::NtlmParams::is_ntlm(&h.value) {
+                return false;
+            }
+            let ours = vienna_sip::digest::parse_auth(&h.value)
+                .ok()
+                .and_then(|(_, p)| vienna_sip::digest::get(&p, "realm").map(|r| r == realm))
+                .unwrap_or(false);
+            !(proxy && ours)
+        });
+    }
+
     // ----- MS-SIPAE --------------------------------------------------------------------------------------
 
     /// Checks NTLM credentials of `req`; `false` when the request has been answered (challenge, refusal).
