@@ -822,16 +822,22 @@ impl<D: Directory> Core<D> {
     /// it names no current registration; `None` when the URI is not a GRUU.
     #[allow(clippy::type_complexity)]
     fn gruu_target(&self, uri: &SipUri) -> Option<Result<(String, Option<String>), ()>> {
-        // gruu-10 (MS-SIPRE): `;opaque=user:epid:<token>;gruu` names one endpoint.
+        // gruu-10 (MS-SIPRE): `;opaque=user:epid:<token>;gruu` names one endpoint; `opaque=app:...` names a
+        // server application of the user (the conference focus factory, a focus), never its devices: with no
+        // application serving it, it is not found.
         if uri.params.contains("gruu")
             && let Some(Some(opaque)) = uri.params.get("opaque")
-            && opaque.starts_with("user:epid:")
         {
-            return Some(
-                crate::msclient::epid::instance_of_opaque(opaque)
-                    .map(|instance| (self.config.aor_of(uri), Some(instance)))
-                    .ok_or(()),
-            );
+            if opaque.starts_with("user:epid:") {
+                return Some(
+                    crate::msclient::epid::instance_of_opaque(opaque)
+                        .map(|instance| (self.config.aor_of(uri), Some(instance)))
+                        .ok_or(()),
+                );
+            }
+            if opaque.starts_with("app:") {
+                return Some(Err(()));
+            }
         }
         let gr = uri.params.get("gr")?;
         match gr {

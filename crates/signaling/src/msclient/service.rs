@@ -385,6 +385,46 @@ mod tests {
         assert_eq!(again.attr("type"), Some("userState"));
     }
 
+    fn vector(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/../../testvectors/sipe/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn sipe_bodies_as_captured() {
+        let (_, pubs) = parse_publish(&vector("sipe-publish-initial.xml")).unwrap();
+        let keys: Vec<(&str, u32, u32, &str)> =
+            pubs.iter().map(|p| (p.name.as_str(), p.instance, p.container, p.expire_type.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("device", 3_008_035_694, 2, "endpoint"),
+                ("state", 993_308_598, 2, "endpoint"),
+                ("state", 993_308_598, 3, "endpoint"),
+                ("state", 536_870_912, 2, "static"),
+                ("state", 536_870_912, 3, "static"),
+            ]
+        );
+        assert!(pubs.iter().all(|p| p.version == 0 && !p.remove));
+        let kinds: Vec<&str> = pubs.iter().filter_map(|p| p.state.as_ref()).map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["machineState", "machineState", "userState", "userState"]);
+        // Every value reads back after re-serialization (it goes into the self view).
+        for p in &pubs {
+            let again = root(p.value.as_bytes()).unwrap();
+            assert_eq!(again.name, p.name);
+        }
+        let (_, busy) = parse_publish(&vector("sipe-publish-busy.xml")).unwrap();
+        assert!(busy.iter().all(|p| p.version == 1 && p.state.as_ref().unwrap().availability == Some(6500)));
+        let members = parse_container_members(&vector("sipe-setcontainermembers.xml")).unwrap();
+        assert_eq!(
+            members,
+            [
+                ContainerChange { id: 200, version: 0, members: vec![("add".into(), "sameEnterprise".into(), None)] },
+                ContainerChange { id: 100, version: 0, members: vec![("add".into(), "federated".into(), None)] },
+            ]
+        );
+        assert_eq!(parse_batch(&vector("sipe-batch-subscribe.xml"), 10).unwrap(), ["sip:bob@example.test"]);
+    }
+
     #[test]
     fn soap_operations_round_trip() {
         let soap = |op: &str| {
