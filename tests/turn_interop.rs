@@ -31,7 +31,11 @@ impl EchoPeer {
 
 impl Drop for EchoPeer {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM to `timeout`, which passes it on to turnutils_peer; SIGKILL would leave the peer behind.
+        // SAFETY: kill(2) on a child we spawned and have not reaped; at worst it fails with ESRCH.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
         let _ = self.0.wait();
     }
 }
