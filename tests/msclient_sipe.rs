@@ -392,3 +392,55 @@ fn sipe_signs_in_with_ntlm_and_sees_sipe_and_baresip_through_one_presence_model(
     wait("alice signs out", &server, &[&alice], &[], || alice.events().iter().any(|e| e == "EXIT"));
     drop(carol);
 }
+
+/// The LCS 2005 dialect (`sip.ms_dialect = "2005"`): without `msrtc-event-categories` in the REGISTER
+/// answer SIPE uses roaming ACL, pending watchers, `setPresence` by SOAP and `text/xml+msrtc.pidf`
+/// batched (`adrl`) subscriptions, and the two SIPEs still see each other's states.
+#[test]
+fn sipes_in_the_lcs_2005_dialect_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let driver = build_driver(d);
+    let data = d.join("data");
+    let dom = format!("server.domain={DOMAIN}");
+    let cli = |args: &[&str], stdin: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--set", &dom]);
+        let out = run(&data, &all, stdin);
+        assert!(out.status.success(), "vienna {args:?}: {}", vienna_e2e::stderr(&out));
+    };
+    for u in ["alice", "bob"] {
+        cli(&["user", "add", u, "--password-stdin"], &format!("{u}-secret\n"));
+    }
+    cli(&["contact", "add", "alice", "bob"], "");
+    cli(&["contact", "add", "bob", "alice"], "");
+    let mut server = Server::start(
+        &data,
+        &[
+            "--set",
+            &dom,
+            "--set",
+            "turn.enabled=false",
+            "--set",
+            "sip.ms_dialect=\"2005\"",
+            "--set",
+            "presence.notify_interval_ms=200",
+        ],
+    );
+    let (tls, tcp) = (server.listener("sip", "tls"), server.listener("sip", "tcp"));
+    let alice = Sipe::start(&driver, d, "alice", tls, "tls");
+    let mut bob = Sipe::start(&driver, d, "bob", tcp, "tcp");
+    wait("alice sees bob available", &server, &[&alice, &bob], &[], || {
+        alice.states_of("bob").iter().any(|s| s == "available")
+    });
+    for state in ["busy", "away", "available"] {
+        bob.send(&format!("status {state}"));
+        wait(&format!("alice sees bob {state}"), &server, &[&alice, &bob], &[], || {
+            alice.states_of("bob").last().map(String::as_str) == Some(state)
+        });
+    }
+    assert!(alice.debug_text().contains("process_incoming_notify_msrtc"), "legacy documents were used");
+    let sip = server.get("/api/v1/sip").json();
+    assert!(sip["microsoft"]["publications"].as_u64().unwrap() >= 3, "setPresence by SOAP: {sip}");
+    assert_eq!(sip["microsoft"]["ntlm"]["associations"], 2, "{sip}");
+}

@@ -200,6 +200,9 @@ pub struct SipConfig {
     pub ntlm: bool,
     /// `targetname` of NTLM challenges (the server's name); empty means server.domain.
     pub ntlm_targetname: String,
+    /// Presence dialect offered to Microsoft clients: "2007" (enhanced presence, MS-PRES) or "2005" (LCS
+    /// 2005 presence documents).
+    pub ms_dialect: String,
 }
 
 impl Default for SipConfig {
@@ -228,6 +231,7 @@ impl Default for SipConfig {
             t4_ms: 5_000,
             ntlm: true,
             ntlm_targetname: String::new(),
+            ms_dialect: "2007".into(),
         }
     }
 }

@@ -31,6 +31,8 @@ const SELF_EVENTS: &[&str] = &[
 /// SIPE splits on `,` and does not trim).
 const MS_ALLOW_EVENTS: &str = "presence,presence.winfo,vnd-microsoft-provisioning-v2,vnd-microsoft-roaming-contacts,\
 vnd-microsoft-roaming-self,vnd-microsoft-provisioning,vnd-microsoft-roaming-ACL,presence.wpending";
+/// Allow-Events of an LCS 2005 server.
+const LCS2005_ALLOW_EVENTS: &str = "presence,presence.winfo,vnd-microsoft-provisioning,vnd-microsoft-roaming-contacts,vnd-microsoft-roaming-ACL,presence.wpending";
 /// How often the accounts of registered Microsoft clients are checked.
 const ACCOUNT_CHECK: Duration = Duration::from_secs(5);
 /// How long a category publication holds in the presence model without being published again.
@@ -181,10 +183,13 @@ impl<D: Directory> Core<D> {
             self.ms.registrations.remove(&peer);
         }
         let mut h = vec![(HeaderName::Expires, remaining.to_string())];
+        let lcs2005 = self.config.ms.lcs2005;
         for tag in ["adhoclist", "msrtc-event-categories", "ms-benotify", "gruu-10"] {
-            h.push((HeaderName::Supported, tag.to_owned()));
+            if !(lcs2005 && tag == "msrtc-event-categories") {
+                h.push((HeaderName::Supported, tag.to_owned()));
+            }
         }
-        h.push((HeaderName::AllowEvents, MS_ALLOW_EVENTS.to_owned()));
+        h.push((HeaderName::AllowEvents, if lcs2005 { LCS2005_ALLOW_EVENTS } else { MS_ALLOW_EVENTS }.to_owned()));
         h
     }
 

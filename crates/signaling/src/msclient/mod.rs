@@ -39,6 +39,9 @@ pub struct MsConfig {
     pub organization: String,
     /// Most resources in one batched subscription.
     pub max_batch: usize,
+    /// Answer as an LCS 2005 server: no `msrtc-event-categories` in the REGISTER answer, so clients use
+    /// the 2005 dialect (roaming ACL, `setPresence`, `text/xml+msrtc.pidf`, pending watchers).
+    pub lcs2005: bool,
 }
 
 impl Default for MsConfig {
@@ -49,6 +52,7 @@ impl Default for MsConfig {
             mras_uri: None,
             organization: "Vienna".into(),
             max_batch: 500,
+            lcs2005: false,
         }
     }
 }

@@ -46,6 +46,9 @@ pub fn validate(sip: &SipConfig) -> Result<()> {
         );
     }
     digest_algorithms(sip)?;
+    if !["2005", "2007"].contains(&sip.ms_dialect.as_str()) {
+        bail!("sip.ms_dialect is {:?}: \"2007\" (enhanced presence) or \"2005\" (LCS 2005)", sip.ms_dialect);
+    }
     if let Some(bad) = sip.aliases.iter().find(|a| a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '@'))
     {
         bail!("sip.aliases holds {bad:?}, which is not a host name");
@@ -141,6 +144,7 @@ pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
             sip.ntlm_targetname.clone()
         },
         mras_uri: config.mras.enabled.then(|| config.mras_uri()),
+        lcs2005: sip.ms_dialect == "2005",
         ..vienna_signaling::msclient::MsConfig::default()
     };
     core
@@ -166,6 +170,7 @@ mod tests {
             ("sip.t1_ms=0", "sip.t1_ms"),
             ("sip.t1_ms=5000", "sip.t1_ms"),
             ("sip.t4_ms=100000", "sip.t4_ms"),
+            ("sip.ms_dialect=\"2010\"", "sip.ms_dialect"),
         ] {
             let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
             assert!(err.contains(needle), "{set}: {err}");
