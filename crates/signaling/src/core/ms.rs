@@ -33,6 +33,12 @@ const MS_ALLOW_EVENTS: &str = "presence,presence.winfo,vnd-microsoft-provisionin
 vnd-microsoft-roaming-self,vnd-microsoft-provisioning,vnd-microsoft-roaming-ACL,presence.wpending";
 /// Allow-Events of an LCS 2005 server.
 const LCS2005_ALLOW_EVENTS: &str = "presence,presence.winfo,vnd-microsoft-provisioning,vnd-microsoft-roaming-contacts,vnd-microsoft-roaming-ACL,presence.wpending";
+/// Most category instances one user may hold, containers and members per container (403 beyond).
+const MAX_INSTANCES: usize = 512;
+const MAX_CONTAINERS: usize = 64;
+const MAX_MEMBERS: usize = 1024;
+/// Most acknowledged subscribers remembered per user.
+const MAX_ACKNOWLEDGED: usize = 10_000;
 /// How often the accounts of registered Microsoft clients are checked.
 const ACCOUNT_CHECK: Duration = Duration::from_secs(5);
 /// How long a category publication holds in the presence model without being published again.
@@ -69,7 +75,7 @@ impl<D: Directory> Core<D> {
             return None;
         }
         let Some(Ok((aor, Some(instance)))) = self.gruu_target(uri) else { return None };
-        let unix = self.clock.unix(self.clock.instant);
+        let unix = self.clock.unix(self.ms.now.unwrap_or(self.clock.instant));
         self.location
             .bindings(&aor, unix)
             .find(|b| b.instance_id.as_deref() == Some(instance.as_str()))
@@ -103,6 +109,7 @@ impl<D: Directory> Core<D> {
     /// Checks NTLM credentials of `req`; `false` when the request has been answered (challenge, refusal).
     pub(super) fn ms_authenticate(&mut self, now: Instant, id: TransactionId, req: &Request, peer: Peer) -> bool {
         self.ms.identity = None;
+        self.ms.now = Some(now);
         self.ms.reliable_request = peer.transport.is_reliable();
         if !self.config.ms.enabled {
             return true;
@@ -280,6 +287,7 @@ impl<D: Directory> Core<D> {
 
     /// Ends expired subscriptions.
     pub(super) fn ms_timeout(&mut self, now: Instant) {
+        self.ms.now = Some(now);
         let expired: Vec<u64> = self.ms.subs.iter().filter(|(_, s)| s.expires_at <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(sub) = self.ms.remove(id) {
@@ -313,6 +321,7 @@ impl<D: Directory> Core<D> {
     /// Sends category notifications for presentities whose aggregate changed; `true` when anything went to
     /// the transaction layer.
     pub(super) fn ms_presence_changes(&mut self, now: Instant) -> bool {
+        self.ms.now = Some(now);
         let changed = self.presence.take_changed();
         if changed.is_empty() {
             return false;
@@ -489,6 +498,11 @@ impl<D: Directory> Core<D> {
         let Some(contact) = self.config.contact(peer.transport) else {
             return self.reply(now, id, req, 500, Some("Server Internal Error (no listener)"), |_| {});
         };
+        if expires > 0 && self.ms.subscriptions() >= self.config.presence.max_subscriptions {
+            return self.reply(now, id, req, 503, Some("Service Unavailable (too many subscriptions)"), |r| {
+                r.headers.push(HeaderName::RetryAfter, "30")
+            });
+        }
         let Ok(mut local) = req.headers.to() else { return self.reply(now, id, req, 400, None, |_| {}) };
         local.params.remove("tag");
         let tag = self.layer.new_tag();
@@ -640,7 +654,7 @@ impl<D: Directory> Core<D> {
 
     /// The roaming self view of `owner`.
     fn ms_self_view(&self, owner: &str) -> String {
-        let unix = self.clock.unix(self.clock.instant);
+        let unix = self.clock.unix(self.ms.now.unwrap_or(self.clock.instant));
         let now = docs::utc(unix);
         let user = self.ms.users.get(owner);
         let categories: Vec<docs::Category> =
@@ -872,7 +886,7 @@ impl<D: Directory> Core<D> {
                     let u = self.ms.users.entry(owner.clone()).or_default();
                     for (user, ack) in list {
                         let user = docs::no_sip(&user).to_owned();
-                        if ack {
+                        if ack && u.acknowledged.len() < MAX_ACKNOWLEDGED {
                             u.acknowledged.insert(user);
                         } else {
                             u.acknowledged.remove(&user);
@@ -932,6 +946,13 @@ impl<D: Directory> Core<D> {
                 r.headers.push(HeaderName::ContentType, docs::FAULT);
                 r.body = body;
             });
+        }
+        let new = pubs
+            .iter()
+            .filter(|p| !p.remove && !user.instances.contains_key(&(p.name.clone(), p.instance, p.container)))
+            .count();
+        if user.instances.len() + new > MAX_INSTANCES {
+            return self.reply(now, id, req, 403, Some("Forbidden (too many category instances)"), |_| {});
         }
         let time = docs::utc(self.clock.unix(now));
         for p in &pubs {
@@ -1019,6 +1040,14 @@ impl<D: Directory> Core<D> {
                 r.headers.push(HeaderName::ContentType, docs::FAULT);
                 r.body = body;
             });
+        }
+        let new = changes.iter().filter(|c| !user.containers.contains_key(&c.id)).count();
+        if user.containers.len() + new > MAX_CONTAINERS
+            || changes
+                .iter()
+                .any(|c| c.members.len() + user.containers.get(&c.id).map_or(0, |h| h.members.len()) > MAX_MEMBERS)
+        {
+            return self.reply(now, id, req, 403, Some("Forbidden (too many containers or members)"), |_| {});
         }
         let mut edits = Vec::new();
         for c in &changes {

@@ -211,6 +211,8 @@ pub struct MsClient {
     /// When the accounts of registered Microsoft clients are next checked (disabled or removed accounts
     /// are signed out).
     pub next_account_check: Option<Instant>,
+    /// The time of the latest input (for documents built where no time is passed).
+    pub now: Option<Instant>,
 }
 
 impl MsClient {
@@ -229,6 +231,7 @@ impl MsClient {
             identity: None,
             registrations: HashMap::new(),
             next_account_check: None,
+            now: None,
         }
     }
 
