@@ -88,7 +88,13 @@ pub fn register(config: &CoreConfig, aor: &str, req: &Request, flow: Peer, curre
             }
             for (c, expires) in wanted {
                 let contact = c.uri.to_string();
-                let instance = c.instance().map(|i| i.into_owned());
+                // A Microsoft client that sends an epid but no +sip.instance gets the instance MS-SIPRE §4.2
+                // derives from the epid (the one it would send).
+                let instance = c.instance().map(|i| i.into_owned()).or_else(|| {
+                    let from = req.headers.get(&HeaderName::From)?;
+                    let epid = crate::msclient::epid::epid_of(from)?;
+                    Some(format!("<urn:uuid:{}>", crate::msclient::epid::instance_from_epid(epid)))
+                });
                 let reg_id = c.reg_id();
                 let existing = bindings.iter().position(|b| same_binding(b, &contact, instance.as_deref(), reg_id));
                 if let Some(i) = existing {

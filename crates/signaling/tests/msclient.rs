@@ -295,8 +295,14 @@ const REG_EXTRA: &str = "Supported: gruu-10, adhoclist, msrtc-event-categories, 
 const SUB_EXTRA: &str = "Supported: com.microsoft.autoextend\r\nSupported: ms-benotify\r\nProxy-Require: ms-benotify\r\n\
                          Supported: ms-piggyback-first-notify\r\n";
 
-/// Runs SIPE's sign-in for `c`; returns the REGISTER 200 OK.
+/// Runs SIPE's sign-in for `c` with a UPN user name; returns the REGISTER 200 OK.
 fn sign_in(net: &mut Net, c: &mut Client) -> Response {
+    let upn = format!("{}@example.test", c.user);
+    sign_in_as(net, c, &upn, "")
+}
+
+/// Runs SIPE's sign-in for `c` as NTLM user `user` of `domain`.
+fn sign_in_as(net: &mut Net, c: &mut Client, user: &str, domain: &str) -> Response {
     let first = c.text("REGISTER", "sip:example.test", REG_EXTRA, "", None);
     let r = net.request(c, &first);
     assert_eq!(r.status, 401);
@@ -632,4 +638,27 @@ fn legacy_presence_subscription_gets_msrtc_pidf_by_notify() {
     let to_bob = out.iter().find(|(a, _)| *a == bob.peer.addr).map(|(_, m)| m);
     let Some(Message::Request(n)) = to_bob else { panic!("{out:#?}") };
     assert!(String::from_utf8_lossy(&n.body).contains("aggregate=\"600\""), "{n:?}");
+}
+
+#[test]
+fn domain_user_names_and_instances_derived_from_the_epid() {
+    let mut net = Net::new();
+    let mut bob = Client::new("bob", 40007);
+    let r = sign_in_as(&mut net, &mut bob, "bob", "EXAMPLE");
+    assert_eq!(r.status, 200);
+    let mut alice = Client::new("alice", 40008);
+    let r = sign_in_as(&mut net, &mut alice, "EXAMPLE\\alice", "");
+    assert_eq!(r.status, 200);
+    // A REGISTER with an epid and no +sip.instance gets the instance MS-SIPRE derives from it (epid 01010101).
+    let text = alice
+        .text("REGISTER", "sip:example.test", REG_EXTRA, "", None)
+        .replace(";+sip.instance=\"<urn:uuid:4b1682a8-f968-5701-83fc-7c6741dc6697>\"", "");
+    let signed = alice.clone_signed(&text);
+    let r = net.request(&alice, &signed);
+    assert_eq!(r.status, 200);
+    let contact = r.headers.get(&HeaderName::Contact).unwrap();
+    assert!(
+        contact.contains("<urn:uuid:4b1682a8-f968-5701-83fc-7c6741dc6697>") && contact.contains("gruu="),
+        "{contact}"
+    );
 }
