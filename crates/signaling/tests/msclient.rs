@@ -317,15 +317,8 @@ fn sign_in_as(net: &mut Net, c: &mut Client, user: &str, domain: &str) -> Respon
     let challenge = NtlmParams::parse(r.headers.get(&HeaderName::WwwAuthenticate).unwrap()).unwrap();
     let token = base64::engine::general_purpose::STANDARD.decode(challenge.gssapi_data.unwrap()).unwrap();
     let ch = Challenge::parse(&token).unwrap();
-    let (auth, keys) = ntlm::authenticate_message(
-        &ch,
-        &format!("{}@example.test", c.user),
-        "",
-        &nt_hash("secret"),
-        [3; 8],
-        ntlm::filetime(UNIX0),
-        [4; 16],
-    );
+    let (auth, keys) =
+        ntlm::authenticate_message(&ch, user, domain, &nt_hash("secret"), [3; 8], ntlm::filetime(UNIX0), [4; 16]);
     c.keys = Some(keys);
     c.opaque = challenge.opaque.unwrap();
     let third = c.text("REGISTER", "sip:example.test", REG_EXTRA, "", None);
