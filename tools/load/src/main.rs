@@ -54,7 +54,8 @@ pub enum Mode {
     /// INVITE/200/ACK/BYE calls; measures transactions/s and response latency.
     Sip(sip::SipArgs),
     /// Load a presence server: watchers SUBSCRIBE to presentities, which PUBLISH PIDF changes at a
-    /// rate; measures publish-to-NOTIFY latency and NOTIFY rate.
+    /// rate or in rounds; measures publish-to-NOTIFY latency, NOTIFY rate and (with --pid) the server's
+    /// memory per subscription.
     Presence(presence::PresenceArgs),
 }
 

@@ -241,6 +241,11 @@ pub fn rates(args: &SweepArgs) -> anyhow::Result<Vec<f64>> {
 /// Runs `vienna-load sweep`.
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let rates = rates(&args)?;
+    if let Mode::Presence(a) = &args.mode
+        && a.rounds.is_some()
+    {
+        bail!("sweep raises --rate: presence --rounds has no rate to raise");
+    }
     if let Some(r) = &args.report {
         plot::check_path(r)?;
     }
