@@ -1,14 +1,16 @@
 //! `vienna-load`: load generator for relays, SIP servers and conference bridges. Each kind of load is a
 //! subcommand (a mode) built on the common run framework ([`framework`]): `turn` loads a TURN relay
-//! ([`turn`]), `sip` a registrar and proxy ([`sip`]), `presence` a presence server ([`presence`]), and
-//! `sweep` raises the load of any of them step by step until a threshold is crossed ([`sweep`]).
+//! ([`turn`]), `msturn` an MS-TURN relay ([`msturn`], on `turn`'s machinery), `sip` a registrar and proxy
+//! ([`sip`]), `presence` a presence server ([`presence`]), and `sweep` raises the load of any of them step
+//! by step until a threshold is crossed ([`sweep`]).
 //!
 //! A mode is a function from its arguments to a [`framework::Finished`] (exit code, the few numbers a
-//! sweep compares, the JSON report). Modes for servers Vienna does not have yet (MS-TURN, the audio MCU)
-//! join the [`Mode`] enum when those servers exist; `--help` lists only what works.
+//! sweep compares, the JSON report). Only modes that work are in the [`Mode`] enum, so `--help` lists
+//! exactly those.
 
 mod echo;
 mod framework;
+mod msturn;
 mod pacing;
 mod payload;
 mod presence;
@@ -50,6 +52,10 @@ pub enum Mode {
     /// Load a TURN relay over UDP: allocations, channels to an echo peer, ChannelData at a fixed rate;
     /// measures loss, reordering and round-trip latency (or, with --hold, just holds the allocations).
     Turn(turn::TurnArgs),
+    /// Load an MS-TURN relay over UDP (MRAS, TURN REST or account credentials): allocations, then Send
+    /// requests or Set Active Destination and raw data to an echo peer at a fixed rate; measures loss,
+    /// reordering, jitter and round-trip latency (or, with --hold, just holds the allocations).
+    Msturn(msturn::MsTurnArgs),
     /// Load a SIP registrar and proxy over UDP or TCP: REGISTER with Digest, MESSAGE between users, or
     /// INVITE/200/ACK/BYE calls; measures transactions/s and response latency.
     Sip(sip::SipArgs),
@@ -64,6 +70,7 @@ impl Mode {
     pub fn run(self) -> anyhow::Result<framework::Finished> {
         match self {
             Mode::Turn(a) => turn::run(a),
+            Mode::Msturn(a) => msturn::run(a),
             Mode::Sip(a) => sip::run(a),
             Mode::Presence(a) => presence::run(a),
         }

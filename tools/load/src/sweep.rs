@@ -137,6 +137,7 @@ impl Mode {
     fn name(&self) -> &'static str {
         match self {
             Mode::Turn(_) => "turn",
+            Mode::Msturn(_) => "msturn",
             Mode::Sip(_) => "sip",
             Mode::Presence(_) => "presence",
         }
@@ -147,9 +148,14 @@ impl Mode {
         let mut m = self.clone();
         match &mut m {
             Mode::Turn(a) => {
-                a.rate = rate;
-                a.out.json = None;
-                a.out.report = None;
+                a.relay.rate = rate;
+                a.relay.out.json = None;
+                a.relay.out.report = None;
+            }
+            Mode::Msturn(a) => {
+                a.relay.rate = rate;
+                a.relay.out.json = None;
+                a.relay.out.report = None;
             }
             Mode::Sip(a) => {
                 a.rate = rate;
