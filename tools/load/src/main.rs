@@ -1,13 +1,15 @@
 //! `vienna-load`: load generator for relays, SIP servers and conference bridges. Each kind of load is a
 //! subcommand (a mode) built on the common run framework ([`framework`]): `turn` loads a TURN relay
 //! ([`turn`]), `msturn` an MS-TURN relay ([`msturn`], on `turn`'s machinery), `sip` a registrar and proxy
-//! ([`sip`]), `presence` a presence server ([`presence`]), and `sweep` raises the load of any of them step
-//! by step until a threshold is crossed ([`sweep`]).
+//! ([`sip`]), `presence` a presence server ([`presence`]), `conference` an audio conference bridge
+//! ([`conference`]), and `sweep` raises the load of the rate modes step by step until a threshold is
+//! crossed ([`sweep`]).
 //!
 //! A mode is a function from its arguments to a [`framework::Finished`] (exit code, the few numbers a
 //! sweep compares, the JSON report). Only modes that work are in the [`Mode`] enum, so `--help` lists
 //! exactly those.
 
+mod conference;
 mod echo;
 mod framework;
 mod msturn;
@@ -63,6 +65,10 @@ pub enum Mode {
     /// rate or in rounds; measures publish-to-NOTIFY latency, NOTIFY rate and (with --pid) the server's
     /// memory per subscription.
     Presence(presence::PresenceArgs),
+    /// Load an audio conference bridge (MCU): participants join (Vienna's admin API), each sends Opus or
+    /// PCMU with its own tone at 50 packets/s and checks the mix it hears (the other talkers' tones, not
+    /// its own); measures mouth-to-ear latency through the bridge, loss and jitter.
+    Conference(conference::ConferenceArgs),
 }
 
 impl Mode {
@@ -73,6 +79,7 @@ impl Mode {
             Mode::Msturn(a) => msturn::run(a),
             Mode::Sip(a) => sip::run(a),
             Mode::Presence(a) => presence::run(a),
+            Mode::Conference(a) => conference::run(a),
         }
     }
 }

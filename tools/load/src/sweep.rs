@@ -140,6 +140,7 @@ impl Mode {
             Mode::Msturn(_) => "msturn",
             Mode::Sip(_) => "sip",
             Mode::Presence(_) => "presence",
+            Mode::Conference(_) => "conference",
         }
     }
 
@@ -166,6 +167,11 @@ impl Mode {
             Mode::Presence(a) => {
                 a.rate = rate;
                 a.count = None;
+                a.out.json = None;
+                a.out.report = None;
+            }
+            // Refused by `run`: a conference has no rate to raise.
+            Mode::Conference(a) => {
                 a.out.json = None;
                 a.out.report = None;
             }
@@ -251,6 +257,9 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         && a.rounds.is_some()
     {
         bail!("sweep raises --rate: presence --rounds has no rate to raise");
+    }
+    if let Mode::Conference(_) = &args.mode {
+        bail!("sweep raises --rate: a conference sends 50 packets/s per participant; run it at several --participants");
     }
     if let Some(r) = &args.report {
         plot::check_path(r)?;

@@ -149,56 +149,34 @@ impl Relay {
             .expect("spawn vienna user add");
         add.stdin.take().expect("stdin").write_all(b"secret\n").expect("password");
         assert!(add.wait().expect("user add").success(), "vienna user add failed");
-        let mut child = Command::new(vienna_binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--set", "admin.listen=127.0.0.1:0", "--set", "turn.udp_port=0"])
-            .args(["--set", "turn.tcp=false", "--set", "turn.tls=false", "--set", "turn.ms_tcp=false"])
-            .args(["--set", "turn.allowed_peers=[\"127.0.0.0/8\"]", "--set", "turn.user_quota=0"])
-            .args(["--set", &format!("mras.secret={}", Self::MRAS_SECRET)])
-            .args(["--set", &format!("turn.rest_secrets=[\"{}\"]", Self::REST_SECRET)])
-            .args(["--set", "log.format=json", "--set", "sip.enabled=false"])
-            .args(extra)
-            .env_remove("VIENNA_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vienna serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-                if v["message"] == "listening" {
-                    let key = format!(
-                        "{}/{}",
-                        v["role"].as_str().unwrap_or_default(),
-                        v["protocol"].as_str().unwrap_or_default()
-                    );
-                    let _ = tx.send((key, v["address"].as_str().unwrap_or_default().to_owned()));
-                }
-                if v["message"] == "ready" {
-                    let _ = tx.send(("ready".to_owned(), String::new()));
-                }
-                // keep reading so the server never blocks on a full pipe
-            }
-        });
-        let (mut turn, mut admin) = (None, None);
-        loop {
-            match rx.recv_timeout(PATIENCE) {
-                Ok((k, a)) if k == "turn/udp" => turn = a.parse().ok(),
-                Ok((k, a)) if k.starts_with("admin/") => admin = a.parse().ok(),
-                Ok((k, _)) if k == "ready" => break,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
+        let mut args: Vec<String> = [
+            "--set",
+            "turn.udp_port=0",
+            "--set",
+            "turn.tcp=false",
+            "--set",
+            "turn.tls=false",
+            "--set",
+            "turn.ms_tcp=false",
+            "--set",
+            "turn.allowed_peers=[\"127.0.0.0/8\"]",
+            "--set",
+            "turn.user_quota=0",
+            "--set",
+            "sip.enabled=false",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.extend(["--set".into(), format!("mras.secret={}", Self::MRAS_SECRET)]);
+        args.extend(["--set".into(), format!("turn.rest_secrets=[\"{}\"]", Self::REST_SECRET)]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let (child, listeners) = serve(dir.path(), &args);
+        let (turn, admin) = (listeners.get("turn/udp").copied(), listeners.get("admin/http").copied());
         let (Some(turn), Some(admin)) = (turn, admin) else {
+            let mut child = child;
             let _ = child.kill();
-            panic!("vienna serve did not log its TURN UDP and admin listeners");
+            panic!("vienna serve did not log its TURN UDP and admin listeners: {listeners:?}");
         };
         Relay { child, turn, admin, dir }
     }
@@ -238,6 +216,106 @@ impl Relay {
 }
 
 impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `vienna serve` on `dir` with `args` (after an ephemeral admin listener and JSON logs); returns
+/// it once it logged "ready", with its listeners by `role/protocol` (the first of each).
+pub fn serve(dir: &Path, args: &[String]) -> (Child, std::collections::HashMap<String, SocketAddr>) {
+    let mut child = Command::new(vienna_binary())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--set", "admin.listen=127.0.0.1:0", "--set", "log.format=json"])
+        .args(args)
+        .env_remove("VIENNA_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vienna serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            if v["message"] == "listening" {
+                let key = format!(
+                    "{}/{}",
+                    v["role"].as_str().unwrap_or_default(),
+                    v["protocol"].as_str().unwrap_or_default()
+                );
+                let _ = tx.send((key, v["address"].as_str().unwrap_or_default().to_owned()));
+            }
+            if v["message"] == "ready" {
+                let _ = tx.send(("ready".to_owned(), String::new()));
+            }
+            // keep reading so the server never blocks on a full pipe
+        }
+    });
+    let mut listeners = std::collections::HashMap::new();
+    loop {
+        match rx.recv_timeout(PATIENCE) {
+            Ok((k, _)) if k == "ready" => break,
+            Ok((k, a)) => {
+                if let Ok(addr) = a.parse() {
+                    listeners.entry(k).or_insert(addr);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vienna serve did not log that it is ready; listeners so far: {listeners:?}");
+            }
+        }
+    }
+    (child, listeners)
+}
+
+/// A `vienna serve` with only the audio MCU (one worker) and the admin API; killed on drop.
+pub struct Mcu {
+    child: Child,
+    /// Admin HTTP listener (the join step).
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Mcu {
+    /// Starts the MCU with `extra` settings.
+    pub fn start(extra: &[&str]) -> Mcu {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = [
+            "--set",
+            "sip.enabled=false",
+            "--set",
+            "turn.enabled=false",
+            "--set",
+            "mcu.enabled=true",
+            "--set",
+            "mcu.workers=1",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let (mut child, listeners) = serve(dir.path(), &args);
+        let Some(admin) = listeners.get("admin/http").copied() else {
+            let _ = child.kill();
+            panic!("vienna serve did not log its admin listener: {listeners:?}");
+        };
+        Mcu { child, admin, _dir: dir }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mcu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
