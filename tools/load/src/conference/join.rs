@@ -1,10 +1,11 @@
 //! How a participant gets into a conference: an SDP offer goes in, the bridge's SDP answer comes out
-//! ([`Join`]). Today's way is Vienna's admin API ([`AdminApi`]: `POST
+//! ([`Join`]). Two ways are here: Vienna's admin API ([`AdminApi`]: `POST
 //! /api/v1/mcu/conferences/{name}/participants` with the offer, 201 with the answer and the participant's
-//! URL in `Location`, `DELETE` on that URL to leave); a SIP INVITE to a conference focus is another
-//! implementation of the same trait.
+//! URL in `Location`, `DELETE` on that URL to leave), and Janus AudioBridge's HTTP API for plain-RTP
+//! participants ([`JanusApi`]), so the same load measures both bridges; a SIP INVITE to a conference focus
+//! is another implementation of the same trait.
 //!
-//! The HTTP client here is the least HTTP/1.1 that talks to one admin endpoint: one request per
+//! The HTTP client here is the least HTTP/1.1 that talks to one API endpoint: one request per
 //! connection (`Connection: close`), a `Content-Length` or chunked body, a bounded answer.
 
 use std::io::{Read, Write};
@@ -33,6 +34,10 @@ pub trait Join {
     fn leave(&self, joined: &Joined) -> anyhow::Result<()>;
     /// Its name in reports.
     fn name(&self) -> &'static str;
+    /// Called every few seconds during the run (a session that times out without it is kept alive).
+    fn keepalive(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Vienna's admin API (`[mcu]` role).
@@ -151,6 +156,166 @@ impl Join for AdminApi {
 
     fn name(&self) -> &'static str {
         "admin"
+    }
+}
+
+/// Janus AudioBridge over Janus's HTTP transport (`http://ADDR/janus`): one session, one plugin handle
+/// per participant joining as a plain-RTP participant (`"rtp": {ip, port, payload_type}`); a conference is
+/// a room (`ROOM_BASE` + its number in the order the run uses them, created when first needed, 48 kHz).
+/// The "answer" is an SDP built from the `joined` event's RTP address, so the rest of the tool is the same.
+#[derive(Debug)]
+pub struct JanusApi {
+    http: AdminApi,
+    state: std::sync::Mutex<JanusState>,
+}
+
+#[derive(Debug, Default)]
+struct JanusState {
+    session: Option<u64>,
+    rooms: Vec<String>,
+    transaction: u64,
+}
+
+/// The first room number used.
+pub const ROOM_BASE: u64 = 27_000;
+
+impl JanusApi {
+    /// Janus's HTTP API at `addr` (base path `/janus`).
+    pub fn new(addr: SocketAddr, timeout: Duration) -> JanusApi {
+        JanusApi { http: AdminApi { addr, token: None, timeout }, state: std::sync::Mutex::default() }
+    }
+
+    fn call(&self, path: &str, mut body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let tx = {
+            let mut st = self.state.lock().map_err(|_| anyhow::anyhow!("janus state poisoned"))?;
+            st.transaction += 1;
+            format!("vl{}", st.transaction)
+        };
+        body["transaction"] = tx.into();
+        let r = self.http.request("POST", path, "application/json", &body.to_string())?;
+        if r.status != 200 {
+            bail!("POST {path}: HTTP {}", r.status);
+        }
+        let v: serde_json::Value = serde_json::from_str(&r.body).context("Janus answered no JSON")?;
+        if v["janus"] == "error" {
+            bail!("Janus: {}", v["error"]["reason"].as_str().unwrap_or("error"));
+        }
+        Ok(v)
+    }
+
+    fn session(&self) -> anyhow::Result<u64> {
+        if let Some(s) = self.state.lock().map_err(|_| anyhow::anyhow!("janus state poisoned"))?.session {
+            return Ok(s);
+        }
+        let v = self.call("/janus", serde_json::json!({ "janus": "create" }))?;
+        let id = v["data"]["id"].as_u64().context("no session id")?;
+        self.state.lock().map_err(|_| anyhow::anyhow!("janus state poisoned"))?.session = Some(id);
+        Ok(id)
+    }
+
+    /// The room of `conference`, created on first use.
+    fn room(&self, session: u64, handle: u64, conference: &str) -> anyhow::Result<u64> {
+        let (room, new) = {
+            let mut st = self.state.lock().map_err(|_| anyhow::anyhow!("janus state poisoned"))?;
+            match st.rooms.iter().position(|r| r == conference) {
+                Some(i) => (ROOM_BASE + i as u64, false),
+                None => {
+                    st.rooms.push(conference.to_owned());
+                    (ROOM_BASE + st.rooms.len() as u64 - 1, true)
+                }
+            }
+        };
+        if new {
+            let body = serde_json::json!({
+                "janus": "message",
+                "body": { "request": "create", "room": room, "description": conference, "sampling_rate": 48000,
+                          "allow_rtp_participants": true, "audiolevel_ext": false, "permanent": false },
+            });
+            let v = self.call(&format!("/janus/{session}/{handle}"), body)?;
+            let data = &v["plugindata"]["data"];
+            // 486: it exists already (an earlier run of the same server).
+            if data["audiobridge"] != "created" && data["error_code"] != 486 {
+                bail!("Janus refused to create room {room}: {data}");
+            }
+        }
+        Ok(room)
+    }
+
+    /// Long-polls the session until `handle` got its `joined` event; returns its RTP address.
+    fn wait_joined(&self, session: u64, handle: u64) -> anyhow::Result<SocketAddr> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let r = self.http.request("GET", &format!("/janus/{session}?maxev=10"), "application/json", "")?;
+            let v: serde_json::Value = serde_json::from_str(&r.body).context("Janus answered no JSON")?;
+            let events = if let Some(list) = v.as_array() { list.clone() } else { vec![v] };
+            for e in events {
+                let data = &e["plugindata"]["data"];
+                if e["sender"].as_u64() == Some(handle) && data["audiobridge"] == "joined" {
+                    let rtp = &data["rtp"];
+                    let ip = rtp["ip"].as_str().unwrap_or("127.0.0.1");
+                    let port = rtp["port"].as_u64().context("joined without an RTP port")?;
+                    return Ok(SocketAddr::new(ip.parse()?, u16::try_from(port)?));
+                }
+                if e["sender"].as_u64() == Some(handle) && data["error"].is_string() {
+                    bail!("Janus: {}", data["error"]);
+                }
+            }
+        }
+        bail!("no joined event from Janus within 30 s")
+    }
+}
+
+impl Join for JanusApi {
+    fn join(&self, conference: &str, label: &str, offer: &str) -> anyhow::Result<Joined> {
+        let sdp = vienna_media::sdp::SessionDescription::parse(offer).map_err(|e| anyhow::anyhow!("offer: {e}"))?;
+        let m = sdp.media.first().context("offer without media")?;
+        let ip = m.connection.or(sdp.connection).context("offer without c=")?;
+        let pt = *m.formats.first().context("offer without a format")?;
+        let codec = match pt {
+            0 => "pcmu",
+            8 => "pcma",
+            _ => "opus",
+        };
+        let session = self.session()?;
+        let v = self.call(
+            &format!("/janus/{session}"),
+            serde_json::json!({ "janus": "attach", "plugin": "janus.plugin.audiobridge" }),
+        )?;
+        let handle = v["data"]["id"].as_u64().context("no handle id")?;
+        let room = self.room(session, handle, conference)?;
+        let body = serde_json::json!({
+            "janus": "message",
+            "body": { "request": "join", "room": room, "display": label, "codec": codec,
+                      "rtp": { "ip": ip.to_string(), "port": m.port, "payload_type": pt } },
+        });
+        self.call(&format!("/janus/{session}/{handle}"), body)?;
+        let at = self.wait_joined(session, handle)?;
+        let fam = if at.is_ipv4() { "IP4" } else { "IP6" };
+        let map = match pt {
+            0 => "PCMU/8000".to_owned(),
+            8 => "PCMA/8000".to_owned(),
+            _ => "opus/48000/2".to_owned(),
+        };
+        let answer = format!(
+            "v=0\r\no=janus 1 1 IN {fam} {ip}\r\ns=AudioBridge {room}\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {map}\r\n",
+            ip = at.ip(),
+            port = at.port()
+        );
+        Ok(Joined { answer, handle: format!("/janus/{session}/{handle}") })
+    }
+
+    fn leave(&self, joined: &Joined) -> anyhow::Result<()> {
+        self.call(&joined.handle, serde_json::json!({ "janus": "detach" })).map(|_| ())
+    }
+
+    fn name(&self) -> &'static str {
+        "janus"
+    }
+
+    fn keepalive(&self) -> anyhow::Result<()> {
+        let session = self.session()?;
+        self.call(&format!("/janus/{session}"), serde_json::json!({ "janus": "keepalive" })).map(|_| ())
     }
 }
 

@@ -41,7 +41,7 @@ use crate::framework::progress::{Progress, RateMeter, human_us};
 use crate::framework::series::{self, Collector, LatencyReport, round3};
 use crate::framework::{Common, Finished, OutputArgs, StepResult, plot};
 use crate::sys;
-use join::{AdminApi, Join, Joined};
+use join::{AdminApi, JanusApi, Join, Joined};
 use tone::Voice;
 use worker::{CheckTotals, Counters, Member, MemberInfo, Outcome, Shared, TalkerInfo, phase};
 
@@ -55,6 +55,8 @@ pub const MAX_TALKERS: u64 = 8;
 pub enum JoinVia {
     /// Vienna's admin API: `POST /api/v1/mcu/conferences/{name}/participants` with the SDP offer.
     Admin,
+    /// Janus AudioBridge's HTTP API (`--admin` is Janus's HTTP transport): plain-RTP participants.
+    Janus,
 }
 
 /// The codec participants send and receive.
@@ -69,7 +71,7 @@ pub enum Codec {
 /// Arguments of `vienna-load conference`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConferenceArgs {
-    /// The bridge's admin API, host:port (Vienna: `admin.listen`).
+    /// The bridge's API, host:port (Vienna: `admin.listen`; Janus: its HTTP transport).
     #[arg(long, visible_alias = "target")]
     pub admin: String,
     /// Bearer token of the admin API (`admin.token`).
@@ -482,8 +484,13 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
     let (mut sent_rate, mut recv_rate) = (RateMeter::default(), RateMeter::default());
     let mut sampled_end = false;
     let sum = |f: &dyn Fn(&Counters) -> u64| shared.counters.iter().map(f).sum::<u64>();
+    let mut keepalive_at = Instant::now() + Duration::from_secs(10);
     let run_result: anyhow::Result<()> = loop {
         std::thread::sleep(Duration::from_millis(50));
+        if Instant::now() >= keepalive_at {
+            keepalive_at = Instant::now() + Duration::from_secs(10);
+            let _ = joiner.keepalive();
+        }
         if sys::stop_requested() && !interrupted {
             interrupted = true;
             shared.cut.store(true, Relaxed);
