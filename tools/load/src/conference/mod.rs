@@ -303,6 +303,7 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
         JoinVia::Admin => {
             Box::new(AdminApi { addr: admin, token: args.token.clone(), timeout: Duration::from_secs(10) })
         }
+        JoinVia::Janus => Box::new(JanusApi::new(admin, Duration::from_secs(40))),
     };
     let n = args.participants as usize;
     let m = (args.conferences as usize).min(n);
