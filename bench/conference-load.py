@@ -135,12 +135,13 @@ def main():
                             proc.kill()
         print(f"#### vienna-load conference ({RUNS} runs per shape and server, {SECONDS} s each, first {WARMUP} s "
               f"not checked)\n")
-        print("| shape | server | server CPU (% of one core) | mouth-to-ear p50 / p99 (ms) | mix loss | jitter mean (ms) |"
-              " seconds ok / checked | onsets found / expected | load generator CPU (% of one core) |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| shape | server | server CPU (% of one core) | mix packets/s per participant | mouth-to-ear p50 / p99 (ms) |"
+              " mix loss | jitter mean (ms) | seconds ok / checked / expected | onsets found / expected (rejected) |"
+              " late sends | load generator CPU (% of one core) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for (name, server), runs in results.items():
             if not runs:
-                print(f"| {name} | {server} | failed | | | | | | |")
+                print(f"| {name} | {server} | failed | | | | | | | | |")
                 continue
             cpu = [r["server_process"]["cpu_percent_mean"] for r in runs]
             p50 = statistics.median(r["latency_us"]["p50"] / 1000 for r in runs)
@@ -151,9 +152,14 @@ def main():
             checked = sum(r["mix"]["seconds"] for r in runs)
             found = sum(r["mix"]["onsets_found"] for r in runs)
             expected = sum(r["mix"]["onsets_expected"] for r in runs)
+            rejected = sum(r["mix"]["onsets_rejected"] for r in runs)
+            seconds_expected = sum(r["mix"]["seconds_expected"] for r in runs)
+            pps = min(r["received"]["per_participant_pps"] for r in runs)
+            late = sum(r["sent"]["late"] for r in runs)
             loader = statistics.median(100 * r["loader_cpu_secs"] / (SECONDS + 2) for r in runs)
-            print(f"| {name} | {server} | {' and '.join(f'{c:.1f}' for c in cpu)} | {p50:.1f} / {p99:.1f} | {loss} % | "
-                  f"{jitter:.2f} | {ok} / {checked} | {found} / {expected} | {loader:.0f} |")
+            print(f"| {name} | {server} | {' and '.join(f'{c:.1f}' for c in cpu)} | {pps:.1f} | {p50:.1f} / {p99:.1f} | "
+                  f"{loss} % | {jitter:.2f} | {ok} / {checked} / {seconds_expected} | {found} / {expected} ({rejected}) | "
+                  f"{late} | {loader:.0f} |")
         if os.environ.get("JSON"):
             with open(os.environ["JSON"], "w") as f:
                 json.dump({f"{name} / {server}": runs for (name, server), runs in results.items()}, f, indent=2)

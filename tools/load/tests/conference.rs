@@ -41,6 +41,8 @@ fn vienna_mcu_mixes_every_talker_for_every_participant() {
     let m = &j["mix"];
     assert_eq!(m["checked"], 5, "talkers and listeners (up to --check-listeners) decode");
     assert_eq!(m["seconds"].as_u64(), Some(5 * 4), "5 participants x the 4 s after the warm-up");
+    assert_eq!(m["seconds_expected"], m["seconds"]);
+    assert!(r["per_participant_pps"].as_f64().unwrap() >= 45.0, "the bridge keeps up with 50/s: {r}");
     assert_eq!(m["seconds_ok"], m["seconds"], "every second has the other talkers and not the own tone: {m}");
     assert_eq!((m["missing_tone"].as_u64(), m["own_tone"].as_u64()), (Some(0), Some(0)));
     // talkers hear 2 others, listeners 3: (3 x 2 + 2 x 3) per second
@@ -231,6 +233,7 @@ fn a_bridge_that_sends_talkers_their_own_voice_fails_the_check() {
     assert_eq!(m["own_tone"], 6, "both talkers, every checked second: {m}");
     assert_eq!(m["missing_tone"], 6, "and neither hears the other");
     assert_eq!(m["seconds_ok"], 0);
+    assert_eq!(m["seconds_expected"], 6);
     assert_eq!(run.json["join"]["left"], 2);
 }
 

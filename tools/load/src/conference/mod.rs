@@ -209,8 +209,11 @@ pub struct ReceivedReport {
     pub foreign: u64,
     /// Participants that received no mix at all.
     pub silent_participants: u64,
-    /// Packets per second over the sending time.
+    /// Packets per second over the sending time (the last ones, sent after it, included).
     pub rate_pps: f64,
+    /// Mix packets each participant received per second of the sending time, on average: 50 when the
+    /// bridge keeps up (a bridge that falls behind sends fewer, without gaps in its sequence numbers).
+    pub per_participant_pps: f64,
 }
 
 /// Jitter over the participants' received streams, microseconds.
@@ -231,6 +234,9 @@ pub struct MixReport {
     pub checked: u64,
     /// Seconds checked, over all of them.
     pub seconds: u64,
+    /// Seconds there were to check: checked participants x (duration - warm-up). Fewer checked means the
+    /// mixes did not bring that much audio.
+    pub seconds_expected: u64,
     /// Seconds with every other talker and (talkers) without its own tone.
     pub seconds_ok: u64,
     /// Seconds with another talker's tone missing.
@@ -241,6 +247,8 @@ pub struct MixReport {
     pub onsets_expected: u64,
     /// Onsets found and timed.
     pub onsets_found: u64,
+    /// Rises after a silence that was not a talker's gap (a dropout, a stall): not timed.
+    pub onsets_rejected: u64,
     /// Frames concealed in the analysis (lost packets).
     pub concealed: u64,
     /// Packets too late for their place (played on arrival: skipped).
@@ -411,13 +419,22 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
             if list.len() <= t {
                 list.resize(
                     t + 1,
-                    TalkerInfo { hz: 0, amplitude: 0.0, gap_end_ms: 0, t0_ns: 0, participant: 0, joined: false },
+                    TalkerInfo {
+                        hz: 0,
+                        amplitude: 0.0,
+                        gap_end_ms: 0,
+                        gap_ms: 0,
+                        t0_ns: 0,
+                        participant: 0,
+                        joined: false,
+                    },
                 );
             }
             list[t] = TalkerInfo {
                 hz: p.voice.hz,
                 amplitude: p.voice.amplitude,
                 gap_end_ms: p.voice.gap.map_or(0, |g| g.end_ms()),
+                gap_ms: p.voice.gap.map_or(0, |g| g.len_ms),
                 t0_ns: (t0(i) - base).as_nanos() as u64,
                 participant: i,
                 joined: p.joined.is_some(),
@@ -596,6 +613,7 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
     let failed = report.join.failed > 0
         || report.mix.missing_tone > 0
         || report.mix.own_tone > 0
+        || report.mix.seconds < report.mix.seconds_expected
         || report.received.silent_participants > 0
         || report.mix.checked == 0 && k > 0;
     let exit = if report.interrupted {
@@ -691,6 +709,7 @@ fn build_report(
         checks.own_tone += c.own_tone;
         checks.onsets_expected += c.onsets_expected;
         checks.onsets_found += c.onsets_found;
+        checks.onsets_rejected += c.onsets_rejected;
         checks.concealed += c.concealed;
         checks.late += c.late;
         checks.decode_errors += c.decode_errors;
@@ -713,6 +732,17 @@ fn build_report(
         max: round3(jitters.iter().copied().fold(0.0, f64::max) / 1000.0),
     };
     let bins: Vec<_> = outcomes.iter().map(|o| o.bins.clone()).collect();
+    let timeline = series::timeline(&bins, &shared.collector.finish(), &sampler.samples, false, duration);
+    let in_time: u64 = timeline.rows.iter().filter(|r| r.t < duration.as_secs()).map(|r| r.ok).sum();
+    let joined = join.ok.max(1);
+    recv.per_participant_pps = round3(in_time as f64 / secs / joined as f64);
+    let seconds_expected = checks.participants * duration.as_secs().saturating_sub(config.warmup_secs);
+    if checks.seconds < seconds_expected && checks.first_failure.is_none() {
+        checks.first_failure = Some(format!(
+            "{} of {seconds_expected} seconds of mix audio came: {} mix packets/s per participant, not 50",
+            checks.seconds, recv.per_participant_pps
+        ));
+    }
     Report {
         mode: "conference",
         config,
@@ -723,11 +753,13 @@ fn build_report(
         mix: MixReport {
             checked: checks.participants,
             seconds: checks.seconds,
+            seconds_expected,
             seconds_ok: checks.seconds_ok,
             missing_tone: checks.missing_tone,
             own_tone: checks.own_tone,
             onsets_expected: checks.onsets_expected,
             onsets_found: checks.onsets_found,
+            onsets_rejected: checks.onsets_rejected,
             concealed: checks.concealed,
             late: checks.late,
             decode_errors: checks.decode_errors,
@@ -736,11 +768,7 @@ fn build_report(
         latency_us: LatencyReport::of(&hist),
         duration_secs: round3(secs),
         interrupted,
-        common: Common {
-            timeline: series::timeline(&bins, &shared.collector.finish(), &sampler.samples, false, duration),
-            server_process: sampler.report(),
-            loader_cpu_secs: round3(self_cpu_secs()),
-        },
+        common: Common { timeline, server_process: sampler.report(), loader_cpu_secs: round3(self_cpu_secs()) },
     }
 }
 
@@ -784,7 +812,7 @@ impl Report {
         let _ = writeln!(
             s,
             "received     packets={} expected={} lost={} loss_percent={} duplicates={} reordered={} rtcp={} foreign={} \
-             silent_participants={} rate_pps={}",
+             silent_participants={} rate_pps={} per_participant_pps={}",
             r.packets,
             r.expected,
             r.lost,
@@ -794,22 +822,25 @@ impl Report {
             r.rtcp,
             r.foreign,
             r.silent_participants,
-            r.rate_pps
+            r.rate_pps,
+            r.per_participant_pps
         );
         let ji = &self.jitter_us;
         let _ = writeln!(s, "jitter_us    mean={} max={} participants={}", ji.mean, ji.max, ji.participants);
         let x = &self.mix;
         let _ = writeln!(
             s,
-            "mix          checked={} seconds={} seconds_ok={} missing_tone={} own_tone={} onsets_found={} \
-             onsets_expected={} concealed={} late={} decode_errors={}",
+            "mix          checked={} seconds={} seconds_expected={} seconds_ok={} missing_tone={} own_tone={} \
+             onsets_found={} onsets_expected={} onsets_rejected={} concealed={} late={} decode_errors={}",
             x.checked,
             x.seconds,
+            x.seconds_expected,
             x.seconds_ok,
             x.missing_tone,
             x.own_tone,
             x.onsets_found,
             x.onsets_expected,
+            x.onsets_rejected,
             x.concealed,
             x.late,
             x.decode_errors

@@ -130,6 +130,25 @@ pub fn window(rate: u32) -> usize {
     (rate / 100) as usize
 }
 
+/// A tone coming back: where, and how long it was gone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rise {
+    /// Sample position of the onset (fractional): where the tone resumed.
+    pub at: f64,
+    /// Milliseconds from the amplitude falling under a tenth of its level to the onset. A gap of `G` ms in
+    /// the signal reads `G - 0.9 W` (the window `W` must be nine-tenths out of the tone first), so a
+    /// silence of another length (a dropout, a stall of the bridge) can be told from the talker's gap.
+    pub silent_ms: f64,
+}
+
+impl Rise {
+    /// Whether this rise ends a gap of `gap_ms` at `rate` (within 15 ms).
+    pub fn ends_gap(&self, gap_ms: u32, rate: u32) -> bool {
+        let want = f64::from(gap_ms) - 0.9 * window(rate) as f64 * 1000.0 / f64::from(rate);
+        (self.silent_ms - want).abs() <= 15.0
+    }
+}
+
 /// Finds the moments a tone comes back after a silence, from its amplitude sample by sample.
 #[derive(Clone, Debug, Default)]
 pub struct Onset {
@@ -142,9 +161,9 @@ impl Onset {
     /// Absolute amplitude that first counts as "on" (about -36 dBFS).
     pub const FIRST_ON: f64 = 500.0;
 
-    /// Feeds the amplitude `a` at sample `n`; returns the onset's sample position (fractional) when the
-    /// tone comes back after at least 20 ms off. `rate` is the sample rate.
-    pub fn push(&mut self, n: u64, a: f64, rate: u32) -> Option<f64> {
+    /// Feeds the amplitude `a` at sample `n`; returns the [`Rise`] when the tone comes back after at least
+    /// 20 ms off. `rate` is the sample rate.
+    pub fn push(&mut self, n: u64, a: f64, rate: u32) -> Option<Rise> {
         let prev = std::mem::replace(&mut self.prev, a);
         let Some(level) = self.level else {
             if a >= Self::FIRST_ON {
@@ -172,7 +191,8 @@ impl Onset {
                     return None; // a flicker, not a gap
                 }
                 let frac = if a > prev { ((threshold - prev) / (a - prev)).clamp(0.0, 1.0) } else { 1.0 };
-                Some(n as f64 - 1.0 + frac - window(rate) as f64 / 2.0)
+                let at = n as f64 - 1.0 + frac - window(rate) as f64 / 2.0;
+                Some(Rise { at, silent_ms: (at - since as f64) * 1000.0 / f64::from(rate) })
             }
         }
     }
@@ -215,8 +235,11 @@ mod tests {
             let samples: Vec<i16> = (0..u64::from(rate) * 3).map(|s| v.sample(s, rate)).collect();
             let amps = run_bin(&samples, v.hz, rate);
             let mut o = Onset::default();
-            let onsets: Vec<f64> = amps.iter().enumerate().filter_map(|(n, &a)| o.push(n as u64, a, rate)).collect();
-            assert_eq!(onsets.len(), 3, "one per second at {rate} Hz: {onsets:?}");
+            let rises: Vec<Rise> = amps.iter().enumerate().filter_map(|(n, &a)| o.push(n as u64, a, rate)).collect();
+            assert_eq!(rises.len(), 3, "one per second at {rate} Hz: {rises:?}");
+            assert!(rises.iter().all(|r| r.ends_gap(60, rate)), "{rises:?}");
+            assert!(!rises[0].ends_gap(120, rate), "a 120 ms gap is another silence");
+            let onsets: Vec<f64> = rises.iter().map(|r| r.at).collect();
             for (m, on) in onsets.iter().enumerate() {
                 let want = (m as f64 + 0.56) * f64::from(rate);
                 let err_ms = (on - want).abs() * 1000.0 / f64::from(rate);

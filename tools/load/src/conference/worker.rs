@@ -50,6 +50,8 @@ pub struct TalkerInfo {
     pub amplitude: f64,
     /// End of its gap within the period, ms.
     pub gap_end_ms: u32,
+    /// Length of its gap, ms.
+    pub gap_ms: u32,
     /// When its frame 0 was due, ns after the clock origin.
     pub t0_ns: u64,
     /// Participant index.
@@ -160,6 +162,9 @@ pub struct CheckTotals {
     pub onsets_expected: u64,
     /// Of those, found and timed.
     pub onsets_found: u64,
+    /// Rises of a talker's tone after a silence that was not its gap (a dropout or a stall of the bridge):
+    /// not timed.
+    pub onsets_rejected: u64,
     /// Frames concealed for the analysis (lost packets).
     pub concealed: u64,
     /// Packets that came after a later one: too late for a receiver that plays on arrival.
@@ -611,10 +616,15 @@ fn feed(c: &mut Checker, t: &mut CheckTotals, n: usize, arrival_ns: u64, window:
             let a = tr.bin.amplitude();
             tr.sum += a;
             let Some(info) = tr.talker else { continue };
-            let Some(at) = tr.onset.push(sample, a, rate) else { continue };
+            let Some(rise) = tr.onset.push(sample, a, rate) else { continue };
             if !warm {
                 continue;
             }
+            if !rise.ends_gap(info.gap_ms, rate) {
+                t.onsets_rejected += 1;
+                continue;
+            }
+            let at = rise.at;
             // Ear time: the arrival of the frame holding the onset, plus its place in that frame.
             let Some(&(first, frame_ns)) = c.frames.iter().rev().find(|(f, _)| (*f as f64) <= at) else { continue };
             let ear_ns = frame_ns as f64 + (at - first as f64) * per_ns;
