@@ -124,8 +124,11 @@ def main():
                     os.makedirs(sub)
                     proc = start(sub) if server == "vienna" else start_janus(sub)
                     try:
+                        before = os.getloadavg()[0]
                         r = load(server, proc.pid, extra, os.path.join(sub, "load.json"))
                         if r:
+                            # The machine's 1-minute load average around the run (other work on it shows).
+                            r["machine_load"] = [round(before, 2), round(os.getloadavg()[0], 2)]
                             results[(name, server)].append(r)
                     finally:
                         proc.terminate()
@@ -137,11 +140,11 @@ def main():
               f"not checked)\n")
         print("| shape | server | server CPU (% of one core) | mix packets/s per participant | mouth-to-ear p50 / p99 (ms) |"
               " mix loss | jitter mean (ms) | seconds ok / checked / expected | onsets found / expected (rejected) |"
-              " late sends | load generator CPU (% of one core) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              " late sends | load generator CPU (% of one core) | machine load average |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for (name, server), runs in results.items():
             if not runs:
-                print(f"| {name} | {server} | failed | | | | | | | | |")
+                print(f"| {name} | {server} | failed | | | | | | | | | |")
                 continue
             cpu = [r["server_process"]["cpu_percent_mean"] for r in runs]
             p50 = statistics.median(r["latency_us"]["p50"] / 1000 for r in runs)
@@ -159,7 +162,7 @@ def main():
             loader = statistics.median(100 * r["loader_cpu_secs"] / (SECONDS + 2) for r in runs)
             print(f"| {name} | {server} | {' and '.join(f'{c:.1f}' for c in cpu)} | {pps:.1f} | {p50:.1f} / {p99:.1f} | "
                   f"{loss} % | {jitter:.2f} | {ok} / {checked} / {seconds_expected} | {found} / {expected} ({rejected}) | "
-                  f"{late} | {loader:.0f} |")
+                  f"{late} | {loader:.0f} | {max(max(r['machine_load']) for r in runs)} |")
         if os.environ.get("JSON"):
             with open(os.environ["JSON"], "w") as f:
                 json.dump({f"{name} / {server}": runs for (name, server), runs in results.items()}, f, indent=2)
