@@ -6,16 +6,19 @@ Two shapes of load, each run against one server and then the other, alternately,
 1. one publisher with WATCHERS (10,000) watchers: every round the publisher PUBLISHes a new note and all
    watchers get a NOTIFY;
 2. MANY publishers (1,000) with FEW (4) watchers each: every round each publisher PUBLISHes once.
-Reported per shape: NOTIFY rate (median over rounds, from the first PUBLISH of a round to its last
-NOTIFY), PUBLISH-to-NOTIFY latency p50/p99 over every NOTIFY, and the server's memory per subscription
-(PSS of the server and its child processes after subscribing, minus before, divided by subscriptions).
+The load is `vienna-load presence --rounds` (users user0.. publish, the next ones watch: watcher w subscribes
+to publisher w mod publishers). Reported per shape: NOTIFY rate (median over rounds, from the first PUBLISH
+of a round to its last NOTIFY), PUBLISH-to-NOTIFY latency p50/p99 over every NOTIFY, and the server's memory
+per subscription (PSS of the server and its child processes after subscribing and the initial NOTIFYs,
+minus before, divided by subscriptions: `vienna-load ... --pid`).
 
 Both servers run without authentication, keep publications and subscriptions in memory only (Kamailio:
 subs_db_mode 0, publ_cache 2; Vienna does so always), allow every watcher (Kamailio presence_xml
 force_active; Vienna presence.allow_unknown_watchers) and send every NOTIFY at once (Vienna
 presence.notify_interval_ms 0: no coalescing). Kamailio runs with children=2 (this machine has 2 cores);
-Vienna's SIP core is one thread. Each run is bounded (rounds, round timeout, a timeout around the tool);
-the servers stop when the script ends.
+Vienna's SIP core is one thread. Kamailio uses bench/kamailio/load-presence.cfg (also the tests'), with
+`-m 512` MB of shared memory. Each run is bounded (rounds, round timeout, a timeout around the tool); the
+servers stop when the script ends (by the PIDs it started). Ports 26590 (Kamailio) and 26690 (Vienna).
 
 Usage: python3 bench/presence-vs-kamailio.py   (installs kamailio and kamailio-presence-modules with apt-get
 if they are missing; builds vienna and vienna-load in release)
@@ -38,7 +41,7 @@ MANY = int(os.environ.get("MANY", "1000"))
 FEW = int(os.environ.get("FEW", "4"))
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 ROUNDS_EACH = int(os.environ.get("ROUNDS_EACH", "2"))
-PORTS = {"kamailio": 5590, "vienna": 5690}
+PORTS = {"kamailio": 26590, "vienna": 26690}
 VIENNA = os.path.join(ROOT, "target", "release", "vienna")
 LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
 
@@ -64,13 +67,6 @@ def install():
                    check=True)
 
 
-def kamailio_modules():
-    for d in ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules"):
-        if os.path.exists(os.path.join(d, "presence.so")):
-            return d
-    sys.exit("kamailio presence.so not found")
-
-
 def start_kamailio(work):
     port = PORTS["kamailio"]
     db = os.path.join(work, "kamailio-db")
@@ -78,41 +74,15 @@ def start_kamailio(work):
     run = os.path.join(work, "kamailio-run")
     os.makedirs(run)
     cfg = os.path.join(work, "kamailio.cfg")
+    with open(os.path.join(ROOT, "bench", "kamailio", "load-presence.cfg")) as f:
+        text = f.read().replace("BENCH_PORT", str(port)).replace("DBDIR", db)
     with open(cfg, "w") as f:
-        f.write(f"""#!KAMAILIO
-debug=1
-log_stderror=yes
-children=2
-listen=udp:127.0.0.1:{port}
-mpath="{kamailio_modules()}"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "db_text.so"
-loadmodule "presence.so"
-loadmodule "presence_xml.so"
-modparam("presence", "db_url", "text://{db}")
-modparam("presence", "server_address", "sip:127.0.0.1:{port}")
-modparam("presence", "subs_db_mode", 0)
-modparam("presence", "publ_cache", 2)
-modparam("presence_xml", "db_url", "text://{db}")
-modparam("presence_xml", "force_active", 1)
-request_route {{
-    if (!is_method("PUBLISH|SUBSCRIBE")) {{ sl_send_reply("405", "Method Not Allowed"); exit; }}
-    if (!t_newtran()) {{ sl_reply_error(); exit; }}
-    if (is_method("PUBLISH")) {{ handle_publish(); }} else {{ handle_subscribe(); }}
-    t_release();
-    exit;
-}}
-""")
-    check = subprocess.run(["kamailio", "-c", "-f", cfg], capture_output=True, text=True)
+        f.write(text)
+    check = subprocess.run([kamailio(), "-c", "-f", cfg], capture_output=True, text=True)
     if check.returncode != 0:
         sys.exit(f"kamailio config check failed:\n{check.stderr}")
     pidfile = os.path.join(run, "kamailio.pid")
-    proc = subprocess.Popen(["kamailio", "-f", cfg, "-DD", "-E", "-m", "512", "-Y", run, "-P", pidfile, "-w", run],
+    proc = subprocess.Popen([kamailio(), "-f", cfg, "-DD", "-E", "-m", "512", "-Y", run, "-P", pidfile, "-w", run],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "kamailio.log"), "w"))
     time.sleep(1.5)
     if proc.poll() is not None:
@@ -120,11 +90,16 @@ request_route {{
     return proc
 
 
+def kamailio():
+    return "/usr/sbin/kamailio" if os.path.exists("/usr/sbin/kamailio") else "kamailio"
+
+
 def start_vienna(work):
     data = os.path.join(work, "vienna-data")
     env = dict(os.environ)
     env.pop("VIENNA_CONFIG", None)
-    names = [f"pub{i}" for i in range(max(MANY, 1))]
+    # vienna-load's publishers are user0, user1, ... (its watchers need no account: authentication is off).
+    names = [f"user{i}" for i in range(max(MANY, 1))]
     log(f"adding {len(names)} publisher accounts")
     for name in names:
         subprocess.run([VIENNA, "--data-dir", data, "user", "add", name, "--password-stdin", "--set",
@@ -132,7 +107,7 @@ def start_vienna(work):
     port = PORTS["vienna"]
     args = [VIENNA, "--data-dir", data, "serve",
             "--set", "turn.enabled=false", "--set", "admin.listen=127.0.0.1:0",
-            "--set", f"sip.udp_port={port}", "--set", f"sip.tcp_port={port}", "--set", "sip.tls=false",
+            "--set", f"sip.udp_port={port}", "--set", "sip.tcp=false", "--set", "sip.tls=false",
             "--set", "sip.authenticate=false", "--set", "sip.max_transactions=400000",
             "--set", "presence.notify_interval_ms=0", "--set", "presence.require_registration=false",
             "--set", "presence.allow_unknown_watchers=true", "--set", "presence.max_subscriptions=200000",
@@ -146,9 +121,12 @@ def start_vienna(work):
 
 
 def load(server, pid, publishers, watchers, out):
-    cmd = ["timeout", "300", LOAD, "presence", "--server", f"127.0.0.1:{PORTS[server]}", "--domain", "localhost",
-           "--publishers", str(publishers), "--watchers", str(watchers), "--rounds", str(ROUNDS),
-           "--interval-ms", "1000", "--round-timeout", "20", "--sockets", "8", "--pid", str(pid), "--json", out]
+    """`watchers` per publisher: publishers x watchers subscriptions, one per watcher."""
+    cmd = ["timeout", "300", LOAD, "presence", "--target", f"127.0.0.1:{PORTS[server]}", "--domain", "localhost",
+           "--presentities", str(publishers), "--watchers", str(publishers * watchers),
+           "--rounds", str(ROUNDS), "--interval-ms", "1000", "--round-timeout", "20", "--sockets", "8",
+           "--pid", str(pid), "--json", out]
+    log(" ".join(cmd[2:]))
     r = subprocess.run(cmd, capture_output=True, text=True)
     log(r.stdout.strip())
     if not os.path.exists(out):
@@ -199,12 +177,14 @@ def print_tables(results):
             if not runs:
                 print(f"| {server} | failed | | | | |")
                 continue
-            rate = statistics.median(r["median_notify_rate"] for r in runs)
-            p50 = statistics.median(r["latency_ms"]["p50"] for r in runs)
-            p99 = max(r["latency_ms"]["p99"] for r in runs)
-            delivered = sum(r["notifies_delivered"] for r in runs)
-            expected = sum(r["notifies_expected"] for r in runs)
-            mem = [r["bytes_per_subscription"] for r in runs if r.get("bytes_per_subscription") is not None]
+            rate = statistics.median(r["rounds"]["notify_rate_median"] for r in runs)
+            p50 = statistics.median(r["latency_us"]["p50"] / 1000 for r in runs)
+            p99 = max(r["latency_us"]["p99"] / 1000 for r in runs)
+            delivered = sum(r["notifies"]["matched"] for r in runs)
+            # one NOTIFY per subscription per round, whether or not the SUBSCRIBE succeeded
+            expected = sum(r["config"]["watchers"] * r["config"]["subscriptions_per_watcher"] * ROUNDS
+                           for r in runs)
+            mem = [r["server_memory"]["bytes_per_subscription"] for r in runs if r.get("server_memory")]
             mem = f"{statistics.median(mem):.0f}" if mem else "n/a"
             print(f"| {server} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {delivered} / {expected} | {mem} |")
 

@@ -13,7 +13,8 @@
 //!   message unpadded first, then padded, and remembers which form fitted ([`Message::padded`]) so
 //!   an answer can use the same form.
 //! * [`Builder`] writes control messages; [`write_data_indication`] writes a Data Indication into
-//!   a caller's buffer without allocating (the relay's peer-to-client path).
+//!   a caller's buffer without allocating (the relay's peer-to-client path), and
+//!   [`write_send_request`] a signed Send request (a client's data path, as a load generator sends it).
 //! * [`key_v1`] and [`key_v3`] are the two key derivations; [`mac`] the padded HMAC of both.
 //! * [`tcp_frame`] cuts the TCP stream framing of §2.1.4 (`type, 0, length16`: 0x02 control, 0x03
 //!   end-to-end data), and [`pseudo_tls_client_hello`] / [`PSEUDO_TLS_SERVER_HELLO`] are the fixed
@@ -644,6 +645,81 @@ pub fn write_data_indication(
     Ok(total)
 }
 
+/// What a Send request carries besides its data ([MS-TURN] §2.2.1.5, §3.1.4.2): written by
+/// [`write_send_request`].
+#[derive(Clone, Copy, Debug)]
+pub struct SendRequest<'a> {
+    /// Transaction id (Send requests are never answered; a fresh one per request).
+    pub txid: TransactionId,
+    /// USERNAME (the allocation's).
+    pub username: &'a [u8],
+    /// DESTINATION-ADDRESS: the peer.
+    pub destination: SocketAddr,
+    /// MS-SEQUENCE-NUMBER, when the allocation has one (the client pre-increments it).
+    pub sequence: Option<SequenceNumber>,
+    /// REALM, for servers that want it in every request (optional).
+    pub realm: Option<&'a [u8]>,
+    /// The HMAC of MESSAGE-INTEGRITY.
+    pub hash: Hash,
+    /// The allocation's key ([`key_v1`] or [`key_v3`]).
+    pub key: &'a [u8],
+    /// Pad attribute values to 4 bytes.
+    pub padded: bool,
+}
+
+/// Length of the Send request `r` carrying `data_len` bytes.
+pub fn send_request_len(r: &SendRequest<'_>, data_len: usize) -> usize {
+    let v = |n: usize| 4 + if r.padded { (n + 3) & !3 } else { n };
+    MIN_LEN
+        + v(r.username.len())
+        + v(address_len(&r.destination))
+        + v(data_len)
+        + r.sequence.map_or(0, |_| v(24))
+        + r.realm.map_or(0, |realm| v(realm.len()))
+        + v(r.hash.len())
+}
+
+/// Write the Send request `r` with `data` (MAGIC-COOKIE, USERNAME, DESTINATION-ADDRESS, DATA,
+/// MS-SEQUENCE-NUMBER, REALM, MESSAGE-INTEGRITY; the attribute order of [`Builder`]) into `out`
+/// without allocating; returns the length written.
+pub fn write_send_request(r: &SendRequest<'_>, data: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+    let total = send_request_len(r, data.len());
+    if total - HEADER_LEN > usize::from(u16::MAX) || r.username.len() > usize::from(u16::MAX) {
+        return Err(Error::TooLong);
+    }
+    let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+    out[0..2].copy_from_slice(&types::SEND_REQUEST.to_be_bytes());
+    out[2..4].copy_from_slice(&((total - HEADER_LEN) as u16).to_be_bytes());
+    out[4..20].copy_from_slice(&r.txid.0);
+    out[20..28].copy_from_slice(&COOKIE_ATTRIBUTE);
+    let mut pos = MIN_LEN;
+    let padded = r.padded;
+    let mut tlv = |out: &mut [u8], typ: u16, len: usize, fill: &dyn Fn(&mut [u8])| {
+        out[pos..pos + 2].copy_from_slice(&typ.to_be_bytes());
+        out[pos + 2..pos + 4].copy_from_slice(&(len as u16).to_be_bytes());
+        fill(&mut out[pos + 4..pos + 4 + len]);
+        let step = if padded { (len + 3) & !3 } else { len };
+        out[pos + 4 + len..pos + 4 + step].fill(0);
+        pos += 4 + step;
+        pos
+    };
+    tlv(out, attr::USERNAME, r.username.len(), &|v| v.copy_from_slice(r.username));
+    tlv(out, attr::DESTINATION_ADDRESS, address_len(&r.destination), &|v| write_address(r.destination, v));
+    tlv(out, attr::DATA, data.len(), &|v| v.copy_from_slice(data));
+    if let Some(s) = r.sequence {
+        tlv(out, attr::MS_SEQUENCE_NUMBER, 24, &|v| v.copy_from_slice(&s.encode()));
+    }
+    if let Some(realm) = r.realm {
+        tlv(out, attr::REALM, realm.len(), &|v| v.copy_from_slice(realm));
+    }
+    let at = tlv(out, 0, 0, &|_| {}) - 4;
+    let m = mac(r.hash, r.key, &out[..at]);
+    out[at..at + 2].copy_from_slice(&attr::MESSAGE_INTEGRITY.to_be_bytes());
+    out[at + 2..at + 4].copy_from_slice(&(r.hash.len() as u16).to_be_bytes());
+    out[at + 4..at + 4 + r.hash.len()].copy_from_slice(&m[..r.hash.len()]);
+    Ok(total)
+}
+
 /// Frame type of the TCP framing ([MS-TURN] §2.1.4): a TURN control message.
 pub const FRAME_CONTROL: u8 = 0x02;
 /// Frame type of the TCP framing: end-to-end data to or from the active destination.
@@ -863,6 +939,54 @@ mod tests {
             }
         }
         assert_eq!(write_data_indication(&txid(), peer, b"abc", false, &mut [0u8; 20]), Err(Error::BufferTooSmall));
+    }
+
+    #[test]
+    fn send_requests_written_in_place_match_the_builder() {
+        let key = key_v1(b"user", b"realm", b"pass");
+        let key3 = key_v3(b"user", b"realm", b"nonce", b"pass");
+        let seq = SequenceNumber { connection_id: [9; 20], number: 7 };
+        for (hash, key) in [(Hash::Sha1, &key[..]), (Hash::Sha256, &key3[..])] {
+            for padded in [false, true] {
+                for (sequence, realm) in [(None, None), (Some(seq), Some(&b"realm"[..]))] {
+                    for dest in ["203.0.113.9:40000", "[2001:db8::1]:3478"] {
+                        let destination: SocketAddr = dest.parse().unwrap();
+                        let r = SendRequest {
+                            txid: txid(),
+                            username: b"user-x",
+                            destination,
+                            sequence,
+                            realm,
+                            hash,
+                            key,
+                            padded,
+                        };
+                        let data = b"payload of odd length";
+                        let mut b = Builder::new(types::SEND_REQUEST, txid(), padded);
+                        b.add(attr::USERNAME, b"user-x").unwrap();
+                        b.add_address(attr::DESTINATION_ADDRESS, destination).unwrap();
+                        b.add(attr::DATA, data).unwrap();
+                        if let Some(s) = sequence {
+                            b.add(attr::MS_SEQUENCE_NUMBER, &s.encode()).unwrap();
+                        }
+                        if let Some(realm) = realm {
+                            b.add(attr::REALM, realm).unwrap();
+                        }
+                        b.add_integrity(hash, key).unwrap();
+                        let want = b.finish();
+                        let mut out = [0xEEu8; 256];
+                        let n = write_send_request(&r, data, &mut out).unwrap();
+                        assert_eq!(n, send_request_len(&r, data.len()));
+                        assert_eq!(&out[..n], &want[..], "{hash:?} padded={padded} seq={sequence:?} {dest}");
+                        let d = Message::decode(&out[..n]).unwrap();
+                        assert!(d.verify(key));
+                        assert_eq!(d.get(attr::DATA), Some(&data[..]));
+                        assert_eq!(d.sequence_number().map(Result::unwrap), sequence);
+                        assert_eq!(write_send_request(&r, data, &mut out[..n - 1]), Err(Error::BufferTooSmall));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

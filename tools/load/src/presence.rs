@@ -11,6 +11,14 @@
 //! no clock synchronisation. NOTIFYs expected = successful PUBLISHes x the subscriptions of their
 //! presentity; missing = expected - matched (a server that merges quick changes into one NOTIFY shows
 //! them as missing). Subscriptions are not ended at the end: they expire after `--expires`.
+//!
+//! Two schedules: `--rate` spreads the PUBLISHes evenly over `--duration`; `--rounds R` sends them in
+//! bursts instead: after `--interval-ms`, every presentity PUBLISHes once, all at once, and the round
+//! lasts until every subscription got the NOTIFY carrying it (or `--round-timeout`). A round's NOTIFY
+//! rate is its NOTIFYs over the time from its first PUBLISH to its last NOTIFY, which is how a fan-out
+//! (one presentity, thousands of watchers) is measured. With `--pid`, the server's PSS is read before the
+//! set-up and after it (once every initial NOTIFY came, plus half a second): the growth over the
+//! subscriptions is the memory per subscription.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,8 +33,8 @@ use crate::framework::plot::{self, Line};
 use crate::framework::procstat::self_cpu_secs;
 use crate::framework::series::{LatencyReport, round3};
 use crate::framework::{Common, Finished, OutputArgs, StepResult};
-use crate::sip::ua::{Callee, Config, PresencePlan, Scenario};
-use crate::sip::{self, MessageReport, OperationReport, SetupReport, SipCommon, pairs};
+use crate::sip::ua::{Callee, Config, PresencePlan, RoundPlan, Scenario};
+use crate::sip::{self, MessageReport, OperationReport, RoundResult, SetupReport, SipCommon, pairs};
 
 /// Arguments of `vienna-load presence`.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,15 +51,27 @@ pub struct PresenceArgs {
     /// Presentities each watcher subscribes to.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub subscriptions_per_watcher: u64,
-    /// PUBLISHes per second, all presentities together.
-    #[arg(long, default_value_t = 10.0)]
+    /// PUBLISHes per second, all presentities together (the rate schedule; not with --rounds).
+    #[arg(long, default_value_t = 10.0, conflicts_with = "rounds")]
     pub rate: f64,
-    /// Seconds of publishing, 1..=3600.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=sip::MAX_DURATION_SECS))]
-    pub duration: u64,
-    /// Most PUBLISHes in all [default: rate x duration].
-    #[arg(long)]
+    /// Seconds of publishing, 1..=3600 (the rate schedule; not with --rounds).
+    #[arg(long, required_unless_present = "rounds", conflicts_with = "rounds",
+          value_parser = clap::value_parser!(u64).range(1..=sip::MAX_DURATION_SECS))]
+    pub duration: Option<u64>,
+    /// Most PUBLISHes in all [default: rate x duration] (not with --rounds).
+    #[arg(long, conflicts_with = "rounds")]
     pub count: Option<u64>,
+    /// Rounds instead of a rate: in each round every presentity PUBLISHes once, all at once, and the round
+    /// lasts until every subscription got the NOTIFY carrying it (or --round-timeout). Reports each
+    /// round's NOTIFY rate (NOTIFYs over the time from its first PUBLISH to its last NOTIFY).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: Option<u32>,
+    /// Pause before each round, milliseconds (--rounds).
+    #[arg(long, default_value_t = 1000, requires = "rounds", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub interval_ms: u64,
+    /// Longest wait for the NOTIFYs of one round, seconds (--rounds).
+    #[arg(long, default_value_t = 20, requires = "rounds", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub round_timeout: u64,
     /// Register every user before subscribing (servers that route NOTIFY by registration).
     #[arg(long)]
     pub register: bool,
@@ -97,12 +117,18 @@ pub struct PresenceConfigReport {
     pub watchers: u64,
     /// Subscriptions per watcher.
     pub subscriptions_per_watcher: u64,
-    /// PUBLISHes per second asked for.
-    pub rate: f64,
-    /// Seconds asked for.
-    pub duration_secs: u64,
+    /// PUBLISHes per second asked for (`None` with rounds).
+    pub rate: Option<f64>,
+    /// Seconds asked for (`None` with rounds).
+    pub duration_secs: Option<u64>,
     /// Most PUBLISHes.
     pub count: u64,
+    /// Rounds asked for (`None`: the rate schedule).
+    pub rounds: Option<u32>,
+    /// Pause before each round, ms.
+    pub interval_ms: Option<u64>,
+    /// Longest wait for a round, s.
+    pub round_timeout_secs: Option<u64>,
     /// Users registered first.
     pub register: bool,
     /// SUBSCRIBE/PUBLISH Expires.
@@ -111,6 +137,34 @@ pub struct PresenceConfigReport {
     pub threads: usize,
     /// Sockets.
     pub sockets: usize,
+}
+
+/// The rounds of a `--rounds` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundsReport {
+    /// Rounds run.
+    pub count: usize,
+    /// Median NOTIFY rate over the rounds, NOTIFYs per second.
+    pub notify_rate_median: f64,
+    /// Median round time (first PUBLISH to last NOTIFY), seconds.
+    pub secs_median: f64,
+    /// Rounds that timed out before every NOTIFY came.
+    pub timed_out: u64,
+    /// Every round.
+    pub rounds: Vec<RoundResult>,
+}
+
+/// The server's memory for the subscriptions (with `--pid`): PSS growth over the set-up.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// PSS before the set-up, bytes.
+    pub pss_before_bytes: u64,
+    /// PSS after the set-up and the initial NOTIFYs, bytes.
+    pub pss_after_bytes: u64,
+    /// Growth divided by the subscriptions established. It includes the server transactions of the
+    /// set-up still alive then and the allocator's slack (and registrations with --register), so it
+    /// bounds the steady cost of a subscription from above.
+    pub bytes_per_subscription: f64,
 }
 
 /// Everything a `presence` run measured.
@@ -130,8 +184,12 @@ pub struct PresenceReport {
     pub notifies: NotifyReport,
     /// Messages.
     pub messages: MessageReport,
-    /// PUBLISHes asked for per second.
-    pub requested_rate: f64,
+    /// The rounds (`--rounds`).
+    pub rounds: Option<RoundsReport>,
+    /// Server memory per subscription (`--pid`).
+    pub server_memory: Option<MemoryReport>,
+    /// PUBLISHes asked for per second (`None` with rounds).
+    pub requested_rate: Option<f64>,
     /// PUBLISHes that succeeded per second.
     pub achieved_rate: f64,
     /// Seconds of load.
@@ -149,7 +207,12 @@ pub struct PresenceReport {
 
 /// Runs `vienna-load presence`.
 pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
-    if !(args.rate > 0.0 && args.rate <= 1_000_000.0) {
+    let round_plan = args.rounds.map(|count| RoundPlan {
+        count,
+        interval: Duration::from_millis(args.interval_ms),
+        timeout: Duration::from_secs(args.round_timeout),
+    });
+    if round_plan.is_none() && !(args.rate > 0.0 && args.rate <= 1_000_000.0) {
         bail!("--rate must be above 0 and at most 1000000 PUBLISH/s");
     }
     let target = sip::resolve(&args.sip.target).context("--target")?;
@@ -161,9 +224,16 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     if (users.len() as u64) < p + w {
         bail!("--users-file has {} users; presentities + watchers need {}", users.len(), p + w);
     }
-    let (threads, sockets) = sip::layout(&common, p as usize, args.rate);
-    let count = args.count.unwrap_or((args.rate * args.duration as f64).ceil() as u64);
-    let expires = args.expires.unwrap_or((args.sip.setup_timeout + args.duration + 120) as u32);
+    // Rounds: every presentity at once, all rounds within the time bound below.
+    let (rate, duration, count) = match (round_plan, args.duration) {
+        (Some(r), _) => (p as f64, (r.interval + r.timeout) * r.count, p * u64::from(r.count)),
+        (None, Some(d)) => {
+            (args.rate, Duration::from_secs(d), args.count.unwrap_or((args.rate * d as f64).ceil() as u64))
+        }
+        (None, None) => bail!("give --duration or --rounds"),
+    };
+    let (threads, sockets) = sip::layout(&common, p as usize, rate);
+    let expires = args.expires.unwrap_or((args.sip.setup_timeout + duration.as_secs() + 120) as u32);
     let subscriptions: Vec<Vec<usize>> =
         (0..w as usize).map(|wi| (0..k as usize).map(|j| (wi + j) % p as usize).collect()).collect();
     let run_id = (std::process::id()
@@ -180,8 +250,8 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
         algorithm: args.sip.algorithm,
         expires,
         timers: sip::timers(&args.sip),
-        rate: args.rate,
-        duration: Duration::from_secs(args.duration),
+        rate,
+        duration,
         count,
         concurrency: p as usize,
         hold: Duration::ZERO,
@@ -189,10 +259,14 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
         setup_window: args.sip.setup_window as usize,
         register_first: args.register,
         callee: Callee::Offset(0),
-        presence: Some(PresencePlan { presentities: p as usize, subscriptions, expires, run_id }),
+        presence: Some(PresencePlan { presentities: p as usize, subscriptions, expires, run_id, rounds: round_plan }),
     };
     let run = sip::drive(cfg, &common, sockets, sampler, "presence")?;
-    let merged = sip::merge(&run, Duration::from_secs(args.duration));
+    let secs = match round_plan {
+        Some(_) => run.end.saturating_duration_since(run.origin).as_secs_f64().max(1e-3),
+        None => run.load_secs(rate, count, duration),
+    };
+    let merged = sip::merge(&run, Duration::from_secs_f64(secs.min(duration.as_secs_f64())));
     let mut published: BTreeMap<usize, u64> = BTreeMap::new();
     let mut subscribed = 0u64;
     let mut subs_by_pres: BTreeMap<usize, u64> = BTreeMap::new();
@@ -213,7 +287,6 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     n.expected = published.iter().map(|(pres, c)| c * subs_by_pres.get(pres).copied().unwrap_or(0)).sum();
     n.missing = n.expected.saturating_sub(n.matched);
     n.missing_percent = if n.expected > 0 { round3(n.missing as f64 * 100.0 / n.expected as f64) } else { 0.0 };
-    let secs = run.load_secs(args.rate, count, Duration::from_secs(args.duration));
     n.matched_per_sec = round3(n.matched as f64 / secs);
     let report = PresenceReport {
         mode: "presence",
@@ -223,9 +296,12 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
             presentities: p,
             watchers: w,
             subscriptions_per_watcher: k,
-            rate: args.rate,
-            duration_secs: args.duration,
+            rate: round_plan.is_none().then_some(args.rate),
+            duration_secs: args.duration.filter(|_| round_plan.is_none()),
             count,
+            rounds: args.rounds,
+            interval_ms: round_plan.map(|r| r.interval.as_millis() as u64),
+            round_timeout_secs: round_plan.map(|r| r.timeout.as_secs()),
             register: args.register,
             expires,
             threads: run.threads,
@@ -237,7 +313,17 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
         publishes: merged.ops,
         notifies: n,
         messages: merged.messages,
-        requested_rate: args.rate,
+        rounds: round_plan.map(|_| rounds_report(&run.rounds)),
+        server_memory: run.setup_memory.map(|m| MemoryReport {
+            pss_before_bytes: m.pss_before_bytes,
+            pss_after_bytes: m.pss_after_bytes,
+            bytes_per_subscription: if subscribed > 0 {
+                round3(m.pss_after_bytes.saturating_sub(m.pss_before_bytes) as f64 / subscribed as f64)
+            } else {
+                0.0
+            },
+        }),
+        requested_rate: round_plan.is_none().then_some(args.rate),
         duration_secs: round3(secs),
         latency_us: merged.latency,
         response_latency_us: merged.response,
@@ -252,10 +338,13 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     print!("{summary}");
     let _ = std::io::stdout().flush();
     let figure = || {
-        let title = format!(
-            "vienna-load presence: {} PUBLISH/s x {} s, {} presentities, {} watchers -> {}",
-            report.config.rate, report.config.duration_secs, p, w, report.config.target
-        );
+        let c = &report.config;
+        let load = match (c.rounds, c.rate, c.duration_secs) {
+            (Some(r), _, _) => format!("{r} rounds"),
+            (None, Some(rate), Some(d)) => format!("{rate} PUBLISH/s x {d} s"),
+            _ => String::new(),
+        };
+        let title = format!("vienna-load presence: {load}, {p} presentities, {w} watchers -> {}", report.config.target);
         let tl = &report.common.timeline;
         let mut f = plot::timeline_figure(title, summary.lines().skip(1).map(str::to_owned).collect(), tl, "published");
         if let Some(rate) = f.panels.first_mut() {
@@ -271,13 +360,19 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     let o = &report.publishes;
     let exit = if report.interrupted {
         ExitCode::from(130)
-    } else if o.failed > 0 || o.unfinished > 0 || !report.setup.failed_by.is_empty() || report.notifies.missing > 0 {
+    } else if o.failed > 0
+        || o.unfinished > 0
+        || (report.rounds.is_some() && o.not_started > 0)
+        || !report.setup.failed_by.is_empty()
+        || report.notifies.missing > 0
+        || report.rounds.as_ref().is_some_and(|r| r.timed_out > 0)
+    {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     };
     let step = StepResult {
-        offered_rate: args.rate,
+        offered_rate: report.requested_rate.unwrap_or(report.achieved_rate),
         achieved_rate: report.achieved_rate,
         loss_percent: report.notifies.missing_percent,
         failure_percent: {
@@ -291,6 +386,21 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
     Ok(Finished { exit, step, json: serde_json::to_value(&report)? })
 }
 
+/// Medians and counts of the rounds.
+fn rounds_report(rounds: &[RoundResult]) -> RoundsReport {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    RoundsReport {
+        count: rounds.len(),
+        notify_rate_median: median(rounds.iter().map(|r| r.notify_rate).collect()),
+        secs_median: median(rounds.iter().map(|r| r.secs).collect()),
+        timed_out: rounds.iter().filter(|r| r.timed_out).count() as u64,
+        rounds: rounds.to_vec(),
+    }
+}
+
 impl PresenceReport {
     /// The human summary, the same numbers as the JSON.
     pub fn summary(&self) -> String {
@@ -299,19 +409,15 @@ impl PresenceReport {
         let n = &self.notifies;
         let m = &self.messages;
         let mut s = String::new();
+        let load = match (c.rounds, c.rate, c.duration_secs) {
+            (Some(r), _, _) => format!("{r} rounds every {} ms", c.interval_ms.unwrap_or(0)),
+            (None, Some(rate), Some(d)) => format!("{rate} PUBLISH/s x {d} s"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             s,
-            "vienna-load presence: {} PUBLISH/s x {} s (count {}), {} presentities, {} watchers x {} -> {}, {} threads, \
-             {} sockets",
-            c.rate,
-            c.duration_secs,
-            c.count,
-            c.presentities,
-            c.watchers,
-            c.subscriptions_per_watcher,
-            c.target,
-            c.threads,
-            c.sockets
+            "vienna-load presence: {load} (count {}), {} presentities, {} watchers x {} -> {}, {} threads, {} sockets",
+            c.count, c.presentities, c.watchers, c.subscriptions_per_watcher, c.target, c.threads, c.sockets
         );
         let _ = writeln!(
             s,
@@ -338,11 +444,33 @@ impl PresenceReport {
              matched_per_sec={}",
             n.received, n.matched, n.repeated, n.reordered, n.expected, n.missing, n.missing_percent, n.matched_per_sec
         );
+        if let Some(r) = &self.rounds {
+            let _ = writeln!(
+                s,
+                "rounds       count={} notify_rate_median={} secs_median={} timed_out={}",
+                r.count, r.notify_rate_median, r.secs_median, r.timed_out
+            );
+            for o in &r.rounds {
+                let _ = writeln!(
+                    s,
+                    "round        n={} notifies={} expected={} secs={} notify_rate={} publish_secs={} timed_out={}",
+                    o.round, o.notifies, o.expected, o.secs, o.notify_rate, o.publish_secs, o.timed_out
+                );
+            }
+        }
+        let requested = self.requested_rate.map_or_else(|| "-".to_owned(), |r| r.to_string());
         let _ = writeln!(
             s,
-            "rate         requested={} achieved={} duration_secs={}",
-            self.requested_rate, self.achieved_rate, self.duration_secs
+            "rate         requested={requested} achieved={} duration_secs={}",
+            self.achieved_rate, self.duration_secs
         );
+        if let Some(m) = &self.server_memory {
+            let _ = writeln!(
+                s,
+                "memory       pss_before_bytes={} pss_after_bytes={} bytes_per_subscription={}",
+                m.pss_before_bytes, m.pss_after_bytes, m.bytes_per_subscription
+            );
+        }
         let _ = writeln!(
             s,
             "messages     transactions={} retransmissions={} challenges={} stray={} send_dropped={}",

@@ -137,8 +137,10 @@ impl Mode {
     fn name(&self) -> &'static str {
         match self {
             Mode::Turn(_) => "turn",
+            Mode::Msturn(_) => "msturn",
             Mode::Sip(_) => "sip",
             Mode::Presence(_) => "presence",
+            Mode::Conference(_) => "conference",
         }
     }
 
@@ -147,9 +149,14 @@ impl Mode {
         let mut m = self.clone();
         match &mut m {
             Mode::Turn(a) => {
-                a.rate = rate;
-                a.out.json = None;
-                a.out.report = None;
+                a.relay.rate = rate;
+                a.relay.out.json = None;
+                a.relay.out.report = None;
+            }
+            Mode::Msturn(a) => {
+                a.relay.rate = rate;
+                a.relay.out.json = None;
+                a.relay.out.report = None;
             }
             Mode::Sip(a) => {
                 a.rate = rate;
@@ -160,6 +167,11 @@ impl Mode {
             Mode::Presence(a) => {
                 a.rate = rate;
                 a.count = None;
+                a.out.json = None;
+                a.out.report = None;
+            }
+            // Refused by `run`: a conference has no rate to raise.
+            Mode::Conference(a) => {
                 a.out.json = None;
                 a.out.report = None;
             }
@@ -241,6 +253,14 @@ pub fn rates(args: &SweepArgs) -> anyhow::Result<Vec<f64>> {
 /// Runs `vienna-load sweep`.
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let rates = rates(&args)?;
+    if let Mode::Presence(a) = &args.mode
+        && a.rounds.is_some()
+    {
+        bail!("sweep raises --rate: presence --rounds has no rate to raise");
+    }
+    if let Mode::Conference(_) = &args.mode {
+        bail!("sweep raises --rate: a conference sends 50 packets/s per participant; run it at several --participants");
+    }
     if let Some(r) = &args.report {
         plot::check_path(r)?;
     }

@@ -1,8 +1,8 @@
-//! `vienna-load presence` against Kamailio's presence modules and against a small presence server
-//! written here (SUBSCRIBE answered 200 plus an initial NOTIFY, PUBLISH answered 200 with an entity tag
-//! plus a NOTIFY with the published document to every watcher of that presentity; optionally dropping
-//! every other NOTIFY). Vienna's presence server is being built; the same runs will point at it.
-//! Every run is bounded by --duration; the tests assert counts, never wall time.
+//! `vienna-load presence` against Vienna's presence agent (`vienna serve`), Kamailio's presence modules and
+//! a small presence server written here (SUBSCRIBE answered 200 plus an initial NOTIFY, PUBLISH answered
+//! 200 with an entity tag plus a NOTIFY with the published document to every watcher of that presentity;
+//! optionally dropping every other NOTIFY), with both schedules (`--rate`, `--rounds`). Every run is
+//! bounded by --duration or by its rounds and their timeout; the tests assert counts, never wall time.
 
 mod common;
 
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{Kamailio, vienna_load};
+use common::{Kamailio, Vienna, vienna_load};
 use vienna_sip::{HeaderName, Message, Method, Request, Uri};
 
 struct Sub {
@@ -230,4 +230,175 @@ fn kamailio_presence_notifies_every_watcher() {
     assert!(j["server_process"]["processes"].as_u64().unwrap() > 1, "Kamailio's children are sampled too");
     let html = run.report.as_deref().unwrap();
     assert!(html.contains("<svg") && html.contains("matched=60"));
+}
+
+#[test]
+fn rounds_against_a_fake_server_count_each_round() {
+    let server = FakePresence::start(false);
+    let target = server.addr.to_string();
+    let args = [
+        "presence",
+        "--target",
+        &target,
+        "--presentities",
+        "2",
+        "--watchers",
+        "6",
+        "--rounds",
+        "3",
+        "--interval-ms",
+        "100",
+        "--round-timeout",
+        "10",
+    ];
+    let run = vienna_load(&args, Some("svg"));
+    run.assert_success();
+    let j = &run.json;
+    assert_eq!(j["config"]["rounds"], 3);
+    assert!(j["config"]["rate"].is_null() && j["requested_rate"].is_null(), "no rate with rounds");
+    assert_eq!(j["publishes"]["ok"], 6, "2 presentities x 3 rounds");
+    assert_eq!(j["notifies"]["matched"], 18, "6 subscriptions x 3 rounds");
+    let rounds = j["rounds"]["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    for (i, r) in rounds.iter().enumerate() {
+        assert_eq!(r["round"], i + 1);
+        assert_eq!(r["notifies"], 6, "round {i}: {r}");
+        assert_eq!(r["expected"], 6);
+        assert_eq!(r["timed_out"], false);
+        assert!(r["secs"].as_f64().unwrap() > 0.0 && r["notify_rate"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(j["rounds"]["timed_out"], 0);
+    assert!(j["server_memory"].is_null(), "no --pid, no memory");
+    run.same("rounds", "notify_rate_median", "/rounds/notify_rate_median");
+    run.same("round", "notifies", "/rounds/rounds/0/notifies");
+    run.same("notifies", "matched", "/notifies/matched");
+}
+
+#[test]
+fn a_round_whose_notifies_do_not_all_come_times_out_and_fails() {
+    let server = FakePresence::start(true);
+    let target = server.addr.to_string();
+    let args = [
+        "presence",
+        "--target",
+        &target,
+        "--presentities",
+        "2",
+        "--watchers",
+        "4",
+        "--rounds",
+        "1",
+        "--interval-ms",
+        "0",
+        "--round-timeout",
+        "1",
+    ];
+    let run = vienna_load(&args, None);
+    assert_eq!(run.out.status.code(), Some(1), "a timed-out round fails the run");
+    let r = &run.json["rounds"]["rounds"][0];
+    assert_eq!(r["timed_out"], true);
+    assert_eq!(r["notifies"].as_u64(), Some(server.notifies.load(Relaxed)));
+    assert!(r["notifies"].as_u64().unwrap() < 4);
+}
+
+/// Vienna with presence for every load user, every NOTIFY sent at once (no coalescing: each PUBLISH is
+/// one NOTIFY per watcher, which is what the tool counts).
+fn vienna_presence(users: usize) -> Vienna {
+    Vienna::start(
+        users,
+        &[
+            "--set",
+            "presence.notify_interval_ms=0",
+            "--set",
+            "presence.require_registration=false",
+            "--set",
+            "presence.allow_unknown_watchers=true",
+        ],
+    )
+}
+
+#[test]
+fn vienna_presence_notifies_every_watcher_at_a_rate() {
+    let v = vienna_presence(16);
+    let target = v.sip.to_string();
+    let pid = v.pid().to_string();
+    let args = [
+        "presence",
+        "--target",
+        &target,
+        "--presentities",
+        "4",
+        "--watchers",
+        "12",
+        "--subscriptions-per-watcher",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "2",
+        "--pid",
+        &pid,
+    ];
+    let run = vienna_load(&args, Some("html"));
+    run.assert_success();
+    let j = &run.json;
+    assert_eq!(j["subscriptions"], 24, "12 watchers x 2, Digest-authenticated");
+    assert_eq!(j["setup"]["failed_by"].as_object().unwrap().len(), 0);
+    assert_eq!(j["publishes"]["ok"], 20, "the requested 10/s for 2 s");
+    assert_eq!(j["notifies"]["expected"], 120, "20 publishes x 6 watchers each");
+    assert_eq!(j["notifies"]["matched"], 120);
+    assert_eq!(j["notifies"]["missing"], 0);
+    assert_eq!(j["latency_us"]["count"], 120);
+    let mem = &j["server_memory"];
+    assert!(mem["pss_before_bytes"].as_u64().unwrap() > 0);
+    assert!(mem["bytes_per_subscription"].as_f64().is_some(), "{mem}");
+    assert_eq!(j["server_process"]["pids"][0].as_u64(), Some(u64::from(v.pid())));
+    for (topic, key, path) in [
+        ("notifies", "matched", "/notifies/matched"),
+        ("publishes", "ok", "/publishes/ok"),
+        ("memory", "bytes_per_subscription", "/server_memory/bytes_per_subscription"),
+        ("latency_us", "p99", "/latency_us/p99"),
+    ] {
+        run.same(topic, key, path);
+    }
+    let html = run.report.as_deref().unwrap();
+    assert!(html.contains("<svg") && html.contains("matched=120"));
+}
+
+#[test]
+fn vienna_presence_fans_out_every_round_to_every_watcher() {
+    let v = vienna_presence(41);
+    let target = v.sip.to_string();
+    let pid = v.pid().to_string();
+    // One presentity, 40 watchers: each round is one PUBLISH and a fan-out of 40 NOTIFYs.
+    let args = [
+        "presence",
+        "--target",
+        &target,
+        "--presentities",
+        "1",
+        "--watchers",
+        "40",
+        "--rounds",
+        "3",
+        "--interval-ms",
+        "200",
+        "--round-timeout",
+        "20",
+        "--pid",
+        &pid,
+    ];
+    let run = vienna_load(&args, None);
+    run.assert_success();
+    let j = &run.json;
+    assert_eq!(j["subscriptions"], 40);
+    assert_eq!(j["publishes"]["ok"], 3);
+    assert_eq!(j["notifies"]["matched"], 120);
+    for r in j["rounds"]["rounds"].as_array().unwrap() {
+        assert_eq!((r["notifies"].as_u64(), r["expected"].as_u64()), (Some(40), Some(40)), "{r}");
+    }
+    assert!(j["rounds"]["notify_rate_median"].as_f64().unwrap() > 0.0);
+    assert!(j["server_memory"]["pss_after_bytes"].as_u64().unwrap() > 0);
+    run.same("rounds", "notify_rate_median", "/rounds/notify_rate_median");
+    run.same("memory", "pss_after_bytes", "/server_memory/pss_after_bytes");
 }

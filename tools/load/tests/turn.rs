@@ -3,97 +3,15 @@
 //! build it first with `cargo build -p vienna`). Every run is bounded by its own `--duration` and the
 //! tool's time limits; the tests assert behaviour, never wall time.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::channel;
-use std::time::Duration;
+mod common;
 
+use std::process::{Command, Output, Stdio};
+
+use common::Relay;
 use serde_json::Value;
 
-/// How long waiting for the server's start-up log may take.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn target_dir() -> PathBuf {
-    // target/<profile>/deps/<test> -> target/<profile>
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
-}
-
-fn vienna_binary() -> PathBuf {
-    let path = target_dir().join("vienna");
-    assert!(path.exists(), "{} is missing: run `cargo build -p vienna` before these tests", path.display());
-    path
-}
-
-/// A `vienna serve` with one user, alice/secret, relaying to loopback peers; killed on drop.
-struct Server {
-    child: Child,
-    turn: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut add = Command::new(vienna_binary())
-            .args(["user", "add", "alice", "--password-stdin", "--data-dir"])
-            .arg(dir.path())
-            .env_remove("VIENNA_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn vienna user add");
-        add.stdin.take().expect("stdin").write_all(b"secret\n").expect("password");
-        assert!(add.wait().expect("user add").success(), "vienna user add failed");
-        let mut child = Command::new(vienna_binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--set", "admin.listen=127.0.0.1:0", "--set", "turn.udp_port=0"])
-            .args(["--set", "turn.tcp=false", "--set", "turn.tls=false"])
-            .args(["--set", "turn.allowed_peers=[\"127.0.0.0/8\"]", "--set", "turn.user_quota=0"])
-            .args(["--set", "log.format=json", "--set", "sip.enabled=false"])
-            .env_remove("VIENNA_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vienna serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-                if v["message"] == "listening" && v["role"] == "turn" && v["protocol"] == "udp" {
-                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
-                }
-                // keep reading so the server never blocks on a full pipe
-            }
-        });
-        let turn = match rx.recv_timeout(PATIENCE) {
-            Ok(a) => a.parse().expect("TURN address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("vienna serve did not log its TURN UDP listener");
-            }
-        };
-        Server { child, turn, _dir: dir }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `vienna-load turn` against `server` with `args` and `--json`; returns the output and the JSON.
-fn load(server: &Server, args: &[&str]) -> (Output, Value) {
+fn load(server: &Relay, args: &[&str]) -> (Output, Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("result.json");
     let out = Command::new(env!("CARGO_BIN_EXE_vienna-load"))
@@ -131,7 +49,7 @@ fn value<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
 
 #[test]
 fn low_rate_has_no_loss_and_json_matches_the_summary() {
-    let server = Server::start();
+    let server = Relay::start(&[]);
     let (out, json) =
         load(&server, &["--password", "secret", "--clients", "4", "--rate", "50", "--duration", "2", "--size", "100"]);
     assert!(out.status.success(), "exit {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
@@ -175,7 +93,7 @@ fn low_rate_has_no_loss_and_json_matches_the_summary() {
 
 #[test]
 fn wrong_password_reports_401_and_fails() {
-    let server = Server::start();
+    let server = Relay::start(&[]);
     let (out, json) = load(&server, &["--password", "wrong", "--clients", "3", "--duration", "1"]);
     assert_eq!(out.status.code(), Some(1), "a failed allocation is a failed run");
     assert_eq!(json["allocations"]["ok"], 0);
@@ -189,7 +107,7 @@ fn wrong_password_reports_401_and_fails() {
 
 #[test]
 fn hold_reports_every_allocation() {
-    let server = Server::start();
+    let server = Relay::start(&[]);
     let (out, json) = load(&server, &["--password", "secret", "--clients", "50", "--duration", "1", "--hold"]);
     assert!(out.status.success(), "exit {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -204,10 +122,10 @@ fn hold_reports_every_allocation() {
 
 #[test]
 fn timeline_and_report_hold_the_run() {
-    let server = Server::start();
+    let server = Relay::start(&[]);
     let dir = tempfile::tempdir().expect("temp dir");
     let svg = dir.path().join("turn.svg");
-    let pid = server.child.id().to_string();
+    let pid = server.pid().to_string();
     let (out, json) = load(
         &server,
         &[
@@ -235,7 +153,7 @@ fn timeline_and_report_hold_the_run() {
     assert_eq!(sum("lost"), json["lost"].as_u64().unwrap());
     let latency_samples: u64 = rows.iter().map(|r| r["latency_us"]["count"].as_u64().unwrap()).sum();
     assert_eq!(latency_samples, 200, "every echo is in one second's percentiles");
-    assert_eq!(json["server_process"]["pids"][0].as_u64(), Some(server.child.id() as u64));
+    assert_eq!(json["server_process"]["pids"][0].as_u64(), Some(u64::from(server.pid())));
     assert!(json["loader_cpu_secs"].as_f64().unwrap() > 0.0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("server ")), "summary has the server line:\n{text}");

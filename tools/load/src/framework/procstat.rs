@@ -153,6 +153,17 @@ impl ProcSampler {
         (ticks as f64 / self.tick_hz, pages * self.page, procs.len())
     }
 
+    /// Proportional set size of the trees now, bytes (`/proc/PID/smaps_rollup`: a page shared by several
+    /// processes counts as its share in each, so forked workers sharing memory are counted once in
+    /// all); `None` without `--pid` or when no process of the trees could be read.
+    pub fn pss_bytes(&self) -> Option<u64> {
+        if !self.is_active() {
+            return None;
+        }
+        let kib: Vec<u64> = tree(&self.pids).into_iter().filter_map(pss_kib).collect();
+        (!kib.is_empty()).then(|| kib.iter().sum::<u64>() * 1024)
+    }
+
     /// The summary over the run.
     pub fn report(&self) -> Option<ProcessReport> {
         let (t0, cpu0, rss0) = self.first?;
@@ -211,6 +222,19 @@ fn stat(pid: u32) -> Option<(u64, u64)> {
     Some((field(&s, 11)? + field(&s, 12)?, field(&s, 21)?))
 }
 
+/// The `Pss:` line of `/proc/PID/smaps_rollup`, KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_pss(&text)
+}
+
+fn parse_pss(smaps_rollup: &str) -> Option<u64> {
+    smaps_rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// CPU seconds (user + system) this process used so far, all threads.
 pub fn self_cpu_secs() -> f64 {
     let mut u = libc::rusage {
@@ -260,6 +284,7 @@ mod tests {
         assert_eq!(r.pids, vec![me]);
         assert!(r.processes >= 1);
         assert!(r.rss_peak_bytes > 0);
+        assert!(s.pss_bytes().is_some_and(|b| b > 0), "PSS of this process");
         assert_eq!(s.samples.len(), 1);
         assert_eq!(s.samples[0].t, 0);
         assert!(self_cpu_secs() > 0.0);
@@ -268,6 +293,13 @@ mod tests {
     #[test]
     fn unknown_pid_is_an_error() {
         assert!(ProcSampler::new(&[u32::MAX - 1]).is_err());
+    }
+
+    #[test]
+    fn pss_line() {
+        let text = "55d0-7ffc ---p 00000000 00:00 0 [rollup]\nRss:    9000 kB\nPss:    4321 kB\nPss_Anon: 12 kB\n";
+        assert_eq!(parse_pss(text), Some(4321));
+        assert_eq!(parse_pss("Rss: 1 kB\n"), None);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct LatencyReport {
     pub p999: u64,
     /// Largest.
     pub max: u64,
+    /// Smallest.
+    pub min: u64,
     /// Mean.
     pub mean: f64,
 }
@@ -75,15 +77,16 @@ impl LatencyReport {
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
+            min: h.min(),
             mean: round3(h.mean()),
         }
     }
 
-    /// The `latency_us` summary line: `p50=.. p90=.. p99=.. p99.9=.. max=.. mean=.. count=..`.
+    /// The `latency_us` summary line: `p50=.. p90=.. p99=.. p99.9=.. max=.. min=.. mean=.. count=..`.
     pub fn line(&self) -> String {
         format!(
-            "p50={} p90={} p99={} p99.9={} max={} mean={} count={}",
-            self.p50, self.p90, self.p99, self.p999, self.max, self.mean, self.count
+            "p50={} p90={} p99={} p99.9={} max={} min={} mean={} count={}",
+            self.p50, self.p90, self.p99, self.p999, self.max, self.min, self.mean, self.count
         )
     }
 }

@@ -187,6 +187,41 @@ pub struct EngineRun {
     pub sockets: usize,
     /// Start of the load.
     pub origin: Instant,
+    /// End of the load (the last operation finished or the drain time ran out).
+    pub end: Instant,
+    /// Presence rounds (`presence --rounds`).
+    pub rounds: Vec<RoundResult>,
+    /// The server's memory around the set-up (with `--pid`).
+    pub setup_memory: Option<SetupMemory>,
+}
+
+/// One round of `presence --rounds`: every presentity PUBLISHed once; how long until every watcher had it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundResult {
+    /// Round number, from 1.
+    pub round: u32,
+    /// NOTIFYs that carried a PUBLISH of this round.
+    pub notifies: u64,
+    /// NOTIFYs expected: one per subscription.
+    pub expected: u64,
+    /// From the first PUBLISH of the round to its last NOTIFY.
+    pub secs: f64,
+    /// `notifies / secs`.
+    pub notify_rate: f64,
+    /// From the first PUBLISH of the round to the last 2xx to one.
+    pub publish_secs: f64,
+    /// The round timed out before every NOTIFY came.
+    pub timed_out: bool,
+}
+
+/// Proportional set size (PSS) of the `--pid` process trees before the set-up and after it (shared pages
+/// counted once, so forked workers that share memory are not counted twice).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SetupMemory {
+    /// Before the first set-up request.
+    pub pss_before_bytes: u64,
+    /// After the set-up, its initial NOTIFYs and half a second.
+    pub pss_after_bytes: u64,
 }
 
 impl EngineRun {
@@ -253,6 +288,9 @@ pub fn timers(c: &SipCommon) -> TimerConfig {
     }
 }
 
+/// A load thread.
+type Handle = JoinHandle<std::io::Result<Outcome>>;
+
 /// Starts the threads, runs set-up and load with a progress line, and joins them.
 pub fn drive(
     cfg: Config,
@@ -272,6 +310,9 @@ pub fn drive(
     if sockets as u64 + 64 > nofile {
         bail!("--sockets {sockets} needs more file descriptors than the open-file limit {nofile}");
     }
+    let pss_before = sampler.pss_bytes();
+    let presence = cfg.presence.is_some();
+    let round_plan = cfg.presence.as_ref().and_then(|p| p.rounds);
     let duration = cfg.duration;
     let drain = cfg.drain;
     let cfg = Arc::new(cfg);
@@ -282,6 +323,7 @@ pub fn drive(
         cut: AtomicBool::new(false),
         counters: (0..threads).map(|_| Counters::default()).collect(),
         collector: Collector::default(),
+        rounds: ua::Rounds::default(),
     });
     let mut handles: Vec<JoinHandle<std::io::Result<Outcome>>> = Vec::with_capacity(threads);
     let mut next_port = common.local_port;
@@ -335,14 +377,51 @@ pub fn drive(
         }
     }
     let setup_secs = t0.elapsed().as_secs_f64();
+    if presence {
+        // The initial NOTIFY of every subscription, so it is neither in the memory reading nor in the load.
+        let until = Instant::now() + Duration::from_secs(5);
+        while sum(&|c| c.notifies_received.load(Relaxed)) < sum(&|c| c.subscribed.load(Relaxed))
+            && Instant::now() < until
+            && !interrupted
+        {
+            if let Err(e) = check(&handles, &mut interrupted) {
+                progress.finish();
+                return Err(abort(&shared, handles, e));
+            }
+        }
+    }
+    let setup_memory = match pss_before {
+        Some(before) => {
+            // Let the server finish with the last answers it got.
+            std::thread::sleep(Duration::from_millis(500));
+            sampler.pss_bytes().map(|after| SetupMemory { pss_before_bytes: before, pss_after_bytes: after })
+        }
+        None => None,
+    };
     // Load.
     let start_ns = (shared.base.elapsed() + Duration::from_millis(20)).as_nanos() as u64;
     shared.start_ns.store(start_ns, Relaxed);
     let origin = shared.base + Duration::from_nanos(start_ns);
     sampler.start(origin);
     shared.phase.store(phase::RUN, Relaxed);
+    let mut rounds = Vec::new();
+    if let Some(plan) = round_plan {
+        let r = drive_rounds(&shared, &handles, plan, &mut progress, &mut sampler, &check, &mut interrupted);
+        match r {
+            Ok(done) => rounds = done,
+            Err(e) => {
+                progress.finish();
+                return Err(abort(&shared, handles, e));
+            }
+        }
+        // The threads drain what is in flight and stop.
+        shared.cut.store(true, Relaxed);
+    }
     let (mut ok_rate, mut started_rate) = (RateMeter::default(), RateMeter::default());
-    let mut sampled_end = false;
+    let mut sampled_end = round_plan.is_some();
+    if sampled_end {
+        sampler.finish(Instant::now());
+    }
     while !shared.counters.iter().all(|c| c.run_done.load(Relaxed)) {
         if let Err(e) = check(&handles, &mut interrupted) {
             progress.finish();
@@ -379,6 +458,7 @@ pub fn drive(
     if !sampled_end {
         sampler.finish(Instant::now());
     }
+    let end = Instant::now();
     // NOTIFYs and BYEs for other threads' operations may still be on the way: a short linger.
     std::thread::sleep(Duration::from_millis(200));
     shared.phase.store(phase::EXIT, Relaxed);
@@ -400,7 +480,75 @@ pub fn drive(
         threads,
         sockets,
         origin,
+        end,
+        rounds,
+        setup_memory,
     })
+}
+
+/// Runs the rounds of `presence --rounds`: before each, a pause; then every presentity PUBLISHes once and
+/// the round lasts until every subscription got the NOTIFY carrying it, or the round timeout.
+fn drive_rounds(
+    shared: &Shared,
+    handles: &[Handle],
+    plan: ua::RoundPlan,
+    progress: &mut Progress,
+    sampler: &mut ProcSampler,
+    check: &dyn Fn(&[Handle], &mut bool) -> anyhow::Result<()>,
+    interrupted: &mut bool,
+) -> anyhow::Result<Vec<RoundResult>> {
+    let sum = |f: &dyn Fn(&Counters) -> u64| shared.counters.iter().map(f).sum::<u64>();
+    let expected = sum(&|c| c.subscribed.load(Relaxed));
+    let r = &shared.rounds;
+    let mut out = Vec::new();
+    for round in 1..=plan.count {
+        let pause = Instant::now() + plan.interval;
+        while Instant::now() < pause && !*interrupted {
+            check(handles, interrupted)?;
+            sampler.poll(Instant::now());
+            progress.show(format!(
+                "presence: round {round}/{} in {:.1} s",
+                plan.count,
+                (pause - Instant::now()).as_secs_f64()
+            ));
+        }
+        if *interrupted {
+            break;
+        }
+        let before = sum(&|c| c.round_notifies.load(Relaxed));
+        r.first_publish_ns.store(u64::MAX, Relaxed);
+        r.last_publish_ns.store(0, Relaxed);
+        r.last_notify_ns.store(0, Relaxed);
+        r.start_ns.store(shared.base.elapsed().as_nanos() as u64, Relaxed);
+        r.round.store(round, Relaxed);
+        let deadline = Instant::now() + plan.timeout;
+        let mut got;
+        let timed_out = loop {
+            check(handles, interrupted)?;
+            sampler.poll(Instant::now());
+            got = sum(&|c| c.round_notifies.load(Relaxed)) - before;
+            progress.show(format!("presence: round {round}/{}: {got}/{expected} NOTIFYs", plan.count));
+            if got >= expected || *interrupted {
+                break false;
+            }
+            if Instant::now() >= deadline {
+                break true;
+            }
+        };
+        let first = r.first_publish_ns.load(Relaxed);
+        let secs = |t: u64| if first == u64::MAX { 0.0 } else { t.saturating_sub(first) as f64 / 1e9 };
+        let secs_notify = secs(r.last_notify_ns.load(Relaxed));
+        out.push(RoundResult {
+            round,
+            notifies: got,
+            expected,
+            secs: round3(secs_notify),
+            notify_rate: if secs_notify > 0.0 { round3(got as f64 / secs_notify) } else { 0.0 },
+            publish_secs: round3(secs(r.last_publish_ns.load(Relaxed))),
+            timed_out,
+        });
+    }
+    Ok(out)
 }
 
 /// The settings of a `sip` run.

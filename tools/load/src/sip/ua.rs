@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -99,6 +99,49 @@ pub struct PresencePlan {
     pub expires: u32,
     /// Tag of this run in PUBLISH bodies (NOTIFYs of other runs are not matched).
     pub run_id: u32,
+    /// Rounds instead of a rate: each round every presentity PUBLISHes once, when the main thread
+    /// raises [`Rounds::round`].
+    pub rounds: Option<RoundPlan>,
+}
+
+/// The round (burst) schedule of `presence --rounds`.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundPlan {
+    /// Rounds.
+    pub count: u32,
+    /// Pause before each round.
+    pub interval: Duration,
+    /// Longest wait for the NOTIFYs of one round.
+    pub timeout: Duration,
+}
+
+/// What the main thread and the threads share about the current round (`presence --rounds`).
+#[derive(Debug)]
+pub struct Rounds {
+    /// The round the main thread asked for (0: none yet); a thread starts one PUBLISH per presentity
+    /// for every round it has not started.
+    pub round: AtomicU32,
+    /// When the main thread started the current round, ns after `base`: NOTIFYs whose PUBLISH marker
+    /// was sent before it belong to an earlier round.
+    pub start_ns: AtomicU64,
+    /// First PUBLISH of the round sent, ns after `base`.
+    pub first_publish_ns: AtomicU64,
+    /// Last PUBLISH of the round answered 2xx, ns after `base`.
+    pub last_publish_ns: AtomicU64,
+    /// Last NOTIFY of the round received, ns after `base`.
+    pub last_notify_ns: AtomicU64,
+}
+
+impl Default for Rounds {
+    fn default() -> Rounds {
+        Rounds {
+            round: AtomicU32::new(0),
+            start_ns: AtomicU64::new(u64::MAX),
+            first_publish_ns: AtomicU64::new(u64::MAX),
+            last_publish_ns: AtomicU64::new(0),
+            last_notify_ns: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Everything every thread is told.
@@ -174,6 +217,12 @@ pub struct Counters {
     pub transactions: AtomicU64,
     /// NOTIFYs received that matched a PUBLISH of this run.
     pub notifies: AtomicU64,
+    /// NOTIFYs received (initial ones included).
+    pub notifies_received: AtomicU64,
+    /// Subscriptions established in the set-up.
+    pub subscribed: AtomicU64,
+    /// Matched NOTIFYs carrying a PUBLISH of the current round or a later one (`--rounds`).
+    pub round_notifies: AtomicU64,
     /// The thread started and finished all its operations.
     pub run_done: AtomicBool,
 }
@@ -193,6 +242,8 @@ pub struct Shared {
     pub counters: Vec<Counters>,
     /// Latency per second.
     pub collector: Collector,
+    /// The current round (`presence --rounds`).
+    pub rounds: Rounds,
 }
 
 /// Counts by kind of message.
@@ -641,9 +692,24 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
 }
 
 enum Local {
-    Setup { next: usize, steps: Vec<(usize, OpKind, usize)> },
+    Setup {
+        next: usize,
+        steps: Vec<(usize, OpKind, usize)>,
+    },
     WaitRun,
-    Run { pacer: Pacer, start: Instant, backlog: u64, started: u64, quota: u64, stop_at: Option<Instant> },
+    Run {
+        pacer: Pacer,
+        start: Instant,
+        backlog: u64,
+        started: u64,
+        quota: u64,
+        stop_at: Option<Instant>,
+    },
+    /// `presence --rounds`: rounds started so far.
+    Rounds {
+        done: u32,
+        stop_at: Option<Instant>,
+    },
     Done,
 }
 
@@ -706,6 +772,10 @@ impl Engine {
                     if global == phase::RUN {
                         let start = self.shared.base + Duration::from_nanos(self.shared.start_ns.load(Relaxed));
                         self.recorder.start(start);
+                        if self.cfg.presence.as_ref().is_some_and(|p| p.rounds.is_some()) {
+                            local = Local::Rounds { done: 0, stop_at: None };
+                            continue;
+                        }
                         let t = self.cfg.threads as u64;
                         let quota = self.cfg.count / t + u64::from((self.index as u64) < self.cfg.count % t);
                         let pacer = Pacer::new(self.cfg.rate / t as f64, self.cfg.duration);
@@ -757,6 +827,37 @@ impl Engine {
                         }
                     }
                 }
+                Local::Rounds { done, stop_at } => {
+                    if stop_at.is_none() {
+                        let asked = self.shared.rounds.round.load(Relaxed);
+                        while *done < asked {
+                            *done += 1;
+                            // One PUBLISH per presentity; one still in flight from an earlier round
+                            // skips this one.
+                            for k in 0..self.presentity_users.len() {
+                                let u = self.presentity_users[k];
+                                if self.users[u].busy {
+                                    self.out.not_started += 1;
+                                } else {
+                                    let g = self.users[u].g;
+                                    self.start_op(now, u, OpKind::Publish, g, false);
+                                }
+                            }
+                        }
+                        if self.shared.cut.load(Relaxed) {
+                            *stop_at = Some(now + self.cfg.drain);
+                        }
+                    }
+                    if let Some(until) = *stop_at {
+                        if self.run_inflight == 0 || now >= until {
+                            self.out.unfinished = self.run_inflight as u64;
+                            self.counters().run_done.store(true, Relaxed);
+                            local = Local::Done;
+                        } else {
+                            wake = wake.min(until);
+                        }
+                    }
+                }
                 Local::Done => {}
             }
             self.pump_all(now);
@@ -791,6 +892,8 @@ impl Engine {
         c.failed.store(self.out.failed, Relaxed);
         c.transactions.store(self.out.transactions, Relaxed);
         c.notifies.store(self.out.notifies_matched, Relaxed);
+        c.notifies_received.store(self.out.notifies, Relaxed);
+        c.subscribed.store(self.out.subscribed.values().sum(), Relaxed);
     }
 
     // ---- sockets and timers ----
@@ -1129,6 +1232,9 @@ impl Engine {
                 let run_id = self.cfg.presence.as_ref().map_or(0, |p| p.run_id);
                 let sent_ns = now.saturating_duration_since(self.shared.base).as_nanos() as u64;
                 req.body = pidf(&user.aor, run_id, user.g, user.pub_seq, sent_ns).into_bytes();
+                if !op.setup {
+                    self.shared.rounds.first_publish_ns.fetch_min(sent_ns, Relaxed);
+                }
             }
         }
         // Credentials: the cached challenge of this user (reuse mode, or the answer to a challenge).
@@ -1296,6 +1402,8 @@ impl Engine {
                 }
                 let g_user = self.users[op.user].g;
                 *self.out.published.entry(g_user).or_insert(0) += 1;
+                let ns = now.saturating_duration_since(self.shared.base).as_nanos() as u64;
+                self.shared.rounds.last_publish_ns.fetch_max(ns, Relaxed);
                 self.finish_op(now, i, g, None);
             }
             OpKind::Subscribe => {
@@ -1523,6 +1631,11 @@ impl Engine {
                 self.out.notifies_matched += 1;
                 let now_ns = now.saturating_duration_since(self.shared.base).as_nanos() as u64;
                 let us = now_ns.saturating_sub(m.sent_ns) / 1000;
+                let rounds = &self.shared.rounds;
+                if m.sent_ns >= rounds.start_ns.load(Relaxed) {
+                    rounds.last_notify_ns.fetch_max(now_ns, Relaxed);
+                    self.shared.counters[self.index].round_notifies.fetch_add(1, Relaxed);
+                }
                 if now_ns >= self.shared.start_ns.load(Relaxed) && self.shared.start_ns.load(Relaxed) > 0 {
                     self.recorder.latency(&self.shared.collector, now, us);
                 }

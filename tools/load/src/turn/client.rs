@@ -36,8 +36,10 @@ pub enum Step {
     ChannelBind,
     /// Refresh of the allocation.
     Refresh,
-    /// Refresh with LIFETIME 0.
+    /// Refresh with LIFETIME 0 (MS-TURN: Allocate with LIFETIME 0).
     Delete,
+    /// MS-TURN Set Active Destination ([`super::msclient`]; the RFC 8656 client never makes it).
+    SetActiveDestination,
 }
 
 impl Step {
@@ -49,6 +51,7 @@ impl Step {
             Step::ChannelBind => "channel_bind",
             Step::Refresh => "refresh",
             Step::Delete => "delete",
+            Step::SetActiveDestination => "set_active_destination",
         }
     }
 
@@ -57,7 +60,7 @@ impl Step {
             Step::Allocate => Method::ALLOCATE,
             Step::CreatePermission => Method::CREATE_PERMISSION,
             Step::ChannelBind => Method::CHANNEL_BIND,
-            Step::Refresh | Step::Delete => Method::REFRESH,
+            Step::Refresh | Step::Delete | Step::SetActiveDestination => Method::REFRESH,
         }
     }
 }
@@ -294,6 +297,7 @@ impl Client {
                 self.phase = Phase::Deleted;
                 Action::Nothing
             }
+            Step::SetActiveDestination => Action::Nothing,
         }
     }
 
@@ -403,7 +407,7 @@ impl Client {
                 let _ = b.add(&Attribute::ChannelNumber(CHANNEL));
                 b.add(&Attribute::XorPeerAddress(s.peer))
             }
-            Step::Refresh => Ok(()),
+            Step::Refresh | Step::SetActiveDestination => Ok(()),
             Step::Delete => b.add(&Attribute::Lifetime(0)),
         };
         if let Some(a) = &self.auth {

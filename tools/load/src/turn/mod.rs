@@ -6,11 +6,16 @@
 //! duplicates and round-trip latency. In hold mode the allocations are only held (and refreshed),
 //! so the relay's memory per allocation can be read. Allocations are deleted at the end.
 //!
-//! Left out for now: TCP/TLS/DTLS client transports, Send/Data indications (ChannelData only),
-//! IPv6 relays for IPv4 clients (REQUESTED-ADDRESS-FAMILY), MESSAGE-INTEGRITY-SHA256, verification of
-//! response integrity.
+//! The same machinery (sockets, workers, pacing, echo peer, phases, report) loads an MS-TURN relay for
+//! `vienna-load msturn` ([`crate::msturn`]): only the control plane ([`msclient`]) and the framing of the
+//! data differ ([`worker::Dialect`]); [`RelayArgs`] are the options both modes share.
+//!
+//! Left out for now: TCP/TLS/DTLS client transports (and MS-TURN's TCP framing and pseudo-TLS), RFC 8656
+//! Send/Data indications (ChannelData only), IPv6 relays for IPv4 clients (REQUESTED-ADDRESS-FAMILY),
+//! MESSAGE-INTEGRITY-SHA256, verification of response integrity.
 
 pub mod client;
+pub mod msclient;
 pub mod report;
 pub mod worker;
 
@@ -35,39 +40,31 @@ use crate::payload;
 use crate::stats::Totals;
 use crate::sys;
 use client::Settings;
+use msclient::MsSettings;
 use report::{AllocationReport, ConfigReport, JitterReport, Report, TeardownReport, round3};
-use worker::{Counters, DataPlan, Outcome, Shared, phase};
+use worker::{Counters, DataPlan, Dialect, Outcome, Shared, phase};
 
 /// Largest `--duration`.
 pub const MAX_DURATION_SECS: u64 = 3600;
 /// Largest `--size`: the ChannelData frame must fit one batch slot and a 1500-byte path comfortably.
 pub const MAX_SIZE: usize = 1400;
 
-/// Arguments of `vienna-load turn`.
+/// Options of every relay mode (`turn`, `msturn`): server, clients, rate, payload, peer, threads, outputs.
 #[derive(Debug, Clone, clap::Args)]
-pub struct TurnArgs {
+pub struct RelayArgs {
     /// TURN server, host:port (UDP).
     #[arg(long, visible_alias = "target")]
     pub server: String,
-    /// Username; with --rest-secret the user part of the REST username `expiry:user` (optional there).
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Password for the long-term credential mechanism.
-    #[arg(long, required_unless_present = "rest_secret")]
-    pub password: Option<String>,
-    /// TURN REST shared secret: derive username `expiry:user` and password base64(HMAC-SHA1(secret, username)).
-    #[arg(long, conflicts_with = "password")]
-    pub rest_secret: Option<String>,
     /// Clients: one UDP socket and one allocation each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=200_000))]
     pub clients: u64,
-    /// ChannelData packets per second per client.
+    /// Data packets per second per client.
     #[arg(long, default_value_t = 50.0)]
     pub rate: f64,
     /// Seconds of sending (data mode) or holding (--hold), 1..=3600.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
     pub duration: u64,
-    /// Payload bytes per packet (24..=1400); the ChannelData header adds 4.
+    /// Payload bytes per packet (24..=1400); ChannelData adds 4 bytes, an MS-TURN Send request about 80.
     #[arg(long, default_value_t = 172)]
     pub size: usize,
     /// Peer to relay to (it must echo every datagram to its source); default: the built-in echo peer.
@@ -82,7 +79,8 @@ pub struct TurnArgs {
     /// Local address of the client sockets [default: 0.0.0.0 or ::].
     #[arg(long)]
     pub local_ip: Option<IpAddr>,
-    /// Allocate (with permission and channel), hold for --duration without data, then delete.
+    /// Allocate (with permission and channel, or active destination), hold for --duration without data,
+    /// then delete.
     #[arg(long)]
     pub hold: bool,
     /// Outputs.
@@ -102,8 +100,60 @@ pub struct TurnArgs {
     pub drain_ms: u64,
 }
 
+/// Arguments of `vienna-load turn`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TurnArgs {
+    /// Server, clients, rate, payload, peer, outputs.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// Username; with --rest-secret the user part of the REST username `expiry:user` (optional there).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Password for the long-term credential mechanism.
+    #[arg(long, required_unless_present = "rest_secret")]
+    pub password: Option<String>,
+    /// TURN REST shared secret: derive username `expiry:user` and password base64(HMAC-SHA1(secret, username)).
+    #[arg(long, conflicts_with = "password")]
+    pub rest_secret: Option<String>,
+}
+
+/// The dialect of a relay run before the peer is known, and how its credentials are named in the report.
+pub struct Plan {
+    /// Standard TURN (`username`, `password`) or MS-TURN settings without the peer.
+    pub dialect: PlanDialect,
+    /// Username for the report (MRAS tokens are binary: base64).
+    pub username: String,
+    /// `long-term`, `rest`, `mras` or `account`.
+    pub credentials: &'static str,
+}
+
+/// See [`Plan`].
+pub enum PlanDialect {
+    /// RFC 8656.
+    Standard {
+        /// USERNAME.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// MS-TURN (the peer is filled in by [`run_relay`]).
+    Ms(MsSettings),
+}
+
 /// Runs `vienna-load turn`.
 pub fn run(args: TurnArgs) -> anyhow::Result<Finished> {
+    let run_time = Duration::from_secs(args.relay.setup_timeout + args.relay.duration);
+    let (username, password) = credentials(&args, run_time)?;
+    let plan = Plan {
+        username: username.clone(),
+        credentials: if args.rest_secret.is_some() { "rest" } else { "long-term" },
+        dialect: PlanDialect::Standard { username, password },
+    };
+    run_relay(&args.relay, plan)
+}
+
+/// Runs a relay mode: `turn` or `msturn`, by `plan`.
+pub fn run_relay(args: &RelayArgs, plan: Plan) -> anyhow::Result<Finished> {
     let rate_ok = args.rate > 0.0 && args.rate <= 1_000_000.0;
     if !args.hold && !rate_ok {
         bail!("--rate must be above 0 and at most 1000000 packets/s per client");
@@ -129,7 +179,6 @@ pub fn run(args: TurnArgs) -> anyhow::Result<Finished> {
         );
     }
 
-    let (username, password) = credentials(&args, Duration::from_secs(args.setup_timeout + args.duration))?;
     let echo = match &args.peer {
         Some(_) => None,
         None => {
@@ -164,12 +213,15 @@ pub fn run(args: TurnArgs) -> anyhow::Result<Finished> {
         size: args.size,
         drain: Duration::from_millis(args.drain_ms),
     });
-    let cfg = Arc::new(worker::Config {
-        settings: Settings { username: username.clone(), password, peer },
-        server,
-        data,
-        setup_window: args.setup_window as usize,
-    });
+    let ms = match &plan.dialect {
+        PlanDialect::Ms(m) => Some((m.active_destination, m.version)),
+        PlanDialect::Standard { .. } => None,
+    };
+    let dialect = match plan.dialect {
+        PlanDialect::Standard { username, password } => Dialect::Standard(Settings { username, password, peer }),
+        PlanDialect::Ms(m) => Dialect::Ms(MsSettings { peer, ..m }),
+    };
+    let cfg = Arc::new(worker::Config { dialect, server, data, setup_window: args.setup_window as usize });
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(phase::SETUP),
         base: Instant::now(),
@@ -198,8 +250,12 @@ pub fn run(args: TurnArgs) -> anyhow::Result<Finished> {
         server: server.to_string(),
         peer: peer.to_string(),
         builtin_peer: echo.is_some(),
-        username,
-        rest_credentials: args.rest_secret.is_some(),
+        dialect: if ms.is_some() { "msturn" } else { "turn" },
+        username: plan.username,
+        credentials: plan.credentials,
+        rest_credentials: plan.credentials == "rest",
+        msturn_data: ms.map(|(active, _)| if active { "raw" } else { "send" }),
+        ms_version: ms.map(|(_, v)| v),
         clients: args.clients,
         rate_per_client_pps: args.rate,
         duration_secs: args.duration,
@@ -208,17 +264,20 @@ pub fn run(args: TurnArgs) -> anyhow::Result<Finished> {
         hold: args.hold,
         nofile_limit: nofile,
     };
-    let run = Conductor::new(&args, shared.clone(), handles, sampler).conduct()?;
+    let run = Conductor::new(args, shared.clone(), handles, sampler).conduct()?;
     let peer_received = echo.as_ref().map(|e| e.counters.received.load(Relaxed));
     drop(echo);
-    let report = build_report(&args, config, &run, peer_received, &shared.collector);
+    let report = build_report(args, config, &run, peer_received, &shared.collector);
     let summary = report.summary();
     print!("{summary}");
     let _ = std::io::stdout().flush();
     let figure = || {
         let title = format!(
-            "vienna-load turn {}: {} clients x {} pps -> {}",
-            report.mode, report.config.clients, report.config.rate_per_client_pps, report.config.server
+            "vienna-load {}: {} clients x {} pps -> {}",
+            report.label(),
+            report.config.clients,
+            report.config.rate_per_client_pps,
+            report.config.server
         );
         plot::timeline_figure(
             title,
@@ -305,7 +364,7 @@ struct Conductor {
 
 impl Conductor {
     fn new(
-        args: &TurnArgs,
+        args: &RelayArgs,
         shared: Arc<Shared>,
         handles: Vec<JoinHandle<std::io::Result<Outcome>>>,
         sampler: ProcSampler,
@@ -499,7 +558,7 @@ impl Conductor {
 }
 
 fn build_report(
-    args: &TurnArgs,
+    args: &RelayArgs,
     config: ConfigReport,
     run: &RunResult,
     peer_received: Option<u64>,

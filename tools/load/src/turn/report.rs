@@ -1,4 +1,4 @@
-//! The result of a `vienna-load turn` run: the human summary on standard output and the JSON object
+//! The result of a `vienna-load turn` or `msturn` run: the human summary on standard output and the JSON object
 //! written with `--json`. Both print the same rounded numbers.
 
 use std::collections::BTreeMap;
@@ -18,10 +18,19 @@ pub struct ConfigReport {
     pub peer: String,
     /// Whether the peer is the built-in echo peer.
     pub builtin_peer: bool,
-    /// USERNAME sent (for REST credentials, `expiry:user`).
+    /// `turn` (RFC 8656) or `msturn`.
+    pub dialect: &'static str,
+    /// USERNAME sent (for REST credentials, `expiry:user`; an MRAS token in base64).
     pub username: String,
+    /// `long-term` (RFC 8656), `account` (MS-TURN with a store account), `rest` or `mras`.
+    pub credentials: &'static str,
     /// Whether TURN REST credentials were used.
     pub rest_credentials: bool,
+    /// MS-TURN data path: `send` (Send requests out, Data Indications back) or `raw` (after Set Active
+    /// Destination); `null` for RFC 8656.
+    pub msturn_data: Option<&'static str>,
+    /// MS-VERSION sent (MS-TURN).
+    pub ms_version: Option<u32>,
     /// Clients (allocations).
     pub clients: u64,
     /// Packets per second per client.
@@ -50,7 +59,8 @@ pub struct AllocationReport {
     /// Failures by STUN error code, `timeout` (no answer after 5 tries) or `unfinished` (set-up time
     /// ran out or the run was interrupted first).
     pub failed_by_code: BTreeMap<String, u64>,
-    /// Failures by step: `allocate`, `create_permission`, `channel_bind`, `setup`.
+    /// Failures by step: `allocate`, `create_permission`, `channel_bind`, `set_active_destination`,
+    /// `setup`.
     pub failed_by_step: BTreeMap<String, u64>,
     /// Time from the first request until every client was ready or failed.
     pub setup_secs: f64,
@@ -137,6 +147,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// `turn data`, `msturn send data`, `msturn raw hold`...: the mode as the summary names it.
+    pub fn label(&self) -> String {
+        match self.config.msturn_data {
+            Some(path) => format!("msturn {path} {}", self.mode),
+            None => format!("turn {}", self.mode),
+        }
+    }
+
     /// The human summary: one `key=value` line per topic, the same numbers as the JSON.
     pub fn summary(&self) -> String {
         let c = &self.config;
@@ -145,8 +163,16 @@ impl Report {
         let peer = if c.builtin_peer { "built-in echo peer" } else { "external peer" };
         let _ = writeln!(
             s,
-            "vienna-load turn {}: {} clients x {} pps x {} s, {} B payload -> {} ({} {}), {} threads",
-            self.mode, c.clients, c.rate_per_client_pps, c.duration_secs, c.size, c.server, peer, c.peer, c.threads
+            "vienna-load {}: {} clients x {} pps x {} s, {} B payload -> {} ({} {}), {} threads",
+            self.label(),
+            c.clients,
+            c.rate_per_client_pps,
+            c.duration_secs,
+            c.size,
+            c.server,
+            peer,
+            c.peer,
+            c.threads
         );
         let _ = writeln!(s, "allocations  ok={} failed={} setup_secs={}", a.ok, a.failed, a.setup_secs);
         if a.failed > 0 {

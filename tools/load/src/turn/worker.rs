@@ -1,6 +1,8 @@
 //! One load thread: owns a contiguous range of clients (one UDP socket each), drives their TURN
-//! control plane, paces their ChannelData, and receives the echoes with `recvmmsg` on the sockets epoll
-//! reports readable. The main thread steers every worker through the run's phases with [`Shared`].
+//! control plane (RFC 8656, [`super::client`], or MS-TURN, [`super::msclient`]), paces their data
+//! (ChannelData; MS-TURN Send requests or raw data to the active destination), and receives the echoes
+//! (ChannelData; Data Indications or raw data) with `recvmmsg` on the sockets epoll reports readable. The
+//! main thread steers every worker through the run's phases with [`Shared`].
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -11,9 +13,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
+use vienna_stun::msturn::{self, SendRequest, TransactionId};
 use vienna_stun::{ChannelData, Kind, Message, channel_data, classify};
 
-use super::client::{Action, CHANNEL, Client, Phase, Rng, Settings, Step};
+use super::client::{Action, CHANNEL, Client, Failure, Phase, Rng, Settings, Step};
+use super::msclient::{MsClient, MsSettings};
 use crate::framework::series::{BinCounts, Collector, Recorder};
 use crate::pacing::{Pacer, share};
 use crate::payload;
@@ -89,11 +93,93 @@ pub struct DataPlan {
     pub drain: Duration,
 }
 
+/// Which TURN a run speaks, with its credentials and peer.
+#[derive(Debug, Clone)]
+pub enum Dialect {
+    /// RFC 8656: Allocate, CreatePermission, ChannelBind, ChannelData.
+    Standard(Settings),
+    /// MS-TURN: Allocate, then Send requests, or Set Active Destination and raw data.
+    Ms(MsSettings),
+}
+
+/// A client's control plane in the run's dialect.
+#[derive(Debug)]
+enum Control {
+    Std(Client),
+    Ms(MsClient),
+}
+
+impl Control {
+    fn new(d: &Dialect) -> Control {
+        match d {
+            Dialect::Standard(_) => Control::Std(Client::new()),
+            Dialect::Ms(_) => Control::Ms(MsClient::new()),
+        }
+    }
+    fn start(&mut self, now: Instant, d: &Dialect, rng: &mut Rng) -> Action {
+        match (self, d) {
+            (Control::Std(c), Dialect::Standard(s)) => c.start(now, s, rng),
+            (Control::Ms(c), Dialect::Ms(s)) => c.start(now, s, rng),
+            _ => Action::Nothing,
+        }
+    }
+    fn delete(&mut self, now: Instant, d: &Dialect, rng: &mut Rng) -> Action {
+        match (self, d) {
+            (Control::Std(c), Dialect::Standard(s)) => c.delete(now, s, rng),
+            (Control::Ms(c), Dialect::Ms(s)) => c.delete(now, s, rng),
+            _ => Action::Nothing,
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant, d: &Dialect, rng: &mut Rng) -> Action {
+        match (self, d) {
+            (Control::Std(c), Dialect::Standard(s)) => c.handle_timeout(now, s, rng),
+            (Control::Ms(c), Dialect::Ms(s)) => c.handle_timeout(now, s, rng),
+            _ => Action::Nothing,
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Control::Std(c) => c.poll_timeout(),
+            Control::Ms(c) => c.poll_timeout(),
+        }
+    }
+    fn outgoing(&self) -> &[u8] {
+        match self {
+            Control::Std(c) => c.outgoing(),
+            Control::Ms(c) => c.outgoing(),
+        }
+    }
+    fn phase(&self) -> Phase {
+        match self {
+            Control::Std(c) => c.phase(),
+            Control::Ms(c) => c.phase(),
+        }
+    }
+    fn failure(&self) -> Option<Failure> {
+        match self {
+            Control::Std(c) => c.failure(),
+            Control::Ms(c) => c.failure(),
+        }
+    }
+    fn relayed(&self) -> Option<SocketAddr> {
+        match self {
+            Control::Std(c) => c.relayed(),
+            Control::Ms(c) => c.relayed(),
+        }
+    }
+    fn refresh_failures(&self) -> u32 {
+        match self {
+            Control::Std(c) => c.refresh_failures,
+            Control::Ms(c) => c.refresh_failures,
+        }
+    }
+}
+
 /// What every worker is told.
 #[derive(Debug)]
 pub struct Config {
-    /// Credentials and peer.
-    pub settings: Settings,
+    /// Dialect, credentials and peer.
+    pub dialect: Dialect,
     /// The TURN server.
     pub server: SocketAddr,
     /// `None`: hold mode.
@@ -136,7 +222,7 @@ pub struct Outcome {
 
 struct Slot {
     sock: mio::net::UdpSocket,
-    client: Client,
+    client: Control,
     settled: bool,
     was_ready: bool,
     setup_failure: Option<(String, String)>,
@@ -178,6 +264,8 @@ struct Worker {
     recv_errors: u64,
     first_send: Option<u64>,
     last_send: Option<u64>,
+    /// A payload being framed (MS-TURN Send requests copy it into the request).
+    scratch: Vec<u8>,
 }
 
 /// Runs one worker over `sockets` (clients `first_client..`) until the main thread says stop or
@@ -196,7 +284,7 @@ pub fn run(
         poll.registry().register(&mut sock, Token(i), Interest::READABLE)?;
         slots.push(Slot {
             sock,
-            client: Client::new(),
+            client: Control::new(&cfg.dialect),
             settled: false,
             was_ready: false,
             setup_failure: None,
@@ -232,6 +320,7 @@ pub fn run(
         recv_errors: 0,
         first_send: None,
         last_send: None,
+        scratch: Vec::new(),
     };
     w.main_loop(&mut poll)?;
     Ok(w.outcome())
@@ -385,14 +474,14 @@ impl Worker {
         while self.started < self.slots.len() && self.started - self.settled < self.cfg.setup_window {
             let i = self.started;
             self.started += 1;
-            let action = self.slots[i].client.start(now, &self.cfg.settings, &mut self.rng);
+            let action = self.slots[i].client.start(now, &self.cfg.dialect, &mut self.rng);
             self.after(i, action);
         }
     }
 
     fn begin_teardown(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
-            let action = self.slots[i].client.delete(now, &self.cfg.settings, &mut self.rng);
+            let action = self.slots[i].client.delete(now, &self.cfg.dialect, &mut self.rng);
             self.after(i, action);
         }
     }
@@ -402,7 +491,7 @@ impl Worker {
         for i in 0..self.slots.len() {
             let c = &mut self.slots[i].client;
             if c.poll_timeout().is_some_and(|t| t <= now) {
-                let action = c.handle_timeout(now, &self.cfg.settings, &mut self.rng);
+                let action = c.handle_timeout(now, &self.cfg.dialect, &mut self.rng);
                 self.after(i, action);
             } else {
                 self.note_timer(i);
@@ -415,32 +504,31 @@ impl Worker {
         let n = self.slots.len() as u64;
         let first = range.start % n;
         let now_ns = now.duration_since(self.shared.base).as_nanos() as u64;
-        let len = channel_data::HEADER_LEN + plan.size;
         for j in 0..(range.end - range.start).min(n) {
             let c = ((first + j) % n) as usize;
             let count = share(&range, n, c as u64);
-            let slot = &mut self.slots[c];
-            if slot.client.phase() != Phase::Ready {
+            if self.slots[c].client.phase() != Phase::Ready {
                 self.skipped += count;
                 continue;
             }
             for _ in 0..count {
                 if self.send.is_full() {
+                    let slot = &mut self.slots[c];
                     let o = self.send.flush(&slot.sock);
                     slot.sent += o.sent as u64;
                     self.send_dropped += o.dropped as u64;
                 }
-                let Some(buf) = self.send.slot() else { break };
-                let header =
-                    payload::Header { client: self.first_client + c as u32, seq: slot.next_seq, sent_ns: now_ns };
-                // The CLI bounds the size, so the header and payload fit the slot.
-                if channel_data::write_header(CHANNEL, plan.size, &mut buf[..]).is_err() {
+                let header = payload::Header {
+                    client: self.first_client + c as u32,
+                    seq: self.slots[c].next_seq,
+                    sent_ns: now_ns,
+                };
+                if !self.frame(c, &header, plan.size) {
                     break;
                 }
-                payload::write(&mut buf[channel_data::HEADER_LEN..len], &header);
-                self.send.commit(len, self.cfg.server);
-                slot.next_seq += 1;
+                self.slots[c].next_seq += 1;
             }
+            let slot = &mut self.slots[c];
             let o = self.send.flush(&slot.sock);
             slot.sent += o.sent as u64;
             self.send_dropped += o.dropped as u64;
@@ -450,6 +538,53 @@ impl Worker {
         self.total_sent = total;
         self.first_send.get_or_insert(now_ns);
         self.last_send = Some(now_ns);
+    }
+
+    /// Writes one data packet of client `c` carrying `header` (payload of `size` bytes) into the send
+    /// batch: a ChannelData frame, an MS-TURN Send request, or the raw payload for the active
+    /// destination. `false` if it could not be written.
+    fn frame(&mut self, c: usize, header: &payload::Header, size: usize) -> bool {
+        let server = self.cfg.server;
+        match &self.cfg.dialect {
+            Dialect::Standard(_) => {
+                let Some(buf) = self.send.slot() else { return false };
+                let len = channel_data::HEADER_LEN + size;
+                // The CLI bounds the size, so the header and payload fit the slot.
+                if channel_data::write_header(CHANNEL, size, &mut buf[..]).is_err() {
+                    return false;
+                }
+                payload::write(&mut buf[channel_data::HEADER_LEN..len], header);
+                self.send.commit(len, server);
+            }
+            Dialect::Ms(s) if s.active_destination => {
+                let Some(buf) = self.send.slot() else { return false };
+                payload::write(&mut buf[..size], header);
+                self.send.commit(size, server);
+            }
+            Dialect::Ms(s) => {
+                let Control::Ms(client) = &mut self.slots[c].client else { return false };
+                let Some(k) = client.send_key(s) else { return false };
+                self.scratch.resize(size, 0);
+                payload::write(&mut self.scratch, header);
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+                id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+                let r = SendRequest {
+                    txid: TransactionId(id),
+                    username: &s.username,
+                    destination: s.peer,
+                    sequence: k.sequence,
+                    realm: None,
+                    hash: k.hash,
+                    key: k.key(),
+                    padded: false,
+                };
+                let Some(buf) = self.send.slot() else { return false };
+                let Ok(len) = msturn::write_send_request(&r, &self.scratch, buf) else { return false };
+                self.send.commit(len, server);
+            }
+        }
+        true
     }
 
     fn drain_socket(&mut self, i: usize, now: Instant) {
@@ -468,42 +603,68 @@ impl Worker {
                     self.foreign += 1;
                     continue;
                 }
-                match classify(bytes) {
-                    Kind::ChannelData => {
-                        let slot = &mut self.slots[i];
-                        let client = self.first_client + i as u32;
-                        let header = ChannelData::parse(bytes)
-                            .ok()
-                            .filter(|cd| cd.channel == CHANNEL)
-                            .and_then(|cd| payload::read(cd.data))
-                            .filter(|h| h.client == client && h.seq < slot.next_seq);
-                        let Some(h) = header else {
-                            self.foreign += 1;
-                            continue;
-                        };
-                        if slot.tracker.record(h.seq) != Arrival::Duplicate {
-                            slot.jitter.record(h.sent_ns, now_ns);
-                            self.total_unique += 1;
-                            let us = now_ns.saturating_sub(h.sent_ns) / 1000;
-                            self.recorder.latency(&self.shared.collector, now, us);
-                            let start_ns = self.shared.start_ns.load(Relaxed);
-                            self.recorder.ok_in_bin((h.sent_ns.saturating_sub(start_ns) / 1_000_000_000) as usize);
+                match &self.cfg.dialect {
+                    Dialect::Standard(settings) => match classify(bytes) {
+                        Kind::ChannelData => {
+                            let data =
+                                ChannelData::parse(bytes).ok().filter(|cd| cd.channel == CHANNEL).map(|cd| cd.data);
+                            let header = data.and_then(payload::read);
+                            self.on_data(i, header, now, now_ns);
                         }
-                    }
-                    Kind::Stun => {
-                        let Ok(msg) = Message::decode(bytes) else {
+                        Kind::Stun => {
+                            let Ok(msg) = Message::decode(bytes) else {
+                                self.foreign += 1;
+                                continue;
+                            };
+                            let Control::Std(c) = &mut self.slots[i].client else { continue };
+                            let action = c.handle_response(now, &msg, settings, &mut self.rng);
+                            self.after(i, action);
+                        }
+                        Kind::Other => self.foreign += 1,
+                    },
+                    Dialect::Ms(settings) => {
+                        if !msturn::is_msturn(bytes) {
+                            // Raw data from the active destination.
+                            let header = settings.active_destination.then_some(bytes).and_then(payload::read);
+                            self.on_data(i, header, now, now_ns);
+                            continue;
+                        }
+                        let Ok(msg) = msturn::Message::decode(bytes) else {
                             self.foreign += 1;
                             continue;
                         };
-                        let action = self.slots[i].client.handle_response(now, &msg, &self.cfg.settings, &mut self.rng);
+                        if msg.msg_type() == msturn::types::DATA_INDICATION {
+                            let header = msg.get(msturn::attr::DATA).and_then(payload::read);
+                            self.on_data(i, header, now, now_ns);
+                            continue;
+                        }
+                        let Control::Ms(c) = &mut self.slots[i].client else { continue };
+                        let action = c.handle_response(now, &msg, settings, &mut self.rng);
                         self.after(i, action);
                     }
-                    Kind::Other => self.foreign += 1,
                 }
             }
             if n < BATCH {
                 return;
             }
+        }
+    }
+
+    /// Books an echoed data packet of client `i` (`None`: not a payload of this run).
+    fn on_data(&mut self, i: usize, header: Option<payload::Header>, now: Instant, now_ns: u64) {
+        let slot = &mut self.slots[i];
+        let client = self.first_client + i as u32;
+        let Some(h) = header.filter(|h| h.client == client && h.seq < slot.next_seq) else {
+            self.foreign += 1;
+            return;
+        };
+        if slot.tracker.record(h.seq) != Arrival::Duplicate {
+            slot.jitter.record(h.sent_ns, now_ns);
+            self.total_unique += 1;
+            let us = now_ns.saturating_sub(h.sent_ns) / 1000;
+            self.recorder.latency(&self.shared.collector, now, us);
+            let start_ns = self.shared.start_ns.load(Relaxed);
+            self.recorder.ok_in_bin((h.sent_ns.saturating_sub(start_ns) / 1_000_000_000) as usize);
         }
     }
 
@@ -516,7 +677,7 @@ impl Worker {
         let (mut ready, mut delete_failed, mut refresh_failures) = (0, 0, 0);
         for s in &self.slots {
             totals.add_stream(s.sent, &s.tracker);
-            refresh_failures += u64::from(s.client.refresh_failures);
+            refresh_failures += u64::from(s.client.refresh_failures());
             if s.was_ready {
                 ready += 1;
             } else {

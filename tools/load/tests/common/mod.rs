@@ -118,6 +118,222 @@ impl Drop for Vienna {
     }
 }
 
+/// A `vienna serve` with its TURN relay on UDP (SIP off), one account alice/secret, loopback peers
+/// allowed, no per-user quota, and MRAS tokens minted with [`Relay::MRAS_SECRET`]; killed on drop.
+pub struct Relay {
+    child: Child,
+    /// TURN UDP listener.
+    pub turn: SocketAddr,
+    /// Admin HTTP listener.
+    pub admin: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// The `mras.secret` of every relay of these tests.
+    pub const MRAS_SECRET: &'static str = "vienna-load test secret, 32 bytes or more";
+    /// Its `turn.rest_secrets`.
+    pub const REST_SECRET: &'static str = "vienna-load rest secret";
+
+    /// Starts the relay with `extra` settings.
+    pub fn start(extra: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut add = Command::new(vienna_binary())
+            .args(["user", "add", "alice", "--password-stdin", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("VIENNA_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn vienna user add");
+        add.stdin.take().expect("stdin").write_all(b"secret\n").expect("password");
+        assert!(add.wait().expect("user add").success(), "vienna user add failed");
+        let mut args: Vec<String> = [
+            "--set",
+            "turn.udp_port=0",
+            "--set",
+            "turn.tcp=false",
+            "--set",
+            "turn.tls=false",
+            "--set",
+            "turn.ms_tcp=false",
+            "--set",
+            "turn.allowed_peers=[\"127.0.0.0/8\"]",
+            "--set",
+            "turn.user_quota=0",
+            "--set",
+            "sip.enabled=false",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.extend(["--set".into(), format!("mras.secret={}", Self::MRAS_SECRET)]);
+        args.extend(["--set".into(), format!("turn.rest_secrets=[\"{}\"]", Self::REST_SECRET)]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let (child, listeners) = serve(dir.path(), &args);
+        let (turn, admin) = (listeners.get("turn/udp").copied(), listeners.get("admin/http").copied());
+        let (Some(turn), Some(admin)) = (turn, admin) else {
+            let mut child = child;
+            let _ = child.kill();
+            panic!("vienna serve did not log its TURN UDP and admin listeners: {listeners:?}");
+        };
+        Relay { child, turn, admin, dir }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The data directory (for `vienna relay-credentials`).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The value of one `/metrics` sample, e.g. `vienna_turn_msturn_send_requests_total`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = http_get(self.admin, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    }
+}
+
+impl Relay {
+    /// Waits until a `/metrics` sample reaches `want` (the workers publish their counters now and
+    /// then); returns its last value.
+    pub fn metric_at_least(&self, name: &str, want: f64) -> f64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let v = self.metric(name);
+            if v >= want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `vienna serve` on `dir` with `args` (after an ephemeral admin listener and JSON logs); returns
+/// it once it logged "ready", with its listeners by `role/protocol` (the first of each).
+pub fn serve(dir: &Path, args: &[String]) -> (Child, std::collections::HashMap<String, SocketAddr>) {
+    let mut child = Command::new(vienna_binary())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--set", "admin.listen=127.0.0.1:0", "--set", "log.format=json"])
+        .args(args)
+        .env_remove("VIENNA_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vienna serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            if v["message"] == "listening" {
+                let key = format!(
+                    "{}/{}",
+                    v["role"].as_str().unwrap_or_default(),
+                    v["protocol"].as_str().unwrap_or_default()
+                );
+                let _ = tx.send((key, v["address"].as_str().unwrap_or_default().to_owned()));
+            }
+            if v["message"] == "ready" {
+                let _ = tx.send(("ready".to_owned(), String::new()));
+            }
+            // keep reading so the server never blocks on a full pipe
+        }
+    });
+    let mut listeners = std::collections::HashMap::new();
+    loop {
+        match rx.recv_timeout(PATIENCE) {
+            Ok((k, _)) if k == "ready" => break,
+            Ok((k, a)) => {
+                if let Ok(addr) = a.parse() {
+                    listeners.entry(k).or_insert(addr);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vienna serve did not log that it is ready; listeners so far: {listeners:?}");
+            }
+        }
+    }
+    (child, listeners)
+}
+
+/// A `vienna serve` with only the audio MCU (one worker) and the admin API; killed on drop.
+pub struct Mcu {
+    child: Child,
+    /// Admin HTTP listener (the join step).
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Mcu {
+    /// Starts the MCU with `extra` settings.
+    pub fn start(extra: &[&str]) -> Mcu {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = [
+            "--set",
+            "sip.enabled=false",
+            "--set",
+            "turn.enabled=false",
+            "--set",
+            "mcu.enabled=true",
+            "--set",
+            "mcu.workers=1",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let (mut child, listeners) = serve(dir.path(), &args);
+        let Some(admin) = listeners.get("admin/http").copied() else {
+            let _ = child.kill();
+            panic!("vienna serve did not log its admin listener: {listeners:?}");
+        };
+        Mcu { child, admin, _dir: dir }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mcu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of `GET path` (HTTP/1.1, `Connection: close`).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, PATIENCE).expect("connect to the admin listener");
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    assert!(text.starts_with("HTTP/1.1 200"), "GET {path}: {text}");
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
 /// A free UDP port on loopback (bound and released; a tiny race with other tests is possible).
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
