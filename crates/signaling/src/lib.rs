@@ -10,7 +10,11 @@
 //! SUBSCRIBE (`presence`, `presence.winfo`) and PUBLISH for local users go to the presence agent of
 //! `vienna-presence` after the same authentication as other requests from local users; its NOTIFYs leave in
 //! client transactions from this core, and registrations feed its aggregation.
+//!
+//! The conference focus ([`conference`], on with [`Core::enable_conferences`]) answers C3P, conference
+//! dialogs and roster subscriptions, and asks the driver to move audio to and from the MCU.
 
+pub mod conference;
 mod config;
 mod core;
 mod counters;

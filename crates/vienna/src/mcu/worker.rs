@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use vienna_mixer::conference::{Host, HostEvent, JoinOptions, MemberKey};
 use vienna_mixer::mixer::{MixerEvent, ParticipantId};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
+use vienna_signaling::conference::MediaEvent;
 
 use super::shared::{ConferenceView, McuShared, ParticipantView, WorkerStats};
 
@@ -45,6 +46,8 @@ pub struct JoinReply {
     pub participant: String,
     /// SDP answer.
     pub answer: String,
+    /// The SSRC the offer announced, if any.
+    pub ssrc: Option<u32>,
 }
 
 /// What other threads ask a worker.
@@ -114,6 +117,10 @@ pub struct Worker {
     recv: RecvBatch,
     send: SendBatch,
     send_dropped: u64,
+    /// Frames encoded by conferences since removed (so the total never goes down).
+    encodes_gone: u64,
+    /// Roster events for the conference focus (SIP), when it drives this MCU.
+    events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
 }
 
 impl Worker {
@@ -125,6 +132,7 @@ impl Worker {
         socket: std::net::UdpSocket,
         inbox: Receiver<Command>,
         shared: Arc<McuShared>,
+        events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
     ) -> io::Result<Worker> {
         let mut socket = UdpSocket::from_std(socket);
         poll.registry().register(&mut socket, SOCKET, Interest::READABLE)?;
@@ -138,6 +146,8 @@ impl Worker {
             recv: RecvBatch::new(),
             send: SendBatch::new(),
             send_dropped: 0,
+            encodes_gone: 0,
+            events,
         })
     }
 
@@ -226,6 +236,7 @@ impl Worker {
     }
 
     fn log_event(&self, event: HostEvent) {
+        self.forward(&event);
         match event {
             HostEvent::Roster { conference, event } => {
                 let name = self.host.conference_name(conference).unwrap_or("?");
@@ -263,6 +274,36 @@ impl Worker {
                 participant = participant_name(key.participant),
                 "mcu: participant removed after media timeout"
             ),
+            HostEvent::Source { key, ssrc } => tracing::debug!(
+                conference = self.host.conference_name(key.conference).unwrap_or("?"),
+                participant = participant_name(key.participant),
+                ssrc,
+                "mcu: source"
+            ),
+        }
+    }
+
+    /// Hands the events a focus cares about to it (a channel send; nothing on the packet path waits).
+    fn forward(&self, event: &HostEvent) {
+        let Some(tx) = &self.events else { return };
+        let name = |index: u32| self.host.conference_name(index).map(str::to_owned);
+        let e = match *event {
+            HostEvent::Source { key, ssrc } => name(key.conference).map(|conference| MediaEvent::Source {
+                conference,
+                participant: participant_name(key.participant),
+                ssrc,
+            }),
+            HostEvent::Roster { conference, event: MixerEvent::Left(id) } => {
+                name(conference).map(|conference| MediaEvent::Left { conference, participant: participant_name(id) })
+            }
+            HostEvent::Roster { conference, event: MixerEvent::Muted { id, muted } } => name(conference)
+                .map(|conference| MediaEvent::Muted { conference, participant: participant_name(id), muted }),
+            HostEvent::Roster { conference, event: MixerEvent::DominantSpeaker(id) } => name(conference)
+                .map(|conference| MediaEvent::Dominant { conference, participant: id.map(participant_name) }),
+            _ => None,
+        };
+        if let Some(e) = e {
+            let _ = tx.send(e);
         }
     }
 
@@ -299,7 +340,11 @@ impl Worker {
                         getrandom::fill(&mut random).map_err(|e| e.to_string())?;
                         self.host
                             .add_participant(now, index, &offer, JoinOptions { label, msi: None, random })
-                            .map(|j| JoinReply { participant: participant_name(j.key.participant), answer: j.answer })
+                            .map(|j| JoinReply {
+                                participant: participant_name(j.key.participant),
+                                answer: j.answer,
+                                ssrc: j.remote_ssrc,
+                            })
                             .map_err(|e| e.to_string())
                     });
                     let _ = reply.send(r);
@@ -318,7 +363,10 @@ impl Worker {
                 }
                 Command::Remove { conference, reply } => {
                     let r = match self.host.conference(&conference) {
-                        Some(i) => self.host.remove_conference(now, i).map_err(|e| e.to_string()),
+                        Some(i) => {
+                            self.encodes_gone += self.host.mixer(i).map_or(0, |m| m.stats().encodes);
+                            self.host.remove_conference(now, i).map_err(|e| e.to_string())
+                        }
                         None => Err("no such conference".into()),
                     };
                     let _ = reply.send(r);
@@ -365,6 +413,9 @@ impl Worker {
                     jitter_resyncs: m.jitter.resyncs,
                     late: m.jitter.late,
                     jitter_target_ms: m.jitter_target * 20,
+                    srtp: m.srtp,
+                    srtp_rejected: m.protection.rejected,
+                    ssrc: m.remote_ssrc,
                 })
                 .collect();
             let stats = mixer.map(|m| m.stats()).unwrap_or_default();
@@ -386,6 +437,14 @@ impl Worker {
         let s = self.host.stats();
         let participants = self.host.conferences().map(|(_, n)| n).sum::<usize>();
         let conferences = self.host.conferences().count();
+        let mut encodes = 0;
+        let mut srtp_participants = 0;
+        let names: Vec<String> = self.host.conferences().map(|(n, _)| n.to_owned()).collect();
+        for name in names {
+            let Some(index) = self.host.conference(&name) else { continue };
+            encodes += self.host.mixer(index).map_or(0, |m| m.stats().encodes);
+            srtp_participants += self.host.members(index).iter().filter(|m| m.srtp).count();
+        }
         let stats = WorkerStats {
             conferences,
             participants,
@@ -399,6 +458,9 @@ impl Worker {
             rtp_out: s.rtp_out,
             rtcp_out: s.rtcp_out,
             send_dropped: s.send_dropped + self.send_dropped,
+            unprotect_failed: s.unprotect_failed,
+            encodes: self.encodes_gone + encodes,
+            srtp_participants,
         };
         self.shared.publish(self.index, stats);
     }
