@@ -332,6 +332,9 @@ pub struct AnswerConfig {
     /// The value of the answer's `a=crypto:` line (`<tag> <suite> inline:...`) when SRTP was agreed; `None`
     /// answers plain RTP (refused when the offer's profile is `RTP/SAVP`).
     pub crypto: Option<String>,
+    /// Our SSRC and CNAME, announced with `a=ssrc` (RFC 5576) so the offerer knows the stream before it
+    /// comes (an SRTP receiver keyed per SSRC needs it).
+    pub ssrc: Option<(u32, String)>,
 }
 
 /// What the answer agreed on.
@@ -464,6 +467,9 @@ pub fn answer(offer: &SessionDescription, config: &AnswerConfig) -> Result<(Stri
         if let Some(crypto) = &config.crypto {
             let _ = write!(s, "a=crypto:{crypto}\r\n");
         }
+        if let Some((ssrc, cname)) = &config.ssrc {
+            let _ = write!(s, "a=ssrc:{ssrc} cname:{cname}\r\n");
+        }
         if m.rtcp_mux {
             s.push_str("a=rtcp-mux\r\n");
         } else {
@@ -520,6 +526,7 @@ mod tests {
             session_id: 77,
             opus_bitrate: 32000,
             crypto: None,
+            ssrc: Some((1234, "mcu@test".into())),
         }
     }
 
@@ -534,6 +541,7 @@ mod tests {
         assert!(text.contains("m=audio 40000 RTP/AVP 96\r\n"));
         assert!(text.contains("a=rtpmap:96 opus/48000/2\r\n"));
         assert!(text.contains("a=rtcp:40000 IN IP4 127.0.0.1\r\n"));
+        assert!(text.contains("a=ssrc:1234 cname:mcu@test\r\n"));
         assert!(!text.contains("ice-lite") && !text.contains("candidate"));
         // the answer parses back
         let back = SessionDescription::parse(&text).unwrap();

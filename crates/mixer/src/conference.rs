@@ -421,6 +421,7 @@ impl Host {
             // astronomically unlikely; make it unique rather than shadow someone
             ice.ufrag.push('x');
         }
+        let local_ssrc = u32::from_le_bytes(options.random[18..22].try_into().unwrap_or([1; 4]));
         let answer_config = AnswerConfig {
             address: self.config.local.ip(),
             port: self.config.local.port(),
@@ -428,6 +429,7 @@ impl Host {
             session_id: seed_of(&options.random, 18) >> 2,
             opus_bitrate: self.config.opus_bitrate,
             crypto,
+            ssrc: Some((local_ssrc, self.config.cname.clone())),
         };
         let (answer, n) = sdp::answer(&offer, &answer_config)?;
         let rate = self.config.mixer.rate;
@@ -436,7 +438,6 @@ impl Host {
             CodecKind::Opus => CodecSetting::opus(self.config.opus_bitrate),
             kind => CodecSetting::g711(kind),
         };
-        let local_ssrc = u32::from_le_bytes(options.random[18..22].try_into().unwrap_or([1; 4]));
         let msi = options.msi.unwrap_or(u32::from_le_bytes(options.random[22..26].try_into().unwrap_or([2; 4])));
         let session = RtpSession::new(SessionConfig {
             local_ssrc,

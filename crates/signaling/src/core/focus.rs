@@ -213,7 +213,9 @@ impl<D: Directory> Core<D> {
             Target::Missing => self.reply(now, id, req, 404, Some("Not Found (no such conference)"), |_| {}),
             Target::Conf(uri) if uri.kind == ConfKind::FocusFactory => self.factory_request(now, id, req, &uri),
             Target::Conf(uri) => match uri.kind {
-                ConfKind::Focus | ConfKind::AudioVideo => self.conference_target_request(now, id, req, peer, &uri, false),
+                ConfKind::Focus | ConfKind::AudioVideo => {
+                    self.conference_target_request(now, id, req, peer, &uri, false)
+                }
                 _ => self.reply(now, id, req, 404, Some("Not Found (this server has no IM or sharing MCU)"), |_| {}),
             },
             Target::DialIn(uri) => self.conference_target_request(now, id, req, peer, &uri, true),
