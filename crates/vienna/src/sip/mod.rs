@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::roles::Listener;
 use directory::StoreDirectory;
 use engine::Engine;
+pub use engine::unix_now;
 pub use shared::SipShared;
 use stream::StreamContext;
 
@@ -88,7 +89,7 @@ impl SipRole {
 
         let core_config = settings::core_config(config, local);
         let limits: Limits = core_config.limits;
-        let now_unix = engine::unix_now();
+        let now_unix = unix_now();
         let bindings =
             store.all_bindings(now_unix as i64).map_err(|e| anyhow!("sip: cannot load registrations: {e}"))?;
         let loaded = bindings.len();
@@ -117,7 +118,7 @@ impl SipRole {
         let domain = core_config.domain.clone();
         // The conference focus: its settings, the conferences the store holds, the MCU link.
         let focus = if config.conference.enabled {
-            let now = engine::unix_now() as i64;
+            let now = unix_now() as i64;
             let stored = store.list_conferences().map_err(|e| anyhow!("sip: cannot load conferences: {e}"))?;
             let stored: Vec<_> = stored.into_iter().filter(|c| c.expires_at.is_none_or(|t| t > now)).collect();
             let mut focus_secret = [0u8; 32];
