@@ -3,8 +3,10 @@
 //! (SERVICE to her focus factory) and joins it with addUser (INVITE to the focus); Bob subscribes to the
 //! roster (`Event: conference`) and sees, with versions increasing by one and partial documents, Alice
 //! join, Carol dial in with SDP (her audio in the MCU, its SSRC as `src-id`), Carol muted by Alice
-//! (INFO modifyEndpointMedia: the MCU mutes her), Carol ejected (INFO deleteUser: she gets a BYE), and
-//! Alice leave (BYE). Malformed C3P gets 400. After a restart the conference is still there (the store).
+//! (INFO modifyEndpointMedia: the MCU mutes her), Carol ejected (INFO deleteUser: she gets a BYE), Alice
+//! join the audio the Microsoft way (INVITE with SDP to the AV MCU URI the roster lists) and leave the
+//! focus (BYE: her audio dialog gets a BYE). Malformed C3P gets 400. After a restart the conference is still
+//! there (the store).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -207,10 +209,46 @@ fn c3p_focus_roster_subscription_mute_eject_and_restart() {
     assert_eq!(live["roster"]["subscribers"][0]["subscriber"], "sip:bob@localhost");
     assert_eq!(live["uris"]["dial_in"], dial.as_str());
 
-    // Alice leaves with BYE.
+    // The Microsoft way into the audio: Alice INVITEs the AV MCU URI of the roster's conf-uris with SDP.
+    // Her user then has two endpoints, the focus session and the audio.
+    let av = description
+        .child(CI, "conf-uris")
+        .unwrap()
+        .children_named(CI, "entry")
+        .find(|e| e.child(CI, "purpose").is_some_and(|p| p.text == "audio-video"))
+        .unwrap()
+        .child(CI, "uri")
+        .unwrap()
+        .text
+        .clone();
+    assert!(av.ends_with(&format!("opaque=app:conf:audio-video:id:{id}")), "{av}");
+    let alice_media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtcp-mux\r\n",
+        alice_media.local_addr().unwrap().port()
+    );
+    let (r, dialog) = alice.request("INVITE", &av, "", Some(("application/sdp", &offer)));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("m=audio "));
+    let alice_av = dialog.unwrap();
+    let (_, users, doc) = next_roster(&mut bob, 7);
+    assert_eq!(users, [("sip:alice@localhost".to_owned(), "full".to_owned())]);
+    let kinds: Vec<&str> = doc
+        .child(CI, "users")
+        .unwrap()
+        .child(CI, "user")
+        .unwrap()
+        .children_named(CI, "endpoint")
+        .filter_map(|e| e.attr("session-type"))
+        .collect();
+    assert_eq!(kinds, ["focus", "audio-video"]);
+
+    // Alice leaves the focus with BYE: she leaves the conference, and her audio dialog gets a BYE.
     let r = alice.in_dialog(&mut alice_focus, "BYE", "", None);
     assert_eq!(r.status, 200);
-    let (_, users, _) = next_roster(&mut bob, 7);
+    let bye = alice.expect("BYE");
+    assert_eq!(bye.headers.call_id().unwrap(), alice_av.call_id);
+    let (_, users, _) = next_roster(&mut bob, 8);
     assert_eq!(users, [("sip:alice@localhost".to_owned(), "deleted".to_owned())]);
     let metrics = server.get("/metrics").body;
     for needle in

@@ -155,10 +155,14 @@ impl Worker {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
         let mut next_stats = Instant::now() + STATS_EVERY;
+        // The socket still held datagrams when the read budget ran out: mio's readiness is edge-triggered,
+        // and a receive queue that fills up raises no new edge, so it is read again before sleeping.
+        let mut unfinished = false;
         loop {
             let now = Instant::now();
             let deadline = self.host.poll_timeout().map_or(next_stats, |t| t.min(next_stats));
-            let timeout = deadline.saturating_duration_since(now).min(MAX_IDLE);
+            let timeout =
+                if unfinished { Duration::ZERO } else { deadline.saturating_duration_since(now).min(MAX_IDLE) };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -177,8 +181,8 @@ impl Worker {
             if wake && !self.read_inbox() {
                 return;
             }
-            if readable {
-                self.read_socket();
+            if readable || unfinished {
+                unfinished = self.read_socket();
             }
             let now = Instant::now();
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
@@ -192,17 +196,19 @@ impl Worker {
         }
     }
 
-    fn read_socket(&mut self) {
+    /// Reads what the socket holds, up to a budget; `true` when it may hold more (read again soon).
+    fn read_socket(&mut self) -> bool {
         for _ in 0..READ_BUDGET {
             let n = match self.recv.recv(&self.socket) {
                 Ok(n) => n,
                 Err(e) => {
+                    // An ICMP error surfacing (ECONNREFUSED): datagrams may still wait behind it.
                     tracing::trace!(worker = self.index, error = %e, "mcu: receive error");
-                    return;
+                    return true;
                 }
             };
             if n == 0 {
-                return;
+                return false;
             }
             let now = Instant::now();
             for i in 0..n {
@@ -212,9 +218,11 @@ impl Worker {
             // STUN answers go out at once, not at the next tick.
             self.drain(now);
             if n < BATCH {
-                return;
+                // A short batch means the queue is empty; every later datagram raises a new edge.
+                return false;
             }
         }
+        true
     }
 
     /// Sends everything the core has.
