@@ -76,6 +76,28 @@ fn user_command_errors_are_one_line() {
 }
 
 #[test]
+fn conference_commands_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "alice", "pw");
+    let out = run(d, &["conference", "add", "alice", "--subject", "Daily", "--id", "DAILY0001"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let added: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(added["conference"]["organizer"], "sip:alice@localhost");
+    assert_eq!(added["uris"]["dial_in"], "sip:conf-DAILY0001@localhost");
+    assert_eq!(added["uris"]["focus"], "sip:alice@localhost;gruu;opaque=app:conf:focus:id:DAILY0001");
+    let random = run(d, &["conference", "add", "alice"], "");
+    assert!(random.status.success(), "{}", stderr(&random));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&run(d, &["conference", "list"], ""))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_one_line_error(&run(d, &["conference", "add", "alice", "--id", "DAILY0001"], ""), "exists");
+    assert_one_line_error(&run(d, &["conference", "add", "alice", "--id", "no"], ""), "8 to 32");
+    assert_one_line_error(&run(d, &["conference", "add", "ghost"], ""), "no account");
+    assert!(run(d, &["conference", "remove", "DAILY0001"], "").status.success());
+    assert_one_line_error(&run(d, &["conference", "remove", "DAILY0001"], ""), "no conference");
+}
+
+#[test]
 fn config_default_is_complete_and_loads_back() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["config", "default"], "");
@@ -138,6 +160,8 @@ fn version_and_help_everywhere() {
         &["user", "set", "--help"],
         &["user", "passwd", "--help"],
         &["user", "remove", "--help"],
+        &["conference", "--help"],
+        &["conference", "add", "--help"],
     ] {
         let out = run(dir.path(), cmd, "");
         assert!(out.status.success() && stdout(&out).contains("Usage: vienna"), "{cmd:?}: {}", stderr(&out));

@@ -54,10 +54,11 @@ fn fresh_data_dir_serves_health_metrics_and_api() {
         ("turn", "tcp"),
         ("turn", "ms-tcp"),
         ("turn", "tls"),
+        ("mcu", "udp"),
         ("admin", "http"),
     ];
     assert_eq!(listeners, expected.map(|(r, p)| (r.to_owned(), p.to_owned())));
-    assert_eq!(status["listeners"][7]["address"], server.admin.to_string());
+    assert_eq!(status["listeners"][8]["address"], server.admin.to_string());
     assert!(!status["not_built"].as_array().unwrap().is_empty(), "unbuilt roles are listed as such");
 
     let missing = server.get("/api/v1/nothing-here");
@@ -201,13 +202,17 @@ fn configured_certificate_is_used_instead_of_generating_one() {
 }
 
 #[test]
-fn turn_and_sip_can_be_disabled() {
+fn turn_sip_and_mcu_can_be_disabled() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--set", "turn.enabled=false", "--set", "sip.enabled=false"]);
+    let server = Server::start(
+        dir.path(),
+        &["--set", "turn.enabled=false", "--set", "sip.enabled=false", "--set", "mcu.enabled=false"],
+    );
     let status = server.get("/api/v1/status").json();
     assert_eq!(status["listeners"].as_array().unwrap().len(), 1, "admin only: {status}");
     assert_eq!(server.get("/api/v1/allocations").status, 404);
     assert_eq!(server.get("/api/v1/sip").status, 404);
     assert!(server.log_text().contains("turn relay disabled by configuration"));
     assert!(server.log_text().contains("sip registrar and proxy disabled by configuration"));
+    assert!(server.log_text().contains("audio mcu disabled by configuration"));
 }

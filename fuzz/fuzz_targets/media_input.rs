@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         cname: "fuzz".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,
+        srtp: vienna_srtp::LocalPolicy::default(),
     })
     .unwrap();
     let conf = host.create_conference("f").unwrap();

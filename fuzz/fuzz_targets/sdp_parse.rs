@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
             ice: IceCredentials::from_random([2; 6], [1; 18]),
             session_id: 1,
             opus_bitrate: 32_000,
+            crypto: None,
+            ssrc: Some((7, "fuzz".into())),
         };
         if let Ok((sdp, _)) = answer(&offer, &config) {
             SessionDescription::parse(&sdp).expect("our own answer parses");
@@ -36,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         cname: "fuzz".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,
+        srtp: vienna_srtp::LocalPolicy::default(),
     })
     .unwrap();
     let conf = host.create_conference("f").unwrap();

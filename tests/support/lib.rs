@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod ua;
+
 /// How long any wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -97,6 +99,8 @@ impl Server {
             .args(["--set", "turn.udp_port=0", "--set", "turn.tcp_port=0", "--set", "turn.tls_port=0"])
             .args(["--set", "turn.ms_tcp_port=0"])
             .args(["--set", "sip.udp_port=0", "--set", "sip.tcp_port=0", "--set", "sip.tls_port=0"])
+            // One MCU worker (its port is free already): one listener line, whatever the core count.
+            .args(["--set", "mcu.workers=1"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

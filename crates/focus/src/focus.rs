@@ -26,6 +26,32 @@ pub struct FocusConfig {
     pub default_lifetime_secs: u64,
     /// Longest lifetime granted, seconds.
     pub max_lifetime_secs: u64,
+    /// How standard SIP clients dial a conference: `sip:<prefix><id>@<domain>` (listed in the roster's
+    /// `conf-uris`); `None` lists no dial-in URI.
+    pub dial_in: Option<DialIn>,
+}
+
+/// The dial-in URI form of standard SIP clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialIn {
+    /// User-part prefix before the conference id (`conf-`).
+    pub prefix: String,
+    /// The SIP domain.
+    pub domain: String,
+}
+
+impl DialIn {
+    /// `sip:<prefix><id>@<domain>`.
+    pub fn uri(&self, id: &str) -> String {
+        format!("sip:{}{id}@{}", self.prefix, self.domain)
+    }
+
+    /// The conference id a dialed user part names (`conf-ABCD1234` → `ABCD1234`), if it is one.
+    pub fn id_of<'a>(&self, user: &'a str) -> Option<&'a str> {
+        let rest = user.get(..self.prefix.len()).filter(|p| p.eq_ignore_ascii_case(&self.prefix))?;
+        let id = &user[rest.len()..];
+        valid_id(id).then_some(id)
+    }
 }
 
 impl Default for FocusConfig {
@@ -35,6 +61,7 @@ impl Default for FocusConfig {
             max_participants: 250,
             default_lifetime_secs: 8 * 3600,
             max_lifetime_secs: 366 * 86_400,
+            dial_in: None,
         }
     }
 }
@@ -88,9 +115,16 @@ impl Focus {
         Focus { config, secret, counter: 0, conferences: HashMap::new(), outputs: Vec::new() }
     }
 
-    /// Restores a stored conference (at start), with no users.
+    /// Restores a stored conference (at start, or when a request names one the store has), with no users.
     pub fn restore(&mut self, conference: Conference) {
-        self.conferences.insert(conference.id.clone(), Conference { users: Vec::new(), ..conference });
+        let dial_in = self.config.dial_in.as_ref().map(|d| d.uri(&conference.id));
+        self.conferences
+            .insert(conference.id.clone(), Conference { users: Vec::new(), dominant: None, dial_in, ..conference });
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FocusConfig {
+        &self.config
     }
 
     /// A conference by id.
@@ -143,11 +177,39 @@ impl Focus {
     /// Handles a C3P request sent by `sender` (the authenticated address of record) to `target` (the
     /// SIP Request-URI: focus factory or focus). Returns the C3P response body.
     pub fn handle(&mut self, now: u64, sender: &str, target: &ConfUri, request: &Request) -> String {
-        let outcome = match self.command(now, sender, target, request) {
-            Ok(content) => Outcome::Success(content),
-            Err(refusal) => Outcome::Failure(refusal.reason()),
+        self.execute(now, sender, target, request).0
+    }
+
+    /// Like [`Focus::handle`], and says why the command failed, if it did.
+    pub fn execute(
+        &mut self,
+        now: u64,
+        sender: &str,
+        target: &ConfUri,
+        request: &Request,
+    ) -> (String, Option<Refusal>) {
+        let (outcome, refusal) = match self.command(now, sender, target, request) {
+            Ok(content) => (Outcome::Success(content), None),
+            Err(refusal) => (Outcome::Failure(refusal.reason()), Some(refusal)),
         };
-        crate::c3p::response(request, &outcome)
+        (crate::c3p::response(request, &outcome), refusal)
+    }
+
+    /// Whether `user` may join conference `id` now: already in it, or it is neither locked (the organizer
+    /// always may) nor full.
+    pub fn admits(&self, id: &str, user: &str) -> Result<(), Refusal> {
+        let c = self.conferences.get(id).ok_or(Refusal::NoConference)?;
+        if c.user(user).is_some() {
+            return Ok(());
+        }
+        if c.locked && !c.organizer.eq_ignore_ascii_case(user) {
+            return Err(Refusal::Locked);
+        }
+        let max = self.config.max_participants;
+        if c.users.len() as u32 >= c.max_participants.unwrap_or(max).min(max) {
+            return Err(Refusal::Full);
+        }
+        Ok(())
     }
 
     fn command(
@@ -294,6 +356,7 @@ impl Focus {
             .filter(|&t| t > now)
             .unwrap_or(now + self.config.default_lifetime_secs)
             .min(now + self.config.max_lifetime_secs);
+        let dial_in = self.config.dial_in.as_ref().map(|d| d.uri(&id));
         self.conferences.insert(
             id.clone(),
             Conference {
@@ -306,6 +369,8 @@ impl Focus {
                 created_at: now,
                 expires_at: Some(expires),
                 users: Vec::new(),
+                dial_in,
+                dominant: None,
             },
         );
         self.outputs.push(Output::Save(id.clone()));
@@ -370,6 +435,9 @@ impl Focus {
         if c.users.len() == before {
             return Err(Refusal::NoUser);
         }
+        if c.dominant.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(user)) {
+            c.dominant = None;
+        }
         self.outputs.push(Output::UserRemoved { conference: id.to_owned(), user: user.to_owned() });
         self.outputs
             .push(Output::Roster { conference: id.to_owned(), changes: vec![UserChange::Deleted(user.to_owned())] });
@@ -377,17 +445,18 @@ impl Focus {
     }
 
     /// `user`'s audio joined the MCU with `ssrc` (the AV endpoint appears in the roster). A user not yet
-    /// in the conference (a standard client dialing the MCU directly) joins it.
+    /// in the conference (a standard client dialing the MCU directly) joins it, shown as `display_text`.
     pub fn media_joined(
         &mut self,
         now: u64,
         id: &str,
         user: &str,
+        display_text: &str,
         endpoint: &str,
         ssrc: Option<u32>,
     ) -> Result<(), Refusal> {
         if self.conferences.get(id).ok_or(Refusal::NoConference)?.user(user).is_none() {
-            self.join(now, id, user, "", None)?;
+            self.join(now, id, user, display_text, None)?;
             // The focus endpoint of a user who only dialed the MCU is that same session.
             if let Some(u) = self.conferences.get_mut(id).and_then(|c| c.user_mut(user)) {
                 u.endpoints.clear();
@@ -418,6 +487,43 @@ impl Focus {
         let entity = u.entity.clone();
         self.outputs.push(Output::Roster { conference: id.to_owned(), changes: vec![UserChange::Updated(entity)] });
         Ok(())
+    }
+
+    /// The SSRC of `user`'s audio became known (or changed): its `src-id`.
+    pub fn set_src_id(&mut self, id: &str, user: &str, ssrc: u32) -> Result<(), Refusal> {
+        let c = self.conferences.get_mut(id).ok_or(Refusal::NoConference)?;
+        let u = c.user_mut(user).ok_or(Refusal::NoUser)?;
+        let av = u.endpoints.iter_mut().find(|e| e.session_type == SessionType::AudioVideo).ok_or(Refusal::Other)?;
+        let mut changed = false;
+        for m in &mut av.media {
+            changed |= m.src_id != Some(ssrc);
+            m.src_id = Some(ssrc);
+        }
+        if changed {
+            let entity = u.entity.clone();
+            self.outputs.push(Output::Roster { conference: id.to_owned(), changes: vec![UserChange::Updated(entity)] });
+        }
+        Ok(())
+    }
+
+    /// The mixer's dominant speaker changed (`None`: nobody speaks); subscribers hear of it when it is
+    /// another user than before.
+    pub fn set_dominant(&mut self, id: &str, user: Option<&str>) -> Result<(), Refusal> {
+        let c = self.conferences.get_mut(id).ok_or(Refusal::NoConference)?;
+        let user = match user {
+            Some(u) => Some(c.user(u).ok_or(Refusal::NoUser)?.entity.clone()),
+            None => None,
+        };
+        if c.dominant != user {
+            c.dominant = user;
+            self.outputs.push(Output::Roster { conference: id.to_owned(), changes: Vec::new() });
+        }
+        Ok(())
+    }
+
+    /// Whether `user`'s audio is muted (`None`: no audio endpoint).
+    pub fn is_muted(&self, id: &str, user: &str) -> Option<bool> {
+        self.conferences.get(id)?.user(user)?.av()?.media.first().map(Media::muted)
     }
 
     /// Mutes or unmutes `user`'s audio.
@@ -511,7 +617,7 @@ mod tests {
         assert_eq!(f.conference(&id).unwrap().users.len(), 2);
 
         // Bob's audio joins; he mutes himself; the MCU and the roster are told.
-        f.media_joined(1002, &id, BOB, "av-bob", Some(42)).unwrap();
+        f.media_joined(1002, &id, BOB, "", "av-bob", Some(42)).unwrap();
         drain(&mut f);
         let mute = format!(
             "<modifyEndpointMedia><mediaKeys confEntity=\"{focus}\" userEntity=\"{BOB}\" endpointEntity=\"av-bob\" mediaId=\"1\"/><media xmlns=\"urn:ietf:params:xml:ns:conference-info\" id=\"1\"><type>audio</type><status>recvonly</status></media></modifyEndpointMedia>"
@@ -579,10 +685,18 @@ mod tests {
     fn a_standard_client_dialing_the_mcu_joins_and_leaves() {
         let (mut f, focus) = created();
         let id = focus.id.unwrap();
-        f.media_joined(1000, &id, "sip:dave@example.org", "av-dave", Some(7)).unwrap();
+        f.media_joined(1000, &id, "sip:dave@example.org", "Dave", "av-dave", Some(7)).unwrap();
+        assert_eq!(f.conference(&id).unwrap().user("sip:dave@example.org").unwrap().display_text, "Dave");
+        f.set_src_id(&id, "sip:dave@example.org", 9).unwrap();
+        f.set_dominant(&id, Some("sip:dave@example.org")).unwrap();
+        assert_eq!(f.conference(&id).unwrap().dominant.as_deref(), Some("sip:dave@example.org"));
+        let doc = f.conference(&id).unwrap().full_document(1);
+        assert!(doc.contains("<src-id>9</src-id>") && doc.contains("src-id=\"9\""), "{doc}");
+        assert!(f.set_dominant(&id, Some("sip:nobody@example.org")).is_err());
         let c = f.conference(&id).unwrap();
         assert_eq!(c.user("sip:dave@example.org").unwrap().endpoints.len(), 1);
         f.media_left(&id, "sip:dave@example.org").unwrap();
         assert!(f.conference(&id).unwrap().users.is_empty());
+        assert_eq!(f.conference(&id).unwrap().dominant, None, "leaving ends being dominant");
     }
 }

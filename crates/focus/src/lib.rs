@@ -16,6 +16,6 @@ pub mod roster;
 pub mod uri;
 
 pub use error::{C3pError, Refusal};
-pub use focus::{Focus, FocusConfig, Output};
+pub use focus::{DialIn, Focus, FocusConfig, Output};
 pub use roster::{Conference, Role, UserChange};
 pub use uri::{ConfKind, ConfUri};

@@ -2,10 +2,19 @@
 //! clients read (MS-CONFBAS §2.2.2.2; what SIPE keys on is listed in research §5.5), as a full document
 //! (`state="full"`) or a partial one naming only the users that changed (`state="partial"`, users
 //! `state="full"` or `state="deleted"`), each with the version of its subscription.
+//!
+//! The dominant speaker (the loudest talker the mixer puts first in its CSRC lists, MS-RTP) has no
+//! element in RFC 4575 or in what we know of Microsoft's extensions (research §6: clients read it from the
+//! media plane and map the CSRC through `src-id`); it is carried here as a Vienna extension in
+//! `conference-state`, `<v:dominant-speaker entity="..." src-id="..."/>` in [`NS_VIENNA`], which clients
+//! that do not know it ignore (RFC 4575 §5 allows other namespaces).
 
 use vienna_xml::Writer;
 
 use crate::c3p::{NS_CI, NS_MSCI};
+
+/// Vienna's conference-info extensions (the dominant speaker).
+pub const NS_VIENNA: &str = "urn:x-vienna:conference-info";
 use crate::uri::{ConfKind, ConfUri};
 
 /// A role in a conference (RFC 4575 `roles/entry`).
@@ -128,6 +137,10 @@ pub struct Conference {
     pub expires_at: Option<u64>,
     /// Users in join order.
     pub users: Vec<User>,
+    /// The URI standard SIP clients dial (`sip:conf-<id>@domain`), listed in `conf-uris`.
+    pub dial_in: Option<String>,
+    /// The user whose audio dominates the mix now, if anyone speaks.
+    pub dominant: Option<String>,
 }
 
 /// How a user changed, for a partial document.
@@ -196,6 +209,7 @@ impl Conference {
         w.start("conference-info")
             .attr("xmlns", NS_CI)
             .attr("xmlns:msci", NS_MSCI)
+            .attr("xmlns:v", NS_VIENNA)
             .attr("entity", &self.focus_uri().to_string())
             .attr("state", state)
             .attr("version", &version.to_string());
@@ -213,7 +227,13 @@ impl Conference {
         w.start("conf-uris").start("entry");
         w.leaf("uri", &focus.with_kind(av.clone()).to_string());
         w.leaf("display-text", av.token()).leaf("purpose", av.token());
-        w.end().end();
+        w.end();
+        if let Some(dial_in) = &self.dial_in {
+            // RFC 4575 §5.3.1: a URI to join by (INVITE with SDP, any SIP client).
+            w.start("entry").leaf("uri", dial_in).leaf("display-text", "dial-in").leaf("purpose", "participation");
+            w.end();
+        }
+        w.end();
         w.leaf("msci:conference-id", &self.id);
         if let Some(at) = self.expires_at {
             w.leaf("msci:expiry-time", &rfc3339(at));
@@ -227,6 +247,14 @@ impl Conference {
         w.leaf("active", if self.users.is_empty() { "false" } else { "true" });
         w.leaf("locked", if self.locked { "true" } else { "false" });
         w.leaf("user-count", &self.users.len().to_string());
+        if let Some(entity) = &self.dominant {
+            w.start("v:dominant-speaker").attr("entity", entity);
+            let ssrc = self.user(entity).and_then(User::av).and_then(|e| e.media.first()).and_then(|m| m.src_id);
+            if let Some(ssrc) = ssrc {
+                w.attr("src-id", &ssrc.to_string());
+            }
+            w.end();
+        }
         w.end();
     }
 
@@ -266,6 +294,7 @@ fn user(w: &mut Writer, u: &User) {
         for m in &e.media {
             w.start("media").attr("id", &m.id.to_string());
             w.leaf("type", m.kind).leaf("label", "main-audio").leaf("status", m.status);
+            w.leaf("msci:media-state", "connected");
             w.leaf("msci:media-ingress-filter", if m.muted() { "block" } else { "unblock" });
             if let Some(ssrc) = m.src_id {
                 w.leaf("src-id", &ssrc.to_string());
@@ -352,6 +381,8 @@ mod tests {
                     },
                 ],
             }],
+            dial_in: Some("sip:conf-ABCD1234@contoso.com".into()),
+            dominant: Some("sip:bob@contoso.com".into()),
         }
     }
 
@@ -378,6 +409,11 @@ mod tests {
         assert_eq!(media.child(NS_CI, "src-id").unwrap().text, "12345");
         let state = root.child(NS_CI, "conference-state").unwrap();
         assert_eq!(state.child(NS_CI, "user-count").unwrap().text, "1");
+        let dominant = state.child(NS_VIENNA, "dominant-speaker").unwrap();
+        assert_eq!((dominant.attr("entity"), dominant.attr("src-id")), (Some("sip:bob@contoso.com"), Some("12345")));
+        let uris: Vec<_> = desc.child(NS_CI, "conf-uris").unwrap().children_named(NS_CI, "entry").collect();
+        assert_eq!(uris[1].child(NS_CI, "uri").unwrap().text, "sip:conf-ABCD1234@contoso.com");
+        assert_eq!(uris[1].child(NS_CI, "purpose").unwrap().text, "participation");
     }
 
     #[test]

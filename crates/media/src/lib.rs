@@ -14,7 +14,7 @@
 //! * [`jitter`]: the adaptive jitter buffer with concealment that does not creep.
 //! * [`protect`]: the seam for SRTP.
 //!
-//! Left out (see each module): SRTP itself, G.722, RFC 8285 header extensions (so RFC 6464 levels),
+//! Left out (see each module): SRTP itself (in `vienna-srtp`, plugged in by `vienna-mixer`), G.722, RFC 8285 header extensions (so RFC 6464 levels),
 //! MS-RTP RTCP profile extensions and MS-ICE2's padded MESSAGE-INTEGRITY, IPv6 and TCP candidates.
 
 pub mod codec;
@@ -54,4 +54,7 @@ pub enum Error {
     /// An SDP offer we cannot read or cannot answer.
     #[error("SDP: {0}")]
     Sdp(&'static str),
+    /// Packet protection (SRTP) refused a packet or failed.
+    #[error("protection: {0}")]
+    Protection(&'static str),
 }

@@ -1,10 +1,9 @@
 //! The seam where SRTP (RFC 3711, MS-SRTP) plugs in: every RTP and RTCP packet of a participant passes
 //! through its [`Protection`] on the way in and out.
 //!
-//! Today only [`Protection::Plain`] exists in this crate. The SRTP crate (`crates/srtp`, being built
-//! separately) will implement [`PacketProtection`] and be installed per participant with
-//! [`Protection::External`] once the SDP side accepts `RTP/SAVP` with `a=crypto`; with Scale SRTP
-//! (MS-SSRTP) a shared mix could then be protected once for all its listeners.
+//! This crate has only [`Protection::Plain`]; `vienna-mixer`'s `security` module implements
+//! [`PacketProtection`] over `vienna-srtp` (SDES-keyed SRTP per participant) and installs it with
+//! [`Protection::External`] when the SDP answer agreed a key.
 
 use crate::Error;
 
@@ -18,8 +17,28 @@ pub trait PacketProtection: Send {
     fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error>;
     /// Unprotects the RTCP packet filling `buf`; returns the plain length.
     fn unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
-    /// Bytes a protected packet may add (authentication tag, MKI, SRTCP index).
+    /// Spare bytes the buffer needs after a packet for protecting it (authentication tag, MKI, SRTCP
+    /// index, and any room the implementation wants).
     fn overhead(&self) -> usize;
+    /// Packets protected, accepted and rejected so far.
+    fn counters(&self) -> ProtectionCounters {
+        ProtectionCounters::default()
+    }
+}
+
+/// What a [`PacketProtection`] has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtectionCounters {
+    /// RTP packets protected.
+    pub rtp_out: u64,
+    /// RTCP packets protected.
+    pub rtcp_out: u64,
+    /// RTP packets unprotected.
+    pub rtp_in: u64,
+    /// RTCP packets unprotected.
+    pub rtcp_in: u64,
+    /// Packets refused (authentication, replay, wrong key, malformed).
+    pub rejected: u64,
 }
 
 /// How one participant's packets are protected.
@@ -70,6 +89,19 @@ impl Protection {
         match self {
             Protection::Plain => 0,
             Protection::External(p) => p.overhead(),
+        }
+    }
+
+    /// Whether packets are protected (SRTP).
+    pub fn is_protected(&self) -> bool {
+        matches!(self, Protection::External(_))
+    }
+
+    /// See [`PacketProtection::counters`].
+    pub fn counters(&self) -> ProtectionCounters {
+        match self {
+            Protection::Plain => ProtectionCounters::default(),
+            Protection::External(p) => p.counters(),
         }
     }
 }

@@ -2,18 +2,21 @@
 //!
 //! The parser reads what an audio answer needs: `c=`, `m=`, `a=rtpmap`, `a=fmtp`, `a=ptime`,
 //! `a=rtcp-mux` (RFC 5761), `a=rtcp` (RFC 3605), the direction attributes, `a=ice-ufrag`, `a=ice-pwd`,
-//! `a=ice-lite`, `a=candidate` (RFC 8839), `a=crypto` (RFC 4568, only noticed) and `a=ssrc` (RFC 5576);
-//! other lines are kept out. It is bounded ([`MAX_SDP`] bytes, [`MAX_MEDIA`] m-lines) and never panics.
+//! `a=ice-lite`, `a=candidate` (RFC 8839), `a=crypto` and `a=cryptoscale` (RFC 4568, MS-SDPEXT; kept as
+//! text for the SRTP negotiation of `vienna-srtp`), MS-SDP's `a=encryption` and `a=ssrc` (RFC 5576); other
+//! lines are kept out. It is bounded ([`MAX_SDP`] bytes, [`MAX_MEDIA`] m-lines) and never panics.
 //!
-//! The answer accepts the first audio m-line with plain RTP (`RTP/AVP` or `RTP/AVPF`): it takes the
+//! The answer accepts the first audio m-line with RTP (`RTP/AVP`, `RTP/AVPF`, `RTP/SAVP`, `RTP/SAVPF`;
+//! an SRTP profile only when the caller negotiated a key and hands its `a=crypto` line in
+//! [`AnswerConfig::crypto`]; Microsoft's optional form, `RTP/AVP` with `a=crypto`, is answered in the
+//! profile offered, with or without the key line): it takes the
 //! first offered codec it has (Opus `opus/48000/2`, RFC 7587; PCMU; PCMA; map by name, static
 //! payload types 0 and 8 also without rtpmap), telephone-event (RFC 4733) at that codec's clock rate,
 //! asks for 20 ms packets, mirrors the direction, takes rtcp-mux when offered (and otherwise names the
 //! same port with `a=rtcp`, since the MCU has one port), and with ICE in the offer answers `a=ice-lite`
 //! with credentials and one host candidate. Every other m-line is refused with port 0.
 //!
-//! Left out: SRTP (`RTP/SAVP`, SDES keys; refused with [`Error::Sdp`] until the SRTP crate plugs in
-//! through [`crate::protect`]), DTLS-SRTP, G.722 (offered G.722 is skipped), IPv6 candidates and
+//! Left out: DTLS-SRTP (`UDP/TLS/RTP/SAVPF` is refused), G.722 (offered G.722 is skipped), IPv6 candidates and
 //! MS-SDPEXT attributes (`a=x-ssrc-range`, `a=x-candidate-ipv6`, ...), which are ignored.
 
 use std::fmt::Write;
@@ -27,6 +30,8 @@ use crate::ice::IceCredentials;
 pub const MAX_SDP: usize = 64 * 1024;
 /// Most m-lines accepted.
 pub const MAX_MEDIA: usize = 16;
+/// Most `a=crypto`/`a=cryptoscale` lines kept per m-line.
+pub const MAX_CRYPTO: usize = 16;
 
 /// Media direction (RFC 8866 §6.7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,8 +136,10 @@ pub struct MediaDescription {
     pub ice_pwd: Option<String>,
     /// Candidates.
     pub candidates: Vec<Candidate>,
-    /// `a=crypto` lines were present.
-    pub crypto: bool,
+    /// `a=crypto` and `a=cryptoscale` lines as `(name, value)`, in offer order (at most [`MAX_CRYPTO`]).
+    pub crypto: Vec<(String, String)>,
+    /// MS-SDP `a=encryption:` value (`required`, `optional`, `rejected`), media level.
+    pub encryption: Option<String>,
     /// First `a=ssrc` SSRC.
     pub ssrc: Option<u32>,
 }
@@ -150,6 +157,8 @@ pub struct SessionDescription {
     pub ice_lite: bool,
     /// Session-level direction.
     pub direction: Option<Direction>,
+    /// Session-level MS-SDP `a=encryption:` value.
+    pub encryption: Option<String>,
     /// m-lines in order.
     pub media: Vec<MediaDescription>,
 }
@@ -224,6 +233,7 @@ impl SessionDescription {
             "ice-ufrag" => self.ice_ufrag = Some(arg.to_owned()),
             "ice-pwd" => self.ice_pwd = Some(arg.to_owned()),
             "ice-lite" => self.ice_lite = true,
+            "encryption" => self.encryption = Some(arg.trim().to_owned()),
             _ => {
                 if let Some(d) = direction_of(name) {
                     self.direction = Some(d);
@@ -274,7 +284,8 @@ fn media_attribute(m: &mut MediaDescription, value: &str) {
         "rtcp" => m.rtcp_port = arg.split_ascii_whitespace().next().and_then(|p| p.parse().ok()),
         "ice-ufrag" => m.ice_ufrag = Some(arg.to_owned()),
         "ice-pwd" => m.ice_pwd = Some(arg.to_owned()),
-        "crypto" => m.crypto = true,
+        "crypto" | "cryptoscale" if m.crypto.len() < MAX_CRYPTO => m.crypto.push((name.to_owned(), arg.to_owned())),
+        "encryption" => m.encryption = Some(arg.trim().to_owned()),
         "ssrc" if m.ssrc.is_none() => {
             m.ssrc = arg.split_ascii_whitespace().next().and_then(|s| s.parse().ok());
         }
@@ -318,6 +329,12 @@ pub struct AnswerConfig {
     pub session_id: u64,
     /// Opus `maxaveragebitrate` to announce.
     pub opus_bitrate: u32,
+    /// The value of the answer's `a=crypto:` line (`<tag> <suite> inline:...`) when SRTP was agreed; `None`
+    /// answers plain RTP (refused when the offer's profile is `RTP/SAVP`).
+    pub crypto: Option<String>,
+    /// Our SSRC and CNAME, announced with `a=ssrc` (RFC 5576) so the offerer knows the stream before it
+    /// comes (an SRTP receiver keyed per SSRC needs it).
+    pub ssrc: Option<(u32, String)>,
 }
 
 /// What the answer agreed on.
@@ -362,18 +379,20 @@ fn codec_of(m: &MediaDescription, pt: u8) -> Option<CodecKind> {
     }
 }
 
+/// The index of the audio m-line the answer takes: the first audio m-line with a port.
+pub fn audio_mline(offer: &SessionDescription) -> Result<usize, Error> {
+    offer.media.iter().position(|m| m.media == "audio" && m.port != 0).ok_or(bad("no audio m-line in the offer"))
+}
+
 /// Builds the answer to `offer`; returns its text and what was agreed.
 pub fn answer(offer: &SessionDescription, config: &AnswerConfig) -> Result<(String, Negotiated), Error> {
-    let mline = offer
-        .media
-        .iter()
-        .position(|m| m.media == "audio" && m.port != 0)
-        .ok_or(bad("no audio m-line in the offer"))?;
+    let mline = audio_mline(offer)?;
     let m = &offer.media[mline];
-    match m.proto.as_str() {
-        "RTP/AVP" | "RTP/AVPF" => {}
-        "RTP/SAVP" | "RTP/SAVPF" => return Err(bad("SRTP (RTP/SAVP) is not supported yet")),
-        _ => return Err(bad("unsupported transport (plain RTP/AVP only)")),
+    match (m.proto.as_str(), &config.crypto) {
+        ("RTP/AVP" | "RTP/AVPF", _) => {}
+        ("RTP/SAVP" | "RTP/SAVPF", Some(_)) => {}
+        ("RTP/SAVP" | "RTP/SAVPF", None) => return Err(bad("the offer requires SRTP and no key was agreed")),
+        _ => return Err(bad("unsupported transport (RTP/AVP, RTP/AVPF, RTP/SAVP, RTP/SAVPF)")),
     }
     let (payload_type, codec) = m
         .formats
@@ -445,6 +464,12 @@ pub fn answer(offer: &SessionDescription, config: &AnswerConfig) -> Result<(Stri
             let _ = write!(s, "a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-16\r\n", codec.clock_rate());
         }
         let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.name());
+        if let Some(crypto) = &config.crypto {
+            let _ = write!(s, "a=crypto:{crypto}\r\n");
+        }
+        if let Some((ssrc, cname)) = &config.ssrc {
+            let _ = write!(s, "a=ssrc:{ssrc} cname:{cname}\r\n");
+        }
         if m.rtcp_mux {
             s.push_str("a=rtcp-mux\r\n");
         } else {
@@ -500,6 +525,8 @@ mod tests {
             ice: IceCredentials { ufrag: "mcuf".into(), pwd: "abcdefghijklmnopqrstuvwx".into() },
             session_id: 77,
             opus_bitrate: 32000,
+            crypto: None,
+            ssrc: Some((1234, "mcu@test".into())),
         }
     }
 
@@ -514,6 +541,7 @@ mod tests {
         assert!(text.contains("m=audio 40000 RTP/AVP 96\r\n"));
         assert!(text.contains("a=rtpmap:96 opus/48000/2\r\n"));
         assert!(text.contains("a=rtcp:40000 IN IP4 127.0.0.1\r\n"));
+        assert!(text.contains("a=ssrc:1234 cname:mcu@test\r\n"));
         assert!(!text.contains("ice-lite") && !text.contains("candidate"));
         // the answer parses back
         let back = SessionDescription::parse(&text).unwrap();
@@ -559,12 +587,39 @@ mod tests {
         let err = |sdp: &str| answer(&SessionDescription::parse(sdp).unwrap(), &config()).unwrap_err();
         let base = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n";
         assert!(matches!(err(&format!("{base}m=audio 1 RTP/SAVP 0\r\n")), Error::Sdp(m) if m.contains("SRTP")));
+        assert!(matches!(err(&format!("{base}m=audio 1 UDP/TLS/RTP/SAVPF 0\r\n")), Error::Sdp(_)));
         assert!(matches!(err(&format!("{base}m=audio 1 RTP/AVP 9\r\n")), Error::Sdp(m) if m.contains("codec")));
         assert!(matches!(err(&format!("{base}m=video 1 RTP/AVP 96\r\n")), Error::Sdp(_)));
         assert!(SessionDescription::parse("m=audio 1 RTP/AVP 0\r\n").is_err(), "no v= line");
         assert!(SessionDescription::parse("v=0\r\nm=audio x RTP/AVP 0\r\n").is_err());
         assert!(SessionDescription::parse("v=0\r\ngarbage\r\n").is_err());
         assert!(SessionDescription::parse(&"v=0\r\n".repeat(20_000)).is_err(), "too large");
+    }
+
+    #[test]
+    fn keeps_crypto_lines_and_answers_srtp_in_the_offered_profile() {
+        let key = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31";
+        let base = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=encryption:optional\r\n";
+        for proto in ["RTP/SAVP", "RTP/AVP"] {
+            let sdp = format!(
+                "{base}m=audio 7078 {proto} 0\r\na=cryptoscale:1 client AES_CM_128_HMAC_SHA1_80 {key}|1:1\r\n\
+                 a=crypto:2 AES_CM_128_HMAC_SHA1_80 {key}|1:1\r\na=crypto:3 AES_CM_128_HMAC_SHA1_80 {key}\r\n"
+            );
+            let offer = SessionDescription::parse(&sdp).unwrap();
+            assert_eq!(offer.encryption.as_deref(), Some("optional"));
+            let m = &offer.media[0];
+            assert_eq!(m.crypto.len(), 3);
+            assert_eq!(m.crypto[0].0, "cryptoscale");
+            assert_eq!(m.crypto[2], ("crypto".into(), format!("3 AES_CM_128_HMAC_SHA1_80 {key}")));
+            let mut c = config();
+            c.crypto = Some("3 AES_CM_128_HMAC_SHA1_80 inline:AAAA|2^31".into());
+            let (text, _) = answer(&offer, &c).unwrap();
+            assert!(text.contains(&format!("m=audio 40000 {proto} 0\r\n")), "{text}");
+            assert!(text.contains("a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:AAAA|2^31\r\n"), "{text}");
+            // without a key: plain for the optional form, refused for RTP/SAVP
+            let plain = answer(&offer, &config());
+            assert_eq!(plain.is_ok(), proto == "RTP/AVP", "{proto}");
+        }
     }
 
     proptest::proptest! {

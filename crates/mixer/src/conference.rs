@@ -27,7 +27,13 @@
 //! out), [`Host::remove_participant`], [`Host::set_muted`], and reads [`HostEvent`]s (joined, left,
 //! muted, speaking, dominant speaker, DTMF, media timeout) for the roster.
 //!
-//! Left out: SRTP (the [`Protection`] seam is in place, always plain today), RTCP feedback, video,
+//! SRTP: an offer with SDES keys (`RTP/SAVP`, or `RTP/AVP` with `a=crypto`) is negotiated under
+//! [`HostConfig::srtp`] by [`crate::security`]; the participant's packets then pass through its own
+//! SRTP contexts ([`Protection`]) on the way in and out. Packets that do not authenticate are dropped and
+//! counted ([`HostStats::unprotect_failed`]).
+//!
+//! Left out: Scale SRTP (one encryption of the shared mix for every listener: each listener has its own
+//! SSRC and sequence numbers here, so each packet is encrypted for its listener), RTCP feedback, video,
 //! per-participant gain, recording.
 
 use std::collections::{HashMap, VecDeque};
@@ -39,14 +45,17 @@ use vienna_media::dtmf::DtmfEvent;
 use vienna_media::ice::{IceCredentials, IceLite, IceVerdict};
 use vienna_media::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 use vienna_media::protect::Protection;
+use vienna_media::protect::ProtectionCounters;
 use vienna_media::report::NtpClock;
 use vienna_media::rtp::{RtpPacket, is_rtcp};
 use vienna_media::sdp::{self, AnswerConfig, Direction, SessionDescription};
 use vienna_media::session::{Received, RtpSession, SessionConfig, SessionCounters};
+use vienna_srtp::LocalPolicy;
 use vienna_stun::{Kind, Message, classify};
 
 use crate::Error;
 use crate::mixer::{Mixer, MixerConfig, MixerEvent, ParticipantId};
+use crate::security::{self, Negotiated};
 
 /// The tick.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -79,6 +88,8 @@ pub struct HostConfig {
     pub unix_at_start: Duration,
     /// The instant `unix_at_start` refers to.
     pub started: Instant,
+    /// SRTP: required, optional or no encryption, and the suites accepted.
+    pub srtp: LocalPolicy,
 }
 
 /// How a participant joins.
@@ -112,6 +123,10 @@ pub struct Joined {
     pub msi: u32,
     /// The codec agreed.
     pub codec: CodecKind,
+    /// Whether media is SRTP.
+    pub srtp: bool,
+    /// The SSRC the offer announced (`a=ssrc`), if any.
+    pub remote_ssrc: Option<u32>,
 }
 
 /// Something for the focus, logs or metrics.
@@ -133,6 +148,13 @@ pub enum HostEvent {
     },
     /// A participant was removed because nothing came from it for `media_timeout`.
     MediaTimeout(MemberKey),
+    /// A participant's stream has this SSRC (its first packet, or a new source): its `src-id` in a roster.
+    Source {
+        /// Who.
+        key: MemberKey,
+        /// The SSRC.
+        ssrc: u32,
+    },
 }
 
 /// One datagram to send: `len` bytes of the caller's buffer to `destination`.
@@ -169,6 +191,8 @@ pub struct HostStats {
     pub rtcp_out: u64,
     /// Packets dropped at send (no destination, protection failure).
     pub send_dropped: u64,
+    /// Received SRTP/SRTCP packets that did not authenticate (wrong key, replay, tampering).
+    pub unprotect_failed: u64,
 }
 
 /// What the admin API shows of a participant.
@@ -194,6 +218,12 @@ pub struct MemberInfo {
     pub jitter: JitterStats,
     /// Jitter buffer target delay, frames.
     pub jitter_target: u32,
+    /// Whether media is SRTP.
+    pub srtp: bool,
+    /// SRTP counters (zero for plain RTP).
+    pub protection: ProtectionCounters,
+    /// The participant's SSRC, once known.
+    pub remote_ssrc: Option<u32>,
 }
 
 struct Member {
@@ -207,6 +237,8 @@ struct Member {
     rtcp_to: Option<SocketAddr>,
     announced_ssrc: Option<u32>,
     latched: bool,
+    /// A [`HostEvent::Source`] went out for the current SSRC.
+    source_told: bool,
     protection: Protection,
     direction: Direction,
     last_heard: Instant,
@@ -243,6 +275,12 @@ pub struct Host {
     sending: Vec<u32>,
     stats: HostStats,
     deadline: Option<Instant>,
+}
+
+/// Whether the SSRC after a packet is news: the first packet of the stream (also when the offer announced
+/// it), or another source than before.
+fn member_first_or_new(before: Option<u32>, after: u32, told: bool) -> bool {
+    !told || before != Some(after)
 }
 
 fn seed_of(random: &[u8; 32], at: usize) -> u64 {
@@ -366,6 +404,11 @@ impl Host {
             return Err(Error::Full(max));
         }
         let offer = SessionDescription::parse(offer)?;
+        let mline = sdp::audio_mline(&offer)?;
+        let (crypto, protection) = match security::negotiate(&offer, &offer.media[mline], &self.config.srtp)? {
+            Negotiated::Plain => (None, Protection::Plain),
+            Negotiated::Srtp { line, protection } => (Some(line), Protection::External(protection)),
+        };
         // random: [0..18) ICE password, [18..22) SSRC, [22..26) MSI, [26..32) ICE ufrag. Only the password
         // is secret; the session id and sequence/timestamp seeds come from the public bytes.
         let r = &options.random;
@@ -378,12 +421,15 @@ impl Host {
             // astronomically unlikely; make it unique rather than shadow someone
             ice.ufrag.push('x');
         }
+        let local_ssrc = u32::from_le_bytes(options.random[18..22].try_into().unwrap_or([1; 4]));
         let answer_config = AnswerConfig {
             address: self.config.local.ip(),
             port: self.config.local.port(),
             ice: ice.clone(),
             session_id: seed_of(&options.random, 18) >> 2,
             opus_bitrate: self.config.opus_bitrate,
+            crypto,
+            ssrc: Some((local_ssrc, self.config.cname.clone())),
         };
         let (answer, n) = sdp::answer(&offer, &answer_config)?;
         let rate = self.config.mixer.rate;
@@ -392,7 +438,6 @@ impl Host {
             CodecKind::Opus => CodecSetting::opus(self.config.opus_bitrate),
             kind => CodecSetting::g711(kind),
         };
-        let local_ssrc = u32::from_le_bytes(options.random[18..22].try_into().unwrap_or([1; 4]));
         let msi = options.msi.unwrap_or(u32::from_le_bytes(options.random[22..26].try_into().unwrap_or([2; 4])));
         let session = RtpSession::new(SessionConfig {
             local_ssrc,
@@ -421,7 +466,8 @@ impl Host {
             rtcp_to: n.remote_rtcp,
             announced_ssrc: n.remote_ssrc,
             latched: false,
-            protection: Protection::Plain,
+            source_told: false,
+            protection,
             direction: n.direction,
             last_heard: now,
             addresses: Vec::with_capacity(MAX_ADDRESSES),
@@ -447,7 +493,8 @@ impl Host {
         }
         self.refresh_deadline();
         self.drain_mixer_events(index);
-        Ok(Joined { key, answer, msi, codec: n.codec })
+        let srtp = self.member(key).is_some_and(|m| m.protection.is_protected());
+        Ok(Joined { key, answer, msi, codec: n.codec, srtp, remote_ssrc: n.remote_ssrc })
     }
 
     fn register(&mut self, key: MemberKey, addr: SocketAddr) {
@@ -544,6 +591,9 @@ impl Host {
                 session: m.session.counters(),
                 jitter: m.jb.stats(),
                 jitter_target: m.jb.target(),
+                srtp: m.protection.is_protected(),
+                protection: m.protection.counters(),
+                remote_ssrc: m.session.remote_ssrc(),
             })
             .collect()
     }
@@ -652,16 +702,23 @@ impl Host {
             return;
         };
         if rtcp {
-            let Ok(n) = member.protection.unprotect_rtcp(bytes) else { return };
+            let Ok(n) = member.protection.unprotect_rtcp(bytes) else {
+                self.stats.unprotect_failed += 1;
+                return;
+            };
             let _ = member.session.receive_rtcp(now, &bytes[..n]);
             return;
         }
-        let Ok(n) = member.protection.unprotect_rtp(bytes) else { return };
+        let Ok(n) = member.protection.unprotect_rtp(bytes) else {
+            self.stats.unprotect_failed += 1;
+            return;
+        };
         let Ok(packet) = RtpPacket::parse(&bytes[..n]) else {
             self.stats.malformed += 1;
             return;
         };
         let mut dtmf = None;
+        let ssrc_before = member.session.remote_ssrc();
         match member.session.receive_rtp(now, &packet) {
             Received::Audio { timestamp, payload, new_source } => {
                 member.last_heard = now;
@@ -679,8 +736,15 @@ impl Host {
             Received::Event(None) => member.last_heard = now,
             Received::Dropped(_) => {}
         }
+        let source = member.session.remote_ssrc().filter(|s| member_first_or_new(ssrc_before, *s, member.source_told));
+        if source.is_some() {
+            member.source_told = true;
+        }
         if member.latched {
             self.waiting.retain(|k| *k != key);
+        }
+        if let Some(ssrc) = source {
+            self.events.push_back(HostEvent::Source { key, ssrc });
         }
         if let Some(event) = dtmf {
             self.events.push_back(HostEvent::Dtmf { key, event });

@@ -4,6 +4,7 @@
 //!   with hysteresis, N−1 mixes only for talkers, one shared mix for everyone else, each distinct mix
 //!   encoded once per codec setting, dominant speaker as first CSRC (MS-RTP), mute, roster events.
 //! * [`limiter`]: the soft limiter every mix goes through.
+//! * [`security`]: SDES-keyed SRTP per participant (`vienna-srtp`) behind the media layer's protection seam.
 //! * [`conference`]: conferences of participants, each an RTP session ([`vienna_media`]) with a jitter
 //!   buffer and a decoder, driven by datagrams and time: the core of one MCU worker.
 //!
@@ -13,6 +14,7 @@
 pub mod conference;
 pub mod limiter;
 pub mod mixer;
+pub mod security;
 
 pub use mixer::{Mixer, MixerConfig, MixerEvent, MixerStats, Output, ParticipantId};
 
@@ -34,4 +36,7 @@ pub enum Error {
     /// The conference is full.
     #[error("conference full ({0} participants)")]
     Full(usize),
+    /// SRTP negotiation failed (encryption required and not offered, refused, or no usable key).
+    #[error("SRTP: {0}")]
+    Srtp(String),
 }

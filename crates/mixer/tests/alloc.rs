@@ -93,15 +93,27 @@ fn hot_paths_do_not_allocate() {
         cname: "mcu".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,
+        srtp: vienna_srtp::LocalPolicy::default(),
     })
     .unwrap();
     let conf = host.create_conference("a").unwrap();
     let peers: Vec<SocketAddr> = (0..20u16).map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + 2 * i))).collect();
+    // every other participant with SRTP: their packets are protected here, unprotected and re-protected there
+    let suite = vienna_srtp::Suite::AesCm128HmacSha1_80;
+    let mut senders: Vec<Option<vienna_srtp::SrtpSender>> = Vec::new();
     for (i, p) in peers.iter().enumerate() {
-        let sdp = format!(
+        let mut sdp = format!(
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtcp-mux\r\n",
             p.port()
         );
+        if i % 2 == 1 {
+            let key = vienna_srtp::MasterKey::random(suite).unwrap();
+            let line = vienna_srtp::CryptoAttribute::new(1, suite, vienna_srtp::KeyParam::new(&key, None, None));
+            sdp = sdp.replace("RTP/AVP", "RTP/SAVP") + &format!("a=crypto:{}\r\n", line.value());
+            senders.push(Some(vienna_srtp::SrtpSender::new(&key, None, None).unwrap()));
+        } else {
+            senders.push(None);
+        }
         host.add_participant(
             t0,
             conf,
@@ -111,7 +123,7 @@ fn hot_paths_do_not_allocate() {
         .unwrap();
     }
     let mut header = rtp::header::Header::default();
-    let mut packet = vec![0u8; 200];
+    let mut packet = vec![0u8; 200 + vienna_srtp::TRAILER_ROOM];
     let mut out = vec![0u8; 1500];
     let mut step = |host: &mut Host, frame: u32| {
         let now = t0 + Duration::from_millis(20 * u64::from(frame));
@@ -126,7 +138,11 @@ fn hot_paths_do_not_allocate() {
             let h = write_header(&mut header, fields, &[], &mut packet).unwrap();
             let fill = if i < 2 { 0x10 } else { 0xff };
             packet[h..h + 160].fill(fill);
-            host.handle_datagram(now, *p, &mut packet[..h + 160]);
+            let n = match &mut senders[i] {
+                Some(s) => s.protect_rtp(&mut packet, h + 160).unwrap(),
+                None => h + 160,
+            };
+            host.handle_datagram(now, *p, &mut packet[..n]);
         }
         if host.poll_timeout().is_some_and(|d| d <= now) {
             host.handle_timeout(now);
@@ -144,4 +160,6 @@ fn hot_paths_do_not_allocate() {
     }
     assert_eq!(allocations() - before, 0, "conference packet path allocated");
     assert!(host.stats().rtp_out > 20 * 80);
+    assert_eq!(host.stats().unprotect_failed, 0);
+    assert_eq!(host.members(conf).iter().filter(|m| m.srtp && m.protection.rtp_out > 80).count(), 10);
 }

@@ -10,6 +10,8 @@ use vienna_media::rtp::{HeaderFields, RtpPacket, write_header};
 use vienna_mixer::MixerConfig;
 use vienna_mixer::conference::{Host, HostConfig, HostEvent, JoinOptions, MemberKey};
 use vienna_mixer::mixer::MixerEvent;
+use vienna_srtp::sdes::{CryptoAttribute, KeyParam};
+use vienna_srtp::{MasterKey, ReceiverOptions, SrtpReceiver, SrtpSender, Suite};
 use vienna_stun::{Attribute, Class, Message, MessageBuilder, Method, TransactionId};
 
 const RATE: u32 = 48_000;
@@ -40,6 +42,7 @@ fn host(t0: Instant, max_talkers: usize) -> Host {
         cname: "mcu@test".into(),
         unix_at_start: Duration::from_secs(1_800_000_000),
         started: t0,
+        srtp: vienna_srtp::LocalPolicy::default(),
     })
     .unwrap()
 }
@@ -84,6 +87,9 @@ struct Peer {
     msi: u32,
     /// Frames before this one are quiet noise, not the tone.
     tone_from: u32,
+    /// SRTP: the key this peer offers (it sends with it), and its contexts once the answer came.
+    srtp_key: Option<MasterKey>,
+    srtp: Option<(SrtpSender, SrtpReceiver)>,
 }
 
 impl Peer {
@@ -106,7 +112,37 @@ impl Peer {
             key: None,
             msi: 0,
             tone_from: 0,
+            srtp_key: None,
+            srtp: None,
         }
+    }
+
+    /// The same peer offering SRTP (`RTP/SAVP`, one `a=crypto` line).
+    fn with_srtp(mut self) -> Peer {
+        self.srtp_key = Some(MasterKey::random(Suite::AesCm128HmacSha1_80).unwrap());
+        self
+    }
+
+    fn offer(&self) -> String {
+        let plain = offer(self.addr.port(), self.codec, self.ssrc);
+        match &self.srtp_key {
+            None => plain,
+            Some(k) => {
+                let line = CryptoAttribute::new(1, Suite::AesCm128HmacSha1_80, KeyParam::new(k, None, None)).value();
+                plain.replace("RTP/AVP", "RTP/SAVP") + &format!("a=crypto:{line}\r\n")
+            }
+        }
+    }
+
+    /// Takes the MCU's key from the answer.
+    fn answered(&mut self, answer: &str) {
+        let Some(own) = &self.srtp_key else { return };
+        let line = answer.lines().find_map(|l| l.strip_prefix("a=crypto:")).expect("SRTP answer");
+        let attr = CryptoAttribute::parse("crypto", line).unwrap();
+        let k = &attr.keys[0];
+        let theirs = k.master_key(Suite::AesCm128HmacSha1_80).unwrap();
+        let receiver = SrtpReceiver::new(&theirs, k.mki, None, ReceiverOptions::default()).unwrap();
+        self.srtp = Some((SrtpSender::new(own, None, None).unwrap(), receiver));
     }
 
     /// Frame `i` as an RTP packet.
@@ -139,11 +175,23 @@ impl Peer {
         let mut out = vec![0u8; 1600];
         let h = write_header(&mut self.header, fields, &[], &mut out).unwrap();
         out[h..h + len].copy_from_slice(&payload[..len]);
-        out.truncate(h + len);
+        let mut n = h + len;
+        if let Some((sender, _)) = &mut self.srtp {
+            n = sender.protect_rtp(&mut out, n).unwrap();
+        }
+        out.truncate(n);
         out
     }
 
     fn receive(&mut self, bytes: &[u8]) {
+        let mut plain = bytes.to_vec();
+        let bytes = match &mut self.srtp {
+            Some((_, receiver)) => {
+                let n = receiver.unprotect_rtp(&mut plain).expect("the MCU's SRTP authenticates");
+                &plain[..n]
+            }
+            None => bytes,
+        };
         let p = RtpPacket::parse(bytes).unwrap();
         if let Some(c) = p.csrc(0) {
             self.csrc_first.push(c);
@@ -184,15 +232,19 @@ fn run_conference(peers: &mut [Peer], seconds: u32, net: Network, seed: u64) -> 
             .add_participant(
                 t0,
                 conf,
-                &offer(p.addr.port(), p.codec, p.ssrc),
+                &p.offer(),
                 JoinOptions { label: format!("p{i}"), msi: Some(100 + i as u32), random },
             )
             .unwrap();
         assert_eq!(joined.codec, p.codec);
-        assert!(joined.answer.contains("m=audio 40000 RTP/AVP"));
+        assert_eq!(joined.srtp, p.srtp_key.is_some());
+        let proto = if joined.srtp { "RTP/SAVP" } else { "RTP/AVP" };
+        assert!(joined.answer.contains(&format!("m=audio 40000 {proto}")), "{}", joined.answer);
+        p.answered(&joined.answer);
         p.key = Some(joined.key);
         p.msi = joined.msi;
     }
+    assert!(peers.iter().all(|p| p.srtp.is_some() == p.srtp_key.is_some()));
     let mut rng = Rng(seed);
     // every packet's arrival time at the MCU
     let frames = seconds * 50;
@@ -271,6 +323,10 @@ fn analyse(p: &Peer, tones: &[f64]) -> (Vec<f64>, usize) {
 }
 
 fn check_tones(net: Network, seed: u64) {
+    check_tones_with(net, seed, false);
+}
+
+fn check_tones_with(net: Network, seed: u64, srtp: bool) {
     let tones = [440.0, 760.0, 1180.0];
     let mut peers = vec![
         Peer::new(5000, CodecKind::Opus, Some(tones[0])),
@@ -278,6 +334,13 @@ fn check_tones(net: Network, seed: u64) {
         Peer::new(5004, CodecKind::Opus, Some(tones[2])),
         Peer::new(5006, CodecKind::Pcma, None),
     ];
+    if srtp {
+        // two of them (one talker, the listener) with SRTP, the others plain, in one conference
+        for i in [0, 3] {
+            let p = std::mem::replace(&mut peers[i], Peer::new(1, CodecKind::Pcmu, None));
+            peers[i] = p.with_srtp();
+        }
+    }
     let (_host, mid) = run_conference(&mut peers, 4, net, seed);
     for (i, p) in peers.iter().enumerate() {
         assert!(p.heard.len() >= 960 * 150, "peer {i} heard {} samples", p.heard.len());
@@ -304,6 +367,51 @@ fn check_tones(net: Network, seed: u64) {
 #[test]
 fn each_participant_hears_the_other_tones_and_not_its_own() {
     check_tones(Network { loss_percent: 0, jitter_ms: 0 }, 1);
+}
+
+#[test]
+fn srtp_and_plain_participants_share_a_conference() {
+    check_tones_with(Network { loss_percent: 0, jitter_ms: 0 }, 5, true);
+}
+
+#[test]
+fn a_forged_srtp_packet_is_counted_and_dropped() {
+    let t0 = Instant::now();
+    let mut host = host(t0, 3);
+    let conf = host.create_conference("forged").unwrap();
+    let mut peer = Peer::new(7400, CodecKind::Pcmu, Some(300.0)).with_srtp();
+    let joined = host
+        .add_participant(t0, conf, &peer.offer(), JoinOptions { label: "s".into(), msi: None, random: [6; 32] })
+        .unwrap();
+    peer.answered(&joined.answer);
+    let mut good = peer.packet(0);
+    host.handle_datagram(t0, peer.addr, &mut good);
+    let mut bad = peer.packet(1);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    host.handle_datagram(t0, peer.addr, &mut bad);
+    assert_eq!(host.stats().unprotect_failed, 1);
+    let m = &host.members(conf)[0];
+    assert!(m.srtp);
+    assert_eq!((m.protection.rtp_in, m.protection.rejected, m.session.rtp_in), (1, 1, 1));
+    assert_eq!(m.remote_ssrc, Some(peer.ssrc));
+    let sources: Vec<_> =
+        std::iter::from_fn(|| host.poll_event()).filter(|e| matches!(e, HostEvent::Source { .. })).collect();
+    assert_eq!(sources, [HostEvent::Source { key: joined.key, ssrc: peer.ssrc }], "one source event");
+    // required encryption refuses a plain offer; a plain-only MCU refuses RTP/SAVP
+    let plain = Peer::new(7402, CodecKind::Pcmu, None);
+    let mut strict = self::host(t0, 3);
+    let mut cfg = strict.config().clone();
+    cfg.srtp.encryption = vienna_srtp::EncryptionPolicy::Required;
+    strict = Host::new(cfg.clone()).unwrap();
+    let c = strict.create_conference("x").unwrap();
+    let opts = || JoinOptions { label: "x".into(), msi: None, random: [7; 32] };
+    assert!(matches!(strict.add_participant(t0, c, &plain.offer(), opts()), Err(vienna_mixer::Error::Srtp(_))));
+    cfg.srtp.encryption = vienna_srtp::EncryptionPolicy::Rejected;
+    let mut none = Host::new(cfg).unwrap();
+    let c = none.create_conference("x").unwrap();
+    let srtp = Peer::new(7404, CodecKind::Pcmu, None).with_srtp();
+    assert!(matches!(none.add_participant(t0, c, &srtp.offer(), opts()), Err(vienna_mixer::Error::Srtp(_))));
 }
 
 #[test]

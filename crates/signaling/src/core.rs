@@ -13,6 +13,7 @@ use vienna_sip::transaction::{
 use vienna_sip::{HeaderName, Message, Method, ParseError, Request, Response, SipUri, Uri, Via};
 use vienna_store::{Binding, BindingChange, Watcher};
 
+use crate::conference::{ConferenceOutput, State as ConferenceState};
 use crate::config::CoreConfig;
 use crate::counters::Counters;
 use crate::directory::{Account, Directory, DirectoryPolicy};
@@ -20,6 +21,7 @@ use crate::location::{Location, binding_peer};
 use crate::registrar::{self, Outcome};
 use crate::routing::{loop_hash, uri_peer};
 
+mod focus;
 mod ms;
 
 /// How often expired bindings are swept out.
@@ -41,6 +43,9 @@ pub enum Output {
     /// Make these watcher records (owner, watcher) durable before sending any later [`Output::Transmit`]:
     /// a new watcher's SUBSCRIBE is answered once the watched user's list records it as pending.
     PersistWatchers(Vec<(String, Watcher)>),
+    /// Something for the conference focus's driver: a store write (before later transmits) or a request
+    /// to the MCU ([`crate::conference`]).
+    Conference(ConferenceOutput),
 }
 
 /// One forwarded copy of a request.
@@ -139,6 +144,8 @@ pub struct Core<D> {
     services: Vec<Service>,
     /// Microsoft clients (NTLM, provisioning, roaming lists, categories).
     ms: crate::msclient::MsClient,
+    /// The conference focus, when enabled ([`Core::enable_conferences`]).
+    conference: Option<Box<ConferenceState>>,
 }
 
 impl<D: Directory> Core<D> {
@@ -190,6 +197,7 @@ impl<D: Directory> Core<D> {
             notifies: HashMap::new(),
             services: Vec::new(),
             ms,
+            conference: None,
         }
     }
 
@@ -201,6 +209,7 @@ impl<D: Directory> Core<D> {
     /// Ends every presence subscription (`reason=deactivated`) before a graceful shutdown; the NOTIFYs
     /// come out of [`Core::poll_output`].
     pub fn shutdown(&mut self, now: Instant) {
+        self.conference_shutdown(now);
         self.presence.shutdown(now);
         self.drain_presence(now);
         self.pump(now);
@@ -274,6 +283,7 @@ impl<D: Directory> Core<D> {
     /// When [`Core::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.layer.poll_timeout().map_or(self.next_sweep, |t| t.min(self.next_sweep));
+        let t = self.conference_timeout().map_or(t, |c| c.min(t));
         Some(self.presence.poll_timeout().map_or(t, |p| p.min(t)))
     }
 
@@ -300,6 +310,9 @@ impl<D: Directory> Core<D> {
         }
         if self.presence.poll_timeout().is_some_and(|t| t <= now) {
             self.presence.handle_timeout(now, &DirectoryPolicy(&self.directory));
+        }
+        if self.conference_timeout().is_some_and(|t| t <= now) {
+            self.conference_timers(now);
         }
         self.drain_presence(now);
         self.ms_timeout(now);
@@ -331,6 +344,9 @@ impl<D: Directory> Core<D> {
     }
 
     fn on_event(&mut self, now: Instant, event: TransactionEvent) {
+        if self.conference_event(now, &event) {
+            return;
+        }
         if let Some(status) = self.notify_outcome(&event)
             && let Some(id) = event_transaction(&event)
             && let Some(sub) = self.notifies.remove(&id)
@@ -419,6 +435,10 @@ impl<D: Directory> Core<D> {
             Ok(v) => v,
             Err(()) => return self.reply(now, id, &req, 400, Some("Bad Route"), |_| {}),
         };
+        if !req.headers.contains(&HeaderName::Route) && self.conference_request(now, id, &req, peer) {
+            self.conference_arm(now);
+            return;
+        }
         if self.config.ms.enabled && self.ms_request(now, id, &req, peer) {
             return;
         }

@@ -15,7 +15,10 @@
 //! the REGISTER answer they expect, in-band provisioning, roaming contacts and self view backed by the
 //! directory, SERVICE operations on contact lists and ACLs, category publishing and category presence
 //! subscriptions (MS-PRES) on the one presence model, BENOTIFY.
+//! The conference focus ([`conference`], on with [`Core::enable_conferences`]) answers C3P, conference
+//! dialogs and roster subscriptions, and asks the driver to move audio to and from the MCU.
 
+pub mod conference;
 mod config;
 mod core;
 mod counters;

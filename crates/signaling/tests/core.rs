@@ -124,7 +124,7 @@ impl Net {
                     }
                     step.persisted.extend(changes);
                 }
-                Output::PersistWatchers(_) => {}
+                Output::PersistWatchers(_) | Output::Conference(_) => {}
             }
         }
         step

@@ -75,7 +75,7 @@ impl Net {
                     step.sent_before_persist.get_or_insert(step.sent.len());
                     step.watchers += w.len();
                 }
-                Output::Persist(_) => {}
+                Output::Persist(_) | Output::Conference(_) => {}
             }
         }
         step

@@ -37,6 +37,8 @@ pub struct Config {
     pub mras: MrasConfig,
     /// Audio MCU.
     pub mcu: McuConfig,
+    /// Conference focus of the SIP role (C3P, roster subscriptions, dial-in).
+    pub conference: ConferenceSection,
 }
 
 /// `[server]`.
@@ -450,12 +452,16 @@ pub struct McuConfig {
     pub max_participants: usize,
     /// Participants that neither speak nor are mixed are decoded every this many frames (1: always).
     pub quiet_decode_interval: u32,
+    /// SRTP: `required`, `optional` (SRTP when offered) or `rejected` (plain RTP only).
+    pub encryption: String,
+    /// Encode the mix separately for every listener (Janus-like; for benchmarks only).
+    pub encode_per_listener: bool,
 }
 
 impl Default for McuConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             listen_ip: IpAddr::from([127, 0, 0, 1]),
             port: 0,
             workers: 0,
@@ -467,6 +473,42 @@ impl Default for McuConfig {
             media_timeout_secs: 30,
             max_participants: 1000,
             quiet_decode_interval: 4,
+            encryption: "optional".into(),
+            encode_per_listener: false,
+        }
+    }
+}
+
+/// `[conference]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConferenceSection {
+    /// Serve the focus (needs sip.enabled; audio needs mcu.enabled).
+    pub enabled: bool,
+    /// Most conferences at once.
+    pub max_conferences: usize,
+    /// Most users in one conference.
+    pub max_users: u32,
+    /// Lifetime of a conference whose creator asks for none, hours.
+    pub default_lifetime_hours: u64,
+    /// Longest lifetime granted, days.
+    pub max_lifetime_days: u64,
+    /// Standard SIP clients dial `sip:<dial_prefix><id>@<server.domain>`.
+    pub dial_prefix: String,
+    /// Longest roster subscription granted, seconds.
+    pub max_subscription_secs: u32,
+}
+
+impl Default for ConferenceSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_conferences: 10_000,
+            max_users: 250,
+            default_lifetime_hours: 8,
+            max_lifetime_days: 366,
+            dial_prefix: "conf-".into(),
+            max_subscription_secs: 3600,
         }
     }
 }
@@ -532,6 +574,7 @@ impl Config {
         crate::sip::settings::validate(&self.sip)?;
         crate::sip::settings::validate_presence(&self.presence)?;
         crate::mcu::validate(&self.mcu)?;
+        crate::sip::conference::validate(&self.conference)?;
         if self.admin.enabled && !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
             bail!(
                 "admin.listen {} is not a loopback address: set admin.token so the admin API is not open",

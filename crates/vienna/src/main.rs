@@ -1,6 +1,7 @@
 //! `vienna`: TURN/MS-TURN relay, SIP registrar and presence, and conference bridge in one binary.
 
 mod admin;
+mod conferences;
 mod config;
 mod data;
 mod lists;
@@ -75,6 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: lists::PresenceCommand,
     },
+    /// Create, list and remove conferences (the dial-in URI standard SIP clients call).
+    Conference {
+        #[command(subcommand)]
+        command: conferences::ConferenceCommand,
+    },
     /// Print relay credentials: MRAS (the XML response an A/V Edge credential request gets), or
     /// TURN REST with --rest.
     RelayCredentials(mras::CredentialsArgs),
@@ -122,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contact { command } => lists::run_contact(&config, command),
         Command::Watcher { command } => lists::run_watcher(&config, command),
         Command::Presence { command } => lists::run_presence(&config, command),
+        Command::Conference { command } => conferences::run(&config, command),
         Command::RelayCredentials(args) => mras::run(&config, args),
     }
 }

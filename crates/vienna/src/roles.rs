@@ -24,9 +24,6 @@ impl Listener {
 
 /// Roles Vienna will have that this build does not run yet. Listed honestly at start and in the status
 /// API; each leaves this list when it is built.
-pub const NOT_BUILT: &[&str] = &[
-    "enhanced presence (the Microsoft dialect: SERVICE, categories, roaming contacts; SIMPLE presence is \
-     built)",
-    "conference focus over SIP (C3P, RFC 4575 roster, SIP INVITE to the MCU; the audio MCU is built: [mcu], \
-     joined through the admin API)",
-];
+pub const NOT_BUILT: &[&str] =
+    &["enhanced presence (the Microsoft dialect: SERVICE, categories, roaming contacts; SIMPLE presence is \
+     built)"];

@@ -49,9 +49,23 @@ async fn serve(config: Config) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut listeners = Vec::new();
 
+    // The MCU first: the conference focus of the SIP role sends it offers and hears its events.
+    let focus = config.sip.enabled && config.conference.enabled;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut mcu_listeners = Vec::new();
+    let mcu = if config.mcu.enabled {
+        let (role, bound) = crate::mcu::McuRole::start(&config, focus.then_some(events_tx))?;
+        mcu_listeners = bound;
+        Some(role)
+    } else {
+        tracing::info!("audio mcu disabled by configuration (mcu.enabled = false)");
+        None
+    };
+
     let sip = if config.sip.enabled {
+        let wiring = crate::sip::ConferenceWiring { mcu: mcu.clone(), events: mcu.is_some().then_some(events_rx) };
         let (role, bound) =
-            SipRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks).await?;
+            SipRole::start(&config, store.clone(), tls_config.clone(), stopped.clone(), &mut tasks, wiring).await?;
         for listener in &bound {
             listener.log();
         }
@@ -74,18 +88,11 @@ async fn serve(config: Config) -> Result<()> {
         tracing::info!("turn relay disabled by configuration (turn.enabled = false)");
         None
     };
-
-    let mcu = if config.mcu.enabled {
-        let (role, bound) = crate::mcu::McuRole::start(&config)?;
-        for listener in &bound {
-            listener.log();
-        }
-        listeners.extend(bound);
-        Some(role)
-    } else {
-        tracing::info!("audio mcu disabled by configuration (mcu.enabled = false)");
-        None
-    };
+    // Listed after SIP and TURN, in the order the README shows.
+    for listener in &mcu_listeners {
+        listener.log();
+    }
+    listeners.extend(mcu_listeners);
 
     if config.admin.enabled {
         let protocol = if config.admin.tls { "https" } else { "http" };
@@ -107,6 +114,8 @@ async fn serve(config: Config) -> Result<()> {
             turn: turn_shared,
             sip: sip.as_ref().map(|s| s.shared.clone()),
             mcu: mcu.clone(),
+            conferences: sip.as_ref().and_then(|s| s.conferences.clone()),
+            config: Arc::new(config.clone()),
         });
         let tls = config.admin.tls.then(|| tls_config.clone());
         tasks.spawn(admin::serve(socket, tls, admin::router(state), stopped.clone(), config.shutdown_timeout()));

@@ -114,6 +114,7 @@ impl HostLoad {
             cname: "bench".into(),
             unix_at_start: Duration::from_secs(1_800_000_000),
             started: t0,
+            srtp: vienna_srtp::LocalPolicy::default(),
         })
         .expect("host");
         let (pt, map) = match shape.codec {

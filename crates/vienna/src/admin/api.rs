@@ -42,6 +42,10 @@ pub struct AdminState {
     pub sip: Option<Arc<crate::sip::SipShared>>,
     /// The audio MCU, when it runs.
     pub mcu: Option<Arc<crate::mcu::McuRole>>,
+    /// The conference focus's live conferences, when it runs.
+    pub conferences: Option<Arc<crate::sip::conference::ConferenceShared>>,
+    /// The configuration in effect (conference URIs, lifetimes).
+    pub config: Arc<crate::config::Config>,
 }
 
 type Shared = Arc<AdminState>;
@@ -53,7 +57,8 @@ pub fn router(state: Shared) -> Router {
         .route("/accounts", get(accounts))
         .route("/accounts/{uri}", get(account))
         .route("/registrations", get(registrations))
-        .route("/conferences", get(conferences))
+        .route("/conferences", get(conferences).post(conference_create))
+        .route("/conferences/{id}", get(conference))
         .route("/allocations", get(allocations))
         .route("/sip", get(sip))
         .route("/presence", get(presence))
@@ -168,6 +173,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
     if let Some(mcu) = &state.mcu {
         mcu.shared.export_metrics();
     }
+    if let Some(conferences) = &state.conferences {
+        conferences.export_metrics();
+    }
     let mut body = state.prometheus.render();
     body.push_str(&process_metrics(state.started_unix));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
@@ -215,6 +223,55 @@ async fn registrations(State(state): State<Shared>) -> Result<Response, ApiError
 
 async fn conferences(State(state): State<Shared>) -> Result<Response, ApiError> {
     Ok(Json(with_store(&state, |s| s.list_conferences()).await?).into_response())
+}
+
+/// What `POST /api/v1/conferences` takes.
+#[derive(serde::Deserialize)]
+struct NewConference {
+    organizer: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Creates a conference in the store (the focus picks it up at its first request): 201 with the record
+/// and its URIs (focus, AV MCU, dial-in).
+async fn conference_create(State(state): State<Shared>, Json(new): Json<NewConference>) -> Result<Response, ApiError> {
+    let organizer = Aor::parse(&new.organizer, Some(&state.domain))?;
+    let record = crate::sip::conference::new_record(
+        &state.config,
+        &organizer.to_string(),
+        &new.subject,
+        new.id.as_deref(),
+        unix_now_secs(),
+    )
+    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let stored = record.clone();
+    with_store(&state, move |s| {
+        s.account(&organizer)?.ok_or_else(|| StoreError::NotFound { kind: "account", key: organizer.to_string() })?;
+        s.add_conference(&stored)
+    })
+    .await?;
+    let uris = crate::sip::conference::uris(&state.config, &record);
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "conference": record, "uris": uris }))).into_response())
+}
+
+/// One conference: the store's record, its URIs, the live roster (users, roles, audio, mute, SSRC,
+/// dominant speaker, subscribers) and the MCU's view of its mix (participants, encodes).
+async fn conference(State(state): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let key = id.clone();
+    let record = with_store(&state, move |s| {
+        s.conference(&key)?.ok_or_else(|| StoreError::NotFound { kind: "conference", key: key.clone() })
+    })
+    .await?;
+    let live = state.conferences.as_ref().and_then(|c| c.view(&id));
+    let media = match &state.mcu {
+        Some(mcu) => mcu.list().await.into_iter().find(|c| c.name == record.id),
+        None => None,
+    };
+    let uris = crate::sip::conference::uris(&state.config, &record);
+    Ok(Json(serde_json::json!({ "conference": record, "uris": uris, "roster": live, "mcu": media })).into_response())
 }
 
 async fn sip(State(state): State<Shared>) -> Result<Response, ApiError> {

@@ -5,7 +5,9 @@
 //! conference goes to the worker with the fewest. Control requests (create, join with an SDP offer,
 //! leave, mute, list) reach the worker through its inbox and are answered on a oneshot channel.
 //!
-//! Without the focus (C3P and SIP INVITE to the MCU come later), the admin API is the way in:
+//! The conference focus of the SIP role sends its participants' offers here (an INVITE to a conference
+//! becomes [`McuRole::join`]) and hears the workers' roster events (SSRC, mute, dominant speaker,
+//! participants gone) on the channel given to [`McuRole::start`]. The admin API is another way in:
 //! `POST /api/v1/mcu/conferences/{name}/participants` with an SDP offer returns the SDP answer.
 
 pub mod shared;
@@ -23,6 +25,7 @@ use tokio::sync::oneshot;
 use vienna_mixer::MixerConfig;
 use vienna_mixer::conference::{Host, HostConfig};
 use vienna_netio::{UdpOptions, bind_udp};
+use vienna_srtp::{EncryptionPolicy, LocalPolicy};
 
 use crate::config::{Config, McuConfig};
 use crate::roles::Listener;
@@ -64,7 +67,15 @@ pub fn validate(mcu: &McuConfig) -> Result<()> {
     if mcu.media_timeout_secs == 0 || mcu.max_participants == 0 {
         bail!("mcu.media_timeout_secs and mcu.max_participants must be positive");
     }
+    encryption(mcu)?;
     Ok(())
+}
+
+/// `mcu.encryption` as a policy.
+fn encryption(mcu: &McuConfig) -> Result<EncryptionPolicy> {
+    EncryptionPolicy::parse(&mcu.encryption).ok_or_else(|| {
+        anyhow!("mcu.encryption must be \"required\", \"optional\" or \"rejected\" (got {:?})", mcu.encryption)
+    })
 }
 
 #[derive(Clone)]
@@ -96,6 +107,7 @@ fn host_config(config: &Config, local: SocketAddr) -> HostConfig {
             rate: mcu.mix_rate,
             max_talkers: mcu.max_talkers,
             opus_complexity: mcu.opus_complexity,
+            encode_per_listener: mcu.encode_per_listener,
             ..MixerConfig::default()
         },
         local,
@@ -107,12 +119,20 @@ fn host_config(config: &Config, local: SocketAddr) -> HostConfig {
         cname: format!("mcu@{}", config.server.domain),
         unix_at_start: unix,
         started: Instant::now(),
+        srtp: LocalPolicy {
+            encryption: encryption(mcu).unwrap_or(EncryptionPolicy::Optional),
+            ..LocalPolicy::default()
+        },
     }
 }
 
 impl McuRole {
-    /// Binds one UDP socket per worker and starts the workers.
-    pub fn start(config: &Config) -> Result<(Arc<McuRole>, Vec<Listener>)> {
+    /// Binds one UDP socket per worker and starts the workers; with `events`, their roster events go to
+    /// the conference focus.
+    pub fn start(
+        config: &Config,
+        events: Option<tokio::sync::mpsc::UnboundedSender<vienna_signaling::conference::MediaEvent>>,
+    ) -> Result<(Arc<McuRole>, Vec<Listener>)> {
         let mcu = &config.mcu;
         let count = if mcu.workers == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -135,7 +155,7 @@ impl McuRole {
             let poll = Poll::new().context("mcu: cannot create a poll instance")?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("mcu: cannot create a waker")?);
             let (tx, rx) = mpsc::channel();
-            let worker = Worker::new(index, host, poll, socket, rx, shared.clone())?;
+            let worker = Worker::new(index, host, poll, socket, rx, shared.clone(), events.clone())?;
             let thread = std::thread::Builder::new()
                 .name(format!("mcu-{index}"))
                 .spawn(move || worker.run())
@@ -147,7 +167,8 @@ impl McuRole {
             workers = count,
             mix_rate = mcu.mix_rate,
             max_talkers = mcu.max_talkers,
-            "audio mcu started (join through POST /api/v1/mcu/conferences/NAME/participants)"
+            encryption = %mcu.encryption,
+            "audio mcu started (join by SIP INVITE to a conference, or POST /api/v1/mcu/conferences/NAME/participants)"
         );
         let role = McuRole { shared, workers, threads: Mutex::new(threads), placement: Mutex::new(HashMap::new()) };
         Ok((Arc::new(role), listeners))

@@ -31,6 +31,12 @@ pub struct WorkerStats {
     pub rtcp_out: u64,
     /// Datagrams dropped at send.
     pub send_dropped: u64,
+    /// Received SRTP/SRTCP packets that did not authenticate.
+    pub unprotect_failed: u64,
+    /// Frames encoded, in all (one per distinct mix and codec setting per tick).
+    pub encodes: u64,
+    /// Participants with SRTP now.
+    pub srtp_participants: usize,
 }
 
 /// One participant, for the admin API.
@@ -76,6 +82,12 @@ pub struct ParticipantView {
     pub late: u64,
     /// Jitter buffer target delay.
     pub jitter_target_ms: u32,
+    /// Media is SRTP.
+    pub srtp: bool,
+    /// SRTP packets from it that did not authenticate.
+    pub srtp_rejected: u64,
+    /// Its SSRC, once known.
+    pub ssrc: Option<u32>,
 }
 
 /// One conference, for the admin API.
@@ -140,5 +152,9 @@ impl McuShared {
         metrics::counter!("vienna_mcu_late_ticks_total").absolute(sum(|s| s.late_ticks));
         metrics::counter!("vienna_mcu_rtp_out_total").absolute(sum(|s| s.rtp_out));
         metrics::counter!("vienna_mcu_rtcp_out_total").absolute(sum(|s| s.rtcp_out));
+        metrics::counter!("vienna_mcu_encodes_total").absolute(sum(|s| s.encodes));
+        metrics::counter!("vienna_mcu_dropped_total", "reason" => "srtp").absolute(sum(|s| s.unprotect_failed));
+        metrics::gauge!("vienna_mcu_srtp_participants")
+            .set(w.iter().map(|s| s.srtp_participants).sum::<usize>() as f64);
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use vienna_mixer::conference::{Host, HostEvent, JoinOptions, MemberKey};
 use vienna_mixer::mixer::{MixerEvent, ParticipantId};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
+use vienna_signaling::conference::MediaEvent;
 
 use super::shared::{ConferenceView, McuShared, ParticipantView, WorkerStats};
 
@@ -45,6 +46,8 @@ pub struct JoinReply {
     pub participant: String,
     /// SDP answer.
     pub answer: String,
+    /// The SSRC the offer announced, if any.
+    pub ssrc: Option<u32>,
 }
 
 /// What other threads ask a worker.
@@ -114,6 +117,10 @@ pub struct Worker {
     recv: RecvBatch,
     send: SendBatch,
     send_dropped: u64,
+    /// Frames encoded by conferences since removed (so the total never goes down).
+    encodes_gone: u64,
+    /// Roster events for the conference focus (SIP), when it drives this MCU.
+    events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
 }
 
 impl Worker {
@@ -125,6 +132,7 @@ impl Worker {
         socket: std::net::UdpSocket,
         inbox: Receiver<Command>,
         shared: Arc<McuShared>,
+        events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
     ) -> io::Result<Worker> {
         let mut socket = UdpSocket::from_std(socket);
         poll.registry().register(&mut socket, SOCKET, Interest::READABLE)?;
@@ -138,6 +146,8 @@ impl Worker {
             recv: RecvBatch::new(),
             send: SendBatch::new(),
             send_dropped: 0,
+            encodes_gone: 0,
+            events,
         })
     }
 
@@ -145,10 +155,14 @@ impl Worker {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
         let mut next_stats = Instant::now() + STATS_EVERY;
+        // The socket still held datagrams when the read budget ran out: mio's readiness is edge-triggered,
+        // and a receive queue that fills up raises no new edge, so it is read again before sleeping.
+        let mut unfinished = false;
         loop {
             let now = Instant::now();
             let deadline = self.host.poll_timeout().map_or(next_stats, |t| t.min(next_stats));
-            let timeout = deadline.saturating_duration_since(now).min(MAX_IDLE);
+            let timeout =
+                if unfinished { Duration::ZERO } else { deadline.saturating_duration_since(now).min(MAX_IDLE) };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -167,8 +181,8 @@ impl Worker {
             if wake && !self.read_inbox() {
                 return;
             }
-            if readable {
-                self.read_socket();
+            if readable || unfinished {
+                unfinished = self.read_socket();
             }
             let now = Instant::now();
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
@@ -182,17 +196,19 @@ impl Worker {
         }
     }
 
-    fn read_socket(&mut self) {
+    /// Reads what the socket holds, up to a budget; `true` when it may hold more (read again soon).
+    fn read_socket(&mut self) -> bool {
         for _ in 0..READ_BUDGET {
             let n = match self.recv.recv(&self.socket) {
                 Ok(n) => n,
                 Err(e) => {
+                    // An ICMP error surfacing (ECONNREFUSED): datagrams may still wait behind it.
                     tracing::trace!(worker = self.index, error = %e, "mcu: receive error");
-                    return;
+                    return true;
                 }
             };
             if n == 0 {
-                return;
+                return false;
             }
             let now = Instant::now();
             for i in 0..n {
@@ -202,9 +218,11 @@ impl Worker {
             // STUN answers go out at once, not at the next tick.
             self.drain(now);
             if n < BATCH {
-                return;
+                // A short batch means the queue is empty; every later datagram raises a new edge.
+                return false;
             }
         }
+        true
     }
 
     /// Sends everything the core has.
@@ -226,6 +244,7 @@ impl Worker {
     }
 
     fn log_event(&self, event: HostEvent) {
+        self.forward(&event);
         match event {
             HostEvent::Roster { conference, event } => {
                 let name = self.host.conference_name(conference).unwrap_or("?");
@@ -263,6 +282,36 @@ impl Worker {
                 participant = participant_name(key.participant),
                 "mcu: participant removed after media timeout"
             ),
+            HostEvent::Source { key, ssrc } => tracing::debug!(
+                conference = self.host.conference_name(key.conference).unwrap_or("?"),
+                participant = participant_name(key.participant),
+                ssrc,
+                "mcu: source"
+            ),
+        }
+    }
+
+    /// Hands the events a focus cares about to it (a channel send; nothing on the packet path waits).
+    fn forward(&self, event: &HostEvent) {
+        let Some(tx) = &self.events else { return };
+        let name = |index: u32| self.host.conference_name(index).map(str::to_owned);
+        let e = match *event {
+            HostEvent::Source { key, ssrc } => name(key.conference).map(|conference| MediaEvent::Source {
+                conference,
+                participant: participant_name(key.participant),
+                ssrc,
+            }),
+            HostEvent::Roster { conference, event: MixerEvent::Left(id) } => {
+                name(conference).map(|conference| MediaEvent::Left { conference, participant: participant_name(id) })
+            }
+            HostEvent::Roster { conference, event: MixerEvent::Muted { id, muted } } => name(conference)
+                .map(|conference| MediaEvent::Muted { conference, participant: participant_name(id), muted }),
+            HostEvent::Roster { conference, event: MixerEvent::DominantSpeaker(id) } => name(conference)
+                .map(|conference| MediaEvent::Dominant { conference, participant: id.map(participant_name) }),
+            _ => None,
+        };
+        if let Some(e) = e {
+            let _ = tx.send(e);
         }
     }
 
@@ -299,7 +348,11 @@ impl Worker {
                         getrandom::fill(&mut random).map_err(|e| e.to_string())?;
                         self.host
                             .add_participant(now, index, &offer, JoinOptions { label, msi: None, random })
-                            .map(|j| JoinReply { participant: participant_name(j.key.participant), answer: j.answer })
+                            .map(|j| JoinReply {
+                                participant: participant_name(j.key.participant),
+                                answer: j.answer,
+                                ssrc: j.remote_ssrc,
+                            })
                             .map_err(|e| e.to_string())
                     });
                     let _ = reply.send(r);
@@ -318,7 +371,10 @@ impl Worker {
                 }
                 Command::Remove { conference, reply } => {
                     let r = match self.host.conference(&conference) {
-                        Some(i) => self.host.remove_conference(now, i).map_err(|e| e.to_string()),
+                        Some(i) => {
+                            self.encodes_gone += self.host.mixer(i).map_or(0, |m| m.stats().encodes);
+                            self.host.remove_conference(now, i).map_err(|e| e.to_string())
+                        }
                         None => Err("no such conference".into()),
                     };
                     let _ = reply.send(r);
@@ -365,6 +421,9 @@ impl Worker {
                     jitter_resyncs: m.jitter.resyncs,
                     late: m.jitter.late,
                     jitter_target_ms: m.jitter_target * 20,
+                    srtp: m.srtp,
+                    srtp_rejected: m.protection.rejected,
+                    ssrc: m.remote_ssrc,
                 })
                 .collect();
             let stats = mixer.map(|m| m.stats()).unwrap_or_default();
@@ -386,6 +445,14 @@ impl Worker {
         let s = self.host.stats();
         let participants = self.host.conferences().map(|(_, n)| n).sum::<usize>();
         let conferences = self.host.conferences().count();
+        let mut encodes = 0;
+        let mut srtp_participants = 0;
+        let names: Vec<String> = self.host.conferences().map(|(n, _)| n.to_owned()).collect();
+        for name in names {
+            let Some(index) = self.host.conference(&name) else { continue };
+            encodes += self.host.mixer(index).map_or(0, |m| m.stats().encodes);
+            srtp_participants += self.host.members(index).iter().filter(|m| m.srtp).count();
+        }
         let stats = WorkerStats {
             conferences,
             participants,
@@ -399,6 +466,9 @@ impl Worker {
             rtp_out: s.rtp_out,
             rtcp_out: s.rtcp_out,
             send_dropped: s.send_dropped + self.send_dropped,
+            unprotect_failed: s.unprotect_failed,
+            encodes: self.encodes_gone + encodes,
+            srtp_participants,
         };
         self.shared.publish(self.index, stats);
     }

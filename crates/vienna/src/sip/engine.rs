@@ -15,11 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
+use vienna_signaling::conference::ConferenceOutput;
 use vienna_signaling::{Core, Output};
 use vienna_sip::transaction::{Peer, Transmit};
 use vienna_sip::{Message, ParseError, Transport};
 use vienna_store::{Aor, BindingChange, Store, Watcher};
 
+use super::conference::{ConferenceShared, FromMcu, McuLink};
 use super::directory::StoreDirectory;
 use super::shared::{DriverCounters, SipShared, SipStats};
 use super::stream::{self, StreamContext};
@@ -82,6 +84,7 @@ enum Wake {
     Stop,
     Datagram(std::io::Result<(usize, SocketAddr)>),
     Inbound(Inbound),
+    Mcu(FromMcu),
     Timer,
 }
 
@@ -105,6 +108,17 @@ pub struct Engine {
     /// Datagrams read while sending, handled before new ones.
     stash: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
     sends_since_read: u32,
+    /// The conference focus's link to the MCU and what it publishes (see [`Engine::with_conferences`]).
+    mcu: Option<McuLink>,
+    conferences: Option<Arc<ConferenceShared>>,
+}
+
+/// The next answer or event from the MCU; never, without a link.
+async fn from_mcu(link: &mut Option<McuLink>) -> Option<FromMcu> {
+    match link {
+        Some(l) => l.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Engine {
@@ -134,7 +148,16 @@ impl Engine {
             next_views: Instant::now(),
             stash: std::collections::VecDeque::new(),
             sends_since_read: 0,
+            mcu: None,
+            conferences: None,
         })
+    }
+
+    /// Drives the conference focus too: MCU requests go through `link`, views and counters to `shared`.
+    pub fn with_conferences(mut self, link: McuLink, shared: Arc<ConferenceShared>) -> Self {
+        self.mcu = Some(link);
+        self.conferences = Some(shared);
+        self
     }
 
     /// Runs until `stop` turns true.
@@ -150,6 +173,7 @@ impl Engine {
                 () = stop_requested(&mut stop) => Wake::Stop,
                 r = self.udp.recv_from(&mut self.buf) => Wake::Datagram(r),
                 Some(m) = self.inbox.recv() => Wake::Inbound(m),
+                Some(m) = from_mcu(&mut self.mcu) => Wake::Mcu(m),
                 () = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
                 }
             };
@@ -158,6 +182,8 @@ impl Engine {
                 Wake::Stop => break,
                 Wake::Datagram(r) => self.on_datagram(now, r),
                 Wake::Inbound(m) => self.on_inbound(now, m),
+                Wake::Mcu(FromMcu::Answer(token, result)) => self.core.media_answer(now, token, result),
+                Wake::Mcu(FromMcu::Event(event)) => self.core.media_event(now, event),
                 Wake::Timer => {}
             }
             // Datagrams read during the last burst of sends first, all of them before timers run: a fan-out
@@ -263,15 +289,32 @@ impl Engine {
             let mut after = Vec::new();
             let mut changes: Vec<BindingChange> = Vec::new();
             let mut watchers: Vec<(String, Watcher)> = Vec::new();
+            let mut conference_writes = Vec::new();
             while let Some(output) = self.core.poll_output() {
                 match output {
                     Output::Persist(c) => changes.extend(c),
                     Output::PersistWatchers(w) => watchers.extend(w),
-                    Output::Transmit(t) if changes.is_empty() && watchers.is_empty() => before.push(t),
+                    Output::Conference(c @ (ConferenceOutput::Save(_) | ConferenceOutput::Remove(_))) => {
+                        conference_writes.push(c)
+                    }
+                    Output::Conference(c) => match &self.mcu {
+                        Some(link) => link.dispatch(c),
+                        None => tracing::debug!("sip: conference output without an mcu link"),
+                    },
+                    Output::Transmit(t)
+                        if changes.is_empty() && watchers.is_empty() && conference_writes.is_empty() =>
+                    {
+                        before.push(t)
+                    }
                     Output::Transmit(t) => after.push(t),
                 }
             }
-            if before.is_empty() && after.is_empty() && changes.is_empty() && watchers.is_empty() {
+            if before.is_empty()
+                && after.is_empty()
+                && changes.is_empty()
+                && watchers.is_empty()
+                && conference_writes.is_empty()
+            {
                 return;
             }
             // Counters first: whoever reads `/metrics` after seeing an answer sees what caused it.
@@ -300,6 +343,17 @@ impl Engine {
                     self.counters.store_errors += 1;
                     metrics::counter!("vienna_store_errors_total").increment(1);
                     tracing::error!(error = %e, watchers = watchers.len(), dropped = after.len(), "sip: cannot store watchers");
+                    after.clear();
+                }
+            }
+            if !conference_writes.is_empty() {
+                self.counters.store_writes += 1;
+                let written: vienna_store::Result<()> =
+                    conference_writes.iter().try_for_each(|c| super::conference::write(self.store.as_ref(), c));
+                if let Err(e) = written {
+                    self.counters.store_errors += 1;
+                    metrics::counter!("vienna_store_errors_total").increment(1);
+                    tracing::error!(error = %e, dropped = after.len(), "sip: cannot store conferences");
                     after.clear();
                 }
             }
@@ -388,6 +442,9 @@ impl Engine {
             match self.shared.presence_views.lock() {
                 Ok(mut v) => *v = views,
                 Err(poisoned) => *poisoned.into_inner() = views,
+            }
+            if let Some(shared) = &self.conferences {
+                shared.publish(self.core.conference_views(), self.core.conference_counters());
             }
         }
         let stats = SipStats {

@@ -5,6 +5,7 @@
 //! the store writes it makes (one per batch of messages) block nobody else. TCP and TLS connections
 //! ([`stream`]) are tasks on the main runtime that frame messages for it and write what it sends back.
 
+pub mod conference;
 mod directory;
 mod engine;
 pub mod settings;
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::roles::Listener;
 use directory::StoreDirectory;
 use engine::Engine;
+pub use engine::unix_now;
 pub use shared::SipShared;
 use stream::StreamContext;
 
@@ -38,7 +40,17 @@ const INBOX: usize = 8192;
 pub struct SipRole {
     /// What `/metrics` reads.
     pub shared: Arc<SipShared>,
+    /// The conference focus's live conferences and counters, when it runs.
+    pub conferences: Option<Arc<conference::ConferenceShared>>,
     thread: std::thread::JoinHandle<()>,
+}
+
+/// How the conference focus reaches the audio MCU: the MCU, and the channel of its workers' events.
+pub struct ConferenceWiring {
+    /// The MCU, when it runs.
+    pub mcu: Option<Arc<crate::mcu::McuRole>>,
+    /// Its workers' roster events.
+    pub events: Option<mpsc::UnboundedReceiver<vienna_signaling::conference::MediaEvent>>,
 }
 
 impl SipRole {
@@ -50,6 +62,7 @@ impl SipRole {
         tls: Arc<rustls::ServerConfig>,
         stop: watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
+        wiring: ConferenceWiring,
     ) -> Result<(SipRole, Vec<Listener>)> {
         let sip = &config.sip;
         let udp_addr = std::net::SocketAddr::new(sip.listen_ip, sip.udp_port);
@@ -76,7 +89,7 @@ impl SipRole {
 
         let core_config = settings::core_config(config, local);
         let limits: Limits = core_config.limits;
-        let now_unix = engine::unix_now();
+        let now_unix = unix_now();
         let bindings =
             store.all_bindings(now_unix as i64).map_err(|e| anyhow!("sip: cannot load registrations: {e}"))?;
         let loaded = bindings.len();
@@ -103,6 +116,21 @@ impl SipRole {
         // The A/V Edge credential service answers SERVICE requests to the MRAS URI (see crate::mras).
         let mras_service = crate::mras::sip_service(config)?;
         let domain = core_config.domain.clone();
+        // The conference focus: its settings, the conferences the store holds, the MCU link.
+        let focus = if config.conference.enabled {
+            let now = unix_now() as i64;
+            let stored = store.list_conferences().map_err(|e| anyhow!("sip: cannot load conferences: {e}"))?;
+            let stored: Vec<_> = stored.into_iter().filter(|c| c.expires_at.is_none_or(|t| t > now)).collect();
+            let mut focus_secret = [0u8; 32];
+            getrandom::fill(&mut focus_secret).map_err(|e| anyhow!("sip: no randomness: {e}"))?;
+            Some((conference::conference_config(config, wiring.mcu.is_some()), focus_secret, stored))
+        } else {
+            None
+        };
+        let conferences = focus.as_ref().map(|_| Arc::new(conference::ConferenceShared::default()));
+        let thread_conferences = conferences.clone();
+        let lookup_store = store.clone();
+        let ConferenceWiring { mcu, events } = wiring;
         let thread = std::thread::Builder::new()
             .name("sip-core".into())
             .spawn(move || {
@@ -118,8 +146,22 @@ impl SipRole {
                     if let Some((user, handler)) = mras_service {
                         core.add_service("SERVICE", &user, handler);
                     }
+                    let restored = focus.as_ref().map_or(0, |f| f.2.len());
+                    if let Some((config, focus_secret, stored)) = focus {
+                        core.enable_conferences(config, focus_secret, Some(conference::lookup(lookup_store)));
+                        for c in &stored {
+                            core.restore_conference(c);
+                        }
+                    }
                     match Engine::new(core, udp, inbox_rx, store, thread_shared, streams, runtime) {
                         Ok(engine) => {
+                            let engine = match thread_conferences {
+                                Some(shared) => {
+                                    tracing::info!(conferences = restored, "conference focus started");
+                                    engine.with_conferences(conference::McuLink::new(mcu, events), shared)
+                                }
+                                None => engine,
+                            };
                             let _ = ready_tx.send(Ok(()));
                             engine.run(stop).await;
                         }
@@ -144,7 +186,7 @@ impl SipRole {
         if !sip.authenticate {
             tracing::warn!("sip.authenticate = false: anyone can register as any user and send as anyone");
         }
-        Ok((SipRole { shared, thread }, listeners))
+        Ok((SipRole { shared, conferences, thread }, listeners))
     }
 
     /// Waits for the core thread, which stops when the shutdown signal fires (after a last flush).

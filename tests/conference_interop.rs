@@ -1,0 +1,410 @@
+//! Real clients in a conference of the real binary on loopback. baresip (Debian package baresip) dials
+//! the conference's dial-in URI `sip:conf-<id>@localhost` through Vienna (Digest, MD5) and GStreamer
+//! (gst-launch-1.0) joins through this test's SIP user agent, which sends GStreamer's SDP offer; every
+//! participant sends its own tone and each hears the others' tones and not its own (Goertzel on what
+//! baresip decoded, dumped by its `sndfile` module, and on what GStreamer decoded). Once in plain RTP,
+//! once with SRTP everywhere (baresip `mediaenc=srtp-mand`, GStreamer `srtpenc`/`srtpdec` keyed from the
+//! SDES lines of offer and answer). A third test proves that listeners share one encoding: with two
+//! talkers and four listeners the MCU encodes three frames per tick (two N-1 mixes and one shared
+//! mix), not six. The roster (admin API) shows the talkers' SSRCs and a dominant speaker.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use vienna_e2e::ua::Ua;
+use vienna_e2e::{PATIENCE, Server, add_user, http_request};
+
+const GST_SSRC: u32 = 0x6a57_0001;
+
+fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
+}
+
+/// A port free on loopback for both UDP and TCP (baresip binds both for SIP).
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn free_udp_range(n: u16) -> u16 {
+    loop {
+        let first = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if first > u16::MAX - n {
+            continue;
+        }
+        if (first..first + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return first;
+        }
+    }
+}
+
+/// Kills the child when dropped (a failed test leaves nothing behind).
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Killed {
+    fn wait(&mut self, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what} did not finish within {limit:?}");
+    }
+}
+
+fn gst(args: &str) -> Killed {
+    let err = match std::env::var("GST_ERR") {
+        Ok(p) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()),
+        Err(_) => Stdio::null(),
+    };
+    let child = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(args.split_whitespace())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("gst-launch-1.0 (tools/install-deps.sh installs gstreamer1.0-tools)");
+    Killed(child)
+}
+
+/// One headless baresip that dials `uri` at start and hangs up after `seconds`; `sndfile` dumps what it
+/// sends and what it decodes into its directory.
+struct Baresip {
+    dir: PathBuf,
+    child: Killed,
+}
+
+impl Baresip {
+    fn dial(
+        root: &Path,
+        user: &str,
+        proxy: std::net::SocketAddr,
+        uri: &str,
+        tone: u32,
+        srtp: bool,
+        seconds: u32,
+    ) -> Baresip {
+        let dir = root.join(user);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (sip, rtp) = (free_port(), free_udp_range(10));
+        let config = format!(
+            "sip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
+             audio_player aufile,/dev/null\naudio_source ausine,{tone}\naudio_alert aufile,/dev/null\n\
+             rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule opus.so\nmodule ausine.so\nmodule aufile.so\nmodule srtp.so\nmodule sndfile.so\n\
+             module_tmp uuid.so\nmodule_tmp account.so\nmodule_app contact.so\nmodule_app menu.so\n\
+             snd_path {}\n",
+            rtp + 9,
+            dir.display()
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        let mediaenc = if srtp { ";mediaenc=srtp-mand" } else { "" };
+        let account = format!(
+            "<sip:{user}@localhost>;auth_pass={user}-secret;outbound=\"sip:{proxy};transport=udp\";regint=0;\
+             answermode=auto{mediaenc};audio_codecs=opus/48000/2\n"
+        );
+        std::fs::write(dir.join("accounts"), account).unwrap();
+        std::fs::write(dir.join("contacts"), "").unwrap();
+        let log = std::fs::File::create(dir.join("stdout.log")).unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-e", &format!("/dial {uri}"), "-t", &seconds.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip (package baresip) is installed by the test command");
+        Baresip { dir, child: Killed(child) }
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("stdout.log")).unwrap_or_default()).into_owned()
+    }
+
+    /// The left channel of what baresip decoded (48 kHz).
+    fn heard(&self) -> Vec<i16> {
+        let dump = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| panic!("baresip dumped nothing it decoded:\n{}", self.output()));
+        read_wav(&dump).chunks_exact(2).map(|c| c[0]).collect()
+    }
+}
+
+fn read_wav(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let data = bytes.windows(4).position(|w| w == b"data").expect("data chunk") + 8;
+    bytes[data..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// GStreamer in the conference: joined by this test's SIP agent (user `gst`), sending a 700 Hz tone and
+/// decoding what the MCU sends into a WAV file.
+struct GstParticipant {
+    receiver: Killed,
+    sender: Killed,
+    wav: PathBuf,
+}
+
+fn gstreamer_joins(
+    dir: &Path,
+    sip: std::net::SocketAddr,
+    dial: &str,
+    srtp: bool,
+    seconds: u32,
+) -> (GstParticipant, Ua) {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let key: Vec<u8> = (0..30u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    // With SRTP the MCU's SRTCP goes to the next port (no rtcp-mux): srtpdec would push it out of its
+    // RTCP pad, which a one-line pipeline leaves unlinked (a not-linked error stops it).
+    let (proto, crypto, mux) = if srtp {
+        let inline = base64::engine::general_purpose::STANDARD.encode(&key);
+        ("RTP/SAVP", format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n"), "")
+    } else {
+        ("RTP/AVP", String::new(), "a=rtcp-mux\r\n")
+    };
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rx} {proto} 111\r\n\
+         a=rtpmap:111 opus/48000/2\r\n{mux}a=ssrc:{GST_SSRC} cname:gst\r\n{crypto}"
+    );
+    let mut ua = Ua::new(sip, "gst", "gst-secret", "localhost");
+    let (r, _) = ua.request("INVITE", dial, "", Some(("application/sdp", &offer)));
+    assert_eq!(r.status, 200, "GStreamer's INVITE: {r:?}");
+    let answer = String::from_utf8_lossy(&r.body).into_owned();
+    let attr = |name: &str| answer.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+    let mcu_port: u16 = attr("m=audio ").and_then(|l| l.split(' ').next().map(str::to_owned)).unwrap().parse().unwrap();
+    let mcu_ssrc: u32 = attr("a=ssrc:").and_then(|l| l.split(' ').next().map(str::to_owned)).unwrap().parse().unwrap();
+    let wav = dir.join("gst-heard.wav");
+    let buffers = seconds * 50;
+    let (src_caps, decrypt, encrypt) = if srtp {
+        let line = attr("a=crypto:").unwrap_or_else(|| panic!("no SRTP in the answer:\n{answer}"));
+        assert!(answer.contains(&format!("m=audio {mcu_port} RTP/SAVP 111")), "{answer}");
+        let inline = line.split("inline:").nth(1).unwrap().split('|').next().unwrap();
+        let theirs = base64::engine::general_purpose::STANDARD.decode(inline).unwrap();
+        let suite = "srtp-cipher=(string)aes-128-icm,srtp-auth=(string)hmac-sha1-80,\
+                     srtcp-cipher=(string)aes-128-icm,srtcp-auth=(string)hmac-sha1-80";
+        (
+            format!(
+                "application/x-srtp,media=(string)audio,clock-rate=(int)48000,encoding-name=(string)OPUS,\
+                 payload=(int)111,ssrc=(uint){mcu_ssrc},srtp-key=(buffer){},{suite}",
+                hex(&theirs)
+            ),
+            "! srtpdec ",
+            format!(
+                "! srtpenc key={} rtp-cipher=aes-128-icm rtp-auth=hmac-sha1-80 rtcp-cipher=aes-128-icm \
+                 rtcp-auth=hmac-sha1-80 ",
+                hex(&key)
+            ),
+        )
+    } else {
+        ("application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111".to_owned(), "", String::new())
+    };
+    let receiver = gst(&format!(
+        "udpsrc address=127.0.0.1 port={rx} num-buffers={buffers} caps={src_caps} {decrypt}\
+         ! rtpopusdepay ! opusdec ! audioconvert ! audioresample \
+         ! audio/x-raw,format=S16LE,channels=1,rate=48000 ! wavenc ! filesink location={}",
+        wav.display()
+    ));
+    let sender = gst(&format!(
+        "audiotestsrc is-live=true wave=sine freq=700 volume=0.25 samplesperbuffer=960 num-buffers={buffers} \
+         ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 \
+         ! rtpopuspay pt=111 ssrc={GST_SSRC} {encrypt}! udpsink host=127.0.0.1 port={mcu_port}"
+    ));
+    (GstParticipant { receiver, sender, wav }, ua)
+}
+
+/// Creates a conference of alice through the admin API; returns (id, dial-in URI).
+fn create_conference(server: &Server) -> (String, String) {
+    let r = http_request(
+        server.admin,
+        "POST",
+        "/api/v1/conferences",
+        "application/json",
+        r#"{"organizer":"alice","subject":"interop"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    (v["conference"]["id"].as_str().unwrap().to_owned(), v["uris"]["dial_in"].as_str().unwrap().to_owned())
+}
+
+fn start(dir: &Path, users: &[&str]) -> Server {
+    let data = dir.join("data");
+    for user in users {
+        add_user(&data, user, &format!("{user}-secret"));
+    }
+    Server::start(&data, &["--set", "turn.enabled=false", "--set", "sip.digest_algorithms=[\"MD5\"]"])
+}
+
+/// Asserts that `heard` (at `rate`) holds every tone of `others` and not `own`.
+fn check(who: &str, heard: &[i16], rate: f64, own: f64, others: &[f64], context: &dyn Fn() -> String) {
+    assert!(heard.len() as f64 > rate * 3.0, "{who} heard only {} samples\n{}", heard.len(), context());
+    // from a third in, to skip the start (joins, jitter buffers filling), to a tenth before the end
+    let part = &heard[heard.len() / 3..heard.len() - heard.len() / 10];
+    let own_power = goertzel(part, own, rate);
+    for &hz in others {
+        let p = goertzel(part, hz, rate);
+        assert!(p > 1e5, "{who} misses {hz} Hz ({p:e}; own {own} Hz {own_power:e})\n{}", context());
+        assert!(
+            own_power < p / 300.0,
+            "{who} hears its own {own} Hz ({own_power:e} against {hz} Hz {p:e})\n{}",
+            context()
+        );
+    }
+}
+
+fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut users = vec!["alice", "gst"];
+    users.extend(baresips.iter().map(|b| b.0));
+    let mut server = start(dir.path(), &users);
+    let sip = server.listener("sip", "udp");
+    let (id, dial) = create_conference(&server);
+    let seconds = 9;
+    let (mut g, mut gst_ua) = gstreamer_joins(dir.path(), sip, &dial, srtp, seconds);
+    let mut agents: Vec<Baresip> =
+        baresips.iter().map(|(user, tone)| Baresip::dial(dir.path(), user, sip, &dial, *tone, srtp, seconds)).collect();
+    let dirs: Vec<PathBuf> = agents.iter().map(|a| a.dir.clone()).collect();
+    let log = |server: &Server| {
+        let mut s = String::new();
+        for d in &dirs {
+            let out = std::fs::read(d.join("stdout.log")).unwrap_or_default();
+            s.push_str(&format!("--- {} ---\n{}\n", d.display(), String::from_utf8_lossy(&out)));
+        }
+        format!("{s}--- vienna ---\n{}", server.log_text())
+    };
+    // While everyone is in: the MCU's view and the roster.
+    let n = baresips.len() + 1;
+    let path = format!("/api/v1/conferences/{id}");
+    let live = server.wait_json(&path, |v| {
+        v["mcu"]["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == n && p.iter().all(|p| p["rtp_in"].as_u64() > Some(50)))
+            && v["roster"]["users"].as_array().is_some_and(|u| u.len() == n && u.iter().all(|u| u["src_id"].is_u64()))
+    });
+    for p in live["mcu"]["participants"].as_array().unwrap() {
+        assert_eq!(p["srtp"], srtp, "{live}");
+        assert_eq!(p["codec"], "opus", "{live}");
+    }
+    let gst_user =
+        live["roster"]["users"].as_array().unwrap().iter().find(|u| u["entity"] == "sip:gst@localhost").unwrap();
+    assert_eq!(gst_user["src_id"], GST_SSRC, "{live}");
+    let live = server.wait_json(&path, |v| v["roster"]["dominant"].is_string());
+    assert!(users.iter().any(|u| live["roster"]["dominant"] == format!("sip:{u}@localhost")), "{live}");
+
+    g.sender.wait(PATIENCE, "GStreamer's sender");
+    g.receiver.wait(PATIENCE, "GStreamer's receiver");
+    for a in &mut agents {
+        a.child.wait(PATIENCE, "baresip");
+    }
+    let tones: Vec<f64> = baresips.iter().map(|b| f64::from(b.1)).collect();
+    let context = || log(&server);
+    for (a, (user, tone)) in agents.iter().zip(baresips) {
+        assert!(a.output().contains("Call established"), "{user}:\n{}", a.output());
+        if srtp {
+            assert!(a.output().contains("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)"), "{}", a.output());
+        }
+        let mut others = vec![700.0];
+        others.extend(tones.iter().copied().filter(|t| *t != f64::from(*tone)));
+        check(user, &a.heard(), 48_000.0, f64::from(*tone), &others, &context);
+    }
+    check("GStreamer", &read_wav(&g.wav), 48_000.0, 700.0, &tones, &context);
+    // baresip hung up (BYE): only GStreamer's agent is left, and it leaves with BYE.
+    server.wait_json(&path, |v| v["roster"]["users"].as_array().is_some_and(|u| u.len() == 1));
+    gst_ua.inbox.clear();
+}
+
+#[test]
+fn baresip_and_gstreamer_are_mixed_over_plain_rtp() {
+    conference_of_real_clients(false, &[("carol", 440)]);
+}
+
+#[test]
+fn two_baresips_and_gstreamer_are_mixed_over_srtp() {
+    conference_of_real_clients(true, &[("carol", 440), ("dave", 1000)]);
+}
+
+#[test]
+fn listeners_share_one_encoding_of_the_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &["alice", "gst", "carol", "l0", "l1", "l2", "l3"]);
+    let sip = server.listener("sip", "udp");
+    let (id, dial) = create_conference(&server);
+    let (mut g, _ua) = gstreamer_joins(dir.path(), sip, &dial, false, 8);
+    let mut carol = Baresip::dial(dir.path(), "carol", sip, &dial, 440, false, 8);
+    // Four listeners: receive-only Opus offers, each on its own socket.
+    let mut sockets = Vec::new();
+    let mut agents = Vec::new();
+    for i in 0..4 {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let port = s.local_addr().unwrap().port();
+        let offer = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 111\r\n\
+             a=rtpmap:111 opus/48000/2\r\na=rtcp-mux\r\na=recvonly\r\n"
+        );
+        let mut ua = Ua::new(sip, &format!("l{i}"), &format!("l{i}-secret"), "localhost");
+        let (r, _) = ua.request("INVITE", &dial, "", Some(("application/sdp", &offer)));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(String::from_utf8_lossy(&r.body).contains("a=sendonly"));
+        sockets.push(s);
+        agents.push(ua);
+    }
+    // Both talkers mixed, six participants: each distinct mix is encoded once per tick.
+    let path = format!("/api/v1/conferences/{id}");
+    let v = server.wait_json(&path, |v| {
+        v["mcu"]["talkers_last_tick"] == 2 && v["mcu"]["participants"].as_array().is_some_and(|p| p.len() == 6)
+    });
+    assert_eq!(v["mcu"]["encodes_last_tick"], 3, "2 N-1 mixes + 1 shared mix for 4 listeners: {v}");
+    let before = (v["mcu"]["encodes"].as_u64().unwrap(), v["mcu"]["ticks"].as_u64().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let v = server.get(&path).json();
+    let after = (v["mcu"]["encodes"].as_u64().unwrap(), v["mcu"]["ticks"].as_u64().unwrap());
+    let per_tick = (after.0 - before.0) as f64 / (after.1 - before.1) as f64;
+    assert!(per_tick <= 3.05, "{per_tick} encodes per tick for 6 participants: {v}");
+    // Every listener got the shared mix.
+    for (i, s) in sockets.iter().enumerate() {
+        let mut buf = [0u8; 1500];
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if s.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+        }
+        assert!(got >= 30, "listener {i} got {got} packets in a second");
+    }
+    let metrics = server.get("/metrics").body;
+    assert!(metrics.contains("vienna_mcu_encodes_total"), "{metrics}");
+    g.sender.wait(PATIENCE, "GStreamer's sender");
+    carol.child.wait(PATIENCE, "baresip");
+}
