@@ -11,17 +11,25 @@ different ports; the load goes to one, then the other, alternately, so drift in 
    loses 0.1 % or more; the last clean step is reported.
 3. Memory per allocation: the server's RSS before, and while vienna-load holds HOLD allocations (each with
    a permission and a channel), divided by HOLD.
+4. Load generators: coturn's own turnutils_uclient (with turnutils_peer as the echo peer) and vienna-load
+   push the same relay (Vienna, pinned to CPU 0; the generators pinned to CPU 1) as hard as they can with
+   GEN_CLIENTS clients: uclient flat out (-z 0, GEN_MESSAGES messages per client), vienna-load at rising
+   rates (GEN_RATES, 5 s each). Reported: the relayed rate each reached (loopback packets / 2 for uclient,
+   whose own timing is coarse; vienna-load's own count), its loss, and the generator's CPU (peer included)
+   per relayed datagram.
 
 Relay port ranges sit below the kernel's ephemeral range (32768-60999), so the load tool's 10k client
 sockets cannot take a relay port. Every run is bounded (vienna-load --duration, plus a timeout); the
 servers stop when the script ends.
 Usage: python3 bench/turn-vs-coturn.py   (after `bash tools/install-deps.sh`; builds Vienna in release)
 Environment: ROUNDS (6), CLIENTS (200), RATE (100), SECONDS (8), SWEEP ("20000,30000,..."), SWEEP_CLIENTS (20),
-HOLD (10000).
+HOLD (10000), GEN_CLIENTS (50), GEN_MESSAGES (10000), GEN_RATES ("50000,80000,110000,140000"),
+SECTIONS ("cpu,sweep,memory,generators": which parts to run).
 """
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -37,6 +45,11 @@ SECONDS = int(os.environ.get("SECONDS", "8"))
 SWEEP = [int(x) for x in os.environ.get("SWEEP", "20000,30000,40000,50000,60000,70000,80000,100000").split(",")]
 SWEEP_CLIENTS = int(os.environ.get("SWEEP_CLIENTS", "20"))
 HOLD = int(os.environ.get("HOLD", "10000"))
+GEN_CLIENTS = int(os.environ.get("GEN_CLIENTS", "50"))
+GEN_MESSAGES = int(os.environ.get("GEN_MESSAGES", "10000"))
+GEN_RATES = [int(x) for x in os.environ.get("GEN_RATES", "50000,80000,110000,140000").split(",")]
+SECTIONS = os.environ.get("SECTIONS", "cpu,sweep,memory,generators").split(",")
+PEER_PORT = 3580
 PORTS = {"coturn": 3578, "vienna": 3678}
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -102,10 +115,10 @@ no-stdout-log
     return {"coturn": coturn, "vienna": vienna}
 
 
-def load(server, extra, seconds):
-    """Runs vienna-load against `server`; returns its JSON report."""
+def load(server, extra, seconds, prefix=()):
+    """Runs vienna-load against `server` (behind `prefix`, e.g. taskset); returns its JSON report."""
     out = os.path.join(tempfile.gettempdir(), f"vienna-load-{os.getpid()}.json")
-    cmd = [os.path.join(ROOT, "target/release/vienna-load"), "turn", "--server", f"127.0.0.1:{PORTS[server]}",
+    cmd = list(prefix) + [os.path.join(ROOT, "target/release/vienna-load"), "turn", "--server", f"127.0.0.1:{PORTS[server]}",
            "--user", "alice", "--password", "secret", "--duration", str(seconds), "--json", out] + extra
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 180)
     with open(out) as f:
@@ -114,6 +127,58 @@ def load(server, extra, seconds):
 
 def relayed(report):
     return report["sent"] + report["received"]
+
+
+def children_cpu():
+    """CPU seconds of this script's waited-for children (cutime + cstime)."""
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / TICKS
+
+
+def lo_packets():
+    with open("/sys/class/net/lo/statistics/rx_packets") as f:
+        return int(f.read())
+
+
+def uclient_run(server):
+    """turnutils_uclient flat out against `server` with turnutils_peer echoing, both on CPU 1."""
+    peer = subprocess.Popen(["taskset", "-c", "1", "turnutils_peer", "-L", "127.0.0.1", "-p", str(PEER_PORT)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    lo_before, start, children_before = lo_packets(), time.time(), children_cpu()
+    client = subprocess.Popen(
+        ["taskset", "-c", "1", "turnutils_uclient", "-u", "alice", "-w", "secret", "-c", "-m", str(GEN_CLIENTS),
+         "-z", "0", "-n", str(GEN_MESSAGES), "-l", "172", "-e", "127.0.0.1", "-r", str(PEER_PORT),
+         "-p", str(PORTS[server]), "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Relayed datagrams per second, sampled each second: every echoed message is 4 loopback packets
+    # (client to relay, relay to peer and back), 2 relayed datagrams.
+    samples, last, peer_cpu = [], lo_packets(), 0.0
+    deadline = time.time() + 300
+    while client.poll() is None and time.time() < deadline:
+        time.sleep(1)
+        now = lo_packets()
+        samples.append((now - last) / 2)
+        last = now
+        peer_cpu = cpu_seconds(peer.pid)
+    if client.poll() is None:
+        client.kill()
+    output = client.communicate()[0]
+    client_cpu = children_cpu() - children_before
+    peer.terminate()
+    peer.wait(timeout=10)
+    # uclient's last progress line: "... tot_send_msgs=N, tot_recv_msgs=M, ..."
+    sends = re.findall(r"tot_send_msgs=(\d+)", output)
+    recvs = re.findall(r"tot_recv_msgs=(\d+)", output)
+    sent, received = (int(sends[-1]) if sends else 0), (int(recvs[-1]) if recvs else 0)
+    if not sends:
+        log("uclient output:", "\n".join(output.splitlines()[-20:]))
+    total_relayed = (lo_packets() - lo_before) / 2
+    busy = sorted(samples, reverse=True)[:3]
+    return {"seconds": round(time.time() - start, 1), "peak3_relayed_per_sec": statistics.mean(busy) if busy else 0,
+            "sent": sent, "received": received, "relayed": total_relayed, "client_cpu": client_cpu,
+            "peer_cpu": peer_cpu, "output_tail": output.splitlines()[-6:]}
 
 
 def main():
@@ -125,6 +190,27 @@ def main():
     servers = start_servers(work)
     pids = {name: p.pid for name, p in servers.items()}
     try:
+        if "cpu" in SECTIONS:
+            cpu_section(pids)
+        if "sweep" in SECTIONS:
+            sweep_section()
+        if "memory" in SECTIONS:
+            memory_section(pids, work)
+        if "generators" in SECTIONS:
+            generators_section(pids)
+    finally:
+        for p in servers.values():
+            p.terminate()
+        for p in servers.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cpu_section(pids):
+    if True:
         # 1. CPU per relayed datagram, alternating.
         per = {"coturn": [], "vienna": []}
         loss = {"coturn": [], "vienna": []}
@@ -146,6 +232,10 @@ def main():
         ratio = statistics.median(per["vienna"]) / statistics.median(per["coturn"])
         print(f"\nVienna / coturn CPU per datagram: {ratio:.2f}\n")
 
+
+
+def sweep_section():
+    if True:
         # 2. Highest rate under 0.1 % loss.
         print(f"### Highest relayed rate under 0.1 % loss ({SWEEP_CLIENTS} clients, 5 s per step)\n")
         print("| server | highest clean aggregate rate (pps sent) | relayed datagrams/s | first failing step |")
@@ -164,6 +254,10 @@ def main():
             print(f"| {name} | {best or 0:.0f} | {best_relayed or 0:.0f} | {failing} |")
         print()
 
+
+
+def memory_section(pids, work):
+    if True:
         # 3. Memory per allocation.
         print(f"### Memory per allocation ({HOLD} allocations, each with a permission and a channel)\n")
         print("| server | allocations held | RSS idle (MiB) | RSS holding (MiB) | bytes per allocation |")
@@ -186,15 +280,33 @@ def main():
                 held = json.load(f)["allocations"]["ok"]
             per_alloc = (peak - idle) / max(held, 1)
             print(f"| {name} | {held} | {idle / 2**20:.1f} | {peak / 2**20:.1f} | {per_alloc:.0f} |")
-    finally:
-        for p in servers.values():
-            p.terminate()
-        for p in servers.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        print()
+
+
+def generators_section(pids):
+    """4. turnutils_uclient and vienna-load against the same relay (Vienna on CPU 0, generators on CPU 1)."""
+    if not shutil.which("turnutils_uclient"):
+        log("turnutils_uclient missing: generators skipped")
+        return
+    os.sched_setaffinity(pids["vienna"], {0})
+    print(f"### Load generators against Vienna's relay ({GEN_CLIENTS} clients, 172 B; relay on CPU 0, "
+          f"generator and its echo peer on CPU 1)\n")
+    print("| generator | load | relayed datagrams/s | loss | generator CPU (peer included) per relayed datagram |")
+    print("|---|---|---|---|---|")
+    u = uclient_run("vienna")
+    log(f"uclient: {u}")
+    loss = 100 * (1 - u["received"] / u["sent"]) if u["sent"] else float("nan")
+    cpu = u["client_cpu"] + u["peer_cpu"]
+    print(f"| turnutils_uclient + turnutils_peer | -z 0 -n {GEN_MESSAGES} (flat out), peak 3 s | "
+          f"{u['peak3_relayed_per_sec']:.0f} | {loss:.2f} % | {1e6 * cpu / max(u['relayed'], 1):.2f} µs |")
+    for total in GEN_RATES:
+        rep = load("vienna", ["--clients", str(GEN_CLIENTS), "--rate", str(total / GEN_CLIENTS), "--threads", "1"], 5,
+                   prefix=("taskset", "-c", "1"))
+        log(f"vienna-load {total} pps: {rep['relayed_datagrams_per_sec']} relayed/s, loss {rep['loss_percent']} %")
+        print(f"| vienna-load turn (built-in echo peer) | --rate {total / GEN_CLIENTS:.0f} x {GEN_CLIENTS} clients, 5 s | "
+              f"{rep['relayed_datagrams_per_sec']:.0f} | {rep['loss_percent']} % | "
+              f"{1e6 * rep['loader_cpu_secs'] / max(relayed(rep), 1):.2f} µs |")
+    print()
 
 
 if __name__ == "__main__":

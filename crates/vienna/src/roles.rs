@@ -24,6 +24,8 @@ impl Listener {
 
 /// Roles Vienna will have that this build does not run yet. Listed honestly at start and in the status
 /// API; each leaves this list when it is built.
-pub const NOT_BUILT: &[&str] =
-    &["enhanced presence (the Microsoft dialect: SERVICE, categories, roaming contacts; SIMPLE presence is \
-     built)"];
+pub const NOT_BUILT: &[&str] = &[
+    "federation (Access Edge: requests for other domains get 403)",
+    "IM and application-sharing conferencing MCUs (the audio MCU is built; their conference URIs get 404)",
+    "video in the MCU (audio only)",
+];
