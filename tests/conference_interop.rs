@@ -8,12 +8,13 @@
 //! talkers and four listeners the MCU encodes three frames per tick (two N-1 mixes and one shared
 //! mix), not six. The roster (admin API) shows the talkers' SSRCs and a dominant speaker.
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use vienna_e2e::baresip::Baresip;
 use vienna_e2e::ua::Ua;
 use vienna_e2e::{PATIENCE, Server, add_user, http_request};
 
@@ -29,29 +30,6 @@ fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
         s1 = s0;
     }
     (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
-}
-
-/// A port free on loopback for both UDP and TCP (baresip binds both for SIP).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn free_udp_range(n: u16) -> u16 {
-    loop {
-        let first = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if first > u16::MAX - n {
-            continue;
-        }
-        if (first..first + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
-            return first;
-        }
-    }
 }
 
 /// Kills the child when dropped (a failed test leaves nothing behind).
@@ -91,71 +69,39 @@ fn gst(args: &str) -> Killed {
     Killed(child)
 }
 
-/// One headless baresip that dials `uri` at start and hangs up after `seconds`; `sndfile` dumps what it
-/// sends and what it decodes into its directory.
-struct Baresip {
-    dir: PathBuf,
-    child: Killed,
+/// A headless baresip that dials `uri` at start, sends a `tone` and hangs up after `seconds`; `sndfile`
+/// dumps what it sends and what it decodes into its directory.
+fn dialer(
+    root: &Path,
+    user: &str,
+    proxy: std::net::SocketAddr,
+    uri: &str,
+    tone: u32,
+    srtp: bool,
+    seconds: u32,
+) -> Baresip {
+    let mediaenc = if srtp { ";mediaenc=srtp-mand" } else { "" };
+    let account = format!(
+        "<sip:{user}@localhost>;auth_pass={user}-secret;outbound=\"sip:{proxy};transport=udp\";regint=0;\
+         answermode=auto{mediaenc};audio_codecs=opus/48000/2"
+    );
+    Baresip::builder(root, user, account)
+        .modules(&["opus.so", "srtp.so", "sndfile.so"])
+        .tone(tone)
+        .dial(uri)
+        .seconds(seconds)
+        .start()
 }
 
-impl Baresip {
-    fn dial(
-        root: &Path,
-        user: &str,
-        proxy: std::net::SocketAddr,
-        uri: &str,
-        tone: u32,
-        srtp: bool,
-        seconds: u32,
-    ) -> Baresip {
-        let dir = root.join(user);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (sip, rtp) = (free_port(), free_udp_range(10));
-        let config = format!(
-            "sip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-             audio_player aufile,/dev/null\naudio_source ausine,{tone}\naudio_alert aufile,/dev/null\n\
-             rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule opus.so\nmodule ausine.so\nmodule aufile.so\nmodule srtp.so\nmodule sndfile.so\n\
-             module_tmp uuid.so\nmodule_tmp account.so\nmodule_app contact.so\nmodule_app menu.so\n\
-             snd_path {}\n",
-            rtp + 9,
-            dir.display()
-        );
-        std::fs::write(dir.join("config"), config).unwrap();
-        let mediaenc = if srtp { ";mediaenc=srtp-mand" } else { "" };
-        let account = format!(
-            "<sip:{user}@localhost>;auth_pass={user}-secret;outbound=\"sip:{proxy};transport=udp\";regint=0;\
-             answermode=auto{mediaenc};audio_codecs=opus/48000/2\n"
-        );
-        std::fs::write(dir.join("accounts"), account).unwrap();
-        std::fs::write(dir.join("contacts"), "").unwrap();
-        let log = std::fs::File::create(dir.join("stdout.log")).unwrap();
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(&dir)
-            .args(["-e", &format!("/dial {uri}"), "-t", &seconds.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("baresip (package baresip) is installed by the test command");
-        Baresip { dir, child: Killed(child) }
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.join("stdout.log")).unwrap_or_default()).into_owned()
-    }
-
-    /// The left channel of what baresip decoded (48 kHz).
-    fn heard(&self) -> Vec<i16> {
-        let dump = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-            .unwrap_or_else(|| panic!("baresip dumped nothing it decoded:\n{}", self.output()));
-        read_wav(&dump).chunks_exact(2).map(|c| c[0]).collect()
-    }
+/// The left channel of what `agent` decoded (48 kHz).
+fn heard(agent: &Baresip) -> Vec<i16> {
+    let dump = std::fs::read_dir(&agent.home)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip dumped nothing it decoded:\n{}", agent.log_text()));
+    read_wav(&dump).chunks_exact(2).map(|c| c[0]).collect()
 }
 
 fn read_wav(path: &Path) -> Vec<i16> {
@@ -292,8 +238,8 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     let seconds = 9;
     let (mut g, mut gst_ua) = gstreamer_joins(dir.path(), sip, &dial, srtp, seconds);
     let mut agents: Vec<Baresip> =
-        baresips.iter().map(|(user, tone)| Baresip::dial(dir.path(), user, sip, &dial, *tone, srtp, seconds)).collect();
-    let dirs: Vec<PathBuf> = agents.iter().map(|a| a.dir.clone()).collect();
+        baresips.iter().map(|(user, tone)| dialer(dir.path(), user, sip, &dial, *tone, srtp, seconds)).collect();
+    let dirs: Vec<PathBuf> = agents.iter().map(|a| a.home.clone()).collect();
     let log = |server: &Server| {
         let mut s = String::new();
         for d in &dirs {
@@ -324,18 +270,18 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     g.sender.wait(PATIENCE, "GStreamer's sender");
     g.receiver.wait(PATIENCE, "GStreamer's receiver");
     for a in &mut agents {
-        a.child.wait(PATIENCE, "baresip");
+        a.wait_exit(PATIENCE);
     }
     let tones: Vec<f64> = baresips.iter().map(|b| f64::from(b.1)).collect();
     let context = || log(&server);
     for (a, (user, tone)) in agents.iter().zip(baresips) {
-        assert!(a.output().contains("Call established"), "{user}:\n{}", a.output());
+        assert!(a.log_text().contains("Call established"), "{user}:\n{}", a.log_text());
         if srtp {
-            assert!(a.output().contains("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)"), "{}", a.output());
+            assert!(a.log_text().contains("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)"), "{}", a.log_text());
         }
         let mut others = vec![700.0];
         others.extend(tones.iter().copied().filter(|t| *t != f64::from(*tone)));
-        check(user, &a.heard(), 48_000.0, f64::from(*tone), &others, &context);
+        check(user, &heard(a), 48_000.0, f64::from(*tone), &others, &context);
     }
     check("GStreamer", &read_wav(&g.wav), 48_000.0, 700.0, &tones, &context);
     // baresip hung up (BYE): only GStreamer's agent is left, and it leaves with BYE.
@@ -360,7 +306,7 @@ fn listeners_share_one_encoding_of_the_mix() {
     let sip = server.listener("sip", "udp");
     let (id, dial) = create_conference(&server);
     let (mut g, _ua) = gstreamer_joins(dir.path(), sip, &dial, false, 8);
-    let mut carol = Baresip::dial(dir.path(), "carol", sip, &dial, 440, false, 8);
+    let mut carol = dialer(dir.path(), "carol", sip, &dial, 440, false, 8);
     // Four listeners: receive-only Opus offers, each on its own socket.
     let mut sockets = Vec::new();
     let mut agents = Vec::new();
@@ -406,5 +352,5 @@ fn listeners_share_one_encoding_of_the_mix() {
     let metrics = server.get("/metrics").body;
     assert!(metrics.contains("vienna_mcu_encodes_total"), "{metrics}");
     g.sender.wait(PATIENCE, "GStreamer's sender");
-    carol.child.wait(PATIENCE, "baresip");
+    carol.wait_exit(PATIENCE);
 }

@@ -9,117 +9,20 @@
 //! publishes only open or closed, so the Away step is set for the user with `vienna presence set` (the
 //! durable manual state), and the Offline step is baresip's own `/presence_offline`.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use vienna_e2e::baresip::Baresip;
 use vienna_e2e::{PATIENCE, Server, run};
 
-/// A port free on loopback for both UDP and TCP (baresip listens on both).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Baresip {
-    child: Child,
-    log: PathBuf,
-    ctrl: u16,
-}
-
-impl Baresip {
-    /// Starts `user` (password `USER-secret`) registering at `sip`, watching `peer`.
-    fn start(dir: &Path, user: &str, peer: &str, sip: SocketAddr) -> Baresip {
-        let home = dir.join(user);
-        std::fs::create_dir_all(&home).unwrap();
-        let (listen, ctrl) = (free_port(), free_tcp_port());
-        let rtp = 30_000 + (listen % 1000) * 20;
-        let config = format!(
-            "sip_listen 127.0.0.1:{listen}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-             audio_player aufile,/dev/null\naudio_source ausine,440\naudio_alert aufile,/dev/null\n\
-             rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
-             module aufile.so\nmodule ctrl_tcp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\n\
-             module_app contact.so\nmodule_app menu.so\nmodule_app presence.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n",
-            rtp + 19
-        );
-        std::fs::write(home.join("config"), config).unwrap();
-        std::fs::write(
-            home.join("accounts"),
-            format!("<sip:{user}@{sip}>;auth_pass={user}-secret;regint=60;pubint=60\n"),
-        )
-        .unwrap();
-        std::fs::write(home.join("contacts"), format!("\"{peer}\" <sip:{peer}@{sip}>;presence=p2p\n")).unwrap();
-        let log = dir.join(format!("{user}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("timeout")
-            // Line-buffered output: the trace is read while baresip runs.
-            .args(["70", "stdbuf", "-oL", "-eL", "baresip", "-f"])
-            .arg(&home)
-            .args(["-s", "-v", "-t", "60"])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("baresip (packages baresip, baresip-core) is installed by the test command");
-        Baresip { child, log, ctrl }
-    }
-
-    fn log_text(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    /// What this baresip was told about `peer`, in order: one of "online", "away", "offline" per NOTIFY.
-    fn seen(&self, peer: &str) -> Vec<&'static str> {
-        let text = self.log_text();
-        text.split("\nNOTIFY sip:")
-            .skip(1)
-            .filter(|m| m.lines().any(|l| l.starts_with("From:") && l.contains(&format!("sip:{peer}@"))))
-            .filter_map(|m| {
-                // The trace marks the next message with a coloured "#" line.
-                let m = m.split("\n\u{1b}").next().unwrap_or(m);
-                if m.contains("<basic>closed</basic>") {
-                    Some("offline")
-                } else if m.contains("<rpid:away/>") {
-                    Some("away")
-                } else if m.contains("<basic>open</basic>") {
-                    Some("online")
-                } else {
-                    None
-                }
-            })
-            .collect()
-    }
-
-    /// Sends a command over ctrl_tcp (a JSON netstring).
-    fn command(&self, command: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.ctrl)).expect("baresip ctrl_tcp");
-        let body = format!("{{\"command\":\"{command}\",\"params\":\"\",\"token\":\"t\"}}");
-        s.write_all(format!("{}:{body},", body.len()).as_bytes()).unwrap();
-        // Wait for the answer, so the command ran before the connection closes.
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut answer = [0u8; 512];
-        let n = std::io::Read::read(&mut s, &mut answer).unwrap_or(0);
-        let answer = String::from_utf8_lossy(&answer[..n]);
-        assert!(answer.contains("\"ok\":true"), "baresip {command}: {answer}");
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `user` (password `USER-secret`) registering at `sip`, watching `peer`, with its SIP trace in the log.
+fn agent(dir: &Path, user: &str, peer: &str, sip: SocketAddr) -> Baresip {
+    Baresip::builder(dir, user, format!("<sip:{user}@{sip}>;auth_pass={user}-secret;regint=60;pubint=60"))
+        .modules(&["presence.so"])
+        .contacts(format!("\"{peer}\" <sip:{peer}@{sip}>;presence=p2p\n"))
+        .trace()
+        .start()
 }
 
 /// Whether `wanted` appears in `seen` in this order (other entries may come between).
@@ -186,31 +89,36 @@ fn two_baresips_see_each_other_go_online_away_and_offline() {
     };
 
     // Online: Alice starts first, so she sees Bob come from Offline to Online; Bob sees her Online.
-    let alice = Baresip::start(d, "alice", "bob", sip);
+    let alice = agent(d, "alice", "bob", sip);
     wait("alice registered", &server, &[&alice], || state("alice") == "online");
-    let bob = Baresip::start(d, "bob", "alice", sip);
+    let bob = agent(d, "bob", "alice", sip);
     let both = [&alice, &bob];
     wait("each sees the other online", &server, &both, || {
-        alice.seen("bob").contains(&"online") && bob.seen("alice").contains(&"online")
+        alice.presence_seen("bob").contains(&"online") && bob.presence_seen("alice").contains(&"online")
     });
-    assert!(in_order(&alice.seen("bob"), &["offline", "online"]), "{:?}", alice.seen("bob"));
+    assert!(in_order(&alice.presence_seen("bob"), &["offline", "online"]), "{:?}", alice.presence_seen("bob"));
 
     // Away: both set Away by hand (baresip 1.0 cannot publish it).
     cli(&["presence", "set", "bob", "away"]);
     cli(&["presence", "set", "alice", "away"]);
     wait("each sees the other away", &server, &both, || {
-        in_order(&alice.seen("bob"), &["online", "away"]) && in_order(&bob.seen("alice"), &["online", "away"])
+        in_order(&alice.presence_seen("bob"), &["online", "away"])
+            && in_order(&bob.presence_seen("alice"), &["online", "away"])
     });
 
     // Offline: each clears the manual state and goes offline in baresip (it publishes closed).
     cli(&["presence", "clear", "bob"]);
     wait("bob's manual state cleared", &server, &both, || state("bob") == "online");
     bob.command("presence_offline");
-    wait("alice sees bob offline", &server, &both, || in_order(&alice.seen("bob"), &["online", "away", "offline"]));
+    wait("alice sees bob offline", &server, &both, || {
+        in_order(&alice.presence_seen("bob"), &["online", "away", "offline"])
+    });
     cli(&["presence", "clear", "alice"]);
     wait("alice's manual state cleared", &server, &both, || state("alice") == "online");
     alice.command("presence_offline");
-    wait("bob sees alice offline", &server, &both, || in_order(&bob.seen("alice"), &["online", "away", "offline"]));
+    wait("bob sees alice offline", &server, &both, || {
+        in_order(&bob.presence_seen("alice"), &["online", "away", "offline"])
+    });
 
     // baresip's own view agrees (it shows Away as Offline, see above).
     let alice_log = alice.log_text();
