@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import VIENNA, VIENNA_LOAD, build, cpu_seconds, log, rss_bytes
+
 ROUNDS = int(os.environ.get("ROUNDS", "4"))
 CLIENTS = int(os.environ.get("CLIENTS", "200"))
 RATE = int(os.environ.get("RATE", "100"))
@@ -41,9 +42,7 @@ SECONDS = int(os.environ.get("SECONDS", "8"))
 HOLD = int(os.environ.get("HOLD", "5000"))
 PORT = 26478
 SECRET = "msturn-bench shared secret, 32 bytes or more"
-LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
-VIENNA = os.path.join(ROOT, "target", "release", "vienna")
-TICKS = os.sysconf("SC_CLK_TCK")
+LOAD = VIENNA_LOAD
 LOADS = {
     "turn ChannelData": ["turn", "--user", "alice", "--password", "secret"],
     "msturn Send / Data Indication": ["msturn", "--mras-secret", SECRET, "--data", "send"],
@@ -51,22 +50,10 @@ LOADS = {
 }
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def start(work):
@@ -100,9 +87,7 @@ def load(args, extra, seconds, out):
 
 
 def main():
-    if not os.environ.get("NO_BUILD"):
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
-                       check=True)
+    build("vienna", "vienna-load")
     work = tempfile.mkdtemp(prefix="msturn-bench-")
     proc = start(work)
     results = {name: [] for name in LOADS}

@@ -35,36 +35,23 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+from benchlib import ROOT, VIENNA, VIENNA_LOAD, build, log, stop
+
 WATCHERS = int(os.environ.get("WATCHERS", "10000"))
 MANY = int(os.environ.get("MANY", "1000"))
 FEW = int(os.environ.get("FEW", "4"))
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 ROUNDS_EACH = int(os.environ.get("ROUNDS_EACH", "2"))
 PORTS = {"kamailio": 26590, "vienna": 26690}
-VIENNA = os.path.join(ROOT, "target", "release", "vienna")
-LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
+LOAD = VIENNA_LOAD
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
 def install():
-    missing = [p for p in ("kamailio", "kamailio-presence-modules")
-               if subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True)
-               .stdout.find("install ok installed") < 0]
-    if missing:
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        log("installing", *missing)
-        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    if os.environ.get("NO_BUILD"):
-        return
-    log("building vienna and vienna-load (release)")
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
-                   check=True)
+    benchlib.install(["kamailio", "kamailio-presence-modules"])
+    build("vienna", "vienna-load")
 
 
 def start_kamailio(work):
@@ -155,11 +142,7 @@ def main():
                     if r:
                         results[shape][server].append(r)
                 finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                    stop([proc])
     print_tables(results)
     if os.environ.get("JSON"):
         with open(os.environ["JSON"], "w") as f:

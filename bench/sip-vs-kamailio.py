@@ -24,7 +24,6 @@ LOADS ("register,register-digest,message"), SERVERS ("kamailio,vienna,vienna-nor
 JSON result file, optional).
 """
 
-import csv
 import json
 import os
 import shutil
@@ -33,7 +32,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, VIENNA, build, install, log, sipp_stats, stop
+from benchlib import tree_cpu_seconds as cpu
+
 BENCH = os.path.join(ROOT, "bench")
 RATES = [int(x) for x in os.environ.get("RATES", "1000,2000,5000,10000,15000,20000").split(",")]
 SECONDS = int(os.environ.get("SECONDS", "5"))
@@ -47,7 +48,6 @@ PORTS = {"kamailio": 25390, "vienna": 25490, "vienna-normal": 25590}
 SINK_PORT = {"kamailio": 25391, "vienna": 25491, "vienna-normal": 25591}
 SERVERS = os.environ.get("SERVERS", ",".join(PORTS)).split(",")
 PORTS = {s: PORTS[s] for s in SERVERS}
-TICKS = os.sysconf("SC_CLK_TCK")
 SCENARIO = {
     "register": "register-noauth.xml",
     "register-digest": "register-digest.xml",
@@ -56,57 +56,21 @@ SCENARIO = {
 TRANSACTIONS_PER_CALL = {"register": 1, "register-digest": 2, "message": 1}
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
-def install():
-    missing = [p for p in ("kamailio", "sip-tester") if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.find("install ok installed") < 0]
-    if missing:
-        log("installing", *missing)
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
-def proc_cpu(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
-    except FileNotFoundError:
-        return 0.0
 
 
-def tree(pid):
-    """pid and all its descendants (Kamailio forks its children)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
-def cpu(pid):
-    return sum(proc_cpu(p) for p in tree(pid))
 
 
 class Servers:
     def __init__(self, work):
         self.work = work
         self.procs = {}
-        self.vienna_bin = os.path.join(ROOT, "target", "release", "vienna")
+        self.vienna_bin = VIENNA
         self.data = os.path.join(work, "vienna-data")
         users = os.path.join(work, "users.csv")
         with open(users, "w") as f:
@@ -154,12 +118,7 @@ class Servers:
                 sys.exit(f"{name} did not start; see {self.work}/{name}.log")
 
     def stop(self):
-        for p in self.procs.values():
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(self.procs.values())
         self.procs = {}
 
 
@@ -178,7 +137,8 @@ def sipp(server, scenario, rate, calls, local_port, extra=(), timeout=None, back
                                 stderr=subprocess.DEVNULL, cwd=WORK), stf
     subprocess.run(["timeout", str(limit + 5)] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    cwd=WORK)
-    return stats(stf)
+    r = sipp_stats(stf)
+    return r if r["ok"] >= 0 else {"ok": 0, "failed": -1, "retransmissions": 0}
 
 
 def free_port():
@@ -189,16 +149,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def stats(stf):
-    try:
-        with open(stf) as f:
-            rows = list(csv.reader(f, delimiter=";"))
-        head, last = rows[0], rows[-1]
-        get = lambda name: int(last[head.index(name)])
-        return {"ok": get("SuccessfulCall(C)"), "failed": get("FailedCall(C)"),
-                "retransmissions": get("Retransmissions(C)")}
-    except (OSError, IndexError, ValueError):
-        return {"ok": 0, "failed": -1, "retransmissions": 0}
 
 
 def step(servers, server, load, rate):
@@ -235,9 +185,8 @@ def register_sink(server):
 
 def main():
     global WORK
-    install()
-    log("building Vienna (release)")
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna"], cwd=ROOT, check=True)
+    install(["kamailio", "sip-tester"])
+    build("vienna")
     WORK = tempfile.mkdtemp(prefix="vienna-sip-bench-")
     servers = Servers(WORK)
     results = []

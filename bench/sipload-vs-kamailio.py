@@ -37,7 +37,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, VIENNA, VIENNA_LOAD, build, install, log, sipp_stats, stop
+
 BENCH = os.path.join(ROOT, "bench")
 RATES = [int(x) for x in os.environ.get("RATES", "1000,2000,5000,10000").split(",")]
 STEP_SECS = int(os.environ.get("STEP_SECS", "5"))
@@ -49,131 +50,15 @@ PARTS = os.environ.get("PARTS", "servers,generators").split(",")
 BASE = int(os.environ.get("BASE_PORT", "25500"))
 PORTS = {"kamailio": BASE, "vienna": BASE + 100}
 SIPP_PORT = BASE + 1400
-TICKS = os.sysconf("SC_CLK_TCK")
 TX_PER_OP = {"register": 1, "register-digest": 2, "message": 1}
-VL = os.path.join(ROOT, "target", "release", "vienna-load")
-VIENNA = os.path.join(ROOT, "target", "release", "vienna")
+VL = VIENNA_LOAD
 
-SIPP_REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="register">
-<send retrans="500"><![CDATA[
-REGISTER sip:[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:[field0]@[domain]>;tag=[call_number]
-To: <sip:[field0]@[domain]>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-<recv response="200" rtd="true"/>
-</scenario>
-"""
-
-SIPP_MESSAGE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="message">
-<send retrans="500"><![CDATA[
-MESSAGE sip:sink@[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:[field0]@[domain]>;tag=[call_number]
-To: <sip:sink@[domain]>
-Call-ID: [call_id]
-CSeq: 1 MESSAGE
-Content-Type: text/plain
-Content-Length: [len]
-
-vienna-load message [call_number]
-]]></send>
-<recv response="200" rtd="true"/>
-</scenario>
-"""
-
-SIPP_SINK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="sink">
-<recv request="MESSAGE"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
-
-SIPP_REGISTER_SINK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="register-sink">
-<send retrans="500"><![CDATA[
-REGISTER sip:[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:sink@[domain]>;tag=[call_number]
-To: <sip:sink@[domain]>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:sink@[local_ip]:[contact_port]>
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>
-</scenario>
-"""
-
-SIPP_REGISTER_DIGEST = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="register-digest">
-<send retrans="500"><![CDATA[
-REGISTER sip:[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:[field0]@[domain]>;tag=[call_number]
-To: <sip:[field0]@[domain]>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-<recv response="401" auth="true"/>
-<send retrans="500"><![CDATA[
-REGISTER sip:[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:[field0]@[domain]>;tag=[call_number]
-To: <sip:[field0]@[domain]>
-Call-ID: [call_id]
-CSeq: 2 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-[field2]
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-<recv response="200" rtd="true"/>
-</scenario>
-"""
+SIPP_SCENARIOS = {"register": "register-noauth.xml", "register-digest": "register-digest.xml",
+                  "message": "message-uac.xml"}
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
-def install():
-    missing = [p for p in ("kamailio", "sip-tester") if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.find("install ok installed") < 0]
-    if missing:
-        log("installing", *missing)
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
 def timed(args, limit, cwd):
@@ -234,12 +119,7 @@ class Servers:
                 sys.exit(f"{name} did not start; see {self.work}/{name}.log")
 
     def stop(self):
-        for p in self.procs.values():
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(self.procs.values())
         self.procs = {}
 
 
@@ -274,47 +154,37 @@ def vienna_load(server, load, rate, pid, work):
     return r
 
 
-def write(work, name, text):
-    path = os.path.join(work, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
-def ok_calls(stf):
-    try:
-        with open(stf) as f:
-            rows = [line.rstrip("\n").split(";") for line in f if line.strip()]
-        return int(rows[-1][rows[0].index("SuccessfulCall(C)")])
-    except (OSError, IndexError, ValueError):
-        return -1
 
 
 def sipp(load, rate, work, users_csv):
-    scen = write(work, f"sipp-{load}.xml",
-                 {"register": SIPP_REGISTER, "register-digest": SIPP_REGISTER_DIGEST, "message": SIPP_MESSAGE}[load])
+    scen = os.path.join(BENCH, "sipp", SIPP_SCENARIOS[load])
     calls = rate * STEP_SECS
     stf = os.path.join(work, f"sipp-{load}-{rate}.csv")
     limit = STEP_SECS * 4 + 20
     sink = None
     if load == "message":
         # The registered receiver: a second SIPp process, bounded by -m and -timeout.
-        sink = subprocess.Popen(["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", write(work, "sink.xml", SIPP_SINK),
+        sink = subprocess.Popen(["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", os.path.join(BENCH, "sipp", "message-sink.xml"),
                                  "-i", "127.0.0.1", "-p", str(SIPP_PORT + 900), "-m", str(calls), "-nostdin",
                                  "-timeout", str(limit)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 cwd=work)
         time.sleep(0.5)
         subprocess.run(["timeout", "20", "sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf",
-                        write(work, "register-sink.xml", SIPP_REGISTER_SINK), "-m", "1", "-i", "127.0.0.1",
-                        "-p", str(SIPP_PORT + 901), "-nostdin", "-key", "domain", "localhost", "-key", "contact_port",
+                        os.path.join(BENCH, "sipp", "register-sink.xml"), "-m", "1", "-i", "127.0.0.1",
+                        "-p", str(SIPP_PORT + 901), "-nostdin", "-s", "sink", "-key", "domain", "localhost",
+                        "-key", "contact_port",
                         str(SIPP_PORT + 900),
                         "-timeout", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
     args = ["sipp", f"127.0.0.1:{PORTS['kamailio']}", "-sf", scen, "-inf", users_csv, "-i", "127.0.0.1",
             "-p", str(SIPP_PORT + rate % 800), "-m", str(calls), "-r", str(rate), "-rp", "1000",
             "-l", str(max(rate * 2, 100)), "-nostdin", "-key", "domain", "localhost", "-trace_stat", "-stf", stf,
             "-fd", "3600", "-timeout", str(limit)]
+    if load == "message":
+        args += ["-key", "to_user", "sink"]
     code, cpu, wall, _ = timed(args, limit + 10, work)
-    if ok_calls(stf) <= 0:
+    if sipp_stats(stf)["ok"] <= 0:
         with open(os.path.join(work, "last-stderr.txt")) as f:
             log("sipp failed:", f.read()[-2000:])
     if sink is not None:
@@ -326,15 +196,8 @@ def sipp(load, rate, work, users_csv):
             pass
         _, _, ru = os.wait4(sink.pid, 0)
         cpu += ru.ru_utime + ru.ru_stime
-    ok = failed = retrans = -1
-    try:
-        with open(stf) as f:
-            rows = [line.rstrip("\n").split(";") for line in f if line.strip()]
-        head, last = rows[0], rows[-1]
-        get = lambda name: int(last[head.index(name)])
-        ok, failed, retrans = get("SuccessfulCall(C)"), get("FailedCall(C)"), get("Retransmissions(C)")
-    except (OSError, IndexError, ValueError):
-        pass
+    st = sipp_stats(stf)
+    ok, failed, retrans = st["ok"], st["failed"], st["retransmissions"]
     done = max(ok, 0) * TX_PER_OP[load]
     return {"tool": "sipp", "server": "kamailio", "load": load, "rate": rate, "ok": ok, "failed": failed,
             "retransmissions": retrans, "loader_cpu_s": round(cpu, 3), "wall_s": round(wall, 2),
@@ -344,10 +207,8 @@ def sipp(load, rate, work, users_csv):
 
 
 def main():
-    install()
-    log("building Vienna and vienna-load (release)")
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
-                   check=True)
+    install(["kamailio", "sip-tester"])
+    build("vienna", "vienna-load")
     work = tempfile.mkdtemp(prefix="vienna-sipload-bench-")
     users_csv = os.path.join(work, "users.csv")
     with open(users_csv, "w") as f:

@@ -37,7 +37,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import TICKS, VIENNA, VIENNA_LOAD, build, cpu_seconds, log, rss_bytes, stop
+
 ROUNDS = int(os.environ.get("ROUNDS", "6"))
 CLIENTS = int(os.environ.get("CLIENTS", "200"))
 RATE = int(os.environ.get("RATE", "100"))
@@ -51,25 +52,12 @@ GEN_RATES = [int(x) for x in os.environ.get("GEN_RATES", "50000,80000,110000,140
 SECTIONS = os.environ.get("SECTIONS", "cpu,sweep,memory,generators").split(",")
 PEER_PORT = 3580
 PORTS = {"coturn": 3578, "vienna": 3678}
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def start_servers(work):
@@ -97,7 +85,7 @@ no-stdout-log
         )
     coturn = subprocess.Popen(["turnserver", "-c", conf, "--relay-threads=1"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    vienna_bin = os.path.join(ROOT, "target/release/vienna")
+    vienna_bin = VIENNA
     data = os.path.join(work, "vienna")
     subprocess.run([vienna_bin, "user", "add", "alice", "--password-stdin", "--data-dir", data], input=b"secret\n",
                    check=True, stdout=subprocess.DEVNULL)
@@ -118,7 +106,7 @@ no-stdout-log
 def load(server, extra, seconds, prefix=()):
     """Runs vienna-load against `server` (behind `prefix`, e.g. taskset); returns its JSON report."""
     out = os.path.join(tempfile.gettempdir(), f"vienna-load-{os.getpid()}.json")
-    cmd = list(prefix) + [os.path.join(ROOT, "target/release/vienna-load"), "turn", "--server", f"127.0.0.1:{PORTS[server]}",
+    cmd = list(prefix) + [VIENNA_LOAD, "turn", "--server", f"127.0.0.1:{PORTS[server]}",
            "--user", "alice", "--password", "secret", "--duration", str(seconds), "--json", out] + extra
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 180)
     with open(out) as f:
@@ -182,8 +170,7 @@ def uclient_run(server):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "vienna", "--bin", "vienna-load"],
-                   cwd=ROOT, check=True)
+    build("vienna", "vienna-load")
     if not shutil.which("turnserver"):
         sys.exit("coturn is missing: bash tools/install-deps.sh")
     work = tempfile.mkdtemp(prefix="turn-bench-")
@@ -199,13 +186,7 @@ def main():
         if "generators" in SECTIONS:
             generators_section(pids)
     finally:
-        for p in servers.values():
-            p.terminate()
-        for p in servers.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(servers.values())
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -265,7 +246,7 @@ def memory_section(pids, work):
         for name in ("coturn", "vienna"):
             idle = rss_bytes(pids[name])
             holder = subprocess.Popen(
-                [os.path.join(ROOT, "target/release/vienna-load"), "turn", "--server", f"127.0.0.1:{PORTS[name]}",
+                [VIENNA_LOAD, "turn", "--server", f"127.0.0.1:{PORTS[name]}",
                  "--user", "alice", "--password", "secret", "--clients", str(HOLD), "--hold", "--duration", "20",
                  "--json", os.path.join(work, "hold.json")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
