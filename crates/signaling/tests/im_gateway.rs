@@ -443,6 +443,13 @@ fn a_refused_audio_invite_is_not_gatewayed() {
     let step = net.send(ALICE, &invite("im10", Some("hello"), IM_SDP));
     let inv = step.only_to(BOB1).request().clone();
     assert_eq!(net.reply(BOB1, &inv, 486).finals(ALICE)[0].status, 486);
+    // Nor one whose caller's address would not fit a header once unescaped.
+    let evil = invite("im12", Some("hello"), IM_SDP).replace("From: <sip:alice@", "From: <sip:al%0D%0AX-Evil:%201ice@");
+    let step = net.send(ALICE, &evil);
+    let inv = step.only_to(BOB1).request().clone();
+    let step = net.reply(BOB1, &inv, 488);
+    assert_eq!(step.finals(ALICE)[0].status, 488);
+    assert!(step.requests(BOB1, "MESSAGE").is_empty());
     let mut off = Net::with(&[BOB1], |c| c.ms.im_gateway.enabled = false);
     let step = off.send(ALICE, &invite("im11", Some("hello"), IM_SDP));
     let inv = step.only_to(BOB1).request().clone();

@@ -78,7 +78,15 @@ impl<D: Directory> Core<D> {
             return Some(best);
         };
         let Some(caller) = from.uri.as_sip().map(|u| self.config.aor_of(u)) else { return Some(best) };
-        if from.tag().is_none() || contact_uri(request).is_none() || self.config.contact(peer.transport).is_none() {
+        // The addresses go into header values of the page-mode MESSAGEs (unescaped user parts: no control
+        // characters, no angle brackets).
+        let plain = |aor: &str| !aor.chars().any(|c| c.is_control() || c == '<' || c == '>');
+        if !plain(&caller)
+            || !plain(&callee)
+            || from.tag().is_none()
+            || contact_uri(request).is_none()
+            || self.config.contact(peer.transport).is_none()
+        {
             return Some(best);
         }
         let tag = self.layer.new_tag();
@@ -390,7 +398,12 @@ impl<D: Directory> Core<D> {
         if g.next_idle_check.is_none_or(|t| t <= now) {
             g.next_idle_check = Some(now + IDLE_CHECK);
             let idle = g.config.idle;
-            dead.extend(g.sessions.iter().filter(|(_, s)| s.last_active + idle <= now).map(|(k, _)| k.clone()));
+            dead.extend(
+                g.sessions
+                    .iter()
+                    .filter(|(_, s)| s.last_active.checked_add(idle).is_some_and(|t| t <= now))
+                    .map(|(k, _)| k.clone()),
+            );
         }
         for (tx, r) in resend {
             let _ = self.layer.send_response(now, tx, r);
