@@ -10,6 +10,9 @@
 //! - bob goes Busy, Away and Available by category publishing, and alice sees each state;
 //! - carol (baresip, SIMPLE) sees alice go Busy and back (a category publication reaches PIDF watchers),
 //!   and alice sees carol go offline (a PIDF publication reaches category watchers);
+//! - carol's page-mode MESSAGE reaches alice, and alice's IM session to carol (refused by baresip with
+//!   488) is answered by Vienna's IM gateway, which hands both of alice's messages to carol as page-mode
+//!   MESSAGEs;
 //! - alice and bob exchange instant messages (INVITE-based sessions, in-dialog MESSAGE to the GRUU);
 //! - a disabled account is signed out by the server (registration-notify).
 
@@ -210,6 +213,16 @@ impl Baresip {
             .collect()
     }
 
+    /// Whether this baresip received a page-mode MESSAGE from `peer` with `text` as its body (its SIP
+    /// trace, `-s`, shows every message received; the colour reset follows the body on its line).
+    fn received_message(&self, peer: &str, text: &str) -> bool {
+        self.log_text().split("\nMESSAGE sip:").skip(1).any(|m| {
+            let m = m.split("\n\u{1b}").next().unwrap_or(m);
+            m.lines().any(|l| l.starts_with("From:") && l.contains(&format!("sip:{peer}@")))
+                && m.lines().any(|l| l.split('\u{1b}').next().unwrap_or(l).trim_end() == text)
+        })
+    }
+
     fn command(&self, command: &str) {
         self.command_with(command, "");
     }
@@ -352,6 +365,22 @@ fn sipe_signs_in_with_ntlm_and_sees_sipe_and_baresip_through_one_presence_model(
     wait("alice receives carol's message", &server, &[&alice], &[&carol], || {
         alice.events().iter().any(|e| e == &format!("IM sip:carol@{DOMAIN} hello from carol"))
     });
+    // And the other way: SIPE opens an IM session (INVITE, m=message, first message in ms-text-format),
+    // baresip refuses it (488), the IM gateway answers SIPE and hands each message to baresip as a
+    // page-mode MESSAGE: the first one from the INVITE, the next one from the MESSAGE in the dialog.
+    alice.send(&format!("im sip:carol@{DOMAIN} hello carol"));
+    wait("carol receives alice's first message", &server, &[&alice], &[&carol], || {
+        carol.received_message("alice", "hello carol")
+    });
+    alice.send(&format!("im sip:carol@{DOMAIN} how are you"));
+    wait("carol receives alice's message in the session", &server, &[&alice], &[&carol], || {
+        carol.received_message("alice", "how are you")
+    });
+    assert!(!alice.events().iter().any(|e| e.contains("ERROR") || e.contains("not delivered")), "{:?}", alice.events());
+    let gw = &server.get("/api/v1/sip").json()["microsoft"]["im_gateway"];
+    assert_eq!(gw["sessions"], 1, "{gw}");
+    assert_eq!(gw["delivered"], 2, "{gw}");
+    assert_eq!(gw["live"], 1, "{gw}");
     carol.command("presence_offline");
     wait("alice sees carol offline", &server, &[&alice], &[&carol], || {
         in_order(&alice.states_of("carol"), &["available", "offline"])

@@ -1,14 +1,15 @@
 //! Arbitrary bytes into the Microsoft-client support of the SIP core: as every body Microsoft clients send
 //! (category publications, container membership, subscriber acknowledgements, SOAP operations, batched
-//! resource lists), as endpoint identities and NTLM user names, and as a whole SIP message handed to a core
-//! over TCP (NTLM handshake, SERVICE, SUBSCRIBE paths). Nothing may panic; a re-serialized publication
-//! value must read back.
+//! resource lists), as endpoint identities and NTLM user names, as what the IM gateway reads (an SDP offer,
+//! an `ms-text-format` value, a Content-Type), and as a whole SIP message handed to a core over TCP (NTLM
+//! handshake, SERVICE, SUBSCRIBE paths, in-dialog requests to the IM gateway). Nothing may panic; a
+//! re-serialized publication value must read back.
 #![no_main]
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use vienna_signaling::msclient::{auth, epid, service};
+use vienna_signaling::msclient::{auth, epid, im_gateway, service};
 use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr};
 use vienna_sip::digest::Ha1;
 use vienna_sip::transaction::Peer;
@@ -45,6 +46,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = epid::instance_of_opaque(&text);
     let _ = epid::gruu_opaque(&text);
     let _ = auth::ntlm_aor(&text, &text, "example.test");
+    let _ = im_gateway::is_im_offer(Some("application/sdp"), data);
+    let _ = im_gateway::first_message(&text);
+    let _ = im_gateway::deliverable(Some(text.as_ref()));
     if let Ok(message) = Message::parse(data) {
         let local = vec![LocalAddr { transport: Transport::Tcp, addr: "127.0.0.1:5061".parse().unwrap() }];
         let now = Instant::now();

@@ -22,6 +22,7 @@ use crate::registrar::{self, Outcome};
 use crate::routing::{loop_hash, uri_peer};
 
 mod focus;
+mod imgw;
 mod ms;
 
 /// How often expired bindings are swept out.
@@ -69,6 +70,8 @@ struct Fork {
     best: Option<Response>,
     /// A final response went upstream.
     answered: bool,
+    /// An out-of-dialog INVITE offering only an IM session: the IM gateway may take it when it fails.
+    im_session: bool,
 }
 
 /// Where a request goes next.
@@ -284,6 +287,7 @@ impl<D: Directory> Core<D> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.layer.poll_timeout().map_or(self.next_sweep, |t| t.min(self.next_sweep));
         let t = self.conference_timeout().map_or(t, |c| c.min(t));
+        let t = self.imgw_poll_timeout().map_or(t, |c| c.min(t));
         Some(self.presence.poll_timeout().map_or(t, |p| p.min(t)))
     }
 
@@ -316,6 +320,7 @@ impl<D: Directory> Core<D> {
         }
         self.drain_presence(now);
         self.ms_timeout(now);
+        self.imgw_timeout(now);
         self.pump(now);
     }
 
@@ -344,7 +349,7 @@ impl<D: Directory> Core<D> {
     }
 
     fn on_event(&mut self, now: Instant, event: TransactionEvent) {
-        if self.conference_event(now, &event) {
+        if self.conference_event(now, &event) || self.imgw_event(now, &event) {
             return;
         }
         if let Some(status) = self.notify_outcome(&event)
@@ -435,6 +440,9 @@ impl<D: Directory> Core<D> {
             Ok(v) => v,
             Err(()) => return self.reply(now, id, &req, 400, Some("Bad Route"), |_| {}),
         };
+        if self.imgw_request(now, id, &req, peer) {
+            return;
+        }
         if !req.headers.contains(&HeaderName::Route) && self.conference_request(now, id, &req, peer) {
             self.conference_arm(now);
             return;
@@ -780,24 +788,29 @@ impl<D: Directory> Core<D> {
             Some(a) if a.enabled => {}
             _ => return self.reply(now, id, &req, 404, Some("Not Found (no such user)"), |_| {}),
         }
+        let targets = self.user_targets(&aor, instance.as_deref(), unix);
+        if targets.is_empty() {
+            return self.reply(now, id, &req, 480, Some("Temporarily Unavailable (not registered)"), |_| {});
+        }
+        self.counters.routed += 1;
+        self.fork(now, id, req, targets, !in_dialog);
+    }
+
+    /// Where requests to `aor` (or to its endpoint `instance`) go: every registered contact, higher q first
+    /// (parallel forking; q only orders the branches).
+    fn user_targets(&self, aor: &str, instance: Option<&str>, unix: u64) -> Vec<Target> {
         let mut targets: Vec<(Option<u16>, Target)> = self
             .location
-            .bindings(&aor, unix)
-            .filter(|b| instance.as_deref().is_none_or(|i| b.instance_id.as_deref() == Some(i)))
+            .bindings(aor, unix)
+            .filter(|b| instance.is_none_or(|i| b.instance_id.as_deref() == Some(i)))
             .filter_map(|b| {
                 let uri = Uri::parse(&b.contact).ok()?;
                 let peer = binding_peer(b)?;
                 Some((b.q, Target { uri, peer }))
             })
             .collect();
-        if targets.is_empty() {
-            return self.reply(now, id, &req, 480, Some("Temporarily Unavailable (not registered)"), |_| {});
-        }
-        // Parallel forking to every contact; higher q first only orders the branches.
         targets.sort_by_key(|(q, _)| std::cmp::Reverse(q.unwrap_or(1000)));
-        self.counters.routed += 1;
-        let targets = targets.into_iter().map(|(_, t)| t).collect();
-        self.fork(now, id, req, targets, !in_dialog);
+        targets.into_iter().map(|(_, t)| t).collect()
     }
 
     /// A request for a service of [`Core::add_service`].
@@ -906,8 +919,15 @@ impl<D: Directory> Core<D> {
             && matches!(req.method, Method::Invite | Method::Subscribe | Method::Refer)
             && req.headers.to().ok().is_none_or(|t| t.tag().is_none());
         let in_transport = self.server_transport(server);
-        let mut fork =
-            Fork { request: req, invite, branches: Vec::with_capacity(targets.len()), best: None, answered: false };
+        let im_session = self.imgw_candidate(&req);
+        let mut fork = Fork {
+            request: req,
+            invite,
+            branches: Vec::with_capacity(targets.len()),
+            best: None,
+            answered: false,
+            im_session,
+        };
         let req = &fork.request;
         for target in targets {
             let mut copy = req.clone();
@@ -1077,9 +1097,17 @@ impl<D: Directory> Core<D> {
         let Some(fork) = self.forks.get_mut(&server) else { return };
         if !fork.answered && fork.branches.iter().all(|b| b.done) {
             fork.answered = true;
-            if let Some(best) = fork.best.take() {
-                self.send_best(now, server, best);
-            }
+            let Some(best) = fork.best.take() else { return };
+            let best = if fork.im_session {
+                let request = fork.request.clone();
+                match self.imgw_take(now, server, &request, best) {
+                    Some(best) => best,
+                    None => return,
+                }
+            } else {
+                best
+            };
+            self.send_best(now, server, best);
         }
     }
 

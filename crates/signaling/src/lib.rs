@@ -14,7 +14,9 @@
 //! Microsoft clients ([`msclient`]): NTLM over TCP and TLS with signed messages (MS-SIPAE) beside Digest,
 //! the REGISTER answer they expect, in-band provisioning, roaming contacts and self view backed by the
 //! directory, SERVICE operations on contact lists and ACLs, category publishing and category presence
-//! subscriptions (MS-PRES) on the one presence model, BENOTIFY.
+//! subscriptions (MS-PRES) on the one presence model, BENOTIFY, and an IM-session gateway
+//! ([`msclient::im_gateway`]) that answers their IM INVITEs standard clients refuse and carries the messages
+//! as page-mode MESSAGE.
 //! The conference focus ([`conference`], on with [`Core::enable_conferences`]) answers C3P, conference
 //! dialogs and roster subscriptions, and asks the driver to move audio to and from the MCU.
 

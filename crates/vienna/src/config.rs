@@ -205,6 +205,9 @@ pub struct SipConfig {
     /// Presence dialect offered to Microsoft clients: "2007" (enhanced presence, MS-PRES) or "2005" (LCS
     /// 2005 presence documents).
     pub ms_dialect: String,
+    /// Microsoft clients: the IM-session gateway answers their IM INVITEs that standard clients refuse
+    /// (488, 415, 606) and carries the messages as page-mode MESSAGE.
+    pub ms_im_gateway: bool,
 }
 
 impl Default for SipConfig {
@@ -234,6 +237,7 @@ impl Default for SipConfig {
             ntlm: true,
             ntlm_targetname: String::new(),
             ms_dialect: "2007".into(),
+            ms_im_gateway: true,
         }
     }
 }

@@ -902,7 +902,7 @@ impl<D: Directory> Core<D> {
         true
     }
 
-    fn layer_peer(&self, id: TransactionId) -> Option<Peer> {
+    pub(super) fn layer_peer(&self, id: TransactionId) -> Option<Peer> {
         let req = self.layer.request(id)?;
         let via = req.headers.top_via().ok()?;
         let transport = vienna_sip::Transport::from_via(&via.transport)?;

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod documents;
 pub mod epid;
+pub mod im_gateway;
 pub mod service;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,6 +43,8 @@ pub struct MsConfig {
     /// Answer as an LCS 2005 server: no `msrtc-event-categories` in the REGISTER answer, so clients use
     /// the 2005 dialect (roaming ACL, `setPresence`, `text/xml+msrtc.pidf`, pending watchers).
     pub lcs2005: bool,
+    /// The IM-session gateway to standard clients ([`im_gateway`]).
+    pub im_gateway: im_gateway::ImGatewayConfig,
 }
 
 impl Default for MsConfig {
@@ -53,6 +56,7 @@ impl Default for MsConfig {
             organization: "Vienna".into(),
             max_batch: 500,
             lcs2005: false,
+            im_gateway: im_gateway::ImGatewayConfig::default(),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct MsCounters {
     pub bad_bodies: u64,
     /// Server-initiated deregistrations sent.
     pub deregistrations: u64,
+    /// The IM-session gateway.
+    pub im_gateway: im_gateway::ImGatewayCounters,
 }
 
 /// What a Microsoft subscription is about.
@@ -213,12 +219,15 @@ pub struct MsClient {
     pub next_account_check: Option<Instant>,
     /// The time of the latest input (for documents built where no time is passed).
     pub now: Option<Instant>,
+    /// The IM-session gateway to standard clients.
+    pub imgw: im_gateway::ImGateway,
 }
 
 impl MsClient {
     /// The state for `config`; `secret` keys NTLM challenges and opaque values.
     pub fn new(config: MsConfig, domain: &str, secret: [u8; 32]) -> Self {
         let auth = NtlmAuth::new(domain, &config.targetname, secret);
+        let imgw = im_gateway::ImGateway::new(config.im_gateway);
         MsClient {
             config,
             auth,
@@ -232,6 +241,7 @@ impl MsClient {
             registrations: HashMap::new(),
             next_account_check: None,
             now: None,
+            imgw,
         }
     }
 
@@ -239,6 +249,7 @@ impl MsClient {
     pub fn counters(&self) -> MsCounters {
         let mut c = self.counters.clone();
         c.ntlm = self.auth.counters().clone();
+        c.im_gateway = self.imgw.counters();
         c
     }
 

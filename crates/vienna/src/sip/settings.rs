@@ -145,6 +145,10 @@ pub fn core_config(config: &Config, local: Vec<LocalAddr>) -> CoreConfig {
         },
         mras_uri: config.mras.enabled.then(|| config.mras_uri()),
         lcs2005: sip.ms_dialect == "2005",
+        im_gateway: vienna_signaling::msclient::im_gateway::ImGatewayConfig {
+            enabled: sip.ms_im_gateway,
+            ..Default::default()
+        },
         ..vienna_signaling::msclient::MsConfig::default()
     };
     core

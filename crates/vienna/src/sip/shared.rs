@@ -129,6 +129,13 @@ impl SipShared {
                 "benotifies": s.ms.benotifies, "notifies": s.ms.notifies, "publications": s.ms.publications,
                 "version_conflicts": s.ms.version_conflicts, "edits": s.ms.edits, "bad_bodies": s.ms.bad_bodies,
                 "deregistrations": s.ms.deregistrations,
+                "im_gateway": {
+                    "live": s.ms.im_gateway.live, "sessions": s.ms.im_gateway.sessions,
+                    "refused_full": s.ms.im_gateway.sessions_refused_full,
+                    "delivered": s.ms.im_gateway.delivered, "delivery_failures": s.ms.im_gateway.delivery_failures,
+                    "refused": s.ms.im_gateway.refused, "byes": s.ms.im_gateway.byes,
+                    "expired": s.ms.im_gateway.expired,
+                },
             },
         })
     }
@@ -235,7 +242,8 @@ impl SipShared {
         ] {
             metrics::counter!("vienna_sip_ntlm_refused_total", "reason" => reason).absolute(v);
         }
-        let ms: [(&'static str, u64); 13] = [
+        let g = &s.ms.im_gateway;
+        let ms: [(&'static str, u64); 20] = [
             ("vienna_sip_ntlm_challenges_total", n.challenges),
             ("vienna_sip_ntlm_established_total", n.established),
             ("vienna_sip_ntlm_verified_total", n.verified),
@@ -249,12 +257,20 @@ impl SipShared {
             ("vienna_sip_ms_edits_total", s.ms.edits),
             ("vienna_sip_ms_bad_bodies_total", s.ms.bad_bodies),
             ("vienna_sip_ms_deregistrations_total", s.ms.deregistrations),
+            ("vienna_sip_ms_imgw_sessions_total", g.sessions),
+            ("vienna_sip_ms_imgw_refused_full_total", g.sessions_refused_full),
+            ("vienna_sip_ms_imgw_delivered_total", g.delivered),
+            ("vienna_sip_ms_imgw_delivery_failures_total", g.delivery_failures),
+            ("vienna_sip_ms_imgw_refused_total", g.refused),
+            ("vienna_sip_ms_imgw_byes_total", g.byes),
+            ("vienna_sip_ms_imgw_expired_total", g.expired),
         ];
         for (name, value) in ms {
             metrics::counter!(name).absolute(value);
         }
         metrics::gauge!("vienna_sip_ntlm_associations").set(s.ntlm_associations as f64);
         metrics::gauge!("vienna_sip_ms_subscriptions").set(s.ms_subscriptions as f64);
+        metrics::gauge!("vienna_sip_ms_imgw_live").set(g.live as f64);
         metrics::gauge!("vienna_presence_subscriptions").set(s.subscriptions as f64);
         metrics::gauge!("vienna_presence_presentities").set(s.presentities as f64);
         metrics::gauge!("vienna_presence_publications").set(s.publications as f64);
