@@ -17,12 +17,13 @@
 //! - a disabled account is signed out by the server (registration-notify).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vienna_e2e::baresip::Baresip;
 use vienna_e2e::{PATIENCE, Server, run};
 
 const DOMAIN: &str = "example.test";
@@ -131,119 +132,16 @@ impl Drop for Sipe {
     }
 }
 
-/// A port free on loopback for both UDP and TCP (baresip listens on both).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// baresip 1.0 as `user@example.test`, registering through Vienna's UDP listener (outbound proxy) and
-/// watching `peer`.
-struct Baresip {
-    child: Child,
-    log: PathBuf,
-    ctrl: u16,
-}
-
-impl Baresip {
-    fn start(dir: &Path, user: &str, peer: &str, sip: SocketAddr) -> Baresip {
-        let home = dir.join(format!("baresip-{user}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let listen = free_port();
-        let ctrl = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let rtp = 30_000 + (listen % 1000) * 20;
-        let config = format!(
-            "sip_listen 127.0.0.1:{listen}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-             audio_player aufile,/dev/null\naudio_source ausine,440\naudio_alert aufile,/dev/null\n\
-             rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
-             module aufile.so\nmodule ctrl_tcp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\n\
-             module_app contact.so\nmodule_app menu.so\nmodule_app presence.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n",
-            rtp + 19
-        );
-        std::fs::write(home.join("config"), config).unwrap();
-        std::fs::write(
-            home.join("accounts"),
-            format!("<sip:{user}@{DOMAIN}>;auth_pass={user}-secret;outbound=\"sip:{sip}\";regint=60;pubint=60\n"),
-        )
-        .unwrap();
-        std::fs::write(home.join("contacts"), format!("\"{peer}\" <sip:{peer}@{DOMAIN}>;presence=p2p\n")).unwrap();
-        let log = dir.join(format!("baresip-{user}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("timeout")
-            .args(["90", "stdbuf", "-oL", "-eL", "baresip", "-f"])
-            .arg(&home)
-            .args(["-s", "-v", "-t", "85"])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("baresip (packages baresip, baresip-core) is installed by the test command");
-        Baresip { child, log, ctrl }
-    }
-
-    fn log_text(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    /// What this baresip was told about `peer` (online, busy, away, offline), NOTIFY by NOTIFY.
-    fn seen(&self, peer: &str) -> Vec<&'static str> {
-        self.log_text()
-            .split("\nNOTIFY sip:")
-            .skip(1)
-            .filter(|m| m.lines().any(|l| l.starts_with("From:") && l.contains(&format!("sip:{peer}@"))))
-            .filter_map(|m| {
-                let m = m.split("\n\u{1b}").next().unwrap_or(m);
-                if m.contains("<basic>closed</basic>") {
-                    Some("offline")
-                } else if m.contains("<rpid:busy/>") {
-                    Some("busy")
-                } else if m.contains("<rpid:away/>") {
-                    Some("away")
-                } else if m.contains("<basic>open</basic>") {
-                    Some("online")
-                } else {
-                    None
-                }
-            })
-            .collect()
-    }
-
-    /// Whether this baresip received a page-mode MESSAGE from `peer` with `text` as its body (its SIP
-    /// trace, `-s`, shows every message received; the colour reset follows the body on its line).
-    fn received_message(&self, peer: &str, text: &str) -> bool {
-        self.log_text().split("\nMESSAGE sip:").skip(1).any(|m| {
-            let m = m.split("\n\u{1b}").next().unwrap_or(m);
-            m.lines().any(|l| l.starts_with("From:") && l.contains(&format!("sip:{peer}@")))
-                && m.lines().any(|l| l.split('\u{1b}').next().unwrap_or(l).trim_end() == text)
-        })
-    }
-
-    fn command(&self, command: &str) {
-        self.command_with(command, "");
-    }
-
-    fn command_with(&self, command: &str, params: &str) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ctrl)).expect("baresip ctrl_tcp");
-        let body = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"t\"}}");
-        s.write_all(format!("{}:{body},", body.len()).as_bytes()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut answer = [0u8; 512];
-        let n = std::io::Read::read(&mut s, &mut answer).unwrap_or(0);
-        let answer = String::from_utf8_lossy(&answer[..n]);
-        assert!(answer.contains("\"ok\":true"), "baresip {command}: {answer}");
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// watching `peer`, with its SIP trace in the log.
+fn baresip(dir: &Path, user: &str, peer: &str, sip: SocketAddr) -> Baresip {
+    let account = format!("<sip:{user}@{DOMAIN}>;auth_pass={user}-secret;outbound=\"sip:{sip}\";regint=60;pubint=60");
+    Baresip::builder(dir, user, account)
+        .modules(&["presence.so"])
+        .contacts(format!("\"{peer}\" <sip:{peer}@{DOMAIN}>;presence=p2p\n"))
+        .trace()
+        .seconds(85)
+        .start()
 }
 
 /// Whether `wanted` appears in `seen` in this order (other entries may come between).
@@ -343,22 +241,22 @@ fn sipe_signs_in_with_ntlm_and_sees_sipe_and_baresip_through_one_presence_model(
     assert!(in_order(&alice.states_of("bob"), &["available", "busy", "away", "available"]));
 
     // Across dialects: carol (baresip, SIMPLE) watches alice, alice watches carol.
-    let carol = Baresip::start(d, "carol", "alice", udp);
+    let carol = baresip(d, "carol", "alice", udp);
     wait("alice sees carol available", &server, &[&alice], &[&carol], || {
         alice.states_of("carol").iter().any(|s| s == "available")
     });
-    wait("carol sees alice online", &server, &[&alice], &[&carol], || carol.seen("alice").contains(&"online"));
+    wait("carol sees alice online", &server, &[&alice], &[&carol], || carol.presence_seen("alice").contains(&"online"));
     alice.send("status busy");
     wait("carol sees alice busy", &server, &[&alice], &[&carol], || {
-        in_order(&carol.seen("alice"), &["online", "busy"])
+        in_order(&carol.presence_seen("alice"), &["online", "busy"])
     });
     alice.send("status away");
     wait("carol sees alice away", &server, &[&alice], &[&carol], || {
-        in_order(&carol.seen("alice"), &["online", "busy", "away"])
+        in_order(&carol.presence_seen("alice"), &["online", "busy", "away"])
     });
     alice.send("status available");
     wait("carol sees alice online again", &server, &[&alice], &[&carol], || {
-        in_order(&carol.seen("alice"), &["online", "busy", "away", "online"])
+        in_order(&carol.presence_seen("alice"), &["online", "busy", "away", "online"])
     });
     // A page-mode MESSAGE from the SIMPLE client reaches the Microsoft client.
     carol.command_with("message", "hello from carol");

@@ -238,10 +238,25 @@ impl Baresip {
             .collect()
     }
 
-    /// Runs one `ctrl_tcp` command (no parameters) and checks that baresip answered ok.
+    /// Whether this agent received a page-mode MESSAGE from `peer` with `text` as its body, read from the
+    /// SIP trace ([`Builder::trace`]; the colour reset follows the body on its line).
+    pub fn received_message(&self, peer: &str, text: &str) -> bool {
+        self.log_text().split("\nMESSAGE sip:").skip(1).any(|m| {
+            let m = m.split("\n\u{1b}").next().unwrap_or(m);
+            m.lines().any(|l| l.starts_with("From:") && l.contains(&format!("sip:{peer}@")))
+                && m.lines().any(|l| l.split('\u{1b}').next().unwrap_or(l).trim_end() == text)
+        })
+    }
+
+    /// Runs one `ctrl_tcp` command without parameters and checks that baresip answered ok.
     pub fn command(&self, command: &str) {
+        self.command_with(command, "");
+    }
+
+    /// Runs one `ctrl_tcp` command with `params` and checks that baresip answered ok.
+    pub fn command_with(&self, command: &str, params: &str) {
         let mut control = self.control();
-        control.send(command, "");
+        control.send(command, params);
         let answer = control.wait(|m| m["response"] == true, || self.log_text());
         assert_eq!(answer["ok"], true, "baresip {command}: {answer}\n{}", self.log_text());
     }
