@@ -5,28 +5,28 @@
 
 #![allow(clippy::too_many_arguments)]
 
+mod harness;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use vienna_signaling::conference::{ConferenceConfig, ConferenceOutput, MediaEvent, MediaJoined, MediaRefused};
-use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr, Output};
+use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr};
 use vienna_sip::digest::{Challenge, Ha1, respond};
-use vienna_sip::transaction::Peer;
 use vienna_sip::{HeaderName, Message, Request, Response, Transport};
 use vienna_xml::{Element, Limits};
+
+use harness::{Step, UNIX0, addr};
+
+/// The core of these tests on the simulated network.
+type Net = harness::Net<Users>;
 
 const DOMAIN: &str = "example.com";
 const SERVER: &str = "192.0.2.100:5060";
 const ALICE: &str = "192.0.2.1:5070";
 const BOB: &str = "192.0.2.2:5070";
 const CAROL: &str = "192.0.2.3:5070";
-const UNIX0: u64 = 1_800_000_000;
 const CI: &str = "urn:ietf:params:xml:ns:conference-info";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
 
 struct Users(HashMap<String, Account>);
 
@@ -48,41 +48,7 @@ fn users() -> Users {
     Users(m)
 }
 
-#[derive(Debug)]
-struct Sent {
-    to: SocketAddr,
-    message: Message,
-}
-
-#[derive(Debug, Default)]
-struct Step {
-    sent: Vec<Sent>,
-    conference: Vec<ConferenceOutput>,
-    /// Index into `sent` when the first conference store write came.
-    saved_before: Option<usize>,
-}
-
 impl Step {
-    fn responses_to(&self, dest: &str) -> Vec<&Response> {
-        self.sent
-            .iter()
-            .filter(|s| s.to == addr(dest))
-            .filter_map(|s| if let Message::Response(r) = &s.message { Some(r) } else { None })
-            .collect()
-    }
-    fn response_to(&self, dest: &str) -> &Response {
-        let r = self.responses_to(dest);
-        assert_eq!(r.len(), 1, "one response to {dest}: {:#?}", self.sent);
-        r[0]
-    }
-    fn requests_to(&self, dest: &str, method: &str) -> Vec<&Request> {
-        self.sent
-            .iter()
-            .filter(|s| s.to == addr(dest))
-            .filter_map(|s| if let Message::Request(r) = &s.message { Some(r) } else { None })
-            .filter(|r| r.method.as_str() == method)
-            .collect()
-    }
     fn join(&self) -> (u64, String, String) {
         self.conference
             .iter()
@@ -96,11 +62,6 @@ impl Step {
     }
 }
 
-struct Net {
-    core: Core<Users>,
-    now: Instant,
-}
-
 impl Net {
     fn new(authenticate: bool) -> Net {
         let local = vec![LocalAddr { transport: Transport::Udp, addr: addr(SERVER) }];
@@ -111,38 +72,7 @@ impl Net {
         let mut conf = ConferenceConfig::default();
         conf.focus.dial_in = Some(vienna_focus::DialIn { prefix: "conf-".into(), domain: DOMAIN.into() });
         core.enable_conferences(conf, [9; 32], None);
-        Net { core, now }
-    }
-
-    fn drain(&mut self) -> Step {
-        let mut step = Step::default();
-        while let Some(o) = self.core.poll_output() {
-            match o {
-                Output::Transmit(t) => {
-                    let message = Message::parse(&t.bytes).expect("parsable");
-                    step.sent.push(Sent { to: t.peer.addr, message });
-                }
-                Output::Conference(c) => {
-                    if matches!(c, ConferenceOutput::Save(_)) && step.saved_before.is_none() {
-                        step.saved_before = Some(step.sent.len());
-                    }
-                    step.conference.push(c);
-                }
-                Output::Persist(_) | Output::PersistWatchers(_) => {}
-            }
-        }
-        step
-    }
-
-    fn send(&mut self, from: &str, text: &str) -> Step {
-        let bytes = sip(text);
-        self.core.handle_datagram(self.now, Peer { transport: Transport::Udp, addr: addr(from) }, &bytes);
-        self.drain()
-    }
-
-    fn send_bytes(&mut self, from: &str, bytes: &[u8]) -> Step {
-        self.core.handle_datagram(self.now, Peer { transport: Transport::Udp, addr: addr(from) }, bytes);
-        self.drain()
+        Net::around(core, now)
     }
 
     /// Answers every request in `step` sent to `to` with 200 (the client side of NOTIFY and BYE).
@@ -158,30 +88,6 @@ impl Net {
         }
         all
     }
-
-    fn advance(&mut self, by: Duration) -> Step {
-        let end = self.now + by;
-        let mut all = Step::default();
-        loop {
-            let next = self.core.poll_timeout().filter(|t| *t <= end);
-            self.now = next.unwrap_or(end).max(self.now);
-            self.core.handle_timeout(self.now);
-            let step = self.drain();
-            all.sent.extend(step.sent);
-            all.conference.extend(step.conference);
-            if next.is_none() {
-                return all;
-            }
-        }
-    }
-}
-
-fn sip(text: &str) -> Vec<u8> {
-    let text = text.replace("\r\n", "\n");
-    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let head = head.trim_end().replace('\n', "\r\n");
-    let body = body.replace('\n', "\r\n");
-    format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
 /// An out-of-dialog request from `user` at `from`.

@@ -3,26 +3,26 @@
 //! reload after restart), and routing (parallel forking with CANCEL of the losers, MESSAGE to every
 //! contact, 404/480/403/407, branch timeout).
 
+mod harness;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr, Output};
+use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr};
 use vienna_sip::digest::{Challenge, Ha1, respond};
-use vienna_sip::transaction::Peer;
 use vienna_sip::{HeaderName, Message, Request, Response, Transport};
 use vienna_store::{Binding, BindingChange};
+
+use harness::{Step, UNIX0, addr};
+
+/// The core of these tests on the simulated network.
+type Net = harness::Net<Users>;
 
 const DOMAIN: &str = "example.com";
 const SERVER: &str = "192.0.2.100:5060";
 const ALICE: &str = "192.0.2.1:5070";
 const BOB1: &str = "192.0.2.2:5070";
 const BOB2: &str = "192.0.2.3:5070";
-const UNIX0: u64 = 1_800_000_000;
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
 
 /// Accounts alice, bob and carol (disabled), password = user name reversed.
 struct Users(HashMap<String, Account>);
@@ -48,54 +48,6 @@ impl Directory for Users {
     }
 }
 
-/// What the core sent, parsed, with its destination.
-#[derive(Debug)]
-struct Sent {
-    to: SocketAddr,
-    message: Message,
-}
-
-impl Sent {
-    fn response(&self) -> &Response {
-        match &self.message {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("expected a response, got {} {}", r.method, r.uri),
-        }
-    }
-    fn request(&self) -> &Request {
-        match &self.message {
-            Message::Request(r) => r,
-            Message::Response(r) => panic!("expected a request, got {}", r.status),
-        }
-    }
-}
-
-/// Everything the core output in one step, in order.
-#[derive(Debug, Default)]
-struct Step {
-    sent: Vec<Sent>,
-    persisted: Vec<BindingChange>,
-    /// Index into `sent` of the first transmit after the first Persist (checks write-before-answer).
-    first_sent_after_persist: Option<usize>,
-}
-
-impl Step {
-    fn to(&self, dest: &str) -> Vec<&Sent> {
-        self.sent.iter().filter(|s| s.to == addr(dest)).collect()
-    }
-    fn only_to(&self, dest: &str) -> &Sent {
-        let v = self.to(dest);
-        assert_eq!(v.len(), 1, "expected one message to {dest}, got {:#?}", self.sent);
-        v[0]
-    }
-}
-
-struct Net {
-    core: Core<Users>,
-    now: Instant,
-    start: Instant,
-}
-
 impl Net {
     fn new() -> Self {
         Self::with(|_| {}, vec![])
@@ -107,63 +59,7 @@ impl Net {
         tweak(&mut config);
         let start = Instant::now();
         let core = Core::new(config, Users::new(), [7; 32], bindings, start, UNIX0);
-        Net { core, now: start, start }
-    }
-
-    fn drain(&mut self) -> Step {
-        let mut step = Step::default();
-        while let Some(o) = self.core.poll_output() {
-            match o {
-                Output::Transmit(t) => {
-                    let message = Message::parse(&t.bytes).expect("the core sends what it can parse");
-                    step.sent.push(Sent { to: t.peer.addr, message });
-                }
-                Output::Persist(changes) => {
-                    if step.first_sent_after_persist.is_none() {
-                        step.first_sent_after_persist = Some(step.sent.len());
-                    }
-                    step.persisted.extend(changes);
-                }
-                Output::PersistWatchers(_) | Output::Conference(_) => {}
-            }
-        }
-        step
-    }
-
-    fn send(&mut self, from: &str, text: &str) -> Step {
-        let bytes = sip(text);
-        self.core.handle_datagram(self.now, Peer { transport: Transport::Udp, addr: addr(from) }, &bytes);
-        self.drain()
-    }
-
-    fn send_message(&mut self, from: &str, message: &Message) -> Step {
-        let bytes = match message {
-            Message::Request(r) => r.to_bytes(),
-            Message::Response(r) => r.to_bytes(),
-        };
-        self.core.handle_datagram(self.now, Peer { transport: Transport::Udp, addr: addr(from) }, &bytes);
-        self.drain()
-    }
-
-    /// Moves the clock, running every timer due on the way.
-    fn advance(&mut self, by: Duration) -> Step {
-        let end = self.now + by;
-        let mut all = Step::default();
-        loop {
-            let next = self.core.poll_timeout().filter(|t| *t <= end);
-            self.now = next.unwrap_or(end).max(self.now);
-            self.core.handle_timeout(self.now);
-            let step = self.drain();
-            all.sent.extend(step.sent);
-            all.persisted.extend(step.persisted);
-            if next.is_none() {
-                return all;
-            }
-        }
-    }
-
-    fn unix(&self) -> u64 {
-        UNIX0 + (self.now - self.start).as_secs()
+        Net::around(core, start)
     }
 
     /// REGISTER of `user` from `from` with `extra` header lines, answered to the challenge with `password`
@@ -185,15 +81,6 @@ impl Net {
         assert_eq!(step.only_to(from).response().status, 200, "{:#?}", step.sent);
         step
     }
-}
-
-/// Joins lines with CRLF and sets Content-Length from the body after the blank line.
-fn sip(text: &str) -> Vec<u8> {
-    let text = text.replace("\r\n", "\n");
-    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let head = head.trim_end().replace('\n', "\r\n");
-    let body = body.replace('\n', "\r\n");
-    format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
 fn register_text(user: &str, from: &str, extra: &str, cseq: u32, auth: &str) -> String {

@@ -5,15 +5,20 @@
 //! callee's outcome; BYE ends the session; idle and unacknowledged sessions expire; an audio INVITE's 488
 //! still goes to the caller.
 
-use std::net::SocketAddr;
+mod harness;
+
 use std::time::Duration;
 use std::time::Instant;
 
 use base64::Engine as _;
-use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr, Output};
+use vienna_signaling::{Account, Core, CoreConfig, Directory, LocalAddr};
 use vienna_sip::digest::Ha1;
-use vienna_sip::transaction::Peer;
-use vienna_sip::{HeaderName, Message, Request, Response, Transport};
+use vienna_sip::{HeaderName, Response, Transport};
+
+use harness::{UNIX0, addr};
+
+/// The core of these tests on the simulated network.
+type Net = harness::Net<Users>;
 
 const DOMAIN: &str = "example.com";
 const SERVER: &str = "192.0.2.100:5060";
@@ -22,12 +27,6 @@ const ALICE: &str = "192.0.2.1:5070";
 /// bob: a standard client, registered twice.
 const BOB1: &str = "192.0.2.2:5070";
 const BOB2: &str = "192.0.2.3:5070";
-const UNIX0: u64 = 1_800_000_000;
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
 struct Users;
 
 impl Directory for Users {
@@ -44,68 +43,6 @@ impl Directory for Users {
     }
 }
 
-#[derive(Debug)]
-struct Sent {
-    to: SocketAddr,
-    message: Message,
-}
-
-impl Sent {
-    fn response(&self) -> &Response {
-        match &self.message {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("expected a response, got {} {}", r.method, r.uri),
-        }
-    }
-    fn request(&self) -> &Request {
-        match &self.message {
-            Message::Request(r) => r,
-            Message::Response(r) => panic!("expected a request, got {}", r.status),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Step {
-    sent: Vec<Sent>,
-}
-
-impl Step {
-    fn to(&self, dest: &str) -> Vec<&Sent> {
-        self.sent.iter().filter(|s| s.to == addr(dest)).collect()
-    }
-    fn only_to(&self, dest: &str) -> &Sent {
-        let v = self.to(dest);
-        assert_eq!(v.len(), 1, "expected one message to {dest}, got {:#?}", self.sent);
-        v[0]
-    }
-    /// Requests of `method` to `dest`.
-    fn requests(&self, dest: &str, method: &str) -> Vec<&Request> {
-        self.to(dest)
-            .into_iter()
-            .filter_map(|s| match &s.message {
-                Message::Request(r) if r.method.as_str() == method => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
-    /// Final responses to `dest`.
-    fn finals(&self, dest: &str) -> Vec<&Response> {
-        self.to(dest)
-            .into_iter()
-            .filter_map(|s| match &s.message {
-                Message::Response(r) if r.status >= 200 => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-struct Net {
-    core: Core<Users>,
-    now: Instant,
-}
-
 impl Net {
     /// A server without authentication (the gateway comes after routing, which the core tests cover),
     /// with bob registered from `bobs`.
@@ -120,7 +57,7 @@ impl Net {
         tweak(&mut config);
         let now = Instant::now();
         let core = Core::new(config, Users, [9; 32], vec![], now, UNIX0);
-        let mut net = Net { core, now };
+        let mut net = Net::around(core, now);
         for (i, b) in bobs.iter().enumerate() {
             let register = format!(
                 "REGISTER sip:{DOMAIN} SIP/2.0\nVia: SIP/2.0/UDP {b};branch=z9hG4bK-reg{i}\nMax-Forwards: 70\n\
@@ -131,61 +68,6 @@ impl Net {
         }
         net
     }
-
-    fn drain(&mut self) -> Step {
-        let mut step = Step::default();
-        while let Some(o) = self.core.poll_output() {
-            if let Output::Transmit(t) = o {
-                let message = Message::parse(&t.bytes).expect("the core sends what it can parse");
-                step.sent.push(Sent { to: t.peer.addr, message });
-            }
-        }
-        step
-    }
-
-    fn send(&mut self, from: &str, text: &str) -> Step {
-        self.core.handle_datagram(self.now, Peer { transport: Transport::Udp, addr: addr(from) }, &sip(text));
-        self.drain()
-    }
-
-    fn reply(&mut self, from: &str, req: &Request, status: u16) -> Step {
-        let r = req.make_response_with_tag(status, None, "b-tag");
-        self.core.handle_datagram(self.now, Peer { transport: Transport::Udp, addr: addr(from) }, &r.to_bytes());
-        self.drain()
-    }
-
-    fn advance(&mut self, by: Duration) -> Step {
-        let end = self.now + by;
-        let mut all = Step::default();
-        loop {
-            let next = self.core.poll_timeout().filter(|t| *t <= end);
-            self.now = next.unwrap_or(end).max(self.now);
-            self.core.handle_timeout(self.now);
-            all.sent.extend(self.drain().sent);
-            if next.is_none() {
-                return all;
-            }
-        }
-    }
-}
-
-/// The message of an indented text: header lines up to the first blank one, then the body (each line's
-/// indentation removed), joined with CRLF, Content-Length from the body.
-fn sip(text: &str) -> Vec<u8> {
-    let mut lines = text.lines();
-    let mut head = Vec::new();
-    for l in lines.by_ref() {
-        let l = l.trim();
-        if l.is_empty() {
-            break;
-        }
-        head.push(l);
-    }
-    let mut body = lines.map(str::trim_start).collect::<Vec<_>>().join("\r\n");
-    if text.ends_with('\n') && !body.is_empty() {
-        body.push_str("\r\n");
-    }
-    format!("{}\r\nContent-Length: {}\r\n\r\n{body}", head.join("\r\n"), body.len()).into_bytes()
 }
 
 const IM_SDP: &str = "v=0\no=- 0 0 IN IP4 192.0.2.1\ns=session\nc=IN IP4 192.0.2.1\nt=0 0\nm=message 5070 sip null\n\
@@ -256,8 +138,8 @@ fn open_session(net: &mut Net, call: &str) -> Response {
     assert_eq!(inv.method.as_str(), "INVITE");
     let step = net.reply(BOB1, &inv, 488);
     assert!(step.finals(ALICE).is_empty(), "the 488 is not sent upstream: {:#?}", step.sent);
-    assert_eq!(step.requests(BOB1, "ACK").len(), 1, "the 488 is acknowledged");
-    let page = step.requests(BOB1, "MESSAGE");
+    assert_eq!(step.requests_to(BOB1, "ACK").len(), 1, "the 488 is acknowledged");
+    let page = step.requests_to(BOB1, "MESSAGE");
     assert_eq!(page.len(), 1, "{:#?}", step.sent);
     let page = page[0].clone();
     assert_eq!(page.body, b"hello bob");
@@ -301,7 +183,7 @@ fn messages_in_the_session_become_page_mode_messages_answered_with_the_callees_o
     let (inv1, inv2) = (step.only_to(BOB1).request().clone(), step.only_to(BOB2).request().clone());
     assert!(net.reply(BOB1, &inv1, 488).sent.iter().all(|s| s.to != addr(ALICE)));
     let step = net.reply(BOB2, &inv2, 488);
-    let (p1, p2) = (step.requests(BOB1, "MESSAGE")[0].clone(), step.requests(BOB2, "MESSAGE")[0].clone());
+    let (p1, p2) = (step.requests_to(BOB1, "MESSAGE")[0].clone(), step.requests_to(BOB2, "MESSAGE")[0].clone());
     assert_eq!((p1.body.as_slice(), p2.body.as_slice()), (&b"first"[..], &b"first"[..]));
     let ok = net.reply(BOB2, &p2, 200).only_to(ALICE).response().clone();
     assert_eq!(ok.status, 200);
@@ -312,7 +194,7 @@ fn messages_in_the_session_become_page_mode_messages_answered_with_the_callees_o
     let msg = in_dialog(&ok, "MESSAGE", 2, "text/plain; charset=UTF-8;msgr=WAAtAE0A", "second one");
     let step = net.send(ALICE, &msg);
     assert!(step.to(ALICE).is_empty(), "the answer waits for the callee");
-    let (m1, m2) = (step.requests(BOB1, "MESSAGE")[0].clone(), step.requests(BOB2, "MESSAGE")[0].clone());
+    let (m1, m2) = (step.requests_to(BOB1, "MESSAGE")[0].clone(), step.requests_to(BOB2, "MESSAGE")[0].clone());
     assert_eq!(m1.body, b"second one");
     assert_eq!(m1.headers.get(&HeaderName::ContentType), Some("text/plain; charset=UTF-8"));
     assert_eq!(m1.headers.from().unwrap().uri.to_string(), format!("sip:alice@{DOMAIN}"));
@@ -324,7 +206,7 @@ fn messages_in_the_session_become_page_mode_messages_answered_with_the_callees_o
 
     // Nobody takes the next one: alice gets the best failure.
     let step = net.send(ALICE, &in_dialog(&ok, "MESSAGE", 3, "text/plain", "third"));
-    let (m1, m2) = (step.requests(BOB1, "MESSAGE")[0].clone(), step.requests(BOB2, "MESSAGE")[0].clone());
+    let (m1, m2) = (step.requests_to(BOB1, "MESSAGE")[0].clone(), step.requests_to(BOB2, "MESSAGE")[0].clone());
     net.reply(BOB1, &m1, 480);
     assert_eq!(net.reply(BOB2, &m2, 486).only_to(ALICE).response().status, 486);
 
@@ -368,11 +250,11 @@ fn idle_and_unacknowledged_sessions_expire_with_a_bye() {
     assert!(step.to(ALICE).is_empty());
     // Activity keeps it: a MESSAGE at 10 minutes.
     let step = net.send(ALICE, &in_dialog(&ok, "MESSAGE", 2, "text/plain", "still here"));
-    let m = step.requests(BOB1, "MESSAGE")[0].clone();
+    let m = step.requests_to(BOB1, "MESSAGE")[0].clone();
     net.reply(BOB1, &m, 200);
-    assert!(net.advance(Duration::from_secs(10 * 60)).requests(ALICE, "BYE").is_empty());
+    assert!(net.advance(Duration::from_secs(10 * 60)).requests_to(ALICE, "BYE").is_empty());
     let step = net.advance(Duration::from_secs(6 * 60));
-    let bye = step.requests(ALICE, "BYE");
+    let bye = step.requests_to(ALICE, "BYE");
     assert!(!bye.is_empty(), "{:#?}", step.sent);
     assert!(bye.iter().all(|b| b.headers.top_via().unwrap().branch() == bye[0].headers.top_via().unwrap().branch()));
     assert_eq!(bye[0].uri.to_string(), format!("sip:alice@{DOMAIN};opaque=user:epid:abc;gruu"));
@@ -386,7 +268,7 @@ fn idle_and_unacknowledged_sessions_expire_with_a_bye() {
     let step = net.advance(Duration::from_secs(40));
     let resent = step.finals(ALICE).iter().filter(|r| r.status == 200).count();
     assert!(resent >= 5, "2xx retransmissions until the ACK, got {resent}");
-    assert!(!step.requests(ALICE, "BYE").is_empty(), "a BYE for the session never acknowledged");
+    assert!(!step.requests_to(ALICE, "BYE").is_empty(), "a BYE for the session never acknowledged");
     let late = net.send(ALICE, &in_dialog(&ok, "MESSAGE", 2, "text/plain", "gone"));
     assert_eq!(late.only_to(ALICE).response().status, 481);
     let c = net.core.ms_counters().im_gateway;
@@ -403,7 +285,7 @@ fn the_session_table_is_bounded() {
     let inv = step.only_to(BOB1).request().clone();
     let step = net.reply(BOB1, &inv, 488);
     assert_eq!(step.finals(ALICE)[0].status, 488);
-    assert!(step.requests(BOB1, "MESSAGE").is_empty());
+    assert!(step.requests_to(BOB1, "MESSAGE").is_empty());
     assert_eq!(net.core.ms_counters().im_gateway.sessions_refused_full, 1);
 }
 
@@ -413,7 +295,7 @@ fn a_first_message_nobody_takes_fails_the_invite_and_no_first_message_answers_at
     let step = net.send(ALICE, &invite("im8", Some("anyone?"), IM_SDP));
     let inv = step.only_to(BOB1).request().clone();
     let step = net.reply(BOB1, &inv, 488);
-    let page = step.requests(BOB1, "MESSAGE")[0].clone();
+    let page = step.requests_to(BOB1, "MESSAGE")[0].clone();
     let step = net.reply(BOB1, &page, 480);
     let r = step.only_to(ALICE).response();
     assert_eq!(r.status, 480, "the caller learns the message was not delivered");
@@ -428,7 +310,7 @@ fn a_first_message_nobody_takes_fails_the_invite_and_no_first_message_answers_at
     let ok = step.finals(ALICE)[0].clone();
     assert_eq!(ok.status, 200);
     assert_eq!(ok.headers.get(&HeaderName::Supported), None);
-    assert!(step.requests(BOB1, "MESSAGE").is_empty());
+    assert!(step.requests_to(BOB1, "MESSAGE").is_empty());
 }
 
 #[test]
@@ -438,7 +320,7 @@ fn a_refused_audio_invite_is_not_gatewayed() {
     let inv = step.only_to(BOB1).request().clone();
     let step = net.reply(BOB1, &inv, 488);
     assert_eq!(step.finals(ALICE)[0].status, 488);
-    assert!(step.requests(BOB1, "MESSAGE").is_empty());
+    assert!(step.requests_to(BOB1, "MESSAGE").is_empty());
     // Nor an IM INVITE refused for another reason (busy), nor with the gateway off.
     let step = net.send(ALICE, &invite("im10", Some("hello"), IM_SDP));
     let inv = step.only_to(BOB1).request().clone();
@@ -449,7 +331,7 @@ fn a_refused_audio_invite_is_not_gatewayed() {
     let inv = step.only_to(BOB1).request().clone();
     let step = net.reply(BOB1, &inv, 488);
     assert_eq!(step.finals(ALICE)[0].status, 488);
-    assert!(step.requests(BOB1, "MESSAGE").is_empty());
+    assert!(step.requests_to(BOB1, "MESSAGE").is_empty());
     let mut off = Net::with(&[BOB1], |c| c.ms.im_gateway.enabled = false);
     let step = off.send(ALICE, &invite("im11", Some("hello"), IM_SDP));
     let inv = step.only_to(BOB1).request().clone();
