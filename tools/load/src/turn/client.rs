@@ -2,9 +2,8 @@
 //! long-term credential challenge of RFC 8489 §9.2), CreatePermission and ChannelBind to one peer,
 //! refreshes before expiry, and deletion with Refresh LIFETIME 0.
 //!
-//! One transaction is outstanding at a time; requests are retransmitted RFC 8489 §6.2.1 style (RTO
-//! doubling from 500 ms, five transmissions, then a timeout). A 438 Stale Nonce is retried with the
-//! new nonce; a 401 is answered once with credentials. Response integrity is not verified (the tool
+//! One transaction is outstanding at a time, retransmitted by [`super::lifecycle`] (RFC 8489 §6.2.1).
+//! A 438 Stale Nonce is retried with the new nonce; a 401 is answered once with credentials. Response integrity is not verified (the tool
 //! trusts the server it measures), and FINGERPRINT is neither sent nor checked.
 
 use std::net::SocketAddr;
@@ -14,12 +13,8 @@ use vienna_stun::attributes as attr;
 use vienna_stun::integrity::long_term_key;
 use vienna_stun::{Attribute, Class, Message, MessageBuilder, Method, TransactionId};
 
-/// First retransmission timeout.
-pub const RTO: Duration = Duration::from_millis(500);
-/// Transmissions of one request before it times out.
-pub const MAX_TRIES: u32 = 5;
-/// Retries of one request after 438 Stale Nonce.
-const MAX_STALE_RETRIES: u8 = 3;
+use super::lifecycle::{Due, Lifecycle, MAX_STALE_RETRIES};
+
 /// Permissions last 300 s (RFC 8656 §9); a ChannelBind refresh renews the channel and the permission.
 const BIND_REFRESH: Duration = Duration::from_secs(240);
 /// The channel every client binds (channel numbers are per allocation).
@@ -103,18 +98,6 @@ pub struct Settings {
 }
 
 #[derive(Debug)]
-struct Transaction {
-    step: Step,
-    txid: TransactionId,
-    bytes: Vec<u8>,
-    tries: u32,
-    rto: Duration,
-    next_at: Instant,
-    stale_retries: u8,
-    challenged: bool,
-}
-
-#[derive(Debug)]
 struct Auth {
     realm: String,
     nonce: String,
@@ -122,18 +105,11 @@ struct Auth {
 }
 
 /// One client's TURN control state.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Client {
-    phase: Phase,
+    life: Lifecycle<TransactionId>,
     auth: Option<Auth>,
-    pending: Option<Transaction>,
     relayed: Option<SocketAddr>,
-    lifetime: Duration,
-    alloc_refresh_at: Option<Instant>,
-    bind_refresh_at: Option<Instant>,
-    failure: Option<Failure>,
-    /// Refreshes (allocation or channel) that failed while the client was ready.
-    pub refresh_failures: u32,
 }
 
 /// Whether the caller must send [`Client::outgoing`] now.
@@ -146,36 +122,25 @@ pub enum Action {
     Nothing,
 }
 
-impl Default for Client {
-    fn default() -> Self {
-        Client::new()
-    }
-}
-
 impl Client {
     /// A client that has not started.
     pub fn new() -> Client {
-        Client {
-            phase: Phase::Idle,
-            auth: None,
-            pending: None,
-            relayed: None,
-            lifetime: Duration::from_secs(600),
-            alloc_refresh_at: None,
-            bind_refresh_at: None,
-            failure: None,
-            refresh_failures: 0,
-        }
+        Client::default()
     }
 
     /// Current phase.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.life.phase
     }
 
     /// Why set-up (or deletion) failed.
     pub fn failure(&self) -> Option<Failure> {
-        self.failure
+        self.life.failure
+    }
+
+    /// Refreshes (allocation or channel) that failed while the client was ready.
+    pub fn refresh_failures(&self) -> u32 {
+        self.life.refresh_failures
     }
 
     /// The relayed address the server gave.
@@ -185,80 +150,43 @@ impl Client {
 
     /// The request to (re)send.
     pub fn outgoing(&self) -> &[u8] {
-        self.pending.as_ref().map_or(&[], |t| &t.bytes)
+        self.life.outgoing()
     }
 
     /// Starts with an Allocate.
     pub fn start(&mut self, now: Instant, s: &Settings, rng: &mut Rng) -> Action {
-        self.phase = Phase::SettingUp;
+        self.life.phase = Phase::SettingUp;
         self.request(now, Step::Allocate, s, rng)
     }
 
     /// Deletes the allocation if there is one (Refresh LIFETIME 0), abandoning any other request.
     pub fn delete(&mut self, now: Instant, s: &Settings, rng: &mut Rng) -> Action {
-        match self.phase {
-            Phase::Deleting | Phase::Deleted => Action::Nothing,
-            _ if self.relayed.is_none() => {
-                // Never allocated (or the Allocate is still unanswered: it will expire on the server).
-                self.pending = None;
-                if self.phase != Phase::Failed {
-                    self.phase = Phase::Deleted;
-                }
-                Action::Nothing
-            }
-            _ => {
-                self.phase = Phase::Deleting;
-                self.request(now, Step::Delete, s, rng)
-            }
+        if self.life.start_delete(self.relayed.is_some()) {
+            self.request(now, Step::Delete, s, rng)
+        } else {
+            Action::Nothing
         }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next needed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if let Some(t) = &self.pending {
-            return Some(t.next_at);
-        }
-        if self.phase == Phase::Ready {
-            return [self.alloc_refresh_at, self.bind_refresh_at].into_iter().flatten().min();
-        }
-        None
+        self.life.poll_timeout()
     }
 
-    /// Retransmits, times out, or starts a due refresh.
+    /// Retransmits, times out, or starts a due refresh (the allocation's, or the channel binding's).
     pub fn handle_timeout(&mut self, now: Instant, s: &Settings, rng: &mut Rng) -> Action {
-        if let Some(t) = &mut self.pending {
-            if now < t.next_at {
-                return Action::Nothing;
-            }
-            if t.tries >= MAX_TRIES {
-                let step = t.step;
-                self.fail(step, None);
-                return Action::Nothing;
-            }
-            t.tries += 1;
-            t.rto *= 2;
-            t.next_at = now + t.rto;
-            return Action::Send;
+        match self.life.timeout(now, Step::ChannelBind) {
+            Due::Nothing => Action::Nothing,
+            Due::Resend => Action::Send,
+            Due::Request(step) => self.request(now, step, s, rng),
         }
-        if self.phase != Phase::Ready {
-            return Action::Nothing;
-        }
-        if self.alloc_refresh_at.is_some_and(|t| now >= t) {
-            return self.request(now, Step::Refresh, s, rng);
-        }
-        if self.bind_refresh_at.is_some_and(|t| now >= t) {
-            return self.request(now, Step::ChannelBind, s, rng);
-        }
-        Action::Nothing
     }
 
     /// Handles a STUN response from the server.
     pub fn handle_response(&mut self, now: Instant, msg: &Message<'_>, s: &Settings, rng: &mut Rng) -> Action {
-        let Some(t) = &self.pending else { return Action::Nothing };
-        if msg.transaction_id() != t.txid || msg.method() != t.step.method() {
+        let Some(step) = self.life.answered(msg.transaction_id()).filter(|step| msg.method() == step.method()) else {
             return Action::Nothing; // a late answer to an earlier transmission or another request
-        }
-        let step = t.step;
+        };
         match msg.class() {
             Class::Success => self.succeeded(now, step, msg, s, rng),
             Class::Error => {
@@ -273,39 +201,35 @@ impl Client {
     }
 
     fn succeeded(&mut self, now: Instant, step: Step, msg: &Message<'_>, s: &Settings, rng: &mut Rng) -> Action {
-        self.pending = None;
+        self.life.settle();
+        let lifetime = match msg.get(attr::LIFETIME) {
+            Some(Ok(Attribute::Lifetime(secs))) => Some(secs),
+            _ => None,
+        };
         match step {
             Step::Allocate => {
                 self.relayed = match msg.get(attr::XOR_RELAYED_ADDRESS) {
                     Some(Ok(Attribute::XorRelayedAddress(a))) => Some(a),
                     _ => None,
                 };
-                self.note_lifetime(now, msg);
+                self.life.note_lifetime(now, lifetime);
                 self.request(now, Step::CreatePermission, s, rng)
             }
             Step::CreatePermission => self.request(now, Step::ChannelBind, s, rng),
             Step::ChannelBind => {
-                self.phase = Phase::Ready;
-                self.bind_refresh_at = Some(now + BIND_REFRESH);
+                self.life.ready(now, Some(BIND_REFRESH));
                 Action::Nothing
             }
             Step::Refresh => {
-                self.note_lifetime(now, msg);
+                self.life.note_lifetime(now, lifetime);
                 Action::Nothing
             }
             Step::Delete => {
-                self.phase = Phase::Deleted;
+                self.life.deleted();
                 Action::Nothing
             }
             Step::SetActiveDestination => Action::Nothing,
         }
-    }
-
-    fn note_lifetime(&mut self, now: Instant, msg: &Message<'_>) {
-        if let Some(Ok(Attribute::Lifetime(secs))) = msg.get(attr::LIFETIME) {
-            self.lifetime = Duration::from_secs(u64::from(secs));
-        }
-        self.alloc_refresh_at = Some(now + self.lifetime / 2);
     }
 
     fn errored(
@@ -321,23 +245,22 @@ impl Client {
             Some(Ok(Attribute::Realm(v) | Attribute::Nonce(v))) => Some(v.to_owned()),
             _ => None,
         };
-        let Some(t) = &self.pending else { return Action::Nothing };
-        let (challenged, stale) = (t.challenged, t.stale_retries);
+        let (challenged, stale) = self.life.retry_state();
         match code {
             401 if !challenged => {
                 let (Some(realm), Some(nonce)) = (text(attr::REALM), text(attr::NONCE)) else {
-                    self.fail(step, Some(code));
+                    self.life.fail(step, Some(code));
                     return Action::Nothing;
                 };
                 let key = long_term_key(&s.username, &realm, &s.password);
                 self.auth = Some(Auth { realm, nonce, key });
                 let action = self.request(now, step, s, rng);
-                self.set_retry_state(true, stale);
+                self.life.set_retry_state(true, stale);
                 action
             }
             438 if stale < MAX_STALE_RETRIES => {
                 let (Some(nonce), Some(auth)) = (text(attr::NONCE), self.auth.as_mut()) else {
-                    self.fail(step, Some(code));
+                    self.life.fail(step, Some(code));
                     return Action::Nothing;
                 };
                 auth.nonce = nonce;
@@ -348,53 +271,25 @@ impl Client {
                     auth.realm = realm;
                 }
                 let action = self.request(now, step, s, rng);
-                self.set_retry_state(challenged, stale + 1);
+                self.life.set_retry_state(challenged, stale + 1);
                 action
             }
             // 437 Allocation Mismatch on delete: already gone.
             437 if step == Step::Delete => {
-                self.pending = None;
-                self.phase = Phase::Deleted;
+                self.life.deleted();
                 Action::Nothing
             }
             _ => {
-                self.fail(step, Some(code));
+                self.life.fail(step, Some(code));
                 Action::Nothing
             }
         }
-    }
-
-    fn set_retry_state(&mut self, challenged: bool, stale_retries: u8) {
-        if let Some(t) = &mut self.pending {
-            t.challenged = challenged;
-            t.stale_retries = stale_retries;
-        }
-    }
-
-    fn fail(&mut self, step: Step, code: Option<u16>) {
-        if self.phase == Phase::Ready {
-            // A refresh failed: the allocation or channel will lapse, so the client stops using it.
-            self.refresh_failures += 1;
-        }
-        self.pending = None;
-        self.phase = Phase::Failed;
-        self.failure = Some(Failure { step, code });
     }
 
     fn request(&mut self, now: Instant, step: Step, s: &Settings, rng: &mut Rng) -> Action {
         let txid = TransactionId(rng.txid());
         let bytes = self.build(step, txid, s);
-        self.pending = Some(Transaction {
-            step,
-            txid,
-            bytes,
-            tries: 1,
-            rto: RTO,
-            next_at: now + RTO,
-            stale_retries: 0,
-            challenged: false,
-        });
-        Action::Send
+        self.life.begin(now, step, txid, bytes)
     }
 
     fn build(&self, step: Step, txid: TransactionId, s: &Settings) -> Vec<u8> {
@@ -560,7 +455,7 @@ mod tests {
                 sends += 1;
             }
         }
-        assert_eq!(sends, MAX_TRIES);
+        assert_eq!(sends, crate::turn::lifecycle::MAX_TRIES);
         assert_eq!(now - t0, Duration::from_millis(500 + 1000 + 2000 + 4000 + 8000));
         assert_eq!(c.failure(), Some(Failure { step: Step::Allocate, code: None }));
     }

@@ -15,6 +15,7 @@
 //! MESSAGE-INTEGRITY-SHA256, verification of response integrity.
 
 pub mod client;
+pub mod lifecycle;
 pub mod msclient;
 pub mod report;
 pub mod worker;

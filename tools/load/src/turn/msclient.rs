@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use vienna_stun::msturn::{self, Builder, Hash, Message, SequenceNumber, TransactionId, attr, types};
 
-use super::client::{Action, Failure, MAX_TRIES, Phase, RTO, Rng, Step};
+use super::client::{Action, Failure, Phase, Rng, Step};
+use super::lifecycle::{Due, Lifecycle, MAX_STALE_RETRIES};
 
-/// Retries of one request after 438 Stale Nonce.
-const MAX_STALE_RETRIES: u8 = 3;
 /// Permissions last 300 s; Set Active Destination is sent again before that.
 const ACTIVE_REFRESH: Duration = Duration::from_secs(240);
 
@@ -38,18 +37,6 @@ pub struct MsSettings {
     /// Set Active Destination to the peer after allocating: data then flows raw (else: Send requests
     /// out, Data Indications back).
     pub active_destination: bool,
-}
-
-#[derive(Debug)]
-struct Transaction {
-    step: Step,
-    txid: TransactionId,
-    bytes: Vec<u8>,
-    tries: u32,
-    rto: Duration,
-    next_at: Instant,
-    stale_retries: u8,
-    challenged: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -78,52 +65,33 @@ impl SendKey {
 }
 
 /// One client's MS-TURN control state.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MsClient {
-    phase: Phase,
+    life: Lifecycle<TransactionId>,
     auth: Option<Auth>,
-    pending: Option<Transaction>,
     relayed: Option<SocketAddr>,
     sequence: Option<SequenceNumber>,
-    lifetime: Duration,
-    alloc_refresh_at: Option<Instant>,
-    active_refresh_at: Option<Instant>,
-    failure: Option<Failure>,
-    /// Refreshes that failed while the client was ready.
-    pub refresh_failures: u32,
-}
-
-impl Default for MsClient {
-    fn default() -> Self {
-        MsClient::new()
-    }
 }
 
 impl MsClient {
     /// A client that has not started.
     pub fn new() -> MsClient {
-        MsClient {
-            phase: Phase::Idle,
-            auth: None,
-            pending: None,
-            relayed: None,
-            sequence: None,
-            lifetime: Duration::from_secs(600),
-            alloc_refresh_at: None,
-            active_refresh_at: None,
-            failure: None,
-            refresh_failures: 0,
-        }
+        MsClient::default()
     }
 
     /// Current phase.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.life.phase
     }
 
     /// Why set-up (or deletion) failed.
     pub fn failure(&self) -> Option<Failure> {
-        self.failure
+        self.life.failure
+    }
+
+    /// Refreshes (allocation or active destination) that failed while the client was ready.
+    pub fn refresh_failures(&self) -> u32 {
+        self.life.refresh_failures
     }
 
     /// The relayed address (MAPPED-ADDRESS of the Allocate response).
@@ -133,30 +101,21 @@ impl MsClient {
 
     /// The request to (re)send.
     pub fn outgoing(&self) -> &[u8] {
-        self.pending.as_ref().map_or(&[], |t| &t.bytes)
+        self.life.outgoing()
     }
 
     /// Starts with an Allocate.
     pub fn start(&mut self, now: Instant, s: &MsSettings, rng: &mut Rng) -> Action {
-        self.phase = Phase::SettingUp;
+        self.life.phase = Phase::SettingUp;
         self.request(now, Step::Allocate, s, rng)
     }
 
     /// Deletes the allocation if there is one (Allocate with LIFETIME 0), abandoning any other request.
     pub fn delete(&mut self, now: Instant, s: &MsSettings, rng: &mut Rng) -> Action {
-        match self.phase {
-            Phase::Deleting | Phase::Deleted => Action::Nothing,
-            _ if self.relayed.is_none() => {
-                self.pending = None;
-                if self.phase != Phase::Failed {
-                    self.phase = Phase::Deleted;
-                }
-                Action::Nothing
-            }
-            _ => {
-                self.phase = Phase::Deleting;
-                self.request(now, Step::Delete, s, rng)
-            }
+        if self.life.start_delete(self.relayed.is_some()) {
+            self.request(now, Step::Delete, s, rng)
+        } else {
+            Action::Nothing
         }
     }
 
@@ -176,50 +135,23 @@ impl MsClient {
 
     /// When [`handle_timeout`](Self::handle_timeout) is next needed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if let Some(t) = &self.pending {
-            return Some(t.next_at);
-        }
-        if self.phase == Phase::Ready {
-            return [self.alloc_refresh_at, self.active_refresh_at].into_iter().flatten().min();
-        }
-        None
+        self.life.poll_timeout()
     }
 
-    /// Retransmits, times out, or starts a due refresh.
+    /// Retransmits, times out, or starts a due refresh (the allocation's, or the active destination's).
     pub fn handle_timeout(&mut self, now: Instant, s: &MsSettings, rng: &mut Rng) -> Action {
-        if let Some(t) = &mut self.pending {
-            if now < t.next_at {
-                return Action::Nothing;
-            }
-            if t.tries >= MAX_TRIES {
-                let step = t.step;
-                self.fail(step, None);
-                return Action::Nothing;
-            }
-            t.tries += 1;
-            t.rto *= 2;
-            t.next_at = now + t.rto;
-            return Action::Send;
+        match self.life.timeout(now, Step::SetActiveDestination) {
+            Due::Nothing => Action::Nothing,
+            Due::Resend => Action::Send,
+            Due::Request(step) => self.request(now, step, s, rng),
         }
-        if self.phase != Phase::Ready {
-            return Action::Nothing;
-        }
-        if self.alloc_refresh_at.is_some_and(|t| now >= t) {
-            return self.request(now, Step::Refresh, s, rng);
-        }
-        if self.active_refresh_at.is_some_and(|t| now >= t) {
-            return self.request(now, Step::SetActiveDestination, s, rng);
-        }
-        Action::Nothing
     }
 
     /// Handles an MS-TURN response from the server (anything else is ignored).
     pub fn handle_response(&mut self, now: Instant, msg: &Message<'_>, s: &MsSettings, rng: &mut Rng) -> Action {
-        let Some(t) = &self.pending else { return Action::Nothing };
-        if msg.transaction_id() != t.txid {
+        let Some(step) = self.life.answered(msg.transaction_id()) else {
             return Action::Nothing; // a late answer to an earlier request
-        }
-        let step = t.step;
+        };
         let (ok, error) = match step {
             Step::SetActiveDestination => (types::SET_ACTIVE_DESTINATION_RESPONSE, types::SET_ACTIVE_DESTINATION_ERROR),
             _ => (types::ALLOCATE_RESPONSE, types::ALLOCATE_ERROR),
@@ -235,41 +167,34 @@ impl MsClient {
     }
 
     fn succeeded(&mut self, now: Instant, step: Step, msg: &Message<'_>, s: &MsSettings, rng: &mut Rng) -> Action {
-        self.pending = None;
+        self.life.settle();
+        let lifetime = msg.get_u32(attr::LIFETIME).and_then(Result::ok);
         match step {
             Step::Allocate => {
                 self.relayed = msg.get_address(attr::MAPPED_ADDRESS).and_then(Result::ok);
                 self.sequence = msg.sequence_number().and_then(Result::ok);
-                self.note_lifetime(now, msg);
+                self.life.note_lifetime(now, lifetime);
                 if s.active_destination {
                     self.request(now, Step::SetActiveDestination, s, rng)
                 } else {
-                    self.phase = Phase::Ready;
+                    self.life.ready(now, None);
                     Action::Nothing
                 }
             }
             Step::SetActiveDestination => {
-                self.phase = Phase::Ready;
-                self.active_refresh_at = Some(now + ACTIVE_REFRESH);
+                self.life.ready(now, Some(ACTIVE_REFRESH));
                 Action::Nothing
             }
             Step::Refresh => {
-                self.note_lifetime(now, msg);
+                self.life.note_lifetime(now, lifetime);
                 Action::Nothing
             }
             Step::Delete => {
-                self.phase = Phase::Deleted;
+                self.life.deleted();
                 Action::Nothing
             }
             Step::CreatePermission | Step::ChannelBind => Action::Nothing,
         }
-    }
-
-    fn note_lifetime(&mut self, now: Instant, msg: &Message<'_>) {
-        if let Some(Ok(secs)) = msg.get_u32(attr::LIFETIME) {
-            self.lifetime = Duration::from_secs(u64::from(secs));
-        }
-        self.alloc_refresh_at = Some(now + self.lifetime / 2);
     }
 
     fn errored(
@@ -281,24 +206,23 @@ impl MsClient {
         s: &MsSettings,
         rng: &mut Rng,
     ) -> Action {
-        let Some(t) = &self.pending else { return Action::Nothing };
-        let (challenged, stale) = (t.challenged, t.stale_retries);
+        let (challenged, stale) = self.life.retry_state();
         let nonce = msg.get(attr::NONCE).map(<[u8]>::to_vec);
         let realm = msg.get(attr::REALM).map(<[u8]>::to_vec);
         match code {
             401 if !challenged && step == Step::Allocate => {
                 let (Some(realm), Some(nonce)) = (realm, nonce) else {
-                    self.fail(step, Some(code));
+                    self.life.fail(step, Some(code));
                     return Action::Nothing;
                 };
                 self.auth = Some(Auth { key: derive(s, &realm, &nonce), realm, nonce });
                 let action = self.request(now, step, s, rng);
-                self.set_retry_state(true, stale);
+                self.life.set_retry_state(true, stale);
                 action
             }
             438 if stale < MAX_STALE_RETRIES && matches!(step, Step::Allocate | Step::Refresh | Step::Delete) => {
                 let (Some(nonce), Some(auth)) = (nonce, self.auth.as_mut()) else {
-                    self.fail(step, Some(code));
+                    self.life.fail(step, Some(code));
                     return Action::Nothing;
                 };
                 if let Some(r) = realm {
@@ -307,36 +231,19 @@ impl MsClient {
                 auth.nonce = nonce;
                 auth.key = derive(s, &auth.realm, &auth.nonce);
                 let action = self.request(now, step, s, rng);
-                self.set_retry_state(challenged, stale + 1);
+                self.life.set_retry_state(challenged, stale + 1);
                 action
             }
             // 437 on delete: already gone.
             437 if step == Step::Delete => {
-                self.pending = None;
-                self.phase = Phase::Deleted;
+                self.life.deleted();
                 Action::Nothing
             }
             _ => {
-                self.fail(step, Some(code));
+                self.life.fail(step, Some(code));
                 Action::Nothing
             }
         }
-    }
-
-    fn set_retry_state(&mut self, challenged: bool, stale_retries: u8) {
-        if let Some(t) = &mut self.pending {
-            t.challenged = challenged;
-            t.stale_retries = stale_retries;
-        }
-    }
-
-    fn fail(&mut self, step: Step, code: Option<u16>) {
-        if self.phase == Phase::Ready {
-            self.refresh_failures += 1;
-        }
-        self.pending = None;
-        self.phase = Phase::Failed;
-        self.failure = Some(Failure { step, code });
     }
 
     fn request(&mut self, now: Instant, step: Step, s: &MsSettings, rng: &mut Rng) -> Action {
@@ -345,17 +252,7 @@ impl MsClient {
         id[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
         let txid = TransactionId(id);
         let bytes = self.build(step, txid, s);
-        self.pending = Some(Transaction {
-            step,
-            txid,
-            bytes,
-            tries: 1,
-            rto: RTO,
-            next_at: now + RTO,
-            stale_retries: 0,
-            challenged: false,
-        });
-        Action::Send
+        self.life.begin(now, step, txid, bytes)
     }
 
     fn build(&mut self, step: Step, txid: TransactionId, s: &MsSettings) -> Vec<u8> {

@@ -169,8 +169,8 @@ impl Control {
     }
     fn refresh_failures(&self) -> u32 {
         match self {
-            Control::Std(c) => c.refresh_failures,
-            Control::Ms(c) => c.refresh_failures,
+            Control::Std(c) => c.refresh_failures(),
+            Control::Ms(c) => c.refresh_failures(),
         }
     }
 }
