@@ -10,64 +10,15 @@
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use vienna_e2e::baresip::Baresip;
+use vienna_e2e::media::{Gst, goertzel, read_wav};
 use vienna_e2e::ua::Ua;
 use vienna_e2e::{PATIENCE, Server, add_user, http_request};
 
 const GST_SSRC: u32 = 0x6a57_0001;
-
-fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz / rate;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
-}
-
-/// Kills the child when dropped (a failed test leaves nothing behind).
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Killed {
-    fn wait(&mut self, limit: Duration, what: &str) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{what} did not finish within {limit:?}");
-    }
-}
-
-fn gst(args: &str) -> Killed {
-    let err = match std::env::var("GST_ERR") {
-        Ok(p) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()),
-        Err(_) => Stdio::null(),
-    };
-    let child = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(args.split_whitespace())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("gst-launch-1.0 (tools/install-deps.sh installs gstreamer1.0-tools)");
-    Killed(child)
-}
 
 /// A headless baresip that dials `uri` at start, sends a `tone` and hangs up after `seconds`; `sndfile`
 /// dumps what it sends and what it decodes into its directory.
@@ -104,12 +55,6 @@ fn heard(agent: &Baresip) -> Vec<i16> {
     read_wav(&dump).chunks_exact(2).map(|c| c[0]).collect()
 }
 
-fn read_wav(path: &Path) -> Vec<i16> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let data = bytes.windows(4).position(|w| w == b"data").expect("data chunk") + 8;
-    bytes[data..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -117,8 +62,8 @@ fn hex(bytes: &[u8]) -> String {
 /// GStreamer in the conference: joined by this test's SIP agent (user `gst`), sending a 700 Hz tone and
 /// decoding what the MCU sends into a WAV file.
 struct GstParticipant {
-    receiver: Killed,
-    sender: Killed,
+    receiver: Gst,
+    sender: Gst,
     wav: PathBuf,
 }
 
@@ -175,13 +120,13 @@ fn gstreamer_joins(
     } else {
         ("application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111".to_owned(), "", String::new())
     };
-    let receiver = gst(&format!(
+    let receiver = Gst::launch(&format!(
         "udpsrc address=127.0.0.1 port={rx} num-buffers={buffers} caps={src_caps} {decrypt}\
          ! rtpopusdepay ! opusdec ! audioconvert ! audioresample \
          ! audio/x-raw,format=S16LE,channels=1,rate=48000 ! wavenc ! filesink location={}",
         wav.display()
     ));
-    let sender = gst(&format!(
+    let sender = Gst::launch(&format!(
         "audiotestsrc is-live=true wave=sine freq=700 volume=0.25 samplesperbuffer=960 num-buffers={buffers} \
          ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 \
          ! rtpopuspay pt=111 ssrc={GST_SSRC} {encrypt}! udpsink host=127.0.0.1 port={mcu_port}"
@@ -267,8 +212,8 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     let live = server.wait_json(&path, |v| v["roster"]["dominant"].is_string());
     assert!(users.iter().any(|u| live["roster"]["dominant"] == format!("sip:{u}@localhost")), "{live}");
 
-    g.sender.wait(PATIENCE, "GStreamer's sender");
-    g.receiver.wait(PATIENCE, "GStreamer's receiver");
+    g.sender.wait_exit(PATIENCE);
+    g.receiver.wait_exit(PATIENCE);
     for a in &mut agents {
         a.wait_exit(PATIENCE);
     }
@@ -351,6 +296,6 @@ fn listeners_share_one_encoding_of_the_mix() {
     }
     let metrics = server.get("/metrics").body;
     assert!(metrics.contains("vienna_mcu_encodes_total"), "{metrics}");
-    g.sender.wait(PATIENCE, "GStreamer's sender");
+    g.sender.wait_exit(PATIENCE);
     carol.wait_exit(PATIENCE);
 }

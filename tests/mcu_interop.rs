@@ -3,27 +3,15 @@
 //! tone, and each hears the other's tone and not its own (Goertzel on what it decoded).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vienna_e2e::media::{Gst, goertzel, read_wav};
 use vienna_e2e::{PATIENCE, Server, http_request};
 use vienna_media::codec::{CodecKind, CodecSetting, decoder, encoder};
 use vienna_media::rtp::RtpPacket;
 
 const GST_SSRC: u32 = 0x1234_5678;
 const OUR_SSRC: u32 = 0x0bad_cafe;
-
-fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz / rate;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
-}
 
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -37,43 +25,6 @@ fn offer(port: u16, codec: &str, ssrc: u32) -> String {
 
 fn answer_port(answer: &str) -> u16 {
     answer.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|l| l.split(' ').next()).unwrap().parse().unwrap()
-}
-
-/// Kills the child when dropped (a failed test leaves no GStreamer behind).
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gst(args: &str) -> Killed {
-    let child = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(args.split_whitespace())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gst-launch-1.0 (tools/install-deps.sh installs gstreamer1.0-tools)");
-    Killed(child)
-}
-
-fn wait(child: &mut Killed, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if child.0.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("gst-launch-1.0 did not finish within {limit:?}");
-}
-
-fn read_wav(path: &std::path::Path) -> Vec<i16> {
-    let bytes = std::fs::read(path).expect("GStreamer wrote no WAV");
-    let data = bytes.windows(4).position(|w| w == b"data").expect("data chunk") + 8;
-    bytes[data..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
 }
 
 #[test]
@@ -112,14 +63,14 @@ fn gstreamer_and_a_pcmu_peer_hear_each_other_through_the_mcu() {
     let mcu = SocketAddr::from(([127, 0, 0, 1], mcu_port));
 
     let wav = dir.path().join("gst-heard.wav");
-    let mut receiver = gst(&format!(
+    let mut receiver = Gst::launch(&format!(
         "udpsrc address=127.0.0.1 port={gst_rx} num-buffers=150 \
          caps=application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111 \
          ! rtpopusdepay ! opusdec ! audioconvert ! audioresample \
          ! audio/x-raw,format=S16LE,channels=1,rate=48000 ! wavenc ! filesink location={}",
         wav.display()
     ));
-    let mut sender = gst(&format!(
+    let mut sender = Gst::launch(&format!(
         "audiotestsrc is-live=true wave=sine freq=440 volume=0.25 samplesperbuffer=960 num-buffers=300 \
          ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 \
          ! rtpopuspay pt=111 ssrc={GST_SSRC} ! udpsink host=127.0.0.1 port={mcu_port}"
@@ -163,8 +114,8 @@ fn gstreamer_and_a_pcmu_peer_hear_each_other_through_the_mcu() {
             ours.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
         }
     }
-    wait(&mut sender, PATIENCE);
-    wait(&mut receiver, PATIENCE);
+    sender.wait_exit(PATIENCE);
+    receiver.wait_exit(PATIENCE);
 
     // The conference as the admin API shows it, while both are still in it.
     let list = server.get("/api/v1/mcu/conferences").json();

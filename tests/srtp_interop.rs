@@ -7,70 +7,20 @@
 //! count.
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vienna_e2e::media::Gst;
 use vienna_srtp::{MasterKey, Mki, ReceiverOptions, RejectReason, SrtpReceiver, SrtpSender, Suite, TRAILER_ROOM};
 
 const SSRC: u32 = 0x1122_3344;
 /// Longest a GStreamer pipeline may take (they take about a second).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A `gst-launch-1.0` pipeline, killed on drop.
-struct Gst(Child);
-
-impl Gst {
-    fn launch(pipeline: &str) -> Gst {
-        require_gstreamer();
-        let child = Command::new("timeout")
-            .arg("60")
-            .arg("gst-launch-1.0")
-            .arg("-q")
-            .args(pipeline.split_whitespace())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gst-launch-1.0 (package gstreamer1.0-tools) is installed by the test command");
-        Gst(child)
-    }
-
-    /// Waits for the pipeline to finish; fails the test with its stderr if it fails or takes too long.
-    fn finish(mut self) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait for gst-launch") {
-                let mut err = String::new();
-                if let Some(mut e) = self.0.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                assert!(status.success(), "gst-launch-1.0 failed ({status}): {err}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "gst-launch-1.0 did not finish within {PATIENCE:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for Gst {
-    fn drop(&mut self) {
-        // SIGTERM to `timeout`, which passes it on to gst-launch-1.0 (a SIGKILL would orphan it).
-        // SAFETY: kill(2) on a child we spawned and have not reaped; at worst it fails with ESRCH.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.exited() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `pipeline` once the SRTP elements are known to be there.
+fn launch(pipeline: &str) -> Gst {
+    require_gstreamer();
+    Gst::launch(pipeline)
 }
 
 fn require_gstreamer() {
@@ -121,7 +71,7 @@ fn from_srtpenc(key: &MasterKey, mki: Option<u8>) -> Vec<Vec<u8>> {
     let port = sock.local_addr().unwrap().port();
     let (cipher, rtp_auth, rtcp_auth) = gst_names(key.suite());
     let mki = mki.map(|m| format!("mki={m:02x}")).unwrap_or_default();
-    let mut gst = Gst::launch(&format!(
+    let mut gst = launch(&format!(
         "audiotestsrc num-buffers=60 ! audio/x-raw,rate=48000,channels=1 ! opusenc \
          ! rtpopuspay pt=96 ssrc={SSRC} seqnum-offset=65500 \
          ! srtpenc key={} rtp-cipher={cipher} rtp-auth={rtp_auth} rtcp-cipher={cipher} rtcp-auth={rtcp_auth} {mki} \
@@ -140,7 +90,7 @@ fn from_srtpenc(key: &MasterKey, mki: Option<u8>) -> Vec<Vec<u8>> {
             Err(_) => {}
         }
     }
-    gst.finish();
+    gst.finish(PATIENCE);
     assert!(packets.len() >= 50, "srtpenc sent only {} packets", packets.len());
     packets
 }
@@ -314,7 +264,7 @@ fn vienna_to_srtpdec(suite: Suite, mki: Option<u8>) {
         hex(key.as_bytes()),
         mki.map(|v| format!(",mki=(buffer){v:02x}")).unwrap_or_default()
     );
-    let mut gst = Gst::launch(&format!(
+    let mut gst = launch(&format!(
         "srtpdec name=d \
          udpsrc address=127.0.0.1 port={rtp_port} caps=application/x-srtp,{keying} \
          ! d.rtp_sink d.rtp_src ! filesink buffer-mode=unbuffered location={} \
@@ -441,7 +391,7 @@ impl SrtpDec {
     fn start(key: &MasterKey, mki: Option<u8>, out: std::path::PathBuf) -> SrtpDec {
         let port = free_port();
         let (cipher, rtp_auth, rtcp_auth) = gst_names(key.suite());
-        let mut gst = Gst::launch(&format!(
+        let mut gst = launch(&format!(
             "udpsrc address=127.0.0.1 port={port} caps=application/x-srtp,ssrc=(uint){SSRC},\
              srtp-key=(buffer){},srtp-cipher=(string){cipher},srtp-auth=(string){rtp_auth},\
              srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}{} ! srtpdec \

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod baresip;
+pub mod media;
 pub mod ua;
 
 /// How long any wait in these tests may take before the test fails.
