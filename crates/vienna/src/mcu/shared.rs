@@ -1,8 +1,38 @@
 //! What the MCU workers publish for the admin API and `/metrics`.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::Serialize;
+use vienna_mixer::conference::TICK;
+
+/// How a worker's tick rounds kept to their 20 ms budget. A round is one wake-up that ran the conference
+/// ticks then due (several conferences due together run in one round) and sent their packets; it overran
+/// when that processing took longer than a tick, so the next tick could not start on time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TickBudget {
+    /// Tick rounds run.
+    pub tick_rounds: u64,
+    /// Rounds whose processing took longer than a tick (20 ms).
+    pub tick_overruns: u64,
+    /// Processing time of all rounds, microseconds.
+    pub tick_busy_us: u64,
+    /// Longest round, microseconds.
+    pub tick_max_us: u64,
+}
+
+impl TickBudget {
+    /// Counts one round that took `spent`.
+    pub fn record(&mut self, spent: Duration) {
+        let us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+        self.tick_rounds += 1;
+        self.tick_busy_us = self.tick_busy_us.saturating_add(us);
+        self.tick_max_us = self.tick_max_us.max(us);
+        if spent > TICK {
+            self.tick_overruns += 1;
+        }
+    }
+}
 
 /// A worker's counters, published once a second.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -37,6 +67,9 @@ pub struct WorkerStats {
     pub encodes: u64,
     /// Participants with SRTP now.
     pub srtp_participants: usize,
+    /// Tick rounds and their overruns of the 20 ms budget.
+    #[serde(flatten)]
+    pub budget: TickBudget,
 }
 
 /// One participant, for the admin API.
@@ -156,5 +189,51 @@ impl McuShared {
         metrics::counter!("vienna_mcu_dropped_total", "reason" => "srtp").absolute(sum(|s| s.unprotect_failed));
         metrics::gauge!("vienna_mcu_srtp_participants")
             .set(w.iter().map(|s| s.srtp_participants).sum::<usize>() as f64);
+        for (i, s) in w.iter().enumerate() {
+            let worker = i.to_string();
+            metrics::counter!("vienna_mcu_tick_rounds_total", "worker" => worker.clone())
+                .absolute(s.budget.tick_rounds);
+            metrics::counter!("vienna_mcu_tick_overruns_total", "worker" => worker.clone())
+                .absolute(s.budget.tick_overruns);
+            metrics::gauge!("vienna_mcu_tick_busy_seconds", "worker" => worker.clone())
+                .set(s.budget.tick_busy_us as f64 / 1e6);
+            metrics::gauge!("vienna_mcu_tick_max_seconds", "worker" => worker).set(s.budget.tick_max_us as f64 / 1e6);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{McuShared, TickBudget, WorkerStats};
+
+    #[test]
+    fn a_round_over_twenty_ms_is_an_overrun() {
+        let mut b = TickBudget::default();
+        b.record(Duration::from_millis(3));
+        b.record(Duration::from_millis(20));
+        b.record(Duration::from_micros(20_001));
+        b.record(Duration::from_millis(45));
+        assert_eq!(b.tick_rounds, 4);
+        assert_eq!(b.tick_overruns, 2, "exactly 20 ms is within budget");
+        assert_eq!(b.tick_busy_us, 3_000 + 20_000 + 20_001 + 45_000);
+        assert_eq!(b.tick_max_us, 45_000);
+    }
+
+    #[test]
+    fn the_budget_is_published_per_worker() {
+        let shared = McuShared::new(2);
+        let mut budget = TickBudget::default();
+        budget.record(Duration::from_millis(30));
+        shared.publish(1, WorkerStats { ticks: 1, budget, ..WorkerStats::default() });
+        let workers = shared.workers();
+        assert_eq!(workers[0].budget.tick_overruns, 0);
+        assert_eq!(workers[1].budget.tick_overruns, 1);
+        // The admin API's JSON names the counters beside the worker's other figures.
+        let json = serde_json::to_value(&workers[1]).unwrap();
+        assert_eq!(json["tick_rounds"], 1);
+        assert_eq!(json["tick_overruns"], 1);
+        assert_eq!(json["ticks"], 1);
     }
 }

@@ -18,7 +18,7 @@ use vienna_mixer::mixer::{MixerEvent, ParticipantId};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
 use vienna_signaling::conference::MediaEvent;
 
-use super::shared::{ConferenceView, McuShared, ParticipantView, WorkerStats};
+use super::shared::{ConferenceView, McuShared, ParticipantView, TickBudget, WorkerStats};
 
 const SOCKET: Token = Token(0);
 /// Token of the waker (the inbox has something).
@@ -121,6 +121,8 @@ pub struct Worker {
     encodes_gone: u64,
     /// Roster events for the conference focus (SIP), when it drives this MCU.
     events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
+    /// Tick rounds and their overruns of the 20 ms budget.
+    budget: TickBudget,
 }
 
 impl Worker {
@@ -148,6 +150,7 @@ impl Worker {
             send_dropped: 0,
             encodes_gone: 0,
             events,
+            budget: TickBudget::default(),
         })
     }
 
@@ -186,9 +189,13 @@ impl Worker {
             }
             let now = Instant::now();
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
+                // A tick round: the due ticks and the sending of their packets, timed against the budget.
                 self.host.handle_timeout(now);
+                self.drain(now);
+                self.budget.record(now.elapsed());
+            } else {
+                self.drain(now);
             }
-            self.drain(now);
             if now >= next_stats {
                 self.publish();
                 next_stats = now + STATS_EVERY;
@@ -469,6 +476,7 @@ impl Worker {
             unprotect_failed: s.unprotect_failed,
             encodes: self.encodes_gone + encodes,
             srtp_participants,
+            budget: self.budget,
         };
         self.shared.publish(self.index, stats);
     }
