@@ -9,15 +9,17 @@ Shapes, each a step search (participant counts ascending; the search stops at th
 (a) one conference, 3 talkers and the rest listeners, N participants in all;
 (b) M conferences of 5 participants, 2 talkers each.
 
-A step passes when the mix kept up — at least 49.5 mix packets/s per participant and at least 99 % of the
-checked seconds right (every other talker heard, a talker not hearing itself) — and:
-* Vienna: at most 1 % of its tick rounds overran the 20 ms budget in the worker thread's CPU time and at
-  most 1 % of its conference ticks started more than a tick late (`tick_cpu_overruns`/`tick_rounds` and
-  `late_ticks`/`ticks` of /api/v1/mcu, sampled every second, taken over the seconds when every
-  participant was in, after the warm-up). Wall-clock overruns (`tick_overruns`) are reported beside: on a
-  shared machine they include time the worker was preempted;
-* Janus, which has no such counter: its CPU stayed under 95 % of its one core (research/janus-anchor.md:
-  it falls behind once it reaches the core).
+A step passes when the mix kept up — at least 49.5 mix packets/s per participant, at least 99 % of the
+checked seconds right (every other talker heard, a talker not hearing itself) and at least 90 % of the
+seconds there were to check decoded (vienna-load's own verdict wants all of them; at a few hundred
+participants a checked listener may miss its last second at the end of the run) — and:
+* the server's CPU stayed under 95 % of its one core (research/janus-anchor.md: Janus falls behind once it
+  reaches the core; Janus has no tick counter, so for it this is the whole test);
+* Vienna: at most 1 % of its tick rounds overran the 20 ms budget in the worker thread's CPU time
+  (`tick_cpu_overruns`/`tick_rounds` of /api/v1/mcu, sampled every second, taken over the seconds when
+  every participant was in, after the warm-up). The wall-clock overruns (`tick_overruns`) and the ticks
+  that started more than a tick late (`late_ticks`/`ticks`) are reported beside: on a shared machine they
+  also count the time the worker was preempted by other work on its core.
 
 The server runs pinned to CPU 0 and vienna-load to CPU 1 (taskset); Vienna with one MCU worker
 (mcu.workers=1), Janus 1.1.2 (Debian) with the configuration below (48 kHz rooms created by vienna-load,
@@ -216,6 +218,20 @@ def window(samples, participants):
     return d
 
 
+def timed_window(samples, end):
+    """Janus has no participant count to go by: the sending seconds after the warm-up, by the clock (the
+    tool stops receiving `drain` after its last send). Server and load generator CPU over them."""
+    span = [s for s in samples if end - 1 - SECONDS + WARMUP <= s["t"] <= end - 1]
+    if len(span) < 2 or span[0]["server"] is None or span[-1]["server"] is None:
+        return None
+    a, b = span[0], span[-1]
+    secs = b["t"] - a["t"]
+    d = {"secs": round(secs, 1), "server_cpu_pct": 100 * (b["server"] - a["server"]) / HZ / secs}
+    if a["loader"] is not None and b["loader"] is not None:
+        d["loader_cpu_pct"] = 100 * (b["loader"] - a["loader"]) / HZ / secs
+    return d
+
+
 def loader_busiest(samples):
     """The load generator's busiest second, % of its core."""
     best = 0.0
@@ -248,6 +264,7 @@ def one_run(server, shape, step, work):
         except subprocess.TimeoutExpired:
             tool.kill()
             stdout, stderr = tool.communicate()
+        ended = time.monotonic()
         sampler.stop.set()
         sampler.join()
         log(stdout.strip())
@@ -266,7 +283,7 @@ def one_run(server, shape, step, work):
             proc.wait()
     # The machine's 1-minute load average around the run (other work on it shows).
     r["machine_load"] = [round(before, 2), round(os.getloadavg()[0], 2)]
-    r["window"] = window(sampler.samples, n) if server != "janus" else None
+    r["window"] = window(sampler.samples, n) if server != "janus" else timed_window(sampler.samples, ended)
     r["loader_busiest_pct"] = round(loader_busiest(sampler.samples), 1)
     r["verdict"] = verdict(server, r)
     log("verdict:", r["verdict"], json.dumps(r["window"]) if r["window"] else "")
@@ -280,21 +297,17 @@ def verdict(server, r):
     if pps < 49.5:
         why.append(f"mix {pps:.1f} pkt/s")
     mix = r["mix"]
-    if mix["seconds_ok"] < 0.99 * max(1, mix["seconds_expected"]):
-        why.append(f"mix seconds ok {mix['seconds_ok']}/{mix['seconds_expected']}")
-    if server == "janus":
-        cpu = (r.get("server_process") or {}).get("cpu_percent_mean", 0)
-        if cpu >= 95:
-            why.append(f"CPU {cpu:.0f} %")
-    else:
+    if mix["seconds_ok"] < 0.99 * max(1, mix["seconds"]) or mix["seconds"] < 0.9 * mix["seconds_expected"]:
+        why.append(f"mix seconds ok {mix['seconds_ok']}/{mix['seconds']}/{mix['seconds_expected']}")
+    cpu = (r.get("server_process") or {}).get("cpu_percent_mean", 0)
+    if cpu >= 95:
+        why.append(f"CPU {cpu:.0f} %")
+    if server != "janus":
         w = r["window"]
         if not w:
             why.append("no full window")
-        else:
-            if w["cpu_overrun_pct"] > 1:
-                why.append(f"CPU-time overruns {w['cpu_overrun_pct']:.1f} %")
-            if w["late_pct"] > 1:
-                why.append(f"late ticks {w['late_pct']:.1f} %")
+        elif w["cpu_overrun_pct"] > 1:
+            why.append(f"CPU-time overruns {w['cpu_overrun_pct']:.1f} %")
     return "; ".join(why) or "pass"
 
 
@@ -304,14 +317,15 @@ def row(shape, server, step, r):
         return f"| {label} | {server} | failed to run | | | | | | | | | |"
     w = r["window"]
     cpu = (r.get("server_process") or {}).get("cpu_percent_mean")
-    ticks = f"{w['cpu_overrun_pct']:.2f} % ({w['round_cpu_mean_ms']:.1f} / {w['round_cpu_max_ms']:.1f})" if w else "n/a"
+    ticked = w and "ticks" in w
+    ticks = f"{w['cpu_overrun_pct']:.2f} % ({w['round_cpu_mean_ms']:.1f} / {w['round_cpu_max_ms']:.1f})" if ticked else "n/a"
     wall = f"{w['overrun_pct']:.2f} % / {w['late_pct']:.2f} % ({w['round_mean_ms']:.1f} / {w['round_max_ms']:.1f})" \
-        if w else "n/a"
+        if ticked else "n/a"
     lat = r["latency_us"]
     mix = r["mix"]
     loader = f"{w['loader_cpu_pct']:.0f}" if w and "loader_cpu_pct" in w else "-"
     return (f"| {label} | {server} | {cpu:.1f} | {ticks} | {wall} | {r['received']['per_participant_pps']:.1f} | "
-            f"{mix['seconds_ok']} / {mix['seconds_expected']} | {lat['p50'] / 1000:.1f} / {lat['p99'] / 1000:.1f} | "
+            f"{mix['seconds_ok']} / {mix['seconds']} / {mix['seconds_expected']} | {lat['p50'] / 1000:.1f} / {lat['p99'] / 1000:.1f} | "
             f"{r['sent']['late']} | {loader} ({r['loader_busiest_pct']:.0f}) | "
             f"{max(r['machine_load'])} | {r['verdict']} |")
 
@@ -344,7 +358,7 @@ def main():
             print(f"\n#### {titles[shape]} ({SECONDS} s per run, first {WARMUP} s not checked)\n")
             print("| participants | server | server CPU (% of one core) | tick rounds over 20 ms, CPU time (round mean / max ms) |"
                   " over 20 ms, wall clock / ticks started late (mean / max ms) |"
-                  " mix packets/s per participant | mix seconds ok / expected | mouth-to-ear p50 / p99 (ms) | late sends |"
+                  " mix packets/s per participant | mix seconds ok / checked / expected | mouth-to-ear p50 / p99 (ms) | late sends |"
                   " load generator CPU % (busiest second) | machine load average | verdict |")
             print("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for line in rows.get(shape, []):
