@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(workers[0].budget.tick_overruns, 0);
         assert_eq!(workers[1].budget.tick_overruns, 1);
         // The admin API's JSON names the counters beside the worker's other figures.
-        let json = serde_json::to_value(&workers[1]).unwrap();
+        let json = serde_json::to_value(workers[1]).unwrap();
         assert_eq!(json["tick_rounds"], 1);
         assert_eq!(json["tick_overruns"], 1);
         assert_eq!(json["tick_cpu_overruns"], 1);
