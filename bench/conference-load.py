@@ -30,9 +30,10 @@ media 26500; Janus HTTP 26088.
 Usage: python3 bench/conference-load.py   (builds vienna and vienna-load in release unless NO_BUILD is set;
 Janus, if installed: apt-get install janus)
 Environment: SERVERS ("vienna,per-listener,janus"); the steps, participants for (a) and conferences for
-(b): A_VIENNA ("100,300,600,1000,1300"), A_PER_LISTENER ("20,40,60,80"), A_JANUS ("50,70,90"), B_VIENNA
-("8,12,16,20,24"), B_PER_LISTENER ("4,8,12,16"), B_JANUS ("10,14,18"); an empty list skips it; SHAPES
-("a,b"); SECONDS (20), WARMUP (3), ALL_STEPS (run the steps after a failure too), JSON (write all results).
+(b): A_VIENNA ("100,300,600,1000,1300,1500"), A_PER_LISTENER ("20,40,60,80"), A_JANUS ("50,60,70,90"),
+B_VIENNA ("8,12,16,20,24"), B_PER_LISTENER ("4,8,12,16"), B_JANUS ("10,14,18"); an empty list skips it;
+SHAPES ("a,b"); SECONDS (20), WARMUP (3), ALL_STEPS (run the steps after a failure too), VIENNA_SET (more
+Vienna settings, comma-separated, e.g. "mcu.opus_complexity=4"), JSON (write all results).
 """
 
 import json
@@ -53,13 +54,14 @@ MEDIA = 26500
 JANUS_HTTP = 26088
 SERVERS = [x for x in os.environ.get("SERVERS", "vienna,per-listener,janus").split(",") if x]
 SHAPES = [x for x in os.environ.get("SHAPES", "a,b").split(",") if x]
+VIENNA_SET = [x for x in os.environ.get("VIENNA_SET", "").split(",") if x]
 LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
 VIENNA = os.path.join(ROOT, "target", "release", "vienna")
 HZ = os.sysconf("SC_CLK_TCK")
 STEPS = {
-    ("a", "vienna"): "100,300,600,1000,1300",
+    ("a", "vienna"): "100,300,600,1000,1300,1500",
     ("a", "per-listener"): "20,40,60,80",
-    ("a", "janus"): "50,70,90",
+    ("a", "janus"): "50,60,70,90",
     ("b", "vienna"): "8,12,16,20,24",
     ("b", "per-listener"): "4,8,12,16",
     ("b", "janus"): "10,14,18",
@@ -154,7 +156,8 @@ def start_vienna(work, per_listener):
         ["taskset", "-c", "0", VIENNA, "serve", "--data-dir", data, "--set", "sip.enabled=false", "--set",
          "turn.enabled=false", "--set", f"admin.listen=127.0.0.1:{ADMIN}", "--set", "mcu.enabled=true", "--set",
          "mcu.workers=1", "--set", f"mcu.port={MEDIA}", "--set", "mcu.max_participants=5000", "--set",
-         f"mcu.encode_per_listener={'true' if per_listener else 'false'}", "--set", "log.level=warn"],
+         f"mcu.encode_per_listener={'true' if per_listener else 'false'}", "--set", "log.level=warn"]
+        + [a for kv in VIENNA_SET for a in ("--set", kv)],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "vienna.log"), "w"), env=env)
     time.sleep(2)
     if proc.poll() is not None:
