@@ -337,6 +337,9 @@ def main():
     if not os.environ.get("NO_BUILD"):
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
                        check=True)
+    unknown = [x for x in SERVERS if x not in ("vienna", "per-listener", "janus")]
+    if unknown:
+        sys.exit(f"unknown server(s) {unknown}: SERVERS takes vienna, per-listener, janus")
     servers = [x for x in SERVERS if x != "janus" or shutil.which("janus")]
     work = tempfile.mkdtemp(prefix="conference-bench-")
     results, rows, best = {}, {}, {}
