@@ -150,7 +150,26 @@ fn gstreamer_and_a_pcmu_peer_hear_each_other_through_the_mcu() {
     let bad =
         http_request(server.admin, "POST", "/api/v1/mcu/conferences/e2e/participants", "application/sdp", "v=0\r\n");
     assert_eq!(bad.status, 400, "{}", bad.body);
-    assert!(server.get("/metrics").body.contains("vienna_mcu_rtp_out_total"));
+    let metrics = server.get("/metrics").body;
+    assert!(metrics.contains("vienna_mcu_rtp_out_total"));
+    // The worker's tick rounds against the 20 ms budget, per worker, in /metrics and the admin API.
+    assert!(metrics.contains("vienna_mcu_tick_rounds_total{worker=\"0\"}"), "{metrics}");
+    for clock in ["wall", "cpu"] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("vienna_mcu_tick_overruns_total{")
+                && l.contains("worker=\"0\"")
+                && l.contains(&format!("clock=\"{clock}\""))),
+            "{metrics}"
+        );
+    }
+    let mcu = server.get("/api/v1/mcu").json();
+    let worker = &mcu["workers"][0];
+    let rounds = worker["tick_rounds"].as_u64().unwrap();
+    assert!(rounds > 100, "a few seconds of 20 ms ticks: {mcu}");
+    assert!(worker["tick_overruns"].as_u64().unwrap() <= rounds, "{mcu}");
+    assert!(worker["tick_cpu_overruns"].as_u64().unwrap() <= rounds, "{mcu}");
+    assert!(worker["tick_cpu_us"].as_u64().unwrap() > 0, "{mcu}");
+    assert!(worker["tick_busy_us"].as_u64().unwrap() > 0, "{mcu}");
 }
 
 fn server_listener(server: &Server) -> SocketAddr {

@@ -1,8 +1,48 @@
 //! What the MCU workers publish for the admin API and `/metrics`.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::Serialize;
+use vienna_mixer::conference::TICK;
+
+/// How a worker's tick rounds kept to their 20 ms budget. A round is one wake-up that ran the conference
+/// ticks then due (several conferences due together run in one round) and sent their packets; it overran
+/// when that processing took longer than a tick, so the next tick could not start on time. Each round is
+/// timed twice: on the wall clock (what participants get; it includes time the thread was preempted on a
+/// busy machine) and in the worker thread's CPU time (what the work costs, whatever else runs on the core).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TickBudget {
+    /// Tick rounds run.
+    pub tick_rounds: u64,
+    /// Rounds that took longer than a tick (20 ms) on the wall clock.
+    pub tick_overruns: u64,
+    /// Rounds that took longer than a tick in the worker thread's CPU time.
+    pub tick_cpu_overruns: u64,
+    /// Wall-clock time of all rounds, microseconds.
+    pub tick_busy_us: u64,
+    /// CPU time of all rounds, microseconds.
+    pub tick_cpu_us: u64,
+    /// Longest round on the wall clock, microseconds.
+    pub tick_max_us: u64,
+    /// Longest round in CPU time, microseconds.
+    pub tick_cpu_max_us: u64,
+}
+
+impl TickBudget {
+    /// Counts one round that took `wall` on the wall clock and `cpu` of the thread's CPU time.
+    pub fn record(&mut self, wall: Duration, cpu: Duration) {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let (wall_us, cpu_us) = (micros(wall), micros(cpu));
+        self.tick_rounds += 1;
+        self.tick_busy_us = self.tick_busy_us.saturating_add(wall_us);
+        self.tick_cpu_us = self.tick_cpu_us.saturating_add(cpu_us);
+        self.tick_max_us = self.tick_max_us.max(wall_us);
+        self.tick_cpu_max_us = self.tick_cpu_max_us.max(cpu_us);
+        self.tick_overruns += u64::from(wall > TICK);
+        self.tick_cpu_overruns += u64::from(cpu > TICK);
+    }
+}
 
 /// A worker's counters, published once a second.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -37,6 +77,9 @@ pub struct WorkerStats {
     pub encodes: u64,
     /// Participants with SRTP now.
     pub srtp_participants: usize,
+    /// Tick rounds and their overruns of the 20 ms budget.
+    #[serde(flatten)]
+    pub budget: TickBudget,
 }
 
 /// One participant, for the admin API.
@@ -156,5 +199,64 @@ impl McuShared {
         metrics::counter!("vienna_mcu_dropped_total", "reason" => "srtp").absolute(sum(|s| s.unprotect_failed));
         metrics::gauge!("vienna_mcu_srtp_participants")
             .set(w.iter().map(|s| s.srtp_participants).sum::<usize>() as f64);
+        for (i, s) in w.iter().enumerate() {
+            let worker = || i.to_string();
+            let b = &s.budget;
+            metrics::counter!("vienna_mcu_tick_rounds_total", "worker" => worker()).absolute(b.tick_rounds);
+            metrics::counter!("vienna_mcu_tick_overruns_total", "worker" => worker(), "clock" => "wall")
+                .absolute(b.tick_overruns);
+            metrics::counter!("vienna_mcu_tick_overruns_total", "worker" => worker(), "clock" => "cpu")
+                .absolute(b.tick_cpu_overruns);
+            metrics::gauge!("vienna_mcu_tick_busy_seconds", "worker" => worker(), "clock" => "wall")
+                .set(b.tick_busy_us as f64 / 1e6);
+            metrics::gauge!("vienna_mcu_tick_busy_seconds", "worker" => worker(), "clock" => "cpu")
+                .set(b.tick_cpu_us as f64 / 1e6);
+            metrics::gauge!("vienna_mcu_tick_max_seconds", "worker" => worker(), "clock" => "wall")
+                .set(b.tick_max_us as f64 / 1e6);
+            metrics::gauge!("vienna_mcu_tick_max_seconds", "worker" => worker(), "clock" => "cpu")
+                .set(b.tick_cpu_max_us as f64 / 1e6);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{McuShared, TickBudget, WorkerStats};
+
+    #[test]
+    fn a_round_over_twenty_ms_is_an_overrun() {
+        let ms = Duration::from_millis;
+        let mut b = TickBudget::default();
+        b.record(ms(3), ms(2));
+        b.record(ms(20), ms(20));
+        b.record(Duration::from_micros(20_001), ms(19));
+        // Preempted on a busy core: late on the wall clock, not in CPU time.
+        b.record(ms(45), ms(5));
+        b.record(ms(30), ms(25));
+        assert_eq!(b.tick_rounds, 5);
+        assert_eq!(b.tick_overruns, 3, "exactly 20 ms is within budget");
+        assert_eq!(b.tick_cpu_overruns, 1);
+        assert_eq!(b.tick_busy_us, 3_000 + 20_000 + 20_001 + 45_000 + 30_000);
+        assert_eq!(b.tick_cpu_us, 2_000 + 20_000 + 19_000 + 5_000 + 25_000);
+        assert_eq!((b.tick_max_us, b.tick_cpu_max_us), (45_000, 25_000));
+    }
+
+    #[test]
+    fn the_budget_is_published_per_worker() {
+        let shared = McuShared::new(2);
+        let mut budget = TickBudget::default();
+        budget.record(Duration::from_millis(30), Duration::from_millis(21));
+        shared.publish(1, WorkerStats { ticks: 1, budget, ..WorkerStats::default() });
+        let workers = shared.workers();
+        assert_eq!(workers[0].budget.tick_overruns, 0);
+        assert_eq!(workers[1].budget.tick_overruns, 1);
+        // The admin API's JSON names the counters beside the worker's other figures.
+        let json = serde_json::to_value(workers[1]).unwrap();
+        assert_eq!(json["tick_rounds"], 1);
+        assert_eq!(json["tick_overruns"], 1);
+        assert_eq!(json["tick_cpu_overruns"], 1);
+        assert_eq!(json["ticks"], 1);
     }
 }

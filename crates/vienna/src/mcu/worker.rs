@@ -18,7 +18,7 @@ use vienna_mixer::mixer::{MixerEvent, ParticipantId};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
 use vienna_signaling::conference::MediaEvent;
 
-use super::shared::{ConferenceView, McuShared, ParticipantView, WorkerStats};
+use super::shared::{ConferenceView, McuShared, ParticipantView, TickBudget, WorkerStats};
 
 const SOCKET: Token = Token(0);
 /// Token of the waker (the inbox has something).
@@ -33,6 +33,17 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 /// What a participant id looks like outside: `<slot>-<generation>`.
 pub fn participant_name(id: ParticipantId) -> String {
     format!("{}-{}", id.slot, id.generation)
+}
+
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`); zero if the clock cannot be read.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 fn parse_participant(s: &str) -> Option<ParticipantId> {
@@ -121,6 +132,8 @@ pub struct Worker {
     encodes_gone: u64,
     /// Roster events for the conference focus (SIP), when it drives this MCU.
     events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
+    /// Tick rounds and their overruns of the 20 ms budget.
+    budget: TickBudget,
 }
 
 impl Worker {
@@ -148,6 +161,7 @@ impl Worker {
             send_dropped: 0,
             encodes_gone: 0,
             events,
+            budget: TickBudget::default(),
         })
     }
 
@@ -186,9 +200,14 @@ impl Worker {
             }
             let now = Instant::now();
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
+                // A tick round: the due ticks and the sending of their packets, timed against the budget.
+                let cpu = thread_cpu_time();
                 self.host.handle_timeout(now);
+                self.drain(now);
+                self.budget.record(now.elapsed(), thread_cpu_time().saturating_sub(cpu));
+            } else {
+                self.drain(now);
             }
-            self.drain(now);
             if now >= next_stats {
                 self.publish();
                 next_stats = now + STATS_EVERY;
@@ -469,6 +488,7 @@ impl Worker {
             unprotect_failed: s.unprotect_failed,
             encodes: self.encodes_gone + encodes,
             srtp_participants,
+            budget: self.budget,
         };
         self.shared.publish(self.index, stats);
     }
