@@ -46,7 +46,8 @@ import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import VIENNA, VIENNA_LOAD, build, log, stop
+
 SECONDS = int(os.environ.get("SECONDS", "20"))
 WARMUP = int(os.environ.get("WARMUP", "3"))
 ADMIN = 26464
@@ -55,8 +56,7 @@ JANUS_HTTP = 26088
 SERVERS = [x for x in os.environ.get("SERVERS", "vienna,per-listener,janus").split(",") if x]
 SHAPES = [x for x in os.environ.get("SHAPES", "a,b").split(",") if x]
 VIENNA_SET = [x for x in os.environ.get("VIENNA_SET", "").split(",") if x]
-LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
-VIENNA = os.path.join(ROOT, "target", "release", "vienna")
+LOAD = VIENNA_LOAD
 HZ = os.sysconf("SC_CLK_TCK")
 STEPS = {
     ("a", "vienna"): "100,300,600,1000,1300,1500",
@@ -129,8 +129,6 @@ cors: {
 }
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
 def start_janus(work):
@@ -278,12 +276,7 @@ def one_run(server, shape, step, work):
             r = json.load(f)
         os.remove(out)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop([proc])
     # The machine's 1-minute load average around the run (other work on it shows).
     r["machine_load"] = [round(before, 2), round(os.getloadavg()[0], 2)]
     r["window"] = window(sampler.samples, n) if server != "janus" else timed_window(sampler.samples, ended)
@@ -334,9 +327,7 @@ def row(shape, server, step, r):
 
 
 def main():
-    if not os.environ.get("NO_BUILD"):
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "vienna", "-p", "vienna-load"], cwd=ROOT,
-                       check=True)
+    build("vienna", "vienna-load")
     unknown = [x for x in SERVERS if x not in ("vienna", "per-listener", "janus")]
     if unknown:
         sys.exit(f"unknown server(s) {unknown}: SERVERS takes vienna, per-listener, janus")
