@@ -15,7 +15,8 @@
 //! pulls one frame per participant from its jitter buffer (decoding, or concealing a loss, with FEC when
 //! the next packet is there), mixes ([`Mixer`]), then [`Host::poll_transmit`] writes one RTP packet per
 //! listening participant around the encoded frame it shares with the others of its mix. A conference
-//! that falls more than [`MAX_BEHIND`] behind skips ticks rather than bursting (counted as late).
+//! that falls more than [`MAX_BEHIND`] behind skips ticks rather than bursting (counted as late), keeping
+//! its phase.
 //!
 //! Decoding is what costs (an Opus decode per participant per tick, where mixing and the shared
 //! encodings are small): a participant that neither speaks nor is mixed is heard by nobody, so it is
@@ -777,7 +778,14 @@ impl Host {
             if behind > TICK {
                 self.stats.late_ticks += 1;
             }
-            conf.next_tick = Some(if behind > MAX_BEHIND { now + TICK } else { due + TICK });
+            conf.next_tick = Some(if behind > MAX_BEHIND {
+                // Skip the ticks missed but keep this conference's phase: conferences that fell behind
+                // together (a stalled worker) would otherwise restart in step and share every wake-up.
+                let missed = (behind.as_nanos() / TICK.as_nanos()) as u32;
+                due + TICK * (missed + 1)
+            } else {
+                due + TICK
+            });
             let interval = self.config.quiet_decode_interval.max(1);
             conf.run_tick(now, self.config.media_timeout, interval, &mut self.control, &mut expired, index as u32);
             self.stats.ticks += 1;

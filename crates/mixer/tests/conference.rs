@@ -579,3 +579,39 @@ fn silent_participants_time_out_and_empty_conferences_do_not_tick() {
         host.handle_datagram(now, "127.0.0.1:7300".parse().unwrap(), &mut junk);
     }
 }
+
+#[test]
+fn conferences_that_fall_behind_together_keep_their_own_phase() {
+    // Two conferences whose ticks are 7 ms apart; the worker stalls for 200 ms (more than MAX_BEHIND).
+    let t0 = Instant::now();
+    let mut host = host(t0, 3);
+    let join = |host: &mut Host, name: &str, at: Instant, port: u16| {
+        let conf = host.create_conference(name).unwrap();
+        let options = JoinOptions { label: name.into(), msi: None, random: [port as u8; 32] };
+        host.add_participant(at, conf, &offer(port, CodecKind::Pcmu, u32::from(port)), options).unwrap();
+    };
+    join(&mut host, "a", t0, 5000);
+    join(&mut host, "b", t0 + Duration::from_millis(7), 5002);
+    let stalled = t0 + Duration::from_millis(200);
+    host.handle_timeout(stalled);
+    let mut buf = [0u8; 1500];
+    while host.poll_transmit(stalled, &mut buf).is_some() {}
+    assert_eq!(host.stats().ticks, 2, "each conference ran once after the stall");
+    assert_eq!(host.stats().late_ticks, 2);
+    // From then on every wake-up runs one conference's tick, 7 and 13 ms apart, not both at once.
+    let mut last = stalled;
+    for i in 0..10 {
+        let due = host.poll_timeout().unwrap();
+        assert!(due > last, "deadlines move on");
+        let gap = due - last;
+        if i > 0 {
+            assert!(gap == Duration::from_millis(7) || gap == Duration::from_millis(13), "tick {i}: {gap:?}");
+        }
+        let before = host.stats().ticks;
+        host.handle_timeout(due);
+        while host.poll_transmit(due, &mut buf).is_some() {}
+        assert_eq!(host.stats().ticks, before + 1, "one conference per wake-up");
+        last = due;
+    }
+    assert_eq!(host.stats().late_ticks, 2, "no tick late after the stall");
+}
