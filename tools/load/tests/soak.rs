@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-use common::{Run, http_get, serve, vienna_binary, vienna_load};
+use common::{Run, add_user, http_get, serve, vienna_load};
 use serde_json::Value;
 
 /// SIP users `user0..user{SIP_USERS-1}` (password `pw-user{i}`); TURN account alice/secret.
@@ -20,21 +17,6 @@ const SIP_USERS: usize = 20;
 const SECONDS: &str = "6";
 /// Resident memory the second round may add to the first (allocator and cache noise).
 const RSS_MARGIN: u64 = 16 << 20;
-
-fn add_user(dir: &Path, name: &str, password: &str) {
-    let mut add = Command::new(vienna_binary())
-        .args(["user", "add", name, "--password-stdin", "--data-dir"])
-        .arg(dir)
-        .env_remove("VIENNA_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn vienna user add");
-    std::io::Write::write_all(&mut add.stdin.take().expect("stdin"), format!("{password}\n").as_bytes())
-        .expect("password");
-    assert!(add.wait().expect("user add").success(), "vienna user add {name} failed");
-}
 
 /// Resident memory (bytes) and open file descriptors of process `pid`.
 fn resources(pid: u32) -> (u64, usize) {

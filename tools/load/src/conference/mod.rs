@@ -18,6 +18,7 @@
 //! is bounded by `--duration` and the drain time; participants leave at the end.
 
 pub mod join;
+pub mod sip_join;
 pub mod tone;
 pub mod worker;
 
@@ -57,6 +58,9 @@ pub enum JoinVia {
     Admin,
     /// Janus AudioBridge's HTTP API (`--admin` is Janus's HTTP transport): plain-RTP participants.
     Janus,
+    /// SIP through Vienna's conference focus: conferences created by the admin API, participants
+    /// (users `user0..`, passwords `pw-user{i}`) INVITE the dial-in URI at `--sip` with Digest.
+    Sip,
 }
 
 /// The codec participants send and receive.
@@ -80,6 +84,12 @@ pub struct ConferenceArgs {
     /// How participants join.
     #[arg(long, value_enum, default_value_t = JoinVia::Admin)]
     pub join: JoinVia,
+    /// With `--join sip`: Vienna's SIP UDP listener.
+    #[arg(long, required_if_eq("join", "sip"))]
+    pub sip: Option<String>,
+    /// With `--join sip`: the SIP domain of the users and the dial-in URIs.
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
     /// Conference name (with --conferences above 1: NAME-0, NAME-1, ...).
     #[arg(long, default_value = "vienna-load")]
     pub conference: String,
@@ -312,6 +322,11 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
             Box::new(AdminApi { addr: admin, token: args.token.clone(), timeout: Duration::from_secs(10) })
         }
         JoinVia::Janus => Box::new(JanusApi::new(admin, Duration::from_secs(40))),
+        JoinVia::Sip => {
+            let sip = crate::sip::resolve(args.sip.as_deref().unwrap_or_default()).context("--sip")?;
+            let api = AdminApi { addr: admin, token: args.token.clone(), timeout: Duration::from_secs(10) };
+            Box::new(sip_join::SipFocus::new(api, sip, &args.domain)?)
+        }
     };
     let n = args.participants as usize;
     let m = (args.conferences as usize).min(n);

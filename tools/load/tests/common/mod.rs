@@ -29,6 +29,21 @@ pub fn vienna_binary() -> PathBuf {
     path
 }
 
+/// Adds account `name` with `password` to the store in `dir`.
+pub fn add_user(dir: &Path, name: &str, password: &str) {
+    let mut add = Command::new(vienna_binary())
+        .args(["user", "add", name, "--password-stdin", "--data-dir"])
+        .arg(dir)
+        .env_remove("VIENNA_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn vienna user add");
+    add.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password");
+    assert!(add.wait().expect("user add").success(), "vienna user add {name} failed");
+}
+
 /// A `vienna serve` with SIP on UDP (TURN off), killed on drop.
 pub struct Vienna {
     child: Child,
@@ -44,17 +59,7 @@ impl Vienna {
     pub fn start(users: usize, extra: &[&str]) -> Vienna {
         let dir = tempfile::tempdir().expect("temp dir");
         for i in 0..users {
-            let mut add = Command::new(vienna_binary())
-                .args(["user", "add", &format!("user{i}"), "--password-stdin", "--data-dir"])
-                .arg(dir.path())
-                .env_remove("VIENNA_CONFIG")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn vienna user add");
-            add.stdin.take().expect("stdin").write_all(format!("pw-user{i}\n").as_bytes()).expect("password");
-            assert!(add.wait().expect("user add").success(), "vienna user add failed");
+            add_user(dir.path(), &format!("user{i}"), &format!("pw-user{i}"));
         }
         let mut child = Command::new(vienna_binary())
             .arg("serve")
@@ -138,17 +143,7 @@ impl Relay {
     /// Starts the relay with `extra` settings.
     pub fn start(extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut add = Command::new(vienna_binary())
-            .args(["user", "add", "alice", "--password-stdin", "--data-dir"])
-            .arg(dir.path())
-            .env_remove("VIENNA_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn vienna user add");
-        add.stdin.take().expect("stdin").write_all(b"secret\n").expect("password");
-        assert!(add.wait().expect("user add").success(), "vienna user add failed");
+        add_user(dir.path(), "alice", "secret");
         let mut args: Vec<String> = [
             "--set",
             "turn.udp_port=0",
