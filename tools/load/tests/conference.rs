@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Mcu, add_user, http_get, serve, vienna_load};
+use common::{Mcu, add_user, http_get, serve, settings, vienna_load};
 
 #[test]
 fn vienna_mcu_mixes_every_talker_for_every_participant() {
@@ -279,23 +279,14 @@ fn participants_join_through_the_conference_focus_over_sip() {
     for i in 0..4 {
         add_user(dir.path(), &format!("user{i}"), &format!("pw-user{i}"));
     }
-    let args: Vec<String> = [
-        "--set",
+    let args = settings(&[
         "turn.enabled=false",
-        "--set",
         "sip.udp_port=0",
-        "--set",
         "sip.tcp=false",
-        "--set",
         "sip.tls=false",
-        "--set",
         "mcu.enabled=true",
-        "--set",
         "mcu.workers=1",
-    ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .collect();
+    ]);
     let (mut child, listeners) = serve(dir.path(), &args);
     let (admin, sip) = (listeners["admin/http"].to_string(), listeners["sip/udp"].to_string());
     let run = vienna_load(

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Run, add_user, http_get, serve, vienna_load};
+use common::{Run, add_user, http_get, serve, settings, vienna_load};
 use serde_json::Value;
 
 /// SIP users `user0..user{SIP_USERS-1}` (password `pw-user{i}`); TURN account alice/secret.
@@ -88,33 +88,19 @@ fn two_rounds_of_relay_registration_and_message_load_leave_the_server_as_they_fo
     for i in 0..SIP_USERS {
         add_user(dir.path(), &format!("user{i}"), &format!("pw-user{i}"));
     }
-    let args: Vec<String> = [
-        "--set",
+    let args = settings(&[
         "turn.udp_port=0",
-        "--set",
         "turn.tcp=false",
-        "--set",
         "turn.tls=false",
-        "--set",
         "turn.ms_tcp=false",
-        "--set",
         "turn.allowed_peers=[\"127.0.0.0/8\"]",
-        "--set",
         "turn.user_quota=0",
-        "--set",
         "sip.udp_port=0",
-        "--set",
         "sip.tcp=false",
-        "--set",
         "sip.tls=false",
-        "--set",
         "store.synchronous=normal",
-        "--set",
         "mcu.enabled=false",
-    ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .collect();
+    ]);
     let (mut child, listeners) = serve(dir.path(), &args);
     let pid = child.id();
     let (turn, sip, admin) = (listeners["turn/udp"], listeners["sip/udp"], listeners["admin/http"]);

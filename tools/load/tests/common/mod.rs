@@ -29,6 +29,11 @@ pub fn vienna_binary() -> PathBuf {
     path
 }
 
+/// `--set KEY=VALUE` arguments for each of `settings`.
+pub fn settings(settings: &[&str]) -> Vec<String> {
+    settings.iter().flat_map(|kv| ["--set".to_owned(), (*kv).to_owned()]).collect()
+}
+
 /// Adds account `name` with `password` to the store in `dir`.
 pub fn add_user(dir: &Path, name: &str, password: &str) {
     let mut add = Command::new(vienna_binary())
@@ -144,25 +149,15 @@ impl Relay {
     pub fn start(extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         add_user(dir.path(), "alice", "secret");
-        let mut args: Vec<String> = [
-            "--set",
+        let mut args = settings(&[
             "turn.udp_port=0",
-            "--set",
             "turn.tcp=false",
-            "--set",
             "turn.tls=false",
-            "--set",
             "turn.ms_tcp=false",
-            "--set",
             "turn.allowed_peers=[\"127.0.0.0/8\"]",
-            "--set",
             "turn.user_quota=0",
-            "--set",
             "sip.enabled=false",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
+        ]);
         args.extend(["--set".into(), format!("mras.secret={}", Self::MRAS_SECRET)]);
         args.extend(["--set".into(), format!("turn.rest_secrets=[\"{}\"]", Self::REST_SECRET)]);
         args.extend(extra.iter().map(|a| (*a).to_owned()));
@@ -282,19 +277,7 @@ impl Mcu {
     /// Starts the MCU with `extra` settings.
     pub fn start(extra: &[&str]) -> Mcu {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut args: Vec<String> = [
-            "--set",
-            "sip.enabled=false",
-            "--set",
-            "turn.enabled=false",
-            "--set",
-            "mcu.enabled=true",
-            "--set",
-            "mcu.workers=1",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
+        let mut args = settings(&["sip.enabled=false", "turn.enabled=false", "mcu.enabled=true", "mcu.workers=1"]);
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let (mut child, listeners) = serve(dir.path(), &args);
         let Some(admin) = listeners.get("admin/http").copied() else {
