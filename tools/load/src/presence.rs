@@ -375,10 +375,7 @@ pub fn run(args: PresenceArgs) -> anyhow::Result<Finished> {
         offered_rate: report.requested_rate.unwrap_or(report.achieved_rate),
         achieved_rate: report.achieved_rate,
         loss_percent: report.notifies.missing_percent,
-        failure_percent: {
-            let all = o.ok + o.failed + o.unfinished;
-            if all > 0 { round3((o.failed + o.unfinished) as f64 * 100.0 / all as f64) } else { 0.0 }
-        },
+        failure_percent: o.step_failure_percent(),
         latency_us: report.latency_us.clone(),
         server_cpu_secs: report.common.server_process.as_ref().map(|p| p.cpu_secs),
         interrupted: report.interrupted,
@@ -430,14 +427,7 @@ impl PresenceReport {
         if !self.setup.failed_by.is_empty() {
             let _ = writeln!(s, "setup_failed {}", pairs(&self.setup.failed_by));
         }
-        let _ = writeln!(
-            s,
-            "publishes    started={} ok={} failed={} unfinished={} not_started={} failure_percent={}",
-            o.started, o.ok, o.failed, o.unfinished, o.not_started, o.failure_percent
-        );
-        if !o.failed_by.is_empty() {
-            let _ = writeln!(s, "failed_by    {}", pairs(&o.failed_by));
-        }
+        o.write_summary(&mut s, "publishes");
         let _ = writeln!(
             s,
             "notifies     received={} matched={} repeated={} reordered={} expected={} missing={} missing_percent={} \

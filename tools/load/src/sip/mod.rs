@@ -605,6 +605,28 @@ pub struct OperationReport {
     pub failure_percent: f64,
 }
 
+impl OperationReport {
+    /// Failed and unfinished operations in percent of all that ended or were in flight (a sweep step's
+    /// failure figure).
+    pub fn step_failure_percent(&self) -> f64 {
+        let all = self.ok + self.failed + self.unfinished;
+        if all > 0 { round3((self.failed + self.unfinished) as f64 * 100.0 / all as f64) } else { 0.0 }
+    }
+
+    /// The summary's `TOPIC started=... ok=...` line, and its `failed_by` line when something failed.
+    pub fn write_summary(&self, s: &mut String, topic: &str) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            s,
+            "{topic:<12} started={} ok={} failed={} unfinished={} not_started={} failure_percent={}",
+            self.started, self.ok, self.failed, self.unfinished, self.not_started, self.failure_percent
+        );
+        if !self.failed_by.is_empty() {
+            let _ = writeln!(s, "failed_by    {}", pairs(&self.failed_by));
+        }
+    }
+}
+
 /// Set-up results.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SetupReport {
@@ -853,10 +875,7 @@ pub fn run(args: SipArgs) -> anyhow::Result<Finished> {
         offered_rate: args.rate,
         achieved_rate: report.achieved_rate,
         loss_percent: 0.0,
-        failure_percent: {
-            let all = o.ok + o.failed + o.unfinished;
-            if all > 0 { round3((o.failed + o.unfinished) as f64 * 100.0 / all as f64) } else { 0.0 }
-        },
+        failure_percent: o.step_failure_percent(),
         latency_us: report.latency_us.clone(),
         server_cpu_secs: report.common.server_process.as_ref().map(|p| p.cpu_secs),
         interrupted: report.interrupted,
@@ -902,14 +921,7 @@ impl SipReport {
                 let _ = writeln!(s, "setup_failed {}", pairs(&self.setup.failed_by));
             }
         }
-        let _ = writeln!(
-            s,
-            "operations   started={} ok={} failed={} unfinished={} not_started={} failure_percent={}",
-            o.started, o.ok, o.failed, o.unfinished, o.not_started, o.failure_percent
-        );
-        if !o.failed_by.is_empty() {
-            let _ = writeln!(s, "failed_by    {}", pairs(&o.failed_by));
-        }
+        o.write_summary(&mut s, "operations");
         let _ = writeln!(
             s,
             "rate         requested={} achieved={} transactions_per_sec={} duration_secs={}",
