@@ -66,51 +66,19 @@ impl Vienna {
         for i in 0..users {
             add_user(dir.path(), &format!("user{i}"), &format!("pw-user{i}"));
         }
-        let mut child = Command::new(vienna_binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--set", "admin.listen=127.0.0.1:0", "--set", "turn.enabled=false"])
-            .args(["--set", "sip.udp_port=0", "--set", "sip.tcp=false", "--set", "sip.tls=false"])
-            .args(["--set", "log.format=json", "--set", "store.synchronous=normal"])
-            .args(extra)
-            .env_remove("VIENNA_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vienna serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-                if v["message"] == "listening" && v["role"] == "sip" {
-                    let proto = v["protocol"].as_str().unwrap_or_default().to_owned();
-                    let _ = tx.send((proto, v["address"].as_str().unwrap_or_default().to_owned()));
-                }
-                if v["message"] == "ready" {
-                    let _ = tx.send(("ready".to_owned(), String::new()));
-                }
-            }
-        });
-        let (mut sip, mut sip_tcp) = (None, None);
-        loop {
-            match rx.recv_timeout(PATIENCE) {
-                Ok((p, a)) if p == "udp" => sip = Some(a.parse().expect("SIP address")),
-                Ok((p, a)) if p == "tcp" => sip_tcp = Some(a.parse().expect("SIP address")),
-                Ok((p, _)) if p == "ready" => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("vienna serve did not log its SIP listeners and readiness");
-                }
-            }
-        }
+        let mut args = settings(&[
+            "turn.enabled=false",
+            "sip.udp_port=0",
+            "sip.tcp=false",
+            "sip.tls=false",
+            "store.synchronous=normal",
+        ]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let (mut child, listeners) = serve(dir.path(), &args);
+        let (sip, sip_tcp) = (listeners.get("sip/udp").copied(), listeners.get("sip/tcp").copied());
         let Some(sip) = sip else {
             let _ = child.kill();
-            panic!("vienna serve has no SIP UDP listener");
+            panic!("vienna serve has no SIP UDP listener: {listeners:?}");
         };
         Vienna { child, sip, sip_tcp, _dir: dir }
     }
