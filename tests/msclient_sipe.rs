@@ -173,6 +173,15 @@ fn wait(what: &str, server: &Server, sipes: &[&Sipe], baresips: &[&Baresip], ok:
     }
 }
 
+/// Runs `vienna ARGS` on `data` for this test's domain; fails the test unless it succeeds.
+fn vienna_cli(data: &Path, args: &[&str], stdin: &str) {
+    let dom = format!("server.domain={DOMAIN}");
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--set", &dom]);
+    let out = run(data, &all, stdin);
+    assert!(out.status.success(), "vienna {args:?}: {}", vienna_e2e::stderr(&out));
+}
+
 fn tail(s: &str, n: usize) -> &str {
     let start = s.len().saturating_sub(n);
     let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
@@ -186,12 +195,7 @@ fn sipe_signs_in_with_ntlm_and_sees_sipe_and_baresip_through_one_presence_model(
     let driver = build_driver(d);
     let data = d.join("data");
     let dom = format!("server.domain={DOMAIN}");
-    let cli = |args: &[&str], stdin: &str| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--set", &dom]);
-        let out = run(&data, &all, stdin);
-        assert!(out.status.success(), "vienna {args:?}: {}", vienna_e2e::stderr(&out));
-    };
+    let cli = |args: &[&str], stdin: &str| vienna_cli(&data, args, stdin);
     for u in ["alice", "bob", "carol"] {
         cli(&["user", "add", u, "--password-stdin"], &format!("{u}-secret\n"));
     }
@@ -330,12 +334,7 @@ fn sipes_in_the_lcs_2005_dialect_see_each_other() {
     let driver = build_driver(d);
     let data = d.join("data");
     let dom = format!("server.domain={DOMAIN}");
-    let cli = |args: &[&str], stdin: &str| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--set", &dom]);
-        let out = run(&data, &all, stdin);
-        assert!(out.status.success(), "vienna {args:?}: {}", vienna_e2e::stderr(&out));
-    };
+    let cli = |args: &[&str], stdin: &str| vienna_cli(&data, args, stdin);
     for u in ["alice", "bob"] {
         cli(&["user", "add", u, "--password-stdin"], &format!("{u}-secret\n"));
     }
