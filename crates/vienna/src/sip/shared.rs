@@ -208,9 +208,6 @@ impl SipShared {
             ("vienna_sip_store_writes_total", s.driver.store_writes),
             ("vienna_sip_store_write_errors_total", s.driver.store_errors),
         ];
-        for (name, value) in counters {
-            metrics::counter!(name).absolute(value);
-        }
         let p = &s.presence;
         let presence: [(&'static str, u64); 14] = [
             ("vienna_presence_publishes_total", p.publishes),
@@ -228,9 +225,6 @@ impl SipShared {
             ("vienna_presence_state_changes_total", p.state_changes),
             ("vienna_presence_watchers_recorded_total", p.watchers_recorded),
         ];
-        for (name, value) in presence {
-            metrics::counter!(name).absolute(value);
-        }
         let n = &s.ms.ntlm;
         for (reason, v) in [
             ("malformed", n.refused_malformed),
@@ -265,7 +259,7 @@ impl SipShared {
             ("vienna_sip_ms_imgw_byes_total", g.byes),
             ("vienna_sip_ms_imgw_expired_total", g.expired),
         ];
-        for (name, value) in ms {
+        for (name, value) in counters.into_iter().chain(presence).chain(ms) {
             metrics::counter!(name).absolute(value);
         }
         metrics::gauge!("vienna_sip_ntlm_associations").set(s.ntlm_associations as f64);
