@@ -6,82 +6,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use vienna_e2e::{Server, add_user};
-
-/// The scenario file `name` in tests/sipp/.
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp").join(name)
-}
-
-/// A free UDP port on loopback (free when asked; SIPp binds it right after).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A SIPp command making one call of `file` against `server` from local port `port`, with `args`.
-fn sipp(dir: &Path, server: SocketAddr, file: &str, port: u16, args: &[&str]) -> Command {
-    let mut cmd = Command::new("timeout");
-    cmd.arg("40")
-        .arg("sipp")
-        .arg(server.to_string())
-        .arg("-sf")
-        .arg(scenario(file))
-        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-timeout", "30"])
-        .args(["-key", "domain", "localhost", "-trace_err", "-error_file"])
-        .arg(dir.join(format!("{file}-{port}-errors.log")))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Runs one SIPp call to completion; panics with SIPp's errors and the server log unless it succeeded.
-fn expect_success(server: &Server, dir: &Path, output: std::io::Result<Output>, what: &str) {
-    let output = output.expect("sipp (package sip-tester) is installed by the test command");
-    if !output.status.success() {
-        let errors = sipp_errors(dir);
-        panic!(
-            "{what}: sipp exited with {}\n--- sipp errors ---\n{errors}\n--- sipp output (tail) ---\n{}\n--- server log ---\n{}",
-            output.status,
-            tail(&String::from_utf8_lossy(&output.stdout), 15),
-            server.log_text()
-        );
-    }
-}
-
-/// Every SIPp error log in `dir`.
-fn sipp_errors(dir: &Path) -> String {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| {
-            format!("{}:\n{}\n", e.file_name().to_string_lossy(), std::fs::read_to_string(e.path()).unwrap_or_default())
-        })
-        .collect()
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Registers `user` (password `password`) with its Contact at `contact_port`.
-fn register(server: &Server, dir: &Path, sip: SocketAddr, user: &str, password: &str, contact_port: u16) {
-    let port = free_port();
-    let out = sipp(dir, sip, "register.xml", port, &["-s", user, "-au", user, "-ap", password])
-        .args(["-key", "contact_port", &contact_port.to_string()])
-        .output();
-    expect_success(server, dir, out, &format!("REGISTER {user}"));
-}
+use vienna_e2e::{Server, add_user, sipp};
 
 /// A SIPp UAS on `port` running `file` for one call, in the background.
 fn uas(dir: &Path, sip: SocketAddr, file: &str, port: u16, user: &str) -> Child {
-    sipp(dir, sip, file, port, &["-s", user]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sipp")
+    sipp::spawn(&mut sipp::command(dir, sip, file, port, &["-s", user]))
 }
 
 fn start(dir: &Path, extra: &[&str]) -> (Server, SocketAddr) {
@@ -96,30 +29,29 @@ fn start(dir: &Path, extra: &[&str]) -> (Server, SocketAddr) {
     (server, sip)
 }
 
-fn metric(server: &Server, name: &str) -> f64 {
-    let body = server.get("/metrics").body;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
-}
-
 #[test]
 fn sipp_registers_with_digest_and_a_wrong_password_is_challenged_again() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sip) = start(dir.path(), &[]);
-    register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
+    sipp::register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
     let regs = server.get("/api/v1/registrations").json();
     let regs = regs.as_array().unwrap();
     assert_eq!(regs.len(), 1, "{regs:?}");
     assert_eq!(regs[0]["aor"], "sip:alice@localhost");
     assert_eq!(regs[0]["contact"], "sip:alice@127.0.0.1:5999");
 
-    let out = sipp(dir.path(), sip, "register-refused.xml", free_port(), &["-s", "bob", "-au", "bob", "-ap", "wrong"])
-        .args(["-key", "contact_port", "5998"])
-        .output();
-    expect_success(&server, dir.path(), out, "REGISTER with a wrong password is challenged again");
-    assert_eq!(metric(&server, "vienna_sip_auth_failures_total"), 1.0);
-    assert_eq!(metric(&server, "vienna_sip_registrations_accepted_total"), 1.0);
+    let out = sipp::command(
+        dir.path(),
+        sip,
+        "register-refused.xml",
+        sipp::free_port(),
+        &["-s", "bob", "-au", "bob", "-ap", "wrong"],
+    )
+    .args(["-key", "contact_port", "5998"])
+    .output();
+    sipp::expect_success(&server, dir.path(), out, "REGISTER with a wrong password is challenged again");
+    assert_eq!(server.metric("vienna_sip_auth_failures_total"), 1.0);
+    assert_eq!(server.metric("vienna_sip_registrations_accepted_total"), 1.0);
     // The refused one is not stored.
     let regs = server.get("/api/v1/registrations").json();
     assert_eq!(regs.as_array().unwrap().len(), 1, "{regs}");
@@ -129,37 +61,51 @@ fn sipp_registers_with_digest_and_a_wrong_password_is_challenged_again() {
 fn sipp_message_reaches_the_registered_user() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sip) = start(dir.path(), &[]);
-    let bob_port = free_port();
+    let bob_port = sipp::free_port();
     let mut bob = uas(dir.path(), sip, "message-uas.xml", bob_port, "bob");
-    register(&server, dir.path(), sip, "bob", "bob-secret", bob_port);
-    let out =
-        sipp(dir.path(), sip, "message-uac.xml", free_port(), &["-s", "alice", "-au", "alice", "-ap", "alice-secret"])
-            .args(["-key", "to_user", "bob"])
-            .output();
-    expect_success(&server, dir.path(), out, "MESSAGE alice -> bob");
+    sipp::register(&server, dir.path(), sip, "bob", "bob-secret", bob_port);
+    let out = sipp::command(
+        dir.path(),
+        sip,
+        "message-uac.xml",
+        sipp::free_port(),
+        &["-s", "alice", "-au", "alice", "-ap", "alice-secret"],
+    )
+    .args(["-key", "to_user", "bob"])
+    .output();
+    sipp::expect_success(&server, dir.path(), out, "MESSAGE alice -> bob");
     let status = bob.wait().unwrap();
-    assert!(status.success(), "bob's UAS did not get its MESSAGE: {status}\n{}", sipp_errors(dir.path()));
+    assert!(status.success(), "bob's UAS did not get its MESSAGE: {status}\n{}", sipp::errors(dir.path()));
 }
 
 #[test]
 fn sipp_invite_forks_to_two_contacts_and_the_loser_is_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sip) = start(dir.path(), &[]);
-    let (answer_port, ring_port) = (free_port(), free_port());
+    let (answer_port, ring_port) = (sipp::free_port(), sipp::free_port());
     let mut answers = uas(dir.path(), sip, "invite-uas-answer.xml", answer_port, "bob");
     let mut rings = uas(dir.path(), sip, "invite-uas-cancelled.xml", ring_port, "bob");
-    register(&server, dir.path(), sip, "bob", "bob-secret", answer_port);
-    register(&server, dir.path(), sip, "bob", "bob-secret", ring_port);
-    let out =
-        sipp(dir.path(), sip, "invite-uac.xml", free_port(), &["-s", "alice", "-au", "alice", "-ap", "alice-secret"])
-            .args(["-key", "to_user", "bob"])
-            .output();
-    expect_success(&server, dir.path(), out, "INVITE alice -> bob (two contacts)");
+    sipp::register(&server, dir.path(), sip, "bob", "bob-secret", answer_port);
+    sipp::register(&server, dir.path(), sip, "bob", "bob-secret", ring_port);
+    let out = sipp::command(
+        dir.path(),
+        sip,
+        "invite-uac.xml",
+        sipp::free_port(),
+        &["-s", "alice", "-au", "alice", "-ap", "alice-secret"],
+    )
+    .args(["-key", "to_user", "bob"])
+    .output();
+    sipp::expect_success(&server, dir.path(), out, "INVITE alice -> bob (two contacts)");
     let answered = answers.wait().unwrap();
     let cancelled = rings.wait().unwrap();
-    assert!(answered.success() && cancelled.success(), "UAS runs: {answered} {cancelled}\n{}", sipp_errors(dir.path()));
-    assert_eq!(metric(&server, "vienna_sip_cancels_total"), 1.0);
-    assert_eq!(metric(&server, "vienna_sip_forks_won_total"), 1.0);
+    assert!(
+        answered.success() && cancelled.success(),
+        "UAS runs: {answered} {cancelled}\n{}",
+        sipp::errors(dir.path())
+    );
+    assert_eq!(server.metric("vienna_sip_cancels_total"), 1.0);
+    assert_eq!(server.metric("vienna_sip_forks_won_total"), 1.0);
     let stats = server.get("/api/v1/sip").json();
     assert_eq!(stats["routing"]["cancels"], 1, "{stats}");
     assert!(stats["responses_by_class"]["2xx"].as_u64().unwrap() >= 4, "{stats}");
@@ -172,24 +118,25 @@ fn sipp_im_session_carries_messages_both_ways_inside_the_dialog() {
     // then follow the recorded route through the proxy.
     let dir = tempfile::tempdir().unwrap();
     let (server, sip) = start(dir.path(), &[]);
-    let bob_port = free_port();
-    let mut bob = sipp(dir.path(), sip, "im-session-uas.xml", bob_port, &["-s", "bob", "-key", "to_user", "alice"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp");
-    register(&server, dir.path(), sip, "bob", "bob-secret", bob_port);
-    let out = sipp(
+    let bob_port = sipp::free_port();
+    let mut bob =
+        sipp::command(dir.path(), sip, "im-session-uas.xml", bob_port, &["-s", "bob", "-key", "to_user", "alice"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+    sipp::register(&server, dir.path(), sip, "bob", "bob-secret", bob_port);
+    let out = sipp::command(
         dir.path(),
         sip,
         "im-session-uac.xml",
-        free_port(),
+        sipp::free_port(),
         &["-s", "alice", "-au", "alice", "-ap", "alice-secret", "-key", "to_user", "bob"],
     )
     .output();
-    expect_success(&server, dir.path(), out, "IM session alice -> bob");
+    sipp::expect_success(&server, dir.path(), out, "IM session alice -> bob");
     let status = bob.wait().unwrap();
-    assert!(status.success(), "bob's side of the IM session failed: {status}\n{}", sipp_errors(dir.path()));
+    assert!(status.success(), "bob's side of the IM session failed: {status}\n{}", sipp::errors(dir.path()));
     let stats = server.get("/api/v1/sip").json();
     // INVITE routed by the registrar's binding; ACK, both MESSAGEs and the BYE by the route set.
     assert_eq!(stats["routing"]["acks_forwarded"], 1, "{stats}");
@@ -251,7 +198,14 @@ fn a_tcp_registration_receives_a_message_sent_over_udp() {
     let sender = std::thread::spawn({
         let dir = dir.path().to_owned();
         move || {
-            sipp(&dir, sip, "message-uac-noauth.xml", free_port(), &["-s", "alice", "-key", "to_user", "bob"]).output()
+            sipp::command(
+                &dir,
+                sip,
+                "message-uac-noauth.xml",
+                sipp::free_port(),
+                &["-s", "alice", "-key", "to_user", "bob"],
+            )
+            .output()
         }
     });
     let message = read_message(&mut reader);
@@ -270,14 +224,14 @@ fn a_tcp_registration_receives_a_message_sent_over_udp() {
         header(&message, "CSeq"),
     );
     writer.write_all(reply.as_bytes()).unwrap();
-    expect_success(&server, dir.path(), sender.join().unwrap(), "MESSAGE over UDP to a TCP registration");
+    sipp::expect_success(&server, dir.path(), sender.join().unwrap(), "MESSAGE over UDP to a TCP registration");
 }
 
 #[test]
 fn an_acknowledged_registration_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sip) = start(dir.path(), &[]);
-    register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
+    sipp::register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
     // The 200 OK went out after the binding was written: a crash now must not lose it.
     let status = server.stop_with(libc::SIGKILL);
     assert!(!status.success());
@@ -334,11 +288,11 @@ fn sha256_digest_registers_and_a_replayed_nonce_count_is_challenged() {
     // The same nonce and nonce count in a new request: a replay.
     let replay = exchange(&socket, sip, &request(3, &auth));
     assert_eq!(replay.status, 401, "{replay:?}");
-    assert_eq!(metric(&server, "vienna_sip_auth_replays_total"), 1.0);
+    assert_eq!(server.metric("vienna_sip_auth_replays_total"), 1.0);
     // A wrong password with SHA-256 is challenged again.
     let wrong = respond(&offered[0], "alice", "nope", "REGISTER", "sip:localhost", "c2", 2);
     let again = exchange(&socket, sip, &request(4, &format!("Authorization: {wrong}\r\n")));
     assert_eq!(again.status, 401);
-    assert_eq!(metric(&server, "vienna_sip_auth_failures_total"), 1.0);
+    assert_eq!(server.metric("vienna_sip_auth_failures_total"), 1.0);
     assert_eq!(server.get("/api/v1/registrations").json().as_array().unwrap().len(), 1);
 }
