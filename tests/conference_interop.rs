@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use vienna_e2e::baresip::Baresip;
 use vienna_e2e::media::{Gst, goertzel, read_wav};
+use vienna_e2e::ports::free_port;
 use vienna_e2e::ua::Ua;
 use vienna_e2e::{PATIENCE, Server, add_user, http_request};
 
@@ -74,7 +75,7 @@ fn gstreamer_joins(
     srtp: bool,
     seconds: u32,
 ) -> (GstParticipant, Ua) {
-    let rx = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let rx = free_port();
     let key: Vec<u8> = (0..30u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
     // With SRTP the MCU's SRTCP goes to the next port (no rtcp-mux): srtpdec would push it out of its
     // RTCP pad, which a one-line pipeline leaves unlinked (a not-linked error stops it).
@@ -185,23 +186,29 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     let mut agents: Vec<Baresip> =
         baresips.iter().map(|(user, tone)| dialer(dir.path(), user, sip, &dial, *tone, srtp, seconds)).collect();
     let dirs: Vec<PathBuf> = agents.iter().map(|a| a.home.clone()).collect();
-    let log = |server: &Server| {
+    let peers = || {
         let mut s = String::new();
         for d in &dirs {
             let out = std::fs::read(d.join("stdout.log")).unwrap_or_default();
             s.push_str(&format!("--- {} ---\n{}\n", d.display(), String::from_utf8_lossy(&out)));
         }
-        format!("{s}--- vienna ---\n{}", server.log_text())
+        s
     };
     // While everyone is in: the MCU's view and the roster.
     let n = baresips.len() + 1;
     let path = format!("/api/v1/conferences/{id}");
-    let live = server.wait_json(&path, |v| {
-        v["mcu"]["participants"]
-            .as_array()
-            .is_some_and(|p| p.len() == n && p.iter().all(|p| p["rtp_in"].as_u64() > Some(50)))
-            && v["roster"]["users"].as_array().is_some_and(|u| u.len() == n && u.iter().all(|u| u["src_id"].is_u64()))
-    });
+    let live = server.wait_json_or(
+        &path,
+        |v| {
+            v["mcu"]["participants"]
+                .as_array()
+                .is_some_and(|p| p.len() == n && p.iter().all(|p| p["rtp_in"].as_u64() > Some(50)))
+                && v["roster"]["users"]
+                    .as_array()
+                    .is_some_and(|u| u.len() == n && u.iter().all(|u| u["src_id"].is_u64()))
+        },
+        peers,
+    );
     for p in live["mcu"]["participants"].as_array().unwrap() {
         assert_eq!(p["srtp"], srtp, "{live}");
         assert_eq!(p["codec"], "opus", "{live}");
@@ -209,7 +216,7 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     let gst_user =
         live["roster"]["users"].as_array().unwrap().iter().find(|u| u["entity"] == "sip:gst@localhost").unwrap();
     assert_eq!(gst_user["src_id"], GST_SSRC, "{live}");
-    let live = server.wait_json(&path, |v| v["roster"]["dominant"].is_string());
+    let live = server.wait_json_or(&path, |v| v["roster"]["dominant"].is_string(), peers);
     assert!(users.iter().any(|u| live["roster"]["dominant"] == format!("sip:{u}@localhost")), "{live}");
 
     g.sender.wait_exit(PATIENCE);
@@ -218,7 +225,7 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
         a.wait_exit(PATIENCE);
     }
     let tones: Vec<f64> = baresips.iter().map(|b| f64::from(b.1)).collect();
-    let context = || log(&server);
+    let context = || format!("{}--- vienna ---\n{}", peers(), server.log_text());
     for (a, (user, tone)) in agents.iter().zip(baresips) {
         assert!(a.log_text().contains("Call established"), "{user}:\n{}", a.log_text());
         if srtp {
@@ -230,7 +237,7 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     }
     check("GStreamer", &read_wav(&g.wav), 48_000.0, 700.0, &tones, &context);
     // baresip hung up (BYE): only GStreamer's agent is left, and it leaves with BYE.
-    server.wait_json(&path, |v| v["roster"]["users"].as_array().is_some_and(|u| u.len() == 1));
+    server.wait_json_or(&path, |v| v["roster"]["users"].as_array().is_some_and(|u| u.len() == 1), peers);
     gst_ua.inbox.clear();
 }
 

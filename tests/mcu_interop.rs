@@ -6,16 +6,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use vienna_e2e::media::{Gst, goertzel, read_wav};
+use vienna_e2e::ports::free_port;
 use vienna_e2e::{PATIENCE, Server, http_request};
 use vienna_media::codec::{CodecKind, CodecSetting, decoder, encoder};
 use vienna_media::rtp::RtpPacket;
 
 const GST_SSRC: u32 = 0x1234_5678;
 const OUR_SSRC: u32 = 0x0bad_cafe;
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn offer(port: u16, codec: &str, ssrc: u32) -> String {
     format!(

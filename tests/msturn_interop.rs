@@ -167,7 +167,7 @@ fn sipp_gets_mras_credentials_with_a_service_request() {
     // SIPp answers only MD5 and reads the first challenge.
     let mut server = Server::start(dir.path(), &["--set", "sip.digest_algorithms=[\"MD5\", \"SHA-256\"]"]);
     let sip = server.listener("sip", "udp");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = vienna_e2e::ports::free_port();
     let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sipp/mras-service.xml");
     let errors = dir.path().join("mras-errors.log");
     let out = Command::new("timeout")

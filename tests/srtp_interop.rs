@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vienna_e2e::media::Gst;
+use vienna_e2e::ports::free_port;
 use vienna_srtp::{MasterKey, Mki, ReceiverOptions, RejectReason, SrtpReceiver, SrtpSender, Suite, TRAILER_ROOM};
 
 const SSRC: u32 = 0x1122_3344;
@@ -167,11 +168,6 @@ fn srtpenc_to_vienna_gcm() {
 #[test]
 fn srtpenc_to_vienna_gcm_with_mki() {
     srtpenc_to_vienna(Suite::AeadAes128Gcm, Some(7));
-}
-
-/// A free UDP port on loopback (nothing bound to it when this returns).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Waits until someone else has bound `port` (the pipeline is listening).

@@ -8,7 +8,7 @@
 //! [`Baresip::presence_seen`]).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,30 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::PATIENCE;
-
-/// A port free on loopback for both UDP and TCP (baresip binds both for SIP).
-pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// The first of `n` consecutive UDP ports that are free on loopback (for baresip's RTP).
-pub fn free_udp_range(n: u16) -> u16 {
-    loop {
-        let first = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if first > u16::MAX - n {
-            continue;
-        }
-        if (first..first + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
-            return first;
-        }
-    }
-}
+use crate::ports::{free_port, free_udp_range};
 
 /// Modules every agent loads (G.711, a sine source, file sinks, accounts, contacts, menu, `ctrl_tcp`).
 const BASE_MODULES: &[&str] =

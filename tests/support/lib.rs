@@ -16,6 +16,7 @@ use serde_json::Value;
 
 pub mod baresip;
 pub mod media;
+pub mod ports;
 pub mod ua;
 
 /// How long any wait in these tests may take before the test fails.
@@ -283,7 +284,7 @@ pub fn add_user(data_dir: &Path, uri: &str, password: &str) {
 /// Running SIPp (Debian package sip-tester) against a server: one call of a scenario in tests/sipp/,
 /// bounded by `-timeout` and a `timeout` around it, on loopback.
 pub mod sipp {
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::SocketAddr;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Output, Stdio};
 
@@ -294,10 +295,7 @@ pub mod sipp {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp").join(name)
     }
 
-    /// A free UDP port on loopback (free when asked; SIPp binds it right after).
-    pub fn free_port() -> u16 {
-        UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
+    pub use crate::ports::free_port;
 
     /// A SIPp command making one call of `file` against `server` from local port `port`, with `args`;
     /// errors go to `DIR/FILE-PORT-errors.log`.
@@ -385,13 +383,23 @@ impl Server {
     /// Polls `path` on the admin API until `ok` holds for its JSON; panics with the last answer after
     /// [`PATIENCE`].
     pub fn wait_json(&self, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        self.wait_json_or(path, ok, String::new)
+    }
+
+    /// [`Server::wait_json`] that also prints `context()` (the peers' logs, say) when it gives up.
+    pub fn wait_json_or(&self, path: &str, ok: impl Fn(&Value) -> bool, context: impl Fn() -> String) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let v = self.get(path).json();
             if ok(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{path} never satisfied the condition; last: {v}\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "{path} never satisfied the condition; last: {v}\n{}\n--- vienna ---\n{}",
+                context(),
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
