@@ -40,6 +40,8 @@ const LATE: Duration = Duration::from_millis(5);
 pub const ENCODED_FRAMES: usize = 100;
 /// Most lost frames concealed at once for the analysis (a longer gap restarts it).
 const MAX_CONCEAL: u64 = 50;
+/// One frame of the tones and of the mix (20 ms), in nanoseconds.
+const FRAME_NS: u64 = 20_000_000;
 
 /// A talker as a receiver needs to know it: its tone, gap and schedule.
 #[derive(Debug, Clone, Copy)]
@@ -227,6 +229,9 @@ struct Checker {
     n: u64,
     next_ext: Option<u64>,
     last_arrival_ns: u64,
+    /// The bridge's sending schedule: the earliest `arrival - 20 ms x sequence` seen (ns), so a frame's
+    /// place in time is `schedule + 20 ms x sequence` whatever delay it met on the way.
+    schedule_ns: Option<i64>,
     frames: VecDeque<(u64, u64)>,
     tracks: Vec<Track>,
     block_start: Option<u64>,
@@ -335,6 +340,7 @@ fn checker(cfg: &Config, m: &MemberInfo) -> std::io::Result<Checker> {
         n: 0,
         next_ext: None,
         last_arrival_ns: 0,
+        schedule_ns: None,
         frames: VecDeque::new(),
         tracks,
         block_start: None,
@@ -552,6 +558,16 @@ fn analyze(
     window: (u64, u64),
 ) -> Vec<u64> {
     let mut found = Vec::new();
+    let offset = arrival_ns as i64 - FRAME_NS as i64 * ext as i64;
+    let restart = c.next_ext.is_some_and(|next| ext > next + MAX_CONCEAL);
+    let schedule = match c.schedule_ns {
+        Some(s) if !restart => s.min(offset),
+        // The first frame, or a gap the analysis restarts after: the bridge's sequence may have jumped.
+        _ => offset,
+    };
+    c.schedule_ns = Some(schedule);
+    // When the bridge sent frame `e`, by its schedule (not skewed by late arrivals).
+    let sent = |e: u64| (schedule + FRAME_NS as i64 * e as i64).max(0) as u64;
     match c.next_ext {
         Some(next) if ext < next => {
             // Too late for its place in the stream (a receiver without a jitter buffer).
@@ -566,8 +582,8 @@ fn analyze(
             for j in 0..lost.min(MAX_CONCEAL) {
                 let n = c.dec.conceal(&mut c.pcm).unwrap_or(0);
                 t.concealed += 1;
-                let at = c.last_arrival_ns + 20_000_000 * (j + 1);
-                feed(c, t, n, at, window, &mut found);
+                let at = c.last_arrival_ns + FRAME_NS * (j + 1);
+                feed(c, t, n, (at, sent(next + j)), window, &mut found);
             }
         }
         _ => {}
@@ -581,18 +597,27 @@ fn analyze(
         }
     };
     c.last_arrival_ns = arrival_ns;
-    feed(c, t, n, arrival_ns, window, &mut found);
+    feed(c, t, n, (arrival_ns, sent(ext)), window, &mut found);
     found
 }
 
-/// Runs `c.pcm[..n]`, which arrived at `arrival_ns`, through the bins; seconds are judged and onsets timed
-/// from the first frame within `window`, for as many seconds as the participant has left to judge.
-fn feed(c: &mut Checker, t: &mut CheckTotals, n: usize, arrival_ns: u64, window: (u64, u64), found: &mut Vec<u64>) {
+/// Runs `c.pcm[..n]`, which arrived at `arrival_ns` and which the bridge sent at `sent_ns` by its schedule,
+/// through the bins; seconds are judged and onsets timed from the first frame sent within `window`, for as
+/// many seconds as the participant has left to judge. The window follows the sending time, so a frame
+/// that arrives a little late still counts for the second it belongs to.
+fn feed(
+    c: &mut Checker,
+    t: &mut CheckTotals,
+    n: usize,
+    (arrival_ns, sent_ns): (u64, u64),
+    window: (u64, u64),
+    found: &mut Vec<u64>,
+) {
     c.frames.push_back((c.n, arrival_ns));
     if c.frames.len() > 16 {
         c.frames.pop_front();
     }
-    let warm = arrival_ns >= window.0 && arrival_ns < window.1 && c.blocks_left > 0;
+    let warm = sent_ns >= window.0 && sent_ns < window.1 && c.blocks_left > 0;
     if !warm {
         // Before the warm-up ends, or after the talkers stopped: no judging (a partial second is dropped).
         c.block_start = None;
@@ -691,4 +716,91 @@ fn close_block(c: &mut Checker, t: &mut CheckTotals, rate: u32) {
     t.own_tone += u64::from(own);
     t.seconds_ok += u64::from(!missing && !own);
     c.block_start = Some(c.n);
+}
+
+#[cfg(test)]
+mod tests {
+    use vienna_media::codec::{CodecSetting, encoder};
+
+    use super::*;
+
+    /// A listener's checker with one talker of 440 Hz at `amplitude`, a second of warm-up and 4 s of
+    /// sending (3 seconds to judge); G.711 at 8 kHz.
+    fn listener(amplitude: f64) -> (Config, Checker) {
+        let talker =
+            TalkerInfo { hz: 440, amplitude, gap_end_ms: 100, gap_ms: 100, t0_ns: 0, participant: 0, joined: true };
+        let cfg = Config {
+            codec: CodecKind::Pcmu,
+            decode_rate: 8_000,
+            frames: 200,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(4),
+            drain: Duration::from_millis(500),
+            talkers: vec![vec![talker]],
+        };
+        let m = MemberInfo {
+            index: 1,
+            conference: 0,
+            talker: None,
+            own: (0, 0.0),
+            bridge: SocketAddr::from(([127, 0, 0, 1], 9)),
+            payload_type: 0,
+            ssrc: 1,
+            frames: Arc::new(Vec::new()),
+            t0: Instant::now(),
+            check: true,
+        };
+        let c = checker(&cfg, &m).unwrap();
+        (cfg, c)
+    }
+
+    /// Feeds a steady 440 Hz mix, frame `k` sent at `k x 20 ms + 10 ms` and arriving `delay(k)` later.
+    fn run(delay: impl Fn(u64) -> u64) -> CheckTotals {
+        let amplitude = 8_000.0;
+        let (cfg, mut c) = listener(amplitude);
+        let mut enc = encoder(CodecSetting::g711(CodecKind::Pcmu), 8_000, 0).unwrap();
+        let mut totals = CheckTotals::default();
+        let window = (cfg.warmup.as_nanos() as u64, cfg.duration.as_nanos() as u64);
+        let mut payload = [0u8; 400];
+        let first_seq = 40_000u64;
+        for k in 0..(cfg.duration.as_millis() as u64 / 20 + 10) {
+            let pcm: Vec<i16> = (0..160)
+                .map(|i| {
+                    let t = (k * 160 + i) as f64 / 8_000.0;
+                    (amplitude * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+                })
+                .collect();
+            let n = enc.encode(&pcm, &mut payload).unwrap();
+            let arrival = k * FRAME_NS + 10_000_000 + delay(k);
+            analyze(&mut c, &mut totals, first_seq + k, &payload[..n], arrival, window);
+        }
+        totals
+    }
+
+    #[test]
+    fn every_second_after_the_warm_up_is_judged_when_frames_arrive_on_time() {
+        let t = run(|_| 0);
+        assert_eq!((t.seconds, t.seconds_ok), (3, 3), "{t:?}");
+    }
+
+    #[test]
+    fn a_last_frame_that_arrives_late_still_counts_for_its_second() {
+        // The frames of the last 100 ms arrive 15 ms late: after the end of sending for the last of them.
+        let t = run(|k| if (195..).contains(&k) { 15_000_000 } else { 0 });
+        assert_eq!((t.seconds, t.seconds_ok), (3, 3), "{t:?}");
+    }
+
+    #[test]
+    fn a_missing_talker_fails_its_seconds() {
+        let (cfg, mut c) = listener(8_000.0);
+        let mut enc = encoder(CodecSetting::g711(CodecKind::Pcmu), 8_000, 0).unwrap();
+        let mut totals = CheckTotals::default();
+        let window = (cfg.warmup.as_nanos() as u64, cfg.duration.as_nanos() as u64);
+        let mut payload = [0u8; 400];
+        for k in 0..210u64 {
+            let n = enc.encode(&[0i16; 160], &mut payload).unwrap();
+            analyze(&mut c, &mut totals, k, &payload[..n], k * FRAME_NS + 10_000_000, window);
+        }
+        assert_eq!((totals.seconds, totals.seconds_ok, totals.missing_tone), (3, 0, 3), "{totals:?}");
+    }
 }
