@@ -280,11 +280,6 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
 
-/// A free UDP port on loopback (bound and released; a tiny race with other tests is possible).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Kamailio 5.6 with `bench/kamailio/load-presence.cfg`, stopped with SIGTERM on drop.
 pub struct Kamailio {
     child: Child,
@@ -306,7 +301,7 @@ impl Kamailio {
         assert!(status.success(), "copying Kamailio's db_text tables failed");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let cfg = std::fs::read_to_string(manifest.join("../../bench/kamailio/load-presence.cfg")).expect("cfg");
-        let port = free_udp_port();
+        let port = vienna_e2e::ports::free_port();
         let cfg = cfg.replace("BENCH_PORT", &port.to_string()).replace("DBDIR", db.to_str().expect("utf-8 path"));
         let cfg_path = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).expect("write cfg");
