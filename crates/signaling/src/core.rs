@@ -1001,6 +1001,9 @@ impl<D: Directory> Core<D> {
             return self.reply(now, id, req, 481, None, |_| {});
         };
         self.reply(now, id, req, 200, None, |_| {});
+        if self.imgw_cancel(now, invite) {
+            return;
+        }
         let pending: Vec<TransactionId> = match self.forks.get(&invite) {
             Some(f) if !f.answered => f.branches.iter().filter(|b| !b.done).map(|b| b.client).collect(),
             _ => return,

@@ -338,3 +338,39 @@ fn a_refused_audio_invite_is_not_gatewayed() {
     assert_eq!(off.reply(BOB1, &inv, 488).finals(ALICE)[0].status, 488);
     assert_eq!(net.core.ms_counters().im_gateway.sessions, 0);
 }
+
+#[test]
+fn a_cancel_while_the_first_message_is_on_its_way_ends_the_invite_with_487() {
+    let mut net = Net::new(&[BOB1]);
+    let step = net.send(ALICE, &invite("im13", Some("are you there?"), IM_SDP));
+    let inv = step.only_to(BOB1).request().clone();
+    let step = net.reply(BOB1, &inv, 488);
+    let page = step.requests_to(BOB1, "MESSAGE")[0].clone();
+    // alice gives up before bob's client answered the page-mode MESSAGE.
+    let cancel = format!(
+        "CANCEL sip:bob@{DOMAIN} SIP/2.0
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bK-im13
+         Max-Forwards: 70
+         From: <sip:alice@{DOMAIN}>;tag=a-im13;epid=0a1b2c3d4e
+         To: <sip:bob@{DOMAIN}>
+         Call-ID: im13
+         CSeq: 1 CANCEL
+
+         "
+    );
+    let step = net.send(ALICE, &cancel);
+    let mut statuses: Vec<(u16, String)> = step
+        .responses_to(ALICE)
+        .iter()
+        .map(|r| (r.status, r.headers.cseq().map(|c| c.method.as_str().to_owned()).unwrap_or_default()))
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [(200, "CANCEL".to_owned()), (487, "INVITE".to_owned())], "{:#?}", step.sent);
+    let terminated = step.finals(ALICE).into_iter().find(|r| r.status == 487).unwrap().clone();
+    assert!(terminated.headers.to().unwrap().tag().is_some(), "a final response to an INVITE has a To tag");
+    // bob's client takes the message afterwards: nothing more goes to alice, no session opens.
+    let step = net.reply(BOB1, &page, 200);
+    assert!(step.finals(ALICE).is_empty(), "the INVITE was answered once: {:#?}", step.sent);
+    let c = net.core.ms_counters().im_gateway;
+    assert_eq!((c.live, c.delivered), (0, 1), "{c:?}");
+}

@@ -6,7 +6,8 @@
 //! Each message is answered with the callee's outcome (the first 2xx of its contacts, else the best
 //! failure), as a proxy would answer a page-mode MESSAGE: the caller shows "not delivered" when nobody took
 //! it, instead of the gateway claiming success. The first message rides in the INVITE, so the INVITE
-//! waits for its delivery: 200 OK (the session opens) when a contact took it, the failure otherwise.
+//! waits for its delivery: 200 OK (the session opens) when a contact took it, the failure otherwise; a
+//! CANCEL meanwhile answers it 487 at once (the message, already sent, is not recalled).
 //!
 //! The caller is taken to be a Microsoft client of this server: in-dialog requests are accepted only from
 //! the connection (or address) the INVITE came from, and it is trusted as the sender (From) of what the
@@ -258,11 +259,38 @@ impl<D: Directory> Core<D> {
                 r.headers.push(HeaderName::Server, self.config.server_name.clone());
                 self.respond(now, server, r);
             }
+            (Waiting::Cancelled, _) => {}
             (Waiting::Message { server, request }, Ok(())) => self.reply(now, server, &request, 200, None, |_| {}),
             (Waiting::Message { server, request }, Err(status)) => {
                 self.reply(now, server, &request, status, None, |_| {})
             }
         }
+    }
+
+    /// A CANCEL of INVITE `invite`: when the gateway holds that INVITE until its first message is
+    /// delivered, the INVITE is answered 487 now and the delivery's outcome is dropped. Returns whether it
+    /// did.
+    pub(super) fn imgw_cancel(&mut self, now: Instant, invite: TransactionId) -> bool {
+        let Some(d) = self
+            .ms
+            .imgw
+            .deliveries
+            .values_mut()
+            .find(|d| matches!(d.waiting, Waiting::Invite { server, .. } if server == invite))
+        else {
+            return false;
+        };
+        let Waiting::Invite { server, request, tag, .. } = std::mem::replace(&mut d.waiting, Waiting::Cancelled) else {
+            return false;
+        };
+        tracing::info!(
+            call_id = request.headers.call_id().unwrap_or_default(),
+            "imgw: IM session cancelled by the caller before its first message was delivered"
+        );
+        let mut r = request.make_response_with_tag(487, None, &tag);
+        r.headers.push(HeaderName::Server, self.config.server_name.clone());
+        self.respond(now, server, r);
+        true
     }
 
     /// Handles a transaction event of the gateway (the ACK of its 2xx, the outcome of a page-mode

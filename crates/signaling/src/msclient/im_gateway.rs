@@ -199,6 +199,9 @@ pub enum Waiting {
         /// The caller's connection.
         peer: Peer,
     },
+    /// The INVITE was cancelled while its first message was on its way: the INVITE got 487 and the
+    /// outcome goes nowhere (a message already sent cannot be recalled).
+    Cancelled,
     /// A MESSAGE in session `key`.
     Message {
         /// Server transaction of the MESSAGE.
