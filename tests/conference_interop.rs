@@ -4,7 +4,8 @@
 //! participant sends its own tone and each hears the others' tones and not its own (Goertzel on what
 //! baresip decoded, dumped by its `sndfile` module, and on what GStreamer decoded). Once in plain RTP,
 //! once with SRTP everywhere (baresip `mediaenc=srtp-mand`, GStreamer `srtpenc`/`srtpdec` keyed from the
-//! SDES lines of offer and answer). A third test proves that listeners share one encoding: with two
+//! SDES lines of offer and answer), and once with baresip speaking G.722 (its `g722` module) to a bridge
+//! whose other participant speaks Opus. A further test proves that listeners share one encoding: with two
 //! talkers and four listeners the MCU encodes three frames per tick (two N-1 mixes and one shared
 //! mix), not six. The roster (admin API) shows the talkers' SSRCs and a dominant speaker.
 
@@ -14,46 +15,77 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use vienna_e2e::baresip::Baresip;
-use vienna_e2e::media::{Gst, goertzel, read_wav};
+use vienna_e2e::media::{Gst, goertzel, read_wav, read_wav_format};
 use vienna_e2e::ports::free_port;
 use vienna_e2e::ua::Ua;
 use vienna_e2e::{PATIENCE, Server, add_user, http_request};
 
 const GST_SSRC: u32 = 0x6a57_0001;
 
-/// A headless baresip that dials `uri` at start, sends a `tone` and hangs up after `seconds`; `sndfile`
-/// dumps what it sends and what it decodes into its directory.
-fn dialer(
-    root: &Path,
-    user: &str,
-    proxy: std::net::SocketAddr,
-    uri: &str,
+/// A baresip participant: its user, its tone (Hz) and the one codec it offers.
+#[derive(Clone, Copy)]
+struct Dialer {
+    user: &'static str,
     tone: u32,
-    srtp: bool,
-    seconds: u32,
-) -> Baresip {
+    codec: Codec,
+}
+
+/// carol: Opus, 440 Hz.
+const CAROL: Dialer = Dialer { user: "carol", tone: 440, codec: Codec::Opus };
+
+/// What a baresip participant speaks.
+#[derive(Clone, Copy, PartialEq)]
+enum Codec {
+    Opus,
+    G722,
+}
+
+impl Codec {
+    /// baresip's `audio_codecs` value.
+    fn baresip(self) -> &'static str {
+        match self {
+            Codec::Opus => "opus/48000/2",
+            Codec::G722 => "G722/16000/1",
+        }
+    }
+
+    /// The name the MCU reports.
+    fn mcu(self) -> &'static str {
+        match self {
+            Codec::Opus => "opus",
+            Codec::G722 => "G722",
+        }
+    }
+}
+
+/// A headless baresip that dials `uri` at start, sends its tone in its codec and hangs up after
+/// `seconds`; `sndfile` dumps what it sends and what it decodes into its directory.
+fn dialer(root: &Path, d: Dialer, proxy: std::net::SocketAddr, uri: &str, srtp: bool, seconds: u32) -> Baresip {
+    let (user, tone) = (d.user, d.tone);
     let mediaenc = if srtp { ";mediaenc=srtp-mand" } else { "" };
     let account = format!(
         "<sip:{user}@localhost>;auth_pass={user}-secret;outbound=\"sip:{proxy};transport=udp\";regint=0;\
-         answermode=auto{mediaenc};audio_codecs=opus/48000/2"
+         answermode=auto{mediaenc};audio_codecs={}",
+        d.codec.baresip()
     );
     Baresip::builder(root, user, account)
-        .modules(&["opus.so", "srtp.so", "sndfile.so"])
+        .modules(&["opus.so", "g722.so", "srtp.so", "sndfile.so"])
         .tone(tone)
         .dial(uri)
         .seconds(seconds)
         .start()
 }
 
-/// The left channel of what `agent` decoded (48 kHz).
-fn heard(agent: &Baresip) -> Vec<i16> {
+/// The first channel of what `agent` decoded, and its sampling rate.
+fn heard(agent: &Baresip) -> (Vec<i16>, f64) {
     let dump = std::fs::read_dir(&agent.home)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .unwrap_or_else(|| panic!("baresip dumped nothing it decoded:\n{}", agent.log_text()));
-    read_wav(&dump).chunks_exact(2).map(|c| c[0]).collect()
+    let (rate, channels, samples) = read_wav_format(&dump);
+    (samples.chunks_exact(usize::from(channels.max(1))).map(|c| c[0]).collect(), f64::from(rate))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -174,17 +206,16 @@ fn check(who: &str, heard: &[i16], rate: f64, own: f64, others: &[f64], context:
     }
 }
 
-fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
+fn conference_of_real_clients(srtp: bool, baresips: &[Dialer]) {
     let dir = tempfile::tempdir().unwrap();
     let mut users = vec!["alice", "gst"];
-    users.extend(baresips.iter().map(|b| b.0));
+    users.extend(baresips.iter().map(|b| b.user));
     let mut server = start(dir.path(), &users);
     let sip = server.listener("sip", "udp");
     let (id, dial) = create_conference(&server);
     let seconds = 9;
     let (mut g, mut gst_ua) = gstreamer_joins(dir.path(), sip, &dial, srtp, seconds);
-    let mut agents: Vec<Baresip> =
-        baresips.iter().map(|(user, tone)| dialer(dir.path(), user, sip, &dial, *tone, srtp, seconds)).collect();
+    let mut agents: Vec<Baresip> = baresips.iter().map(|d| dialer(dir.path(), *d, sip, &dial, srtp, seconds)).collect();
     let dirs: Vec<PathBuf> = agents.iter().map(|a| a.home.clone()).collect();
     let peers = || {
         let mut s = String::new();
@@ -209,10 +240,16 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
         },
         peers,
     );
+    let mut codecs: Vec<&str> = Vec::new();
     for p in live["mcu"]["participants"].as_array().unwrap() {
         assert_eq!(p["srtp"], srtp, "{live}");
-        assert_eq!(p["codec"], "opus", "{live}");
+        codecs.push(p["codec"].as_str().unwrap_or("?"));
     }
+    // GStreamer speaks Opus, each baresip its own codec.
+    let mut expected: Vec<&str> = baresips.iter().map(|b| b.codec.mcu()).chain(["opus"]).collect();
+    codecs.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(codecs, expected, "{live}");
     let gst_user =
         live["roster"]["users"].as_array().unwrap().iter().find(|u| u["entity"] == "sip:gst@localhost").unwrap();
     assert_eq!(gst_user["src_id"], GST_SSRC, "{live}");
@@ -224,16 +261,17 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
     for a in &mut agents {
         a.wait_exit(PATIENCE);
     }
-    let tones: Vec<f64> = baresips.iter().map(|b| f64::from(b.1)).collect();
+    let tones: Vec<f64> = baresips.iter().map(|b| f64::from(b.tone)).collect();
     let context = || format!("{}--- vienna ---\n{}", peers(), server.log_text());
-    for (a, (user, tone)) in agents.iter().zip(baresips) {
+    for (a, Dialer { user, tone, .. }) in agents.iter().zip(baresips) {
         assert!(a.log_text().contains("Call established"), "{user}:\n{}", a.log_text());
         if srtp {
             assert!(a.log_text().contains("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)"), "{}", a.log_text());
         }
         let mut others = vec![700.0];
         others.extend(tones.iter().copied().filter(|t| *t != f64::from(*tone)));
-        check(user, &heard(a), 48_000.0, f64::from(*tone), &others, &context);
+        let (samples, rate) = heard(a);
+        check(user, &samples, rate, f64::from(*tone), &others, &context);
     }
     check("GStreamer", &read_wav(&g.wav), 48_000.0, 700.0, &tones, &context);
     // baresip hung up (BYE): only GStreamer's agent is left, and it leaves with BYE.
@@ -243,12 +281,17 @@ fn conference_of_real_clients(srtp: bool, baresips: &[(&str, u32)]) {
 
 #[test]
 fn baresip_and_gstreamer_are_mixed_over_plain_rtp() {
-    conference_of_real_clients(false, &[("carol", 440)]);
+    conference_of_real_clients(false, &[CAROL]);
 }
 
 #[test]
 fn two_baresips_and_gstreamer_are_mixed_over_srtp() {
-    conference_of_real_clients(true, &[("carol", 440), ("dave", 1000)]);
+    conference_of_real_clients(true, &[CAROL, Dialer { user: "dave", tone: 1000, codec: Codec::Opus }]);
+}
+
+#[test]
+fn baresip_speaking_g722_and_gstreamer_speaking_opus_are_mixed() {
+    conference_of_real_clients(false, &[Dialer { user: "erin", tone: 1200, codec: Codec::G722 }]);
 }
 
 #[test]
@@ -258,7 +301,7 @@ fn listeners_share_one_encoding_of_the_mix() {
     let sip = server.listener("sip", "udp");
     let (id, dial) = create_conference(&server);
     let (mut g, _ua) = gstreamer_joins(dir.path(), sip, &dial, false, 8);
-    let mut carol = dialer(dir.path(), "carol", sip, &dial, 440, false, 8);
+    let mut carol = dialer(dir.path(), CAROL, sip, &dial, false, 8);
     // Four listeners: receive-only Opus offers, each on its own socket.
     let mut sockets = Vec::new();
     let mut agents = Vec::new();

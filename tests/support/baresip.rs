@@ -94,7 +94,7 @@ impl Builder {
         let rtp = free_udp_range(10);
         let mut config = format!(
             "sip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-             audio_player aufile,/dev/null\naudio_source ausine,{}\naudio_alert aufile,/dev/null\n\
+             audio_player aufile,/dev/null\naudio_source ausine,{}\nausrc_srate 48000\nausrc_channels 2\naudio_alert aufile,/dev/null\n\
              rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nctrl_tcp_listen 127.0.0.1:{ctrl}\n",
             self.tone,
             rtp + 9

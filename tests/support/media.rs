@@ -79,7 +79,15 @@ pub fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
 
 /// The 16-bit samples of a WAV file's data chunk (all channels interleaved).
 pub fn read_wav(path: &Path) -> Vec<i16> {
+    read_wav_format(path).2
+}
+
+/// A 16-bit WAV file: its sampling rate, its channels and its samples (interleaved).
+pub fn read_wav_format(path: &Path) -> (u32, u16, Vec<i16>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let fmt = bytes.windows(4).position(|w| w == b"fmt ").expect("fmt chunk") + 8;
+    let channels = u16::from_le_bytes([bytes[fmt + 2], bytes[fmt + 3]]);
+    let rate = u32::from_le_bytes([bytes[fmt + 4], bytes[fmt + 5], bytes[fmt + 6], bytes[fmt + 7]]);
     let data = bytes.windows(4).position(|w| w == b"data").expect("data chunk") + 8;
-    bytes[data..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    (rate, channels, bytes[data..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
 }

@@ -53,9 +53,10 @@ fn take(n: u32, tcp: bool) -> u16 {
     panic!("no {n} consecutive free ports between {LOWEST} and {end} on loopback")
 }
 
-/// A port free on loopback for both UDP and TCP (SIPp and baresip bind both for SIP).
+/// A port free on loopback for both UDP and TCP (SIPp and baresip bind both for SIP). The port above it
+/// is free too and handed out to nobody else: baresip listens for SIP over TLS there.
 pub fn free_port() -> u16 {
-    take(1, true)
+    take(2, true)
 }
 
 /// The first of `n` consecutive UDP ports that are free on loopback (a media peer's RTP range, an RTP and

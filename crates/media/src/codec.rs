@@ -5,14 +5,18 @@
 //!   the `opus` crate (libopus): packet loss concealment (`opus_decode` with no packet) and in-band FEC
 //!   (decoding the next packet's LBRR data with `decode_fec`) on receive; FEC and an expected-loss hint on
 //!   send. libopus resamples internally, so it decodes and encodes at the mixing rate directly.
-//! * G.711 µ-law (PCMU, payload type 0) and A-law (PCMA, 8) per ITU-T G.711, our own tables; concealment
-//!   by repeating the last frame with a fade (in the spirit of G.711 Appendix I, without its pitch
-//!   search), silence after [`G711_MAX_CONCEALED`] frames. 8 kHz is up-sampled to the mixing rate by
-//!   linear interpolation and down-sampled by averaging (mixing rates are whole multiples of 8 kHz).
+//! * G.711 µ-law (PCMU, payload type 0) and A-law (PCMA, 8) per ITU-T G.711, our own tables.
+//! * G.722 at 64 kbit/s (payload type 9, `G722/8000` in SDP, 16 kHz audio; [`crate::g722`]).
 //!
-//! Left out: G.722 (optional in issue 9; the SDP side knows it, no codec yet), SILK, RTAudio, stereo.
+//! G.711 and G.722 conceal a lost frame by repeating the last one with a fade (in the spirit of G.711
+//! Appendix I, without its pitch search), silence after [`G711_MAX_CONCEALED`] frames. Their sampling
+//! rate (8 or 16 kHz) is brought to the mixing rate by linear interpolation going up and by averaging
+//! going down (mixing rates and codec rates are whole multiples of each other).
+//!
+//! Left out: SILK, RTAudio, stereo, G.722's own concealment (Appendices III/IV).
 
 use crate::Error;
+use crate::g722::{G722Decoder, G722Encoder};
 
 /// Mixing rates a conference can run at (whole multiples of 8 kHz that libopus supports).
 pub const MIX_RATES: [u32; 3] = [8_000, 16_000, 48_000];
@@ -39,6 +43,8 @@ pub enum CodecKind {
     Pcmu,
     /// G.711 A-law.
     Pcma,
+    /// G.722 (RTP clock 8 kHz by RFC 3551, audio sampled at 16 kHz).
+    G722,
 }
 
 impl CodecKind {
@@ -46,7 +52,25 @@ impl CodecKind {
     pub fn clock_rate(self) -> u32 {
         match self {
             CodecKind::Opus => 48_000,
-            CodecKind::Pcmu | CodecKind::Pcma => 8_000,
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => 8_000,
+        }
+    }
+
+    /// The rate the codec samples audio at (G.722's differs from its RTP clock).
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            CodecKind::G722 => 16_000,
+            other => other.clock_rate(),
+        }
+    }
+
+    /// The static RTP payload type (RFC 3551), if the codec has one.
+    pub fn static_payload_type(self) -> Option<u8> {
+        match self {
+            CodecKind::Pcmu => Some(0),
+            CodecKind::Pcma => Some(8),
+            CodecKind::G722 => Some(9),
+            CodecKind::Opus => None,
         }
     }
 
@@ -61,6 +85,7 @@ impl CodecKind {
             CodecKind::Opus => "opus",
             CodecKind::Pcmu => "PCMU",
             CodecKind::Pcma => "PCMA",
+            CodecKind::G722 => "G722",
         }
     }
 }
@@ -70,7 +95,7 @@ impl CodecKind {
 pub struct CodecSetting {
     /// The codec.
     pub kind: CodecKind,
-    /// Opus bit rate in bits per second (ignored by G.711).
+    /// Opus bit rate in bits per second (the fixed rate of G.711 and G.722).
     pub bitrate: u32,
     /// Opus in-band FEC.
     pub fec: bool,
@@ -85,6 +110,20 @@ impl CodecSetting {
     /// G.711 (`kind` is PCMU or PCMA).
     pub fn g711(kind: CodecKind) -> CodecSetting {
         CodecSetting { kind, bitrate: 64_000, fec: false }
+    }
+
+    /// G.722 at 64 kbit/s.
+    pub fn g722() -> CodecSetting {
+        CodecSetting { kind: CodecKind::G722, bitrate: 64_000, fec: false }
+    }
+
+    /// The setting for `kind`: Opus at `opus_bitrate`, the others at their fixed rate.
+    pub fn of(kind: CodecKind, opus_bitrate: u32) -> CodecSetting {
+        match kind {
+            CodecKind::Opus => CodecSetting::opus(opus_bitrate),
+            CodecKind::G722 => CodecSetting::g722(),
+            g711 => CodecSetting::g711(g711),
+        }
     }
 }
 
@@ -116,6 +155,7 @@ pub fn decoder(kind: CodecKind, rate: u32) -> Result<Box<dyn Decoder>, Error> {
     Ok(match kind {
         CodecKind::Opus => Box::new(OpusDecoder::new(rate)?),
         CodecKind::Pcmu | CodecKind::Pcma => Box::new(G711Decoder::new(kind, rate)),
+        CodecKind::G722 => Box::new(G722FrameDecoder::new(rate)),
     })
 }
 
@@ -124,7 +164,14 @@ pub fn encoder(setting: CodecSetting, rate: u32, complexity: u8) -> Result<Box<d
     check_rate(rate)?;
     Ok(match setting.kind {
         CodecKind::Opus => Box::new(OpusEncoder::new(setting, rate, complexity)?),
-        CodecKind::Pcmu | CodecKind::Pcma => Box::new(G711Encoder { setting, factor: (rate / 8_000) as usize }),
+        CodecKind::Pcmu | CodecKind::Pcma => Box::new(G711Encoder { setting, from_mix: Resample::new(rate, 8_000) }),
+        CodecKind::G722 => Box::new(G722FrameEncoder {
+            setting: CodecSetting::g722(),
+            inner: G722Encoder::default(),
+            from_mix: Resample::new(rate, 16_000),
+            prev_sample: 0,
+            pcm: [0; 320],
+        }),
     })
 }
 
@@ -208,68 +255,128 @@ impl Encoder for OpusEncoder {
     }
 }
 
+/// A whole-factor rate change: linear interpolation up, averaging down.
+#[derive(Clone, Copy, Debug)]
+enum Resample {
+    /// `factor` output samples per input sample.
+    Up(usize),
+    /// One output sample per `factor` input samples.
+    Down(usize),
+}
+
+impl Resample {
+    /// From `from` Hz to `to` Hz (one a whole multiple of the other).
+    fn new(from: u32, to: u32) -> Resample {
+        if to >= from { Resample::Up((to / from).max(1) as usize) } else { Resample::Down((from / to) as usize) }
+    }
+
+    /// Output samples for `n` input samples.
+    fn out_len(self, n: usize) -> usize {
+        match self {
+            Resample::Up(f) => n * f,
+            Resample::Down(f) => n / f,
+        }
+    }
+
+    /// Resamples `input` into `out` (at least [`Resample::out_len`] long); `prev` is the last input
+    /// sample of the call before (interpolation starts from it) and becomes this call's last.
+    fn run(self, input: &[i16], prev: &mut i16, out: &mut [i16]) {
+        match self {
+            Resample::Up(f) => {
+                let mut p = i32::from(*prev);
+                for (&s, o) in input.iter().zip(out.chunks_exact_mut(f)) {
+                    let s = i32::from(s);
+                    for (k, o) in o.iter_mut().enumerate() {
+                        *o = (p + (s - p) * (k as i32 + 1) / f as i32) as i16;
+                    }
+                    p = s;
+                }
+            }
+            Resample::Down(f) => {
+                for (chunk, o) in input.chunks_exact(f).zip(out.iter_mut()) {
+                    let sum: i32 = chunk.iter().map(|&s| i32::from(s)).sum();
+                    *o = (sum / f as i32) as i16;
+                }
+            }
+        }
+        if let Some(&last) = input.last() {
+            *prev = last;
+        }
+    }
+}
+
+/// Concealment for the codecs without their own: the last frame again, each time at 3/4 of the level
+/// of the one before, silence after [`G711_MAX_CONCEALED`] frames.
+struct Fade {
+    last: [i16; MAX_FRAME],
+    last_len: usize,
+    concealed: u32,
+}
+
+impl Fade {
+    fn new() -> Fade {
+        Fade { last: [0; MAX_FRAME], last_len: 0, concealed: 0 }
+    }
+
+    /// Remembers a decoded frame.
+    fn keep(&mut self, frame: &[i16]) {
+        let n = frame.len().min(MAX_FRAME);
+        self.last[..n].copy_from_slice(&frame[..n]);
+        self.last_len = n;
+        self.concealed = 0;
+    }
+
+    /// Writes one concealed frame into `out`; returns its length.
+    fn conceal(&mut self, out: &mut [i16]) -> usize {
+        let n = if self.last_len == 0 { out.len().min(MAX_FRAME) } else { self.last_len.min(out.len()) };
+        self.concealed += 1;
+        if self.concealed > G711_MAX_CONCEALED || self.last_len == 0 {
+            out[..n].fill(0);
+            return n;
+        }
+        for (o, s) in out[..n].iter_mut().zip(self.last[..n].iter_mut()) {
+            *s = ((i32::from(*s) * 3) / 4) as i16;
+            *o = *s;
+        }
+        n
+    }
+}
+
 /// G.711 decoding at a mixing rate, with fade-out concealment.
 pub struct G711Decoder {
     kind: CodecKind,
-    factor: usize,
-    last: [i16; MAX_FRAME],
-    last_len: usize,
+    to_mix: Resample,
     prev_sample: i16,
-    concealed: u32,
+    fade: Fade,
+    pcm: [i16; MAX_FRAME],
 }
 
 impl G711Decoder {
     /// A decoder for PCMU or PCMA producing frames at `rate`.
     pub fn new(kind: CodecKind, rate: u32) -> G711Decoder {
-        G711Decoder {
-            kind,
-            factor: (rate / 8_000).max(1) as usize,
-            last: [0; MAX_FRAME],
-            last_len: 0,
-            prev_sample: 0,
-            concealed: 0,
-        }
+        G711Decoder { kind, to_mix: Resample::new(8_000, rate), prev_sample: 0, fade: Fade::new(), pcm: [0; MAX_FRAME] }
     }
 }
 
 impl Decoder for G711Decoder {
     fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, Error> {
-        let n = payload.len() * self.factor;
-        if n > out.len() || n > MAX_FRAME {
+        let n = self.to_mix.out_len(payload.len());
+        if n > out.len() || n > MAX_FRAME || payload.len() > MAX_FRAME {
             return Err(Error::BufferTooSmall);
         }
         let table = if self.kind == CodecKind::Pcmu { &ULAW_TO_LINEAR } else { &ALAW_TO_LINEAR };
-        let f = self.factor as i32;
-        let mut prev = i32::from(self.prev_sample);
-        for (i, &b) in payload.iter().enumerate() {
-            let s = i32::from(table[usize::from(b)]);
-            // linear interpolation from the previous input sample: f output samples per input sample
-            for k in 0..self.factor {
-                out[i * self.factor + k] = (prev + (s - prev) * (k as i32 + 1) / f) as i16;
-            }
-            prev = s;
+        let pcm = &mut self.pcm[..payload.len()];
+        for (p, &b) in pcm.iter_mut().zip(payload) {
+            *p = table[usize::from(b)];
         }
-        self.prev_sample = prev as i16;
-        self.last[..n].copy_from_slice(&out[..n]);
-        self.last_len = n;
-        self.concealed = 0;
+        self.to_mix.run(pcm, &mut self.prev_sample, &mut out[..n]);
+        self.fade.keep(&out[..n]);
         Ok(n)
     }
 
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, Error> {
-        let n = if self.last_len == 0 { out.len().min(MAX_FRAME) } else { self.last_len.min(out.len()) };
-        self.concealed += 1;
-        if self.concealed > G711_MAX_CONCEALED || self.last_len == 0 {
-            out[..n].fill(0);
-            self.prev_sample = 0;
-            return Ok(n);
-        }
-        // Each concealed frame is the last one at 3/4 of the level of the one before.
-        for (o, s) in out[..n].iter_mut().zip(self.last[..n].iter_mut()) {
-            *s = ((i32::from(*s) * 3) / 4) as i16;
-            *o = *s;
-        }
-        self.prev_sample = out[n - 1];
+        let n = self.fade.conceal(out);
+        self.prev_sample = out.get(n.wrapping_sub(1)).copied().unwrap_or(0);
         Ok(n)
     }
 }
@@ -277,20 +384,89 @@ impl Decoder for G711Decoder {
 /// G.711 encoding from a mixing rate.
 pub struct G711Encoder {
     setting: CodecSetting,
-    factor: usize,
+    from_mix: Resample,
 }
 
 impl Encoder for G711Encoder {
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, Error> {
-        let n = pcm.len() / self.factor;
+        let n = self.from_mix.out_len(pcm.len());
         let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        let mut narrow = [0i16; MAX_FRAME];
+        let narrow = narrow.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        self.from_mix.run(pcm, &mut 0, narrow);
         let ulaw = self.setting.kind == CodecKind::Pcmu;
-        for (o, chunk) in out.iter_mut().zip(pcm.chunks_exact(self.factor)) {
-            let sum: i32 = chunk.iter().map(|&s| i32::from(s)).sum();
-            let s = (sum / self.factor as i32) as i16;
+        for (o, &s) in out.iter_mut().zip(narrow.iter()) {
             *o = if ulaw { linear_to_ulaw(s) } else { linear_to_alaw(s) };
         }
         Ok(n)
+    }
+
+    fn setting(&self) -> CodecSetting {
+        self.setting
+    }
+}
+
+/// G.722 decoding at a mixing rate, with fade-out concealment.
+pub struct G722FrameDecoder {
+    inner: G722Decoder,
+    to_mix: Resample,
+    prev_sample: i16,
+    fade: Fade,
+    pcm: [i16; MAX_FRAME],
+}
+
+impl G722FrameDecoder {
+    /// A decoder producing frames at `rate`.
+    pub fn new(rate: u32) -> G722FrameDecoder {
+        G722FrameDecoder {
+            inner: G722Decoder::default(),
+            to_mix: Resample::new(16_000, rate),
+            prev_sample: 0,
+            fade: Fade::new(),
+            pcm: [0; MAX_FRAME],
+        }
+    }
+}
+
+impl Decoder for G722FrameDecoder {
+    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, Error> {
+        let wide = payload.len() * 2;
+        let n = self.to_mix.out_len(wide);
+        if n > out.len() || n > MAX_FRAME || wide > MAX_FRAME {
+            return Err(Error::BufferTooSmall);
+        }
+        let pcm = &mut self.pcm[..wide];
+        self.inner.decode(payload, pcm);
+        self.to_mix.run(pcm, &mut self.prev_sample, &mut out[..n]);
+        self.fade.keep(&out[..n]);
+        Ok(n)
+    }
+
+    fn conceal(&mut self, out: &mut [i16]) -> Result<usize, Error> {
+        let n = self.fade.conceal(out);
+        self.prev_sample = out.get(n.wrapping_sub(1)).copied().unwrap_or(0);
+        Ok(n)
+    }
+}
+
+/// G.722 encoding from a mixing rate.
+pub struct G722FrameEncoder {
+    setting: CodecSetting,
+    inner: G722Encoder,
+    from_mix: Resample,
+    /// The last mixed sample of the frame before (up-sampling from 8 kHz starts from it).
+    prev_sample: i16,
+    /// One 20 ms frame at 16 kHz.
+    pcm: [i16; 320],
+}
+
+impl Encoder for G722FrameEncoder {
+    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, Error> {
+        let wide = self.from_mix.out_len(pcm.len());
+        let frame = self.pcm.get_mut(..wide).ok_or(Error::BufferTooSmall)?;
+        self.from_mix.run(pcm, &mut self.prev_sample, frame);
+        let out = out.get_mut(..wide / 2).ok_or(Error::BufferTooSmall)?;
+        Ok(self.inner.encode(frame, out))
     }
 
     fn setting(&self) -> CodecSetting {
@@ -409,6 +585,43 @@ mod tests {
                 assert!(sig / err > 20.0, "{kind:?} at {rate}: SNR {}", sig / err);
             }
         }
+    }
+
+    #[test]
+    fn g722_codes_a_tone_at_every_mixing_rate() {
+        for rate in MIX_RATES {
+            let n = frame_samples(rate);
+            let mut enc = encoder(CodecSetting::g722(), rate, 0).unwrap();
+            let mut dec = decoder(CodecKind::G722, rate).unwrap();
+            assert_eq!(enc.setting().kind, CodecKind::G722);
+            let (mut input, mut output) = (Vec::new(), Vec::new());
+            for f in 0..10 {
+                let pcm = tone(rate, 700.0, 8000.0, n, f * n);
+                let mut payload = [0u8; 400];
+                let len = enc.encode(&pcm, &mut payload).unwrap();
+                assert_eq!(len, 160, "one octet per two 16 kHz samples");
+                let mut out = [0i16; MAX_FRAME];
+                assert_eq!(dec.decode(&payload[..len], &mut out).unwrap(), n);
+                input.extend_from_slice(&pcm);
+                output.extend_from_slice(&out[..n]);
+            }
+            // The two QMFs delay the audio by 22 samples at 16 kHz (plus the rate changes').
+            let snr = |delay: usize| {
+                let (mut sig, mut err) = (0.0, 0.0);
+                for i in 3 * n..input.len() - delay {
+                    sig += f64::from(input[i]).powi(2);
+                    err += (f64::from(input[i]) - f64::from(output[i + delay])).powi(2);
+                }
+                sig / err
+            };
+            let best = (0..4 * n / 10).map(snr).fold(0.0, f64::max);
+            assert!(best > 100.0, "at {rate} Hz: SNR {best}");
+        }
+        let mut dec = decoder(CodecKind::G722, 48_000).unwrap();
+        let mut out = [0i16; MAX_FRAME];
+        assert_eq!(dec.conceal(&mut out).unwrap(), MAX_FRAME, "nothing to repeat yet: a silent frame");
+        assert!(out.iter().all(|s| *s == 0));
+        assert!(dec.decode(&[0u8; 481], &mut out).is_err(), "more than 20 ms");
     }
 
     #[test]

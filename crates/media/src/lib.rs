@@ -8,17 +8,18 @@
 //! * [`session`]: one participant's RTP session: SSRC handling, sending, RTCP timing.
 //! * [`ice`]: ICE-lite responder (RFC 8445 §7.3, short-term credentials RFC 8489 §9.1).
 //! * [`sdp`]: SDP parsing and the audio answer (RFC 8866, RFC 3264, RFC 7587, RFC 4733, RFC 5761).
-//! * [`codec`]: Opus (with PLC and in-band FEC) and G.711 (with PLC) behind [`codec::Decoder`] and
-//!   [`codec::Encoder`].
+//! * [`codec`]: Opus (with PLC and in-band FEC), G.711 and G.722 (with PLC) behind [`codec::Decoder`]
+//!   and [`codec::Encoder`]; [`g722`]: the G.722 sub-band ADPCM codec itself (ITU-T G.722, 64 kbit/s).
 //! * [`dtmf`]: telephone events (RFC 4733).
 //! * [`jitter`]: the adaptive jitter buffer with concealment that does not creep.
 //! * [`protect`]: the seam for SRTP.
 //!
-//! Left out (see each module): SRTP itself (in `vienna-srtp`, plugged in by `vienna-mixer`), G.722, RFC 8285 header extensions (so RFC 6464 levels),
+//! Left out (see each module): SRTP itself (in `vienna-srtp`, plugged in by `vienna-mixer`), RFC 8285 header extensions (so RFC 6464 levels),
 //! MS-RTP RTCP profile extensions and MS-ICE2's padded MESSAGE-INTEGRITY, IPv6 and TCP candidates.
 
 pub mod codec;
 pub mod dtmf;
+pub mod g722;
 pub mod ice;
 pub mod jitter;
 pub mod protect;

@@ -370,12 +370,11 @@ fn codec_of(m: &MediaDescription, pt: u8) -> Option<CodecKind> {
         Some(r) if r.name.eq_ignore_ascii_case("opus") && r.clock_rate == 48_000 => Some(CodecKind::Opus),
         Some(r) if r.name.eq_ignore_ascii_case("PCMU") && r.clock_rate == 8_000 => Some(CodecKind::Pcmu),
         Some(r) if r.name.eq_ignore_ascii_case("PCMA") && r.clock_rate == 8_000 => Some(CodecKind::Pcma),
+        Some(r) if r.name.eq_ignore_ascii_case("G722") && r.clock_rate == 8_000 => Some(CodecKind::G722),
         Some(_) => None,
-        None => match pt {
-            0 => Some(CodecKind::Pcmu),
-            8 => Some(CodecKind::Pcma),
-            _ => None,
-        },
+        None => [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::G722]
+            .into_iter()
+            .find(|k| k.static_payload_type() == Some(pt)),
     }
 }
 
@@ -398,7 +397,7 @@ pub fn answer(offer: &SessionDescription, config: &AnswerConfig) -> Result<(Stri
         .formats
         .iter()
         .find_map(|&pt| codec_of(m, pt).map(|c| (pt, c)))
-        .ok_or(bad("no common codec (opus, PCMU, PCMA)"))?;
+        .ok_or(bad("no common codec (opus, G722, PCMU, PCMA)"))?;
     let telephone_event = m
         .rtpmaps
         .iter()
@@ -574,12 +573,25 @@ mod tests {
     #[test]
     fn picks_g711_with_its_telephone_event_and_mirrors_direction() {
         let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=sendonly\r\n\
-            m=audio 7078 RTP/AVP 9 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+            m=audio 7078 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
         let (text, n) = answer(&SessionDescription::parse(sdp).unwrap(), &config()).unwrap();
-        assert_eq!((n.codec, n.payload_type, n.telephone_event), (CodecKind::Pcma, 8, Some(101)));
+        assert_eq!((n.codec, n.payload_type, n.telephone_event), (CodecKind::Pcma, 8, Some(101)), "G.729 (18) skipped");
         assert_eq!(n.direction, Direction::RecvOnly);
         assert!(text.contains("m=audio 40000 RTP/AVP 8 101\r\n") && text.contains("a=recvonly\r\n"));
         assert!(text.contains("a=fmtp:101 0-16\r\n"));
+    }
+
+    #[test]
+    fn picks_g722_by_its_static_type_or_its_rtpmap() {
+        let base = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n";
+        let sdp = format!("{base}m=audio 7078 RTP/AVP 9 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let (text, n) = answer(&SessionDescription::parse(&sdp).unwrap(), &config()).unwrap();
+        assert_eq!((n.codec, n.payload_type, n.telephone_event), (CodecKind::G722, 9, Some(101)));
+        assert!(text.contains("m=audio 40000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n"), "{text}");
+        // baresip's order: a dynamic number for G722 is taken by its rtpmap; G722/16000 is not G.722's.
+        let sdp = format!("{base}m=audio 7078 RTP/AVP 97 98 0\r\na=rtpmap:97 G722/16000\r\na=rtpmap:98 g722/8000\r\n");
+        let (_, n) = answer(&SessionDescription::parse(&sdp).unwrap(), &config()).unwrap();
+        assert_eq!((n.codec, n.payload_type), (CodecKind::G722, 98));
     }
 
     #[test]
@@ -588,7 +600,7 @@ mod tests {
         let base = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n";
         assert!(matches!(err(&format!("{base}m=audio 1 RTP/SAVP 0\r\n")), Error::Sdp(m) if m.contains("SRTP")));
         assert!(matches!(err(&format!("{base}m=audio 1 UDP/TLS/RTP/SAVPF 0\r\n")), Error::Sdp(_)));
-        assert!(matches!(err(&format!("{base}m=audio 1 RTP/AVP 9\r\n")), Error::Sdp(m) if m.contains("codec")));
+        assert!(matches!(err(&format!("{base}m=audio 1 RTP/AVP 18\r\n")), Error::Sdp(m) if m.contains("codec")));
         assert!(matches!(err(&format!("{base}m=video 1 RTP/AVP 96\r\n")), Error::Sdp(_)));
         assert!(SessionDescription::parse("m=audio 1 RTP/AVP 0\r\n").is_err(), "no v= line");
         assert!(SessionDescription::parse("v=0\r\nm=audio x RTP/AVP 0\r\n").is_err());

@@ -39,6 +39,7 @@ fn main() {
             (CodecSetting::opus(32_000), 5),
             (CodecSetting::opus(32_000), 10),
             (CodecSetting::g711(CodecKind::Pcmu), 0),
+            (CodecSetting::g722(), 0),
         ];
         for (setting, complexity) in settings {
             let mut enc = encoder(setting, rate, complexity).unwrap();

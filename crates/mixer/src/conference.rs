@@ -435,10 +435,7 @@ impl Host {
         let (answer, n) = sdp::answer(&offer, &answer_config)?;
         let rate = self.config.mixer.rate;
         let decoder = codec::decoder(n.codec, rate)?;
-        let setting = match n.codec {
-            CodecKind::Opus => CodecSetting::opus(self.config.opus_bitrate),
-            kind => CodecSetting::g711(kind),
-        };
+        let setting = CodecSetting::of(n.codec, self.config.opus_bitrate);
         let msi = options.msi.unwrap_or(u32::from_le_bytes(options.random[22..26].try_into().unwrap_or([2; 4])));
         let session = RtpSession::new(SessionConfig {
             local_ssrc,

@@ -52,6 +52,7 @@ fn offer(port: u16, codec: CodecKind, ssrc: u32) -> String {
         CodecKind::Opus => (111, "a=rtpmap:111 opus/48000/2\r\n"),
         CodecKind::Pcmu => (0, "a=rtpmap:0 PCMU/8000\r\n"),
         CodecKind::Pcma => (8, "a=rtpmap:8 PCMA/8000\r\n"),
+        CodecKind::G722 => (9, "a=rtpmap:9 G722/8000\r\n"),
     };
     format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -94,10 +95,7 @@ struct Peer {
 
 impl Peer {
     fn new(port: u16, codec: CodecKind, tone: Option<f64>) -> Peer {
-        let setting = match codec {
-            CodecKind::Opus => CodecSetting::opus(32_000),
-            k => CodecSetting::g711(k),
-        };
+        let setting = CodecSetting::of(codec, 32_000);
         Peer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             ssrc: 0x5000_0000 + u32::from(port),
@@ -159,11 +157,7 @@ impl Peer {
             .collect();
         let mut payload = [0u8; 1500];
         let len = self.encoder.encode(&pcm, &mut payload).unwrap();
-        let pt = match self.codec {
-            CodecKind::Opus => 111,
-            CodecKind::Pcmu => 0,
-            CodecKind::Pcma => 8,
-        };
+        let pt = self.codec.static_payload_type().unwrap_or(111);
         let fields = HeaderFields {
             marker: i == 0,
             payload_type: pt,
@@ -331,7 +325,7 @@ fn check_tones_with(net: Network, seed: u64, srtp: bool) {
     let mut peers = vec![
         Peer::new(5000, CodecKind::Opus, Some(tones[0])),
         Peer::new(5002, CodecKind::Pcmu, Some(tones[1])),
-        Peer::new(5004, CodecKind::Opus, Some(tones[2])),
+        Peer::new(5004, CodecKind::G722, Some(tones[2])),
         Peer::new(5006, CodecKind::Pcma, None),
     ];
     if srtp {

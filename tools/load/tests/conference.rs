@@ -69,37 +69,39 @@ fn vienna_mcu_mixes_every_talker_for_every_participant() {
 }
 
 #[test]
-fn vienna_mcu_with_pcmu_in_two_conferences() {
+fn vienna_mcu_with_pcmu_and_with_g722_in_two_conferences() {
     let mcu = Mcu::start(&[]);
     let admin = mcu.admin.to_string();
-    let args = [
-        "conference",
-        "--admin",
-        &admin,
-        "--participants",
-        "6",
-        "--conferences",
-        "2",
-        "--talkers",
-        "2",
-        "--codec",
-        "pcmu",
-        "--duration",
-        "5",
-    ];
-    let run = vienna_load(&args, None);
-    run.assert_success();
-    let j = &run.json;
-    assert_eq!(j["config"]["conferences"].as_array().unwrap().len(), 2);
-    assert_eq!(j["config"]["codec"], "PCMU");
-    assert_eq!(j["join"]["ok"], 6);
-    assert_eq!(j["sent"]["packets"], 1500);
-    assert_eq!(j["received"]["lost"], 0);
-    let m = &j["mix"];
-    assert_eq!(m["checked"], 6);
-    assert_eq!(m["seconds_ok"], m["seconds"], "{m}");
-    // per conference: 2 talkers hear 1 other, 1 listener hears 2: 4 per second, 2 conferences, 3 s
-    assert_eq!(m["onsets_expected"].as_u64(), Some(4 * 2 * 3));
+    for (codec, name) in [("pcmu", "PCMU"), ("g722", "G722")] {
+        let args = [
+            "conference",
+            "--admin",
+            &admin,
+            "--participants",
+            "6",
+            "--conferences",
+            "2",
+            "--talkers",
+            "2",
+            "--codec",
+            codec,
+            "--duration",
+            "5",
+        ];
+        let run = vienna_load(&args, None);
+        run.assert_success();
+        let j = &run.json;
+        assert_eq!(j["config"]["conferences"].as_array().unwrap().len(), 2);
+        assert_eq!(j["config"]["codec"], name);
+        assert_eq!(j["join"]["ok"], 6);
+        assert_eq!(j["sent"]["packets"], 1500);
+        assert_eq!(j["received"]["lost"], 0);
+        let m = &j["mix"];
+        assert_eq!(m["checked"], 6);
+        assert_eq!(m["seconds_ok"], m["seconds"], "{codec}: {m}");
+        // per conference: 2 talkers hear 1 other, 1 listener hears 2: 4 per second, 2 conferences, 3 s
+        assert_eq!(m["onsets_expected"].as_u64(), Some(4 * 2 * 3), "{codec}");
+    }
 }
 
 /// What the fake bridge does with a participant's packets.
@@ -241,7 +243,7 @@ fn a_bridge_that_sends_talkers_their_own_voice_fails_the_check() {
 fn forwarding_with_a_delay_is_measured_as_that_delay_plus_the_frame() {
     let bridge = FakeBridge::start(Behaviour::Swap(Duration::from_millis(100)));
     let admin = bridge.admin.to_string();
-    for codec in ["opus", "pcmu"] {
+    for codec in ["opus", "pcmu", "g722"] {
         let args = [
             "conference",
             "--admin",

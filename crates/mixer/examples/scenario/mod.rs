@@ -55,10 +55,7 @@ fn pcm(frame: usize, i: usize, talker: bool, rate: u32, seed: usize) -> Vec<i16>
 
 /// Pre-encoded packets: 50 frames of a talker's tone or of a listener's noise.
 fn payloads(codec: CodecKind, rate: u32, talker: bool, seed: usize) -> Vec<Vec<u8>> {
-    let setting = match codec {
-        CodecKind::Opus => CodecSetting::opus(32_000),
-        k => CodecSetting::g711(k),
-    };
+    let setting = CodecSetting::of(codec, 32_000);
     let mut enc = codec::encoder(setting, 48_000, 5).expect("encoder");
     let frame = frame_samples(48_000);
     let _ = rate;
@@ -121,6 +118,7 @@ impl HostLoad {
             CodecKind::Opus => (111u8, "a=rtpmap:111 opus/48000/2\r\n"),
             CodecKind::Pcmu => (0, "a=rtpmap:0 PCMU/8000\r\n"),
             CodecKind::Pcma => (8, "a=rtpmap:8 PCMA/8000\r\n"),
+            CodecKind::G722 => (9, "a=rtpmap:9 G722/8000\r\n"),
         };
         let mut feeds = Vec::new();
         let mut n = 0u32;
@@ -198,10 +196,7 @@ impl MixerLoad {
     /// Builds the mixers of `shape`.
     pub fn new(shape: Shape) -> MixerLoad {
         let frame = frame_samples(shape.rate);
-        let setting = match shape.codec {
-            CodecKind::Opus => CodecSetting::opus(32_000),
-            k => CodecSetting::g711(k),
-        };
+        let setting = CodecSetting::of(shape.codec, 32_000);
         let mixers = (0..shape.conferences)
             .map(|_| {
                 let mut m = Mixer::new(MixerConfig {

@@ -274,6 +274,7 @@ impl Join for JanusApi {
         let codec = match pt {
             0 => "pcmu",
             8 => "pcma",
+            9 => "g722",
             _ => "opus",
         };
         let session = self.session()?;

@@ -1,6 +1,6 @@
 //! `vienna-load conference`: audio conference bridge (MCU) load. N participants join conferences through
 //! a pluggable join step ([`join`]: Vienna's admin API today, an SDP offer in and the answer out), each
-//! sends real Opus (or G.711 PCMU) with a tone of its own at 50 packets/s over plain RTP from its own UDP
+//! sends real Opus (or G.711 PCMU, or G.722) with a tone of its own at 50 packets/s over plain RTP from its own UDP
 //! socket, and receives the mix the bridge sends it.
 //!
 //! The first `--talkers` participants of each conference talk (a tone at speech level with a short gap
@@ -70,6 +70,8 @@ pub enum Codec {
     Opus,
     /// G.711 µ-law.
     Pcmu,
+    /// G.722 at 64 kbit/s (16 kHz audio).
+    G722,
 }
 
 /// Arguments of `vienna-load conference`.
@@ -150,7 +152,7 @@ pub struct ConfigReport {
     pub participants: u64,
     /// Talkers per conference.
     pub talkers: u64,
-    /// `opus` or `PCMU`.
+    /// `opus`, `PCMU` or `G722`.
     pub codec: &'static str,
     /// Opus bit rate.
     pub bitrate: Option<u32>,
@@ -340,11 +342,9 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
     let (kind, enc_rate, decode_rate) = match args.codec {
         Codec::Opus => (CodecKind::Opus, 16_000, 16_000),
         Codec::Pcmu => (CodecKind::Pcmu, 8_000, 8_000),
+        Codec::G722 => (CodecKind::G722, 16_000, 16_000),
     };
-    let setting = match args.codec {
-        Codec::Opus => CodecSetting::opus(args.bitrate),
-        Codec::Pcmu => CodecSetting::g711(CodecKind::Pcmu),
-    };
+    let setting = CodecSetting::of(kind, args.bitrate);
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |c| c.get())).clamp(1, n);
     sys::catch_signals();
@@ -665,6 +665,7 @@ fn offer(ip: IpAddr, port: u16, kind: CodecKind, ssrc: u32, i: usize) -> String 
         CodecKind::Opus => (111, "opus/48000/2"),
         CodecKind::Pcmu => (0, "PCMU/8000"),
         CodecKind::Pcma => (8, "PCMA/8000"),
+        CodecKind::G722 => (9, "G722/8000"),
     };
     format!(
         "v=0\r\no=vienna-load {i} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\n\
@@ -683,7 +684,7 @@ fn answer_target(answer: &str, kind: CodecKind) -> anyhow::Result<(SocketAddr, u
         .copied()
         .find(|pt| match media.rtpmaps.iter().find(|r| r.payload_type == *pt) {
             Some(r) => r.name.eq_ignore_ascii_case(kind.name()),
-            None => (*pt == 0 && kind == CodecKind::Pcmu) || (*pt == 8 && kind == CodecKind::Pcma),
+            None => kind.static_payload_type() == Some(*pt),
         })
         .with_context(|| format!("the answer has no {}", kind.name()))?;
     Ok((SocketAddr::new(ip, media.port), pt))
