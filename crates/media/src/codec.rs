@@ -342,19 +342,52 @@ impl Fade {
     }
 }
 
+/// The last steps of a decoder without concealment of its own: its samples brought to the mixing rate,
+/// and the fading repetition when a frame is lost.
+struct ToMix {
+    resample: Resample,
+    prev_sample: i16,
+    fade: Fade,
+}
+
+impl ToMix {
+    /// From the codec's sampling rate `from` to the mixing rate `to`.
+    fn new(from: u32, to: u32) -> ToMix {
+        ToMix { resample: Resample::new(from, to), prev_sample: 0, fade: Fade::new() }
+    }
+
+    /// Mixing-rate samples for `n` decoded samples.
+    fn out_len(&self, n: usize) -> usize {
+        self.resample.out_len(n)
+    }
+
+    /// Brings the decoded `pcm` to the mixing rate in `out` (at least [`ToMix::out_len`] long).
+    fn frame(&mut self, pcm: &[i16], out: &mut [i16]) -> usize {
+        let n = self.out_len(pcm.len());
+        self.resample.run(pcm, &mut self.prev_sample, &mut out[..n]);
+        self.fade.keep(&out[..n]);
+        n
+    }
+
+    /// One concealed frame in `out`.
+    fn conceal(&mut self, out: &mut [i16]) -> usize {
+        let n = self.fade.conceal(out);
+        self.prev_sample = out.get(n.wrapping_sub(1)).copied().unwrap_or(0);
+        n
+    }
+}
+
 /// G.711 decoding at a mixing rate, with fade-out concealment.
 pub struct G711Decoder {
     kind: CodecKind,
-    to_mix: Resample,
-    prev_sample: i16,
-    fade: Fade,
+    to_mix: ToMix,
     pcm: [i16; MAX_FRAME],
 }
 
 impl G711Decoder {
     /// A decoder for PCMU or PCMA producing frames at `rate`.
     pub fn new(kind: CodecKind, rate: u32) -> G711Decoder {
-        G711Decoder { kind, to_mix: Resample::new(8_000, rate), prev_sample: 0, fade: Fade::new(), pcm: [0; MAX_FRAME] }
+        G711Decoder { kind, to_mix: ToMix::new(8_000, rate), pcm: [0; MAX_FRAME] }
     }
 }
 
@@ -369,15 +402,11 @@ impl Decoder for G711Decoder {
         for (p, &b) in pcm.iter_mut().zip(payload) {
             *p = table[usize::from(b)];
         }
-        self.to_mix.run(pcm, &mut self.prev_sample, &mut out[..n]);
-        self.fade.keep(&out[..n]);
-        Ok(n)
+        Ok(self.to_mix.frame(pcm, out))
     }
 
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, Error> {
-        let n = self.fade.conceal(out);
-        self.prev_sample = out.get(n.wrapping_sub(1)).copied().unwrap_or(0);
-        Ok(n)
+        Ok(self.to_mix.conceal(out))
     }
 }
 
@@ -409,22 +438,14 @@ impl Encoder for G711Encoder {
 /// G.722 decoding at a mixing rate, with fade-out concealment.
 pub struct G722FrameDecoder {
     inner: G722Decoder,
-    to_mix: Resample,
-    prev_sample: i16,
-    fade: Fade,
+    to_mix: ToMix,
     pcm: [i16; MAX_FRAME],
 }
 
 impl G722FrameDecoder {
     /// A decoder producing frames at `rate`.
     pub fn new(rate: u32) -> G722FrameDecoder {
-        G722FrameDecoder {
-            inner: G722Decoder::default(),
-            to_mix: Resample::new(16_000, rate),
-            prev_sample: 0,
-            fade: Fade::new(),
-            pcm: [0; MAX_FRAME],
-        }
+        G722FrameDecoder { inner: G722Decoder::default(), to_mix: ToMix::new(16_000, rate), pcm: [0; MAX_FRAME] }
     }
 }
 
@@ -437,15 +458,11 @@ impl Decoder for G722FrameDecoder {
         }
         let pcm = &mut self.pcm[..wide];
         self.inner.decode(payload, pcm);
-        self.to_mix.run(pcm, &mut self.prev_sample, &mut out[..n]);
-        self.fade.keep(&out[..n]);
-        Ok(n)
+        Ok(self.to_mix.frame(pcm, out))
     }
 
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, Error> {
-        let n = self.fade.conceal(out);
-        self.prev_sample = out.get(n.wrapping_sub(1)).copied().unwrap_or(0);
-        Ok(n)
+        Ok(self.to_mix.conceal(out))
     }
 }
 

@@ -197,8 +197,7 @@ impl SubBand {
         self.s = sat(self.sp + self.sz);
     }
 
-    /// The lower band's scale adaptation and prediction for 6-bit code `ilow`; returns its 4-bit
-    /// quantized difference.
+    /// The lower band's prediction and scale adaptation for 6-bit code `ilow` (on its top four bits).
     fn update_low(&mut self, ilow: u8) {
         let ril = usize::from(ilow >> 2);
         let d = (self.det * QM4[ril]) >> 15;
@@ -206,7 +205,7 @@ impl SubBand {
         self.predict(d);
     }
 
-    /// The higher band's scale adaptation and prediction for 2-bit code `ihigh`; returns its quantized
+    /// The higher band's prediction and scale adaptation for 2-bit code `ihigh`; returns its quantized
     /// difference.
     fn update_high(&mut self, ihigh: u8) -> i32 {
         let d = (self.det * QM2[usize::from(ihigh)]) >> 15;
