@@ -104,6 +104,28 @@ fn vienna_mcu_with_pcmu_and_with_g722_in_two_conferences() {
     }
 }
 
+#[test]
+fn vienna_mcu_with_srtp_on_every_stream() {
+    let mcu = Mcu::start(&[]);
+    let admin = mcu.admin.to_string();
+    let args = ["conference", "--admin", &admin, "--participants", "4", "--talkers", "2", "--srtp", "--duration", "4"];
+    let run = vienna_load(&args, None);
+    run.assert_success();
+    let j = &run.json;
+    assert_eq!(j["config"]["srtp"], true);
+    assert_eq!(j["join"]["ok"], 4);
+    assert_eq!(j["sent"]["packets"], 800);
+    assert_eq!(j["sent"]["errors"], 0);
+    let r = &j["received"];
+    assert_eq!((r["lost"].as_u64(), r["srtp_rejected"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert!(r["packets"].as_u64() > Some(700), "the mixes came back decrypted: {r}");
+    let m = &j["mix"];
+    assert_eq!(m["seconds_ok"], m["seconds"], "{m}");
+    // Each talker hears the other's tone: the bridge decrypted what they sent, they decrypted the mix.
+    assert_eq!(m["seconds"].as_u64(), Some(4 * 2), "4 checked participants x 2 s after the warm-up: {m}");
+    assert_eq!(m["onsets_found"], m["onsets_expected"], "{m}");
+}
+
 /// What the fake bridge does with a participant's packets.
 #[derive(Clone, Copy)]
 enum Behaviour {

@@ -1,7 +1,7 @@
 //! `vienna-load conference`: audio conference bridge (MCU) load. N participants join conferences through
 //! a pluggable join step ([`join`]: Vienna's admin API today, an SDP offer in and the answer out), each
-//! sends real Opus (or G.711 PCMU, or G.722) with a tone of its own at 50 packets/s over plain RTP from its own UDP
-//! socket, and receives the mix the bridge sends it.
+//! sends real Opus (or G.711 PCMU, or G.722) with a tone of its own at 50 packets/s over plain RTP (or
+//! SDES-keyed SRTP with `--srtp`) from its own UDP socket, and receives the mix the bridge sends it.
 //!
 //! The first `--talkers` participants of each conference talk (a tone at speech level with a short gap
 //! every second, [`tone`]); the others are listeners whose tone stays under a bridge's voice threshold.
@@ -36,6 +36,7 @@ use serde::Serialize;
 use vienna_media::codec::{CodecKind, CodecSetting, frame_samples};
 use vienna_media::sdp::SessionDescription;
 use vienna_netio::{UdpOptions, bind_udp};
+use vienna_srtp::{CryptoAttribute, KeyParam, MasterKey, Suite};
 
 use crate::framework::procstat::self_cpu_secs;
 use crate::framework::progress::{Progress, RateMeter, human_us};
@@ -109,6 +110,11 @@ pub struct ConferenceArgs {
     /// Codec.
     #[arg(long, value_enum, default_value_t = Codec::Opus)]
     pub codec: Codec,
+    /// SDES-keyed SRTP (RFC 4568, `RTP/SAVP`, AES_CM_128_HMAC_SHA1_80): each participant offers a key of
+    /// its own and encrypts what it sends, and decrypts the mix with the key of the bridge's answer. Not
+    /// with `--join janus` (AudioBridge's RTP participants are plain).
+    #[arg(long)]
+    pub srtp: bool,
     /// Opus bit rate, bits per second.
     #[arg(long, default_value_t = 32_000, value_parser = clap::value_parser!(u32).range(6_000..=510_000))]
     pub bitrate: u32,
@@ -156,6 +162,8 @@ pub struct ConfigReport {
     pub codec: &'static str,
     /// Opus bit rate.
     pub bitrate: Option<u32>,
+    /// SRTP on every stream.
+    pub srtp: bool,
     /// Packets per second per participant.
     pub packets_per_sec: u32,
     /// Seconds of sending.
@@ -219,6 +227,8 @@ pub struct ReceivedReport {
     pub rtcp: u64,
     /// Datagrams not from the bridge, or not its RTP.
     pub foreign: u64,
+    /// With `--srtp`: packets that failed authentication (or replayed), dropped.
+    pub srtp_rejected: u64,
     /// Participants that received no mix at all.
     pub silent_participants: u64,
     /// Packets per second over the sending time (the last ones, sent after it, included).
@@ -309,14 +319,24 @@ struct Planned {
     listener: usize,
     voice: Voice,
     socket: std::net::UdpSocket,
-    joined: Option<(Joined, SocketAddr, u8)>,
+    joined: Option<Admitted>,
 }
+
+/// A participant the bridge took: the handle, the bridge's media address, the payload type, the SRTP
+/// keys (ours, the bridge's).
+type Admitted = (Joined, SocketAddr, u8, Option<SrtpKeys>);
+
+/// SRTP keys: the one a participant sends with, the one the bridge sends with.
+type SrtpKeys = (MasterKey, MasterKey);
 
 /// Runs `vienna-load conference`.
 pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
     let sampler = args.out.check()?;
     if args.warmup >= args.duration {
         bail!("--warmup must be shorter than --duration");
+    }
+    if args.srtp && args.join == JoinVia::Janus {
+        bail!("--srtp: Janus AudioBridge's RTP participants are plain RTP (no SDES-SRTP)");
     }
     let admin = crate::sip::resolve(&args.admin).context("--admin")?;
     let joiner: Box<dyn Join> = match args.join {
@@ -401,11 +421,22 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
         }
         let port = p.socket.local_addr()?.port();
         let ssrc = ssrc_of(i);
-        let offer = offer(local, port, kind, ssrc, i);
+        let key = if args.srtp {
+            Some(MasterKey::random(SRTP_SUITE).map_err(|e| anyhow::anyhow!("an SRTP key: {e}"))?)
+        } else {
+            None
+        };
+        let offer = offer(local, port, kind, ssrc, i, key.as_ref());
         let label = format!("vl{i}");
         match joiner.join(&names[p.conference], &label, &offer).and_then(|j| {
-            let (addr, pt) = answer_target(&j.answer, kind)?;
-            Ok((j, addr, pt))
+            let (addr, pt, theirs) = answer_target(&j.answer, kind)?;
+            let srtp = match (key, theirs) {
+                (Some(ours), Some(theirs)) => Some((ours, theirs)),
+                (None, None) => None,
+                (Some(_), None) => anyhow::bail!("the answer has no SRTP key"),
+                (None, Some(_)) => anyhow::bail!("the answer has an SRTP key for a plain offer"),
+            };
+            Ok((j, addr, pt, srtp))
         }) {
             Ok(j) => {
                 joins.ok += 1;
@@ -477,7 +508,7 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
     let mut per_thread: Vec<Vec<Member>> = (0..threads).map(|_| Vec::new()).collect();
     let mut handles_to_leave = Vec::new();
     for (i, p) in planned.into_iter().enumerate() {
-        let Some((joined, bridge, pt)) = p.joined else { continue };
+        let Some((joined, bridge, pt, srtp)) = p.joined else { continue };
         let key = (p.voice.hz, p.voice.amplitude.to_bits(), p.voice.gap);
         let check = p.talker.is_some() || (p.listener as u64) < args.check_listeners;
         per_thread[i % threads].push(Member {
@@ -493,6 +524,7 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
                 frames: encoded[&key].clone(),
                 t0: t0(i),
                 check,
+                srtp,
             },
         });
         handles_to_leave.push(joined);
@@ -596,6 +628,7 @@ pub fn run(args: ConferenceArgs) -> anyhow::Result<Finished> {
         talkers: k as u64,
         codec: kind.name(),
         bitrate: (kind == CodecKind::Opus).then_some(args.bitrate),
+        srtp: args.srtp,
         packets_per_sec: 50,
         duration_secs: args.duration,
         warmup_secs: args.warmup,
@@ -658,8 +691,11 @@ fn ssrc_of(i: usize) -> u32 {
     0x564c_0000 ^ (i as u32).wrapping_mul(0x9E37_79B9)
 }
 
-/// The SDP offer of participant `i`: one audio stream, plain RTP, one codec, rtcp-mux, its SSRC.
-fn offer(ip: IpAddr, port: u16, kind: CodecKind, ssrc: u32, i: usize) -> String {
+/// The SRTP suite participants offer with `--srtp`.
+const SRTP_SUITE: Suite = Suite::AesCm128HmacSha1_80;
+
+/// The SDP offer of participant `i`: one audio stream, one codec, rtcp-mux, its SSRC; SRTP with `key`.
+fn offer(ip: IpAddr, port: u16, kind: CodecKind, ssrc: u32, i: usize, key: Option<&MasterKey>) -> String {
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let (pt, map) = match kind {
         CodecKind::Opus => (111, "opus/48000/2"),
@@ -667,14 +703,22 @@ fn offer(ip: IpAddr, port: u16, kind: CodecKind, ssrc: u32, i: usize) -> String 
         CodecKind::Pcma => (8, "PCMA/8000"),
         CodecKind::G722 => (9, "G722/8000"),
     };
+    let (proto, crypto) = match key {
+        Some(k) => (
+            "RTP/SAVP",
+            format!("a=crypto:{}\r\n", CryptoAttribute::new(1, k.suite(), KeyParam::new(k, None, None)).value()),
+        ),
+        None => ("RTP/AVP", String::new()),
+    };
     format!(
-        "v=0\r\no=vienna-load {i} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\n\
-         a=rtpmap:{pt} {map}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\na=ssrc:{ssrc} cname:vienna-load\r\n"
+        "v=0\r\no=vienna-load {i} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} {proto} {pt}\r\n\
+         a=rtpmap:{pt} {map}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\na=ssrc:{ssrc} cname:vienna-load\r\n{crypto}"
     )
 }
 
-/// Where the answer says to send media, and its payload type for `kind`.
-fn answer_target(answer: &str, kind: CodecKind) -> anyhow::Result<(SocketAddr, u8)> {
+/// Where the answer says to send media, its payload type for `kind`, and the key it sends with (its
+/// `a=crypto` line, if any).
+fn answer_target(answer: &str, kind: CodecKind) -> anyhow::Result<(SocketAddr, u8, Option<MasterKey>)> {
     let sdp = SessionDescription::parse(answer).map_err(|e| anyhow::anyhow!("the SDP answer: {e}"))?;
     let media = sdp.media.iter().find(|m| m.media == "audio" && m.port != 0).context("the answer refused the audio")?;
     let ip = media.connection.or(sdp.connection).context("the answer has no c= address")?;
@@ -687,7 +731,16 @@ fn answer_target(answer: &str, kind: CodecKind) -> anyhow::Result<(SocketAddr, u
             None => kind.static_payload_type() == Some(*pt),
         })
         .with_context(|| format!("the answer has no {}", kind.name()))?;
-    Ok((SocketAddr::new(ip, media.port), pt))
+    let key = match media.crypto.iter().find(|(name, _)| name == "crypto") {
+        Some((name, value)) => {
+            let a = CryptoAttribute::parse(name, value).map_err(|e| anyhow::anyhow!("the answer's a=crypto: {e}"))?;
+            let suite = a.known_suite().with_context(|| format!("the answer's SRTP suite {}", a.suite))?;
+            let k = a.keys.first().context("the answer's a=crypto has no key")?;
+            Some(k.master_key(suite).map_err(|e| anyhow::anyhow!("the answer's SRTP key: {e}"))?)
+        }
+        None => None,
+    };
+    Ok((SocketAddr::new(ip, media.port), pt, key))
 }
 
 fn build_report(
@@ -714,6 +767,7 @@ fn build_report(
         recv.reordered += o.reordered;
         recv.rtcp += o.rtcp;
         recv.foreign += o.foreign;
+        recv.srtp_rejected += o.srtp_rejected;
         recv.silent_participants += o.silent;
         jitters.extend(o.jitter_ns.iter().copied());
         let _ = hist.add(&o.latency);
@@ -828,7 +882,7 @@ impl Report {
         let _ = writeln!(
             s,
             "received     packets={} expected={} lost={} loss_percent={} duplicates={} reordered={} rtcp={} foreign={} \
-             silent_participants={} rate_pps={} per_participant_pps={}",
+             srtp_rejected={} silent_participants={} rate_pps={} per_participant_pps={}",
             r.packets,
             r.expected,
             r.lost,
@@ -837,6 +891,7 @@ impl Report {
             r.reordered,
             r.rtcp,
             r.foreign,
+            r.srtp_rejected,
             r.silent_participants,
             r.rate_pps,
             r.per_participant_pps
@@ -878,16 +933,39 @@ mod tests {
 
     #[test]
     fn offer_and_answer() {
-        let o = offer("127.0.0.1".parse().unwrap(), 40_000, CodecKind::Opus, 7, 3);
+        let o = offer("127.0.0.1".parse().unwrap(), 40_000, CodecKind::Opus, 7, 3, None);
         let sdp = SessionDescription::parse(&o).unwrap();
         let m = &sdp.media[0];
         assert_eq!((m.port, m.formats.as_slice(), m.rtcp_mux, m.ssrc), (40_000, &[111u8][..], true, Some(7)));
+        assert_eq!(m.proto, "RTP/AVP");
         let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                       m=audio 50000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-mux\r\n";
-        assert_eq!(answer_target(answer, CodecKind::Opus).unwrap(), ("127.0.0.1:50000".parse().unwrap(), 111));
+        assert_eq!(answer_target(answer, CodecKind::Opus).unwrap(), ("127.0.0.1:50000".parse().unwrap(), 111, None));
         assert!(answer_target(answer, CodecKind::Pcmu).is_err());
         let pcmu = answer.replace("111\r\na=rtpmap:111 opus/48000/2", "0");
         assert_eq!(answer_target(&pcmu, CodecKind::Pcmu).unwrap().1, 0);
         assert!(answer_target(&answer.replace("m=audio 50000", "m=audio 0"), CodecKind::Opus).is_err());
+    }
+
+    #[test]
+    fn srtp_offer_carries_our_key_and_the_answer_gives_the_bridges() {
+        let ours = MasterKey::random(SRTP_SUITE).unwrap();
+        let o = offer("127.0.0.1".parse().unwrap(), 40_000, CodecKind::G722, 7, 3, Some(&ours));
+        let sdp = SessionDescription::parse(&o).unwrap();
+        let m = &sdp.media[0];
+        assert_eq!((m.proto.as_str(), m.formats.as_slice()), ("RTP/SAVP", &[9u8][..]));
+        let (name, value) = &m.crypto[0];
+        let offered = CryptoAttribute::parse(name, value).unwrap();
+        assert_eq!(offered.keys[0].master_key(SRTP_SUITE).unwrap(), ours);
+        let theirs = MasterKey::random(SRTP_SUITE).unwrap();
+        let line = CryptoAttribute::new(1, SRTP_SUITE, KeyParam::new(&theirs, None, None)).value();
+        let answer = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 50000 RTP/SAVP 9\r\na=rtpmap:9 G722/8000\r\na=crypto:{line}\r\n"
+        );
+        let (_, pt, key) = answer_target(&answer, CodecKind::G722).unwrap();
+        assert_eq!((pt, key), (9, Some(theirs)));
+        let bad = answer.replace("AES_CM_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_80");
+        assert!(answer_target(&bad, CodecKind::G722).is_err(), "a suite we did not offer");
     }
 }

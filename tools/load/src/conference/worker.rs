@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use vienna_media::codec::{CodecKind, Decoder};
 use vienna_media::rtp::{HeaderFields, RtpPacket, SequenceCounter, TimestampExtender, is_rtcp, write_header};
 use vienna_netio::{BATCH, RecvBatch};
+use vienna_srtp::{MasterKey, ReceiverOptions, SrtpReceiver, SrtpSender, TRAILER_ROOM};
 
 use super::tone::{Bin, Onset, PERIOD_MS, window};
 use crate::framework::series::{self, BinCounts, Collector, Recorder};
@@ -113,6 +114,8 @@ pub struct MemberInfo {
     pub t0: Instant,
     /// Decode and check what it hears.
     pub check: bool,
+    /// SRTP: the key it sends with and the key the bridge sends with.
+    pub srtp: Option<(MasterKey, MasterKey)>,
 }
 
 /// Live counters of one thread.
@@ -198,6 +201,8 @@ pub struct Outcome {
     pub rtcp: u64,
     /// Datagrams not from the bridge or not RTP.
     pub foreign: u64,
+    /// SRTP packets that failed authentication or were replays.
+    pub srtp_rejected: u64,
     /// Participants that received no RTP at all.
     pub silent: u64,
     /// Final RFC 3550 jitter per participant with two packets or more, ns.
@@ -250,6 +255,8 @@ struct Slot {
     ts: TimestampExtender,
     jitter: Jitter,
     check: Option<Checker>,
+    /// SRTP: what it sends, what it receives.
+    srtp: Option<(SrtpSender, SrtpReceiver)>,
 }
 
 /// Runs one thread over its members until the main thread says [`phase::EXIT`].
@@ -260,6 +267,15 @@ pub fn run(index: usize, members: Vec<Member>, cfg: Arc<Config>, shared: Arc<Sha
         let mut sock = mio::net::UdpSocket::from_std(socket);
         poll.registry().register(&mut sock, Token(i), Interest::READABLE)?;
         let check = if m.check { Some(checker(&cfg, &m)?) } else { None };
+        let srtp = match &m.srtp {
+            Some((ours, theirs)) => {
+                let fail = |e: vienna_srtp::Error| std::io::Error::other(format!("SRTP: {e}"));
+                let sender = SrtpSender::new(ours, None, None).map_err(fail)?;
+                let receiver = SrtpReceiver::new(theirs, None, None, ReceiverOptions::default()).map_err(fail)?;
+                Some((sender, receiver))
+            }
+            None => None,
+        };
         slots.push(Slot {
             m,
             sock,
@@ -270,6 +286,7 @@ pub fn run(index: usize, members: Vec<Member>, cfg: Arc<Config>, shared: Arc<Sha
             ts: TimestampExtender::default(),
             jitter: Jitter::default(),
             check,
+            srtp,
         });
     }
     let mut w = Worker {
@@ -292,6 +309,7 @@ pub fn run(index: usize, members: Vec<Member>, cfg: Arc<Config>, shared: Arc<Sha
             reordered: 0,
             rtcp: 0,
             foreign: 0,
+            srtp_rejected: 0,
             silent: 0,
             jitter_ns: Vec::new(),
             latency: series::histogram(),
@@ -449,11 +467,20 @@ impl Worker {
             ssrc: slot.m.ssrc,
         };
         let Ok(h) = write_header(&mut self.header, fields, &[], &mut self.buf) else { return };
-        let len = h + payload.len();
-        if len > self.buf.len() {
+        let mut len = h + payload.len();
+        if len + TRAILER_ROOM > self.buf.len() {
             return;
         }
         self.buf[h..len].copy_from_slice(payload);
+        if let Some((sender, _)) = &mut slot.srtp {
+            match sender.protect_rtp(&mut self.buf, len) {
+                Ok(n) => len = n,
+                Err(_) => {
+                    self.out.send_errors += 1;
+                    return;
+                }
+            }
+        }
         if now.saturating_duration_since(due) > LATE {
             self.out.send_late += 1;
         }
@@ -477,7 +504,7 @@ impl Worker {
                 Err(_) => return,
             };
             for k in 0..n {
-                let (bytes, from) = self.recv.get(k);
+                let (bytes, from) = self.recv.get_mut(k);
                 let slot = &mut self.slots[i];
                 if from != slot.m.bridge {
                     self.out.foreign += 1;
@@ -487,6 +514,16 @@ impl Worker {
                     self.out.rtcp += 1;
                     continue;
                 }
+                let bytes = match &mut slot.srtp {
+                    Some((_, receiver)) => match receiver.unprotect_rtp(bytes) {
+                        Ok(len) => &bytes[..len],
+                        Err(_) => {
+                            self.out.srtp_rejected += 1;
+                            continue;
+                        }
+                    },
+                    None => &bytes[..],
+                };
                 let Ok(p) = RtpPacket::parse(bytes) else {
                     self.out.foreign += 1;
                     continue;
@@ -749,6 +786,7 @@ mod tests {
             frames: Arc::new(Vec::new()),
             t0: Instant::now(),
             check: true,
+            srtp: None,
         };
         let c = checker(&cfg, &m).unwrap();
         (cfg, c)
