@@ -123,7 +123,6 @@ fn vienna_mcu_with_srtp_on_every_stream() {
     assert_eq!(m["seconds_ok"], m["seconds"], "{m}");
     // Each talker hears the other's tone: the bridge decrypted what they sent, they decrypted the mix.
     assert_eq!(m["seconds"].as_u64(), Some(4 * 2), "4 checked participants x 2 s after the warm-up: {m}");
-    assert_eq!(m["onsets_found"], m["onsets_expected"], "{m}");
 }
 
 /// What the fake bridge does with a participant's packets.
