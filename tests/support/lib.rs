@@ -30,11 +30,6 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// `--set turn.io=VALUE` when `VIENNA_TEST_TURN_IO` is set, else nothing.
-pub fn turn_io() -> Vec<String> {
-    std::env::var("VIENNA_TEST_TURN_IO").map_or(Vec::new(), |io| vec!["--set".into(), format!("turn.io={io}")])
-}
-
 /// A `vienna` command with `--data-dir dir`.
 pub fn vienna(data_dir: &Path) -> Command {
     let mut cmd = Command::new(binary());
@@ -98,12 +93,10 @@ pub struct Server {
 
 impl Server {
     /// Starts `vienna serve` on `data_dir` with JSON logs, every listener on an ephemeral port, and
-    /// `extra` arguments; returns once the server logged that it is ready. `VIENNA_TEST_TURN_IO` in the
-    /// environment sets `turn.io` (run the relay tests on each I/O path: `uring`, `epoll`).
+    /// `extra` arguments; returns once the server logged that it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = vienna(data_dir)
             .args(["serve", "--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0"])
-            .args(turn_io())
             // Every listener on a free port, so tests run in parallel.
             .args(["--set", "turn.udp_port=0", "--set", "turn.tcp_port=0", "--set", "turn.tls_port=0"])
             .args(["--set", "turn.ms_tcp_port=0"])

@@ -4,8 +4,6 @@
 //! [`SendBatch`] queues datagrams into preallocated slots and sends them with one `sendmmsg(2)` call per
 //! socket. After construction neither allocates. Sockets are non-blocking; a full send buffer drops the
 //! rest of a batch (UDP semantics) and reports how many were dropped, so the caller can count them.
-//! [`UringSend`] and [`UringRecv`] do the same over any number of sockets with one `io_uring_enter` per
-//! batch, for a relay whose datagrams are spread over one socket per allocation.
 //!
 //! Linux only. UDP GSO/GRO are not used yet: with one relayed socket per TURN allocation, consecutive
 //! datagrams rarely share a destination, which is what GSO needs to pay off.
@@ -15,9 +13,7 @@
 mod addr;
 mod batch;
 mod socket;
-mod uring;
 
 pub use addr::{from_sockaddr, to_sockaddr};
 pub use batch::{BATCH, MAX_DATAGRAM, RecvBatch, SendBatch, SendOutcome};
 pub use socket::{UdpOptions, bind_tcp_relay, bind_udp, connect_from, set_dont_fragment};
-pub use uring::{Received, URING_BATCH, URING_DEPTH, UringRecv, UringSend};

@@ -325,9 +325,6 @@ pub struct TurnConfig {
     pub realm: String,
     /// Worker threads (each owns a share of the allocations and relay ports); 0 means one per core.
     pub workers: usize,
-    /// How workers reach their UDP sockets: "auto" (io_uring where the kernel allows it, else epoll),
-    /// "uring" (io_uring or fail at start) or "epoll" (one batched system call per socket).
-    pub io: String,
     /// Longest allocation lifetime granted, in seconds.
     pub max_lifetime_secs: u64,
     /// Seconds a nonce stays valid before 438 Stale Nonce.
@@ -375,7 +372,6 @@ impl Default for TurnConfig {
             max_port: 65535,
             realm: String::new(),
             workers: 0,
-            io: "auto".into(),
             max_lifetime_secs: 3600,
             nonce_lifetime_secs: 600,
             user_quota: 10,

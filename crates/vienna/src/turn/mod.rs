@@ -62,7 +62,6 @@ impl TurnRole {
     ) -> Result<(TurnRole, Vec<Listener>)> {
         let turn = &config.turn;
         let count = settings::worker_count(turn);
-        let io = settings::io_mode(turn)?;
         let mut nonce_secret = [0u8; 32];
         getrandom::fill(&mut nonce_secret).map_err(|e| anyhow!("turn: no randomness: {e}"))?;
 
@@ -106,7 +105,7 @@ impl TurnRole {
                     );
                     let worker = relay
                         .map_err(|e| anyhow!("turn: {e}"))
-                        .and_then(|relay| Ok(Worker::new(index, relay, poll, socket, inbox_rx, shared, io)?));
+                        .and_then(|relay| Ok(Worker::new(index, relay, poll, socket, inbox_rx, shared)?));
                     match worker {
                         Ok(worker) => {
                             let _ = ready_tx.send(Ok(()));

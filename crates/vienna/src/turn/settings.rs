@@ -28,29 +28,7 @@ pub fn validate(turn: &TurnConfig) -> Result<()> {
     if turn.nonce_lifetime_secs == 0 {
         bail!("turn.nonce_lifetime_secs must be positive");
     }
-    io_mode(turn)?;
     Ok(())
-}
-
-/// How a worker does its UDP I/O (`turn.io`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoMode {
-    /// io_uring where the kernel allows it, else epoll.
-    Auto,
-    /// io_uring, or the worker fails to start.
-    Uring,
-    /// epoll readiness and one batched system call per socket.
-    Epoll,
-}
-
-/// `turn.io` as an [`IoMode`].
-pub fn io_mode(turn: &TurnConfig) -> Result<IoMode> {
-    match turn.io.as_str() {
-        "auto" => Ok(IoMode::Auto),
-        "uring" => Ok(IoMode::Uring),
-        "epoll" => Ok(IoMode::Epoll),
-        other => bail!("turn.io {other:?} is not one of \"auto\", \"uring\", \"epoll\""),
-    }
 }
 
 fn relay_addresses(turn: &TurnConfig) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {

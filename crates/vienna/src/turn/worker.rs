@@ -3,12 +3,8 @@
 //!
 //! Nothing here is shared with another worker on the packet path: a datagram is received in a batch
 //! (`recvmmsg`), handed to the core, and its forwarded copy queued in a send batch (`sendmmsg`), with no
-//! allocation and no lock. The datagrams for clients leave once per turn of the loop. With io_uring
-//! (`turn.io`), the datagrams for peers also leave together, through one `io_uring_enter` whatever relayed
-//! sockets they leave from, and the relayed sockets epoll reports ready are all read with one more,
-//! instead of a `sendmmsg` and a `recvmmsg` per socket (with one socket per allocation, those batches hold
-//! one datagram each). Stream clients (TCP/TLS) are served by async tasks that pass frames in through the
-//! inbox; control-plane figures leave through [`TurnShared`] once a second.
+//! allocation and no lock. Stream clients (TCP/TLS) are served by async tasks that pass frames in through
+//! the inbox; control-plane figures leave through [`TurnShared`] once a second.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,13 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc::Sender;
-use vienna_netio::{BATCH, RecvBatch, SendBatch, UdpOptions, UringRecv, UringSend, bind_udp, set_dont_fragment};
+use vienna_netio::{BATCH, RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
 use vienna_turn::{
     BindFailure, BindRequest, ClientDatagram, DropReason, Event, FiveTuple, NotForwarded, Output, Relay, Transmit,
     Transport,
 };
 
-use super::settings::IoMode;
 use super::shared::{AllocationView, TurnShared, WorkerStats};
 
 const LISTENER: Token = Token(0);
@@ -143,8 +138,6 @@ struct PeerSide {
     /// Datagrams for one socket at a time: a datagram for another socket sends the batch first.
     batch: SendBatch,
     batch_slot: Option<usize>,
-    /// With io_uring: datagrams for every socket, sent together (then `batch` stays unused).
-    multi: Option<UringSend>,
     /// Datagrams dropped at send.
     dropped: u64,
     /// Registers TCP relay sockets.
@@ -161,14 +154,13 @@ struct PeerSide {
 }
 
 impl PeerSide {
-    fn new(registry: mio::Registry, multi: Option<UringSend>) -> Self {
+    fn new(registry: mio::Registry) -> Self {
         Self {
             sockets: Vec::new(),
             free: Vec::new(),
             by_addr: HashMap::new(),
             batch: SendBatch::new(),
             batch_slot: None,
-            multi,
             dropped: 0,
             registry,
             tcp: Vec::new(),
@@ -263,16 +255,6 @@ impl PeerSide {
             self.dropped += 1;
             return;
         };
-        if let Some(multi) = &mut self.multi {
-            if multi.is_full() {
-                self.dropped += multi.flush().dropped as u64;
-            }
-            let Some(Some(relay)) = self.sockets.get(slot) else { return };
-            if !multi.push(&relay.socket, payload, peer) {
-                self.dropped += 1;
-            }
-            return;
-        }
         if self.batch_slot != Some(slot) || self.batch.is_full() {
             self.flush();
             self.batch_slot = Some(slot);
@@ -283,10 +265,6 @@ impl PeerSide {
     }
 
     fn flush(&mut self) {
-        if let Some(multi) = &mut self.multi {
-            self.dropped += multi.flush().dropped as u64;
-            return;
-        }
         if self.batch.is_empty() {
             return;
         }
@@ -362,8 +340,7 @@ impl PeerSide {
             return;
         }
         let Some(slot) = self.by_addr.remove(&addr) else { return };
-        if self.batch_slot == Some(slot) || self.multi.is_some() {
-            // What is queued leaves before the socket closes (the io_uring batch holds descriptor numbers).
+        if self.batch_slot == Some(slot) {
             self.flush();
         }
         if let Some(mut relay) = self.sockets[slot].take() {
@@ -406,15 +383,10 @@ pub struct Worker {
     unfinished: Vec<Token>,
     /// Tokens to read in this turn of the loop (kept to reuse its memory).
     ready: Vec<Token>,
-    /// With io_uring: receives from many relayed sockets at once.
-    uring_recv: Option<UringRecv>,
-    /// Relayed socket slots reported ready in this turn (io_uring: read together).
-    relay_ready: Vec<usize>,
 }
 
 impl Worker {
-    /// A worker around `relay`, serving the UDP `listener` (already bound, non-blocking) and `inbox`,
-    /// doing its UDP I/O as `io` says.
+    /// A worker around `relay`, serving the UDP `listener` (already bound, non-blocking) and `inbox`.
     pub fn new(
         index: usize,
         relay: Relay,
@@ -422,27 +394,11 @@ impl Worker {
         listener: std::net::UdpSocket,
         inbox: Receiver<Command>,
         shared: Arc<TurnShared>,
-        io: IoMode,
     ) -> io::Result<Self> {
         let listener_addr = listener.local_addr()?;
         let mut listener = UdpSocket::from_std(listener);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let rings = match io {
-            IoMode::Epoll => None,
-            IoMode::Auto | IoMode::Uring => match UringSend::new().and_then(|s| Ok((s, UringRecv::new()?))) {
-                Ok(rings) => Some(rings),
-                Err(e) if io == IoMode::Uring => {
-                    return Err(io::Error::new(e.kind(), format!("turn.io = \"uring\": io_uring refused: {e}")));
-                }
-                Err(e) => {
-                    tracing::info!(worker = index, error = %e, "turn: io_uring unavailable; using epoll");
-                    None
-                }
-            },
-        };
-        tracing::info!(worker = index, io = if rings.is_some() { "uring" } else { "epoll" }, "turn: worker I/O");
-        let (multi, uring_recv) = rings.map_or((None, None), |(s, r)| (Some(s), Some(r)));
-        let peers = PeerSide::new(poll.registry().try_clone()?, multi);
+        let peers = PeerSide::new(poll.registry().try_clone()?);
         Ok(Self {
             index,
             relay,
@@ -458,8 +414,6 @@ impl Worker {
             stats: WorkerStats::default(),
             unfinished: Vec::new(),
             ready: Vec::with_capacity(256),
-            uring_recv,
-            relay_ready: Vec::with_capacity(256),
         })
     }
 
@@ -501,14 +455,10 @@ impl Worker {
                         }
                     }
                     Token(t) if t >= FIRST_TCP => self.tcp_ready(t - FIRST_TCP),
-                    Token(t) if self.uring_recv.is_some() => self.relay_ready.push(t - FIRST_RELAY),
                     Token(t) => self.read_relay(t - FIRST_RELAY),
                 }
             }
             self.ready = ready;
-            if !self.relay_ready.is_empty() {
-                self.read_relays_uring();
-            }
             let now = Instant::now();
             if !self.peers.tcp_stalled.is_empty() {
                 for slot in self.peers.tcp_stalled.clone() {
@@ -552,6 +502,7 @@ impl Worker {
                 client_input(&mut self.relay, &mut self.peers, now, tuple, bytes);
             }
             self.drain_outputs(now);
+            self.flush();
             if n < BATCH {
                 // A short batch means the queue is empty; Linux raises a new edge for every datagram that
                 // arrives later, so the extra read that would only return EAGAIN is skipped.
@@ -592,64 +543,12 @@ impl Worker {
                     self.send_stream(&t.tuple, frame);
                 }
             }
+            self.flush();
             if n < BATCH {
                 return; // drained; see read_listener
             }
         }
         self.unfinished.push(Token(slot + FIRST_RELAY));
-    }
-
-    /// Datagrams from peers on the relayed sockets reported ready, through io_uring: up to
-    /// [`vienna_netio::URING_DEPTH`] from each, all with one system call per batch of sockets. A socket that
-    /// may hold more is read again in the next turn of the loop.
-    fn read_relays_uring(&mut self) {
-        let Some(mut rx) = self.uring_recv.take() else { return };
-        let ready = std::mem::take(&mut self.relay_ready);
-        let mut next = 0;
-        while next < ready.len() {
-            while next < ready.len() && !rx.is_full() {
-                if let Some(Some(relay)) = self.peers.sockets.get(ready[next]) {
-                    rx.queue(&relay.socket, ready[next]);
-                }
-                next += 1;
-            }
-            let n = match rx.recv() {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(worker = self.index, error = %e, "turn: io_uring receive failed");
-                    0
-                }
-            };
-            let now = Instant::now();
-            for i in 0..n {
-                let d = match rx.get(i) {
-                    Ok(d) => d,
-                    Err(slot) => {
-                        self.unfinished.push(Token(slot + FIRST_RELAY));
-                        continue;
-                    }
-                };
-                if d.more {
-                    self.unfinished.push(Token(d.key + FIRST_RELAY));
-                }
-                let Some(Some(relay)) = self.peers.sockets.get(d.key) else { continue };
-                let relayed = relay.addr;
-                if self.to_clients.is_full() {
-                    self.flush_clients();
-                }
-                let out = self.to_clients.slot().expect("flushed above");
-                let Ok(t) = self.relay.relay_peer_datagram(now, relayed, d.from, d.bytes, out) else { continue };
-                if t.tuple.transport == Transport::Udp {
-                    self.to_clients.commit(t.len, t.tuple.client);
-                } else {
-                    let frame = out[..t.len].to_vec();
-                    self.send_stream(&t.tuple, frame);
-                }
-            }
-        }
-        self.relay_ready = ready;
-        self.relay_ready.clear();
-        self.uring_recv = Some(rx);
     }
 
     /// A TCP relay listener or connection is ready: accept, write what is queued, read whole frames and
@@ -858,7 +757,7 @@ impl Worker {
     fn publish_stats(&mut self) {
         let mut stats = self.stats.clone();
         stats.relay = self.relay.counters().clone();
-        stats.truncated = self.recv.truncated() + self.uring_recv.as_ref().map_or(0, UringRecv::truncated);
+        stats.truncated = self.recv.truncated();
         stats.send_dropped += self.peers.dropped;
         stats.relay_sockets = self.peers.by_addr.len() as u64;
         stats.stream_clients = self.streams.len() as u64;

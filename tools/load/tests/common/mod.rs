@@ -182,16 +182,12 @@ impl Drop for Relay {
 
 /// Starts `vienna serve` on `dir` with `args` (after an ephemeral admin listener and JSON logs); returns
 /// it once it logged "ready", with its listeners by `role/protocol` (the first of each).
-/// `VIENNA_TEST_TURN_IO` in the environment sets `turn.io` (run the relay tests on each I/O path).
 pub fn serve(dir: &Path, args: &[String]) -> (Child, std::collections::HashMap<String, SocketAddr>) {
-    let turn_io =
-        std::env::var("VIENNA_TEST_TURN_IO").map_or(Vec::new(), |io| vec!["--set".into(), format!("turn.io={io}")]);
     let mut child = Command::new(vienna_binary())
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
         .args(["--set", "admin.listen=127.0.0.1:0", "--set", "log.format=json"])
-        .args(turn_io)
         .args(args)
         .env_remove("VIENNA_CONFIG")
         .env_remove("RUST_LOG")
