@@ -3,8 +3,10 @@
 //!
 //! Nothing here is shared with another worker on the packet path: a datagram is received in a batch
 //! (`recvmmsg`), handed to the core, and its forwarded copy queued in a send batch (`sendmmsg`), with no
-//! allocation and no lock. Stream clients (TCP/TLS) are served by async tasks that pass frames in through
-//! the inbox; control-plane figures leave through [`TurnShared`] once a second.
+//! allocation and no lock. The datagrams for clients, all from the worker's share of the listener, leave
+//! once per turn of the loop (or when the batch is full), whichever relayed sockets they came in on; those
+//! for peers leave one `sendmmsg` per relayed socket. Stream clients (TCP/TLS) are served by async tasks
+//! that pass frames in through the inbox; control-plane figures leave through [`TurnShared`] once a second.
 
 use std::collections::HashMap;
 use std::io;
@@ -502,7 +504,6 @@ impl Worker {
                 client_input(&mut self.relay, &mut self.peers, now, tuple, bytes);
             }
             self.drain_outputs(now);
-            self.flush();
             if n < BATCH {
                 // A short batch means the queue is empty; Linux raises a new edge for every datagram that
                 // arrives later, so the extra read that would only return EAGAIN is skipped.
@@ -543,7 +544,6 @@ impl Worker {
                     self.send_stream(&t.tuple, frame);
                 }
             }
-            self.flush();
             if n < BATCH {
                 return; // drained; see read_listener
             }
