@@ -255,7 +255,17 @@ fn write_back_stores_registrations_at_shutdown_and_on_the_interval() {
     // A graceful stop writes it.
     assert!(server.stop_with(libc::SIGTERM).success());
     let data = dir.path().join("data");
-    let mut again = Server::start(&data, &["--set", "turn.enabled=false", "--set", "sip.bindings_write_back_ms=200"]);
+    let mut again = Server::start(
+        &data,
+        &[
+            "--set",
+            "turn.enabled=false",
+            "--set",
+            "sip.digest_algorithms=[\"MD5\"]",
+            "--set",
+            "sip.bindings_write_back_ms=200",
+        ],
+    );
     assert!(again.log_text().contains("\"registrations_loaded\":1"), "{}", again.log_text());
 
     // A short interval: a new registration reaches the store within it, so it survives kill -9.
