@@ -386,7 +386,7 @@ mod tests {
         for _ in 0..100 {
             match inb.try_recv(&b) {
                 Ok(n) => (0..n).for_each(|i| got.push(inb.get(i).0.to_vec())),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if got.len() == items.len() {
                         break;
                     }
@@ -396,7 +396,7 @@ mod tests {
             }
         }
         assert_eq!(got, items);
-        assert_eq!(inb.try_recv(&b).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(inb.try_recv(&b).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 
     #[test]
