@@ -338,7 +338,9 @@ pub struct TransactionLayer {
     seed: [u8; 32],
     counter: u64,
     next_id: u64,
-    txs: HashMap<TransactionId, Transaction, BuildHasherDefault<IdHasher>>,
+    /// Boxed, so the table stays small (a non-INVITE server transaction lives 64*T1 over UDP: tens of
+    /// thousands of them under load) and growing or rehashing it moves pointers, not transactions.
+    txs: HashMap<TransactionId, Box<Transaction>, BuildHasherDefault<IdHasher>>,
     server_keys: HashMap<ServerKey, TransactionId>,
     client_keys: HashMap<(String, Method), TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId, Timer)>>,
@@ -528,7 +530,7 @@ impl TransactionLayer {
         let kind = if invite { Kind::ServerInvite } else { Kind::ServerNonInvite };
         let state = if invite { State::Proceeding } else { State::Trying };
         let kept = invite.then(|| req.clone());
-        self.txs.insert(id, Transaction::new(id, kind, state, dest, kept, Vec::new(), Some(key.clone())));
+        self.txs.insert(id, Box::new(Transaction::new(id, kind, state, dest, kept, Vec::new(), Some(key.clone()))));
         self.server_keys.insert(key, id);
         if invite {
             if self.config.trying_after.is_zero() {
@@ -688,7 +690,7 @@ impl TransactionLayer {
         let invite = request.method == Method::Invite;
         let (kind, state) =
             if invite { (Kind::ClientInvite, State::Calling) } else { (Kind::ClientNonInvite, State::Trying) };
-        let mut t = Transaction::new(id, kind, state, peer, Some(request), bytes.clone(), None);
+        let mut t = Box::new(Transaction::new(id, kind, state, peer, Some(request), bytes.clone(), None));
         t.timer_c = invite && opts.timer_c;
         t.interval = self.config.t1;
         self.txs.insert(id, t);
