@@ -1,7 +1,8 @@
 //! The SIP registrar and proxy judged by SIPp (Debian package sip-tester, installed by the test command):
 //! Digest REGISTER (right and wrong password), MESSAGE between two registered
 //! users, and an INVITE forked to two contacts where one answers and the other is cancelled; plus a
-//! registration over TCP that receives a MESSAGE sent over UDP. Scenarios are in tests/sipp/. Every SIPp
+//! registration over TCP that receives a MESSAGE sent over UDP, and registrations kept durable across kill -9
+//! (the default) or written back on an interval and at shutdown (`sip.bindings_write_back_ms`). Scenarios are in tests/sipp/. Every SIPp
 //! run makes one call and is bounded by `-timeout` and a `timeout` around it; everything stays on loopback.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -240,6 +241,41 @@ fn an_acknowledged_registration_survives_kill_9() {
     assert!(again.log_text().contains("\"registrations_loaded\":1"), "{}", again.log_text());
     let regs = again.get("/api/v1/registrations").json();
     assert_eq!(regs[0]["contact"], "sip:alice@127.0.0.1:5999", "{regs}");
+}
+
+#[test]
+fn write_back_stores_registrations_at_shutdown_and_on_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long interval: the 200 OK goes out, the binding is in memory only until the server stops.
+    let (server, sip) = start(dir.path(), &["--set", "sip.bindings_write_back_ms=60000"]);
+    sipp::register(&server, dir.path(), sip, "alice", "alice-secret", 5999);
+    assert_eq!(server.metric("vienna_sip_registrations_accepted_total"), 1.0);
+    let regs = server.get("/api/v1/registrations").json();
+    assert_eq!(regs.as_array().unwrap().len(), 0, "written before the interval: {regs}");
+    // A graceful stop writes it.
+    assert!(server.stop_with(libc::SIGTERM).success());
+    let data = dir.path().join("data");
+    let mut again = Server::start(
+        &data,
+        &[
+            "--set",
+            "turn.enabled=false",
+            "--set",
+            "sip.digest_algorithms=[\"MD5\"]",
+            "--set",
+            "sip.bindings_write_back_ms=200",
+        ],
+    );
+    assert!(again.log_text().contains("\"registrations_loaded\":1"), "{}", again.log_text());
+
+    // A short interval: a new registration reaches the store within it, so it survives kill -9.
+    let sip = again.listener("sip", "udp");
+    sipp::register(&again, dir.path(), sip, "bob", "bob-secret", 5998);
+    let regs = again.wait_json("/api/v1/registrations", |v| v.as_array().is_some_and(|a| a.len() == 2));
+    assert_eq!(regs.as_array().unwrap().len(), 2, "{regs}");
+    assert!(!again.stop_with(libc::SIGKILL).success());
+    let last = Server::start(&data, &["--set", "turn.enabled=false"]);
+    assert!(last.log_text().contains("\"registrations_loaded\":2"), "{}", last.log_text());
 }
 
 /// Sends `bytes` from `socket` to `to` and returns the next response.

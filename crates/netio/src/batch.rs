@@ -13,7 +13,9 @@ pub const MAX_DATAGRAM: usize = 2048;
 
 /// Receives up to [`BATCH`] datagrams per call.
 pub struct RecvBatch {
-    buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    /// [`BATCH`] slots of `stride` bytes each.
+    buffers: Box<[u8]>,
+    stride: usize,
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
     lens: [usize; BATCH],
     peers: [Option<SocketAddr>; BATCH],
@@ -32,10 +34,18 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Allocates the buffers (about 70 KiB).
+    /// Allocates the buffers for datagrams of up to [`MAX_DATAGRAM`] bytes (about 70 KiB).
     pub fn new() -> Self {
+        Self::with_max_datagram(MAX_DATAGRAM)
+    }
+
+    /// Allocates the buffers for datagrams of up to `max` bytes each ([`BATCH`] times `max` bytes; a SIP
+    /// listener takes 65,535, the largest UDP payload). Longer datagrams are dropped and counted.
+    pub fn with_max_datagram(max: usize) -> Self {
+        let stride = max.max(1);
         Self {
-            buffers: Box::new([[0; MAX_DATAGRAM]; BATCH]),
+            buffers: vec![0; BATCH * stride].into_boxed_slice(),
+            stride,
             // SAFETY: all-zero is a valid sockaddr_storage.
             addrs: Box::new(unsafe { std::mem::zeroed() }),
             lens: [0; BATCH],
@@ -48,12 +58,23 @@ impl RecvBatch {
     /// Receives what is waiting on `socket` without blocking; returns how many datagrams arrived
     /// (0 when none was waiting). Truncated datagrams and unknown address families are skipped.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        match self.try_recv(socket) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(0),
+            other => other,
+        }
+    }
+
+    /// As [`recv`](Self::recv), but an empty socket is the error `WouldBlock`, as a readiness-based
+    /// driver (tokio's `try_io`) needs it to clear the socket's readiness. `Ok(0)` then means datagrams
+    /// were read but all of them were dropped (too long, or from an unusable address): read again.
+    pub fn try_recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         // SAFETY: all-zero is a valid value for these plain C structures.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..BATCH {
-            iovecs[i] = libc::iovec { iov_base: self.buffers[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
+        let stride = self.stride;
+        for (i, slot) in self.buffers.chunks_exact_mut(stride).enumerate() {
+            iovecs[i] = libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: stride };
             let h = &mut headers[i].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -72,12 +93,8 @@ impl RecvBatch {
             )
         };
         if n < 0 {
-            let err = io::Error::last_os_error();
             self.count = 0;
-            return match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(err),
-            };
+            return Err(io::Error::last_os_error());
         }
         let mut kept = 0;
         for (i, h) in headers.iter().enumerate().take(n as usize) {
@@ -87,8 +104,8 @@ impl RecvBatch {
                 continue;
             }
             if kept != i {
-                let (head, tail) = self.buffers.split_at_mut(i);
-                head[kept][..h.msg_len as usize].copy_from_slice(&tail[0][..h.msg_len as usize]);
+                let len = h.msg_len as usize;
+                self.buffers.copy_within(i * stride..i * stride + len, kept * stride);
             }
             self.lens[kept] = h.msg_len as usize;
             self.peers[kept] = peer;
@@ -111,16 +128,18 @@ impl RecvBatch {
     /// Datagram `i` of the last receive and its source.
     pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
         assert!(i < self.count, "datagram {i} of {}", self.count);
-        (&self.buffers[i][..self.lens[i]], self.peers[i].expect("kept datagrams have a source"))
+        let start = i * self.stride;
+        (&self.buffers[start..start + self.lens[i]], self.peers[i].expect("kept datagrams have a source"))
     }
 
     /// Datagram `i` as a mutable buffer (for in-place rewriting) with its source.
     pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddr) {
         assert!(i < self.count, "datagram {i} of {}", self.count);
-        (&mut self.buffers[i][..self.lens[i]], self.peers[i].expect("kept datagrams have a source"))
+        let start = i * self.stride;
+        (&mut self.buffers[start..start + self.lens[i]], self.peers[i].expect("kept datagrams have a source"))
     }
 
-    /// Datagrams dropped so far because they were longer than [`MAX_DATAGRAM`] or had no usable source.
+    /// Datagrams dropped so far because they were longer than the slots or had no usable source.
     pub fn truncated(&self) -> u64 {
         self.truncated
     }
@@ -259,6 +278,59 @@ impl SendBatch {
     }
 }
 
+/// Sends every item of `items` with `sendmmsg`, [`BATCH`] datagrams per call, straight from the
+/// caller's buffers (no copy, no size limit but the kernel's); `datagram` gives an item's bytes and
+/// destination. A full send buffer drops the rest (UDP semantics); an error about one datagram (an
+/// unreachable destination) drops that one and goes on.
+pub fn send_many<T>(socket: &impl AsRawFd, items: &[T], datagram: impl Fn(&T) -> (&[u8], SocketAddr)) -> SendOutcome {
+    let mut outcome = SendOutcome::default();
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    let mut start = 0;
+    while start < items.len() {
+        let chunk = &items[start..items.len().min(start + BATCH)];
+        // SAFETY: all-zero is a valid value for these plain C structures.
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (j, item) in chunk.iter().enumerate() {
+            let (bytes, dest) = datagram(item);
+            let addr_len = to_sockaddr(dest, &mut addrs[j]);
+            // The kernel only reads through iov_base (sendmmsg), so the const-to-mut cast is sound.
+            iovecs[j] = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+            let h = &mut headers[j].msg_hdr;
+            h.msg_name = (&mut addrs[j] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = addr_len;
+            h.msg_iov = &mut iovecs[j];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: the headers point at the callers' buffers (borrowed through `items` for this whole
+        // function) and at iovecs and addresses of this frame, all valid for the call; the kernel only
+        // reads them.
+        let sent = unsafe {
+            libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), chunk.len() as libc::c_uint, libc::MSG_DONTWAIT)
+        };
+        if sent < 0 {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    outcome.dropped += items.len() - start;
+                    break;
+                }
+                _ => {
+                    outcome.dropped += 1;
+                    start += 1;
+                    continue;
+                }
+            }
+        }
+        outcome.sent += sent as usize;
+        start += sent as usize;
+    }
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +368,35 @@ mod tests {
             assert_eq!(d, &vec![i as u8; 10 + i]);
         }
         assert_eq!(inb.recv(&b).unwrap(), 0, "nothing left, no blocking");
+    }
+
+    #[test]
+    fn send_many_and_large_slots_round_trip() {
+        let a = bind_udp("127.0.0.1:0".parse().unwrap(), UdpOptions::default()).unwrap();
+        let b = bind_udp("127.0.0.1:0".parse().unwrap(), UdpOptions { recv_buffer: 1 << 20, ..Default::default() })
+            .unwrap();
+        let b_addr = b.local_addr().unwrap();
+        // More than one sendmmsg call's worth, and datagrams longer than MAX_DATAGRAM.
+        let items: Vec<Vec<u8>> = (0..BATCH + 5).map(|i| vec![i as u8; 3000 + i]).collect();
+        let outcome = send_many(&a, &items, |d| (d.as_slice(), b_addr));
+        assert_eq!(outcome, SendOutcome { sent: BATCH + 5, dropped: 0 });
+
+        let mut inb = RecvBatch::with_max_datagram(65_535);
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match inb.try_recv(&b) {
+                Ok(n) => (0..n).for_each(|i| got.push(inb.get(i).0.to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got.len() == items.len() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, items);
+        assert_eq!(inb.try_recv(&b).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 
     #[test]

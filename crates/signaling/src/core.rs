@@ -32,6 +32,8 @@ const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY, PUBLISH";
 /// Option tags understood in Proxy-Require and Require of requests this server answers itself.
 const SUPPORTED: &[&str] = &["path", "gruu", "outbound", "eventlist", "ms-benotify"];
+/// [`SUPPORTED`] as a header value.
+const SUPPORTED_VALUE: &str = "path, gruu, outbound, eventlist, ms-benotify";
 
 /// What the driver must do.
 #[derive(Debug, PartialEq, Eq)]
@@ -489,7 +491,7 @@ impl<D: Directory> Core<D> {
             Method::Options => self.reply(now, id, req, 200, None, |r| {
                 r.headers.push(HeaderName::Allow, ALLOW);
                 r.headers.push(HeaderName::AllowEvents, vienna_presence::ALLOW_EVENTS);
-                r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
+                r.headers.push(HeaderName::Supported, SUPPORTED_VALUE);
                 r.headers.push(HeaderName::Accept, "application/sdp");
             }),
             _ => self.reply(now, id, req, 404, Some("Not Found (no user in Request-URI)"), |_| {}),
@@ -620,7 +622,7 @@ impl<D: Directory> Core<D> {
                         r.headers.push(HeaderName::Require, "outbound");
                         r.headers.push(HeaderName::Other("Flow-Timer".into()), keep_alive_secs.to_string());
                     }
-                    r.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
+                    r.headers.push(HeaderName::Supported, SUPPORTED_VALUE);
                     for (name, value) in ms_headers {
                         r.headers.push(name, value);
                     }
@@ -1370,5 +1372,13 @@ fn better(a: Option<Response>, b: Response) -> Response {
     match a {
         Some(a) if rank(a.status) <= rank(b.status) => a,
         _ => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_supported_header_value_lists_every_supported_tag() {
+        assert_eq!(super::SUPPORTED_VALUE, super::SUPPORTED.join(", "));
     }
 }

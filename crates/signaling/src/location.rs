@@ -85,6 +85,15 @@ impl Location {
 
     /// Sets the bindings of `aor` to `list`.
     pub fn replace(&mut self, aor: &str, list: Vec<Binding>) {
+        // A refresh that changes nothing the indexes derive from (the usual REGISTER): swap the list only.
+        if let Some(old) = self.by_aor.get_mut(aor)
+            && !list.is_empty()
+            && old.len() == list.len()
+            && old.iter().zip(&list).all(|(a, b)| same_index(a, b))
+        {
+            *old = list;
+            return;
+        }
         if let Some(old) = self.by_aor.remove(aor) {
             self.total -= old.len();
             for b in &old {
@@ -155,6 +164,16 @@ impl Location {
     pub fn resolve_temp_gruu(&self, token: &str) -> Option<(&str, &str)> {
         self.temp_gruus.get(token).map(|(a, i)| (a.as_str(), i.as_str()))
     }
+}
+
+/// Whether bindings `a` and `b` (of one address of record) give the same flow and temporary GRUU entries:
+/// [`binding_peer`] reads contact, received and reg-id, the GRUU token instance and Call-ID.
+fn same_index(a: &Binding, b: &Binding) -> bool {
+    a.contact == b.contact
+        && a.received == b.received
+        && a.reg_id == b.reg_id
+        && a.instance_id == b.instance_id
+        && (a.instance_id.is_none() || a.call_id == b.call_id)
 }
 
 /// Where requests for binding `b` go: over the flow its REGISTER came on when that is a connection (TCP,

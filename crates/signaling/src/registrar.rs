@@ -2,6 +2,8 @@
 //! current bindings of its address of record into the new bindings and the changes to persist, or a
 //! rejection. Pure: the caller authenticates first and applies the outcome.
 
+use std::borrow::Cow;
+
 use vienna_sip::header::quote;
 use vienna_sip::transaction::Peer;
 use vienna_sip::{Contacts, HeaderName, NameAddr, Request};
@@ -52,7 +54,9 @@ pub fn register(config: &CoreConfig, aor: &str, req: &Request, flow: Peer, curre
         return reject(400, "Malformed Contact, Expires, Call-ID or CSeq");
     };
     let now = unix as i64;
-    let mut bindings: Vec<Binding> = current.iter().filter(|b| b.expires_at > now).cloned().collect();
+    // Borrowed until kept: the binding a refresh replaces is never copied.
+    let mut bindings: Vec<Cow<'_, Binding>> =
+        current.iter().filter(|b| b.expires_at > now).map(Cow::Borrowed).collect();
     let mut changes: Vec<BindingChange> = current.iter().filter(|b| b.expires_at <= now).map(remove_change).collect();
     // §10.3 step 7: a binding last written by this Call-ID with a CSeq not lower than this one means the
     // request is stale or out of order.
@@ -62,7 +66,7 @@ pub fn register(config: &CoreConfig, aor: &str, req: &Request, flow: Peer, curre
             if header_expires != Some(0) {
                 return reject(400, "Contact: * requires Expires: 0");
             }
-            if bindings.iter().any(out_of_order) {
+            if bindings.iter().any(|b| out_of_order(b)) {
                 return reject(500, "Out of order REGISTER");
             }
             changes.extend(bindings.drain(..).map(|b| remove_change(&b)));
@@ -124,14 +128,14 @@ pub fn register(config: &CoreConfig, aor: &str, req: &Request, flow: Peer, curre
                     updated_at: now,
                 };
                 changes.push(BindingChange::Put(binding.clone()));
-                bindings.push(binding);
+                bindings.push(Cow::Owned(binding));
             }
             if bindings.len() > config.max_contacts {
                 return reject(403, "Too Many Registered Contacts");
             }
         }
     }
-    Outcome::Accepted { bindings, changes }
+    Outcome::Accepted { bindings: bindings.into_iter().map(Cow::into_owned).collect(), changes }
 }
 
 fn remove_change(b: &Binding) -> BindingChange {

@@ -9,7 +9,8 @@
 //! ([`ParseError::status_code`]). Other headers are carried as text and checked only when read. Left out:
 //! multipart bodies and Content-Encoding (bodies are opaque bytes), `Date` semantics.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::io::Write as _;
 
 use crate::error::{ParseError, ParseErrorKind};
 use crate::header::{Header, HeaderName, Headers, is_token};
@@ -366,24 +367,48 @@ impl Message {
     }
 }
 
+/// Appends the decimal digits of `n` (no formatting machinery: this runs for every message sent).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn push_content_length(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, len);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
-    let mut s = String::with_capacity(64 * headers.len());
+    let size: usize = headers.iter().map(|h| h.name.as_str().len() + h.value.len() + 4).sum();
+    out.reserve(size + 24 + body.len());
     let mut wrote_cl = false;
     for h in headers.iter() {
         if h.name == HeaderName::ContentLength {
             if !wrote_cl {
-                let _ = write!(s, "Content-Length: {}\r\n", body.len());
+                push_content_length(out, body.len());
                 wrote_cl = true;
             }
             continue;
         }
-        let _ = write!(s, "{}: {}\r\n", h.name, h.value);
+        out.extend_from_slice(h.name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if !wrote_cl {
-        let _ = write!(s, "Content-Length: {}\r\n", body.len());
+        push_content_length(out, body.len());
     }
-    s.push_str("\r\n");
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
 }
 
@@ -397,7 +422,7 @@ impl Request {
     /// Content-Length always equals the body length (written where the first one was, or last).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.body.len());
-        out.extend_from_slice(format!("{} {} SIP/2.0\r\n", self.method, self.uri).as_bytes());
+        let _ = write!(out, "{} {} SIP/2.0\r\n", self.method, self.uri);
         write_headers_and_body(&mut out, &self.headers, &self.body);
         out
     }
@@ -472,15 +497,22 @@ impl Response {
     /// Serializes the response (same rules as [`Request::to_bytes`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.body.len());
-        out.extend_from_slice(format!("SIP/2.0 {} {}\r\n", self.status, self.reason).as_bytes());
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_decimal(&mut out, usize::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
         write_headers_and_body(&mut out, &self.headers, &self.body);
         out
     }
 
     /// Adds `;tag=` to the To header if it has none.
     pub fn set_to_tag(&mut self, tag: &str) {
+        // A value without the letters "tag" has no tag parameter: no need to parse it (the usual case).
+        let may_have_tag = |v: &str| v.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"tag"));
         if let Some(h) = self.headers.0.iter_mut().find(|h| h.name == HeaderName::To)
-            && NameAddr::parse(&h.value).ok().and_then(|n| n.tag().map(str::to_owned)).is_none()
+            && (!may_have_tag(&h.value)
+                || NameAddr::parse(&h.value).ok().and_then(|n| n.tag().map(str::to_owned)).is_none())
         {
             h.value.push_str(";tag=");
             h.value.push_str(tag);

@@ -208,6 +208,12 @@ pub struct SipConfig {
     /// Microsoft clients: the IM-session gateway answers their IM INVITEs that standard clients refuse
     /// (488, 415, 606) and carries the messages as page-mode MESSAGE.
     pub ms_im_gateway: bool,
+    /// Registrations: 0 writes a batch's binding changes to the store before its answers go out (an
+    /// acknowledged registration survives a crash). More than 0 is write-back: bindings live in memory,
+    /// answers go out at once, and a thread of their own writes the changes every this many milliseconds
+    /// in one transaction (and at shutdown); a crash loses at most the last interval's changes, which
+    /// clients restore at their next refresh.
+    pub bindings_write_back_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -238,6 +244,7 @@ impl Default for SipConfig {
             ntlm_targetname: String::new(),
             ms_dialect: "2007".into(),
             ms_im_gateway: true,
+            bindings_write_back_ms: 0,
         }
     }
 }

@@ -23,6 +23,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 
+// The SIP path allocates per message (the vienna-sip types own their strings); mimalloc's thread-local
+// free lists make that cheaper than glibc's arenas (measured with bench/sip-vs-kamailio.py, see
+// BENCHMARKS.md). vienna-load uses it for the same reason.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Vienna: media relay, SIP server and conference bridge.
 #[derive(Debug, Parser)]
 #[command(name = "vienna", version, propagate_version = true)]

@@ -24,6 +24,7 @@ mod state;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,27 @@ pub struct Peer {
 /// Identifies a transaction in events and API calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransactionId(pub u64);
+
+/// Hashes [`TransactionId`]s, which this layer hands out in sequence (so nobody outside can aim at the
+/// table): a multiplication spreads them over the whole `u64`, far cheaper than SipHash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// Bytes to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,7 +338,9 @@ pub struct TransactionLayer {
     seed: [u8; 32],
     counter: u64,
     next_id: u64,
-    txs: HashMap<TransactionId, Transaction>,
+    /// Boxed, so the table stays small (a non-INVITE server transaction lives 64*T1 over UDP: tens of
+    /// thousands of them under load) and growing or rehashing it moves pointers, not transactions.
+    txs: HashMap<TransactionId, Box<Transaction>, BuildHasherDefault<IdHasher>>,
     server_keys: HashMap<ServerKey, TransactionId>,
     client_keys: HashMap<(String, Method), TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId, Timer)>>,
@@ -334,7 +358,7 @@ impl TransactionLayer {
             seed,
             counter: 0,
             next_id: 1,
-            txs: HashMap::new(),
+            txs: HashMap::default(),
             server_keys: HashMap::new(),
             client_keys: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -378,16 +402,22 @@ impl TransactionLayer {
     /// The request that created a client or INVITE server transaction (non-INVITE server transactions do not
     /// keep it).
     pub fn request(&self, id: TransactionId) -> Option<&Request> {
-        self.txs.get(&id).and_then(|t| t.request.as_ref())
+        self.txs.get(&id).and_then(|t| t.request.as_deref())
     }
 
     fn random_hex(&mut self, bytes: usize) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         self.counter += 1;
         let mut h = Sha256::new();
         h.update(self.seed);
         h.update(self.counter.to_be_bytes());
         let d = h.finalize();
-        d[..bytes].iter().map(|b| format!("{b:02x}")).collect()
+        let mut s = String::with_capacity(2 * bytes);
+        for b in &d[..bytes] {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        s
     }
 
     /// A fresh RFC 3261 branch (`z9hG4bK` + 20 hex digits).
@@ -500,7 +530,7 @@ impl TransactionLayer {
         let kind = if invite { Kind::ServerInvite } else { Kind::ServerNonInvite };
         let state = if invite { State::Proceeding } else { State::Trying };
         let kept = invite.then(|| req.clone());
-        self.txs.insert(id, Transaction::new(id, kind, state, dest, kept, Vec::new(), Some(key.clone())));
+        self.txs.insert(id, Box::new(Transaction::new(id, kind, state, dest, kept, Vec::new(), Some(key.clone()))));
         self.server_keys.insert(key, id);
         if invite {
             if self.config.trying_after.is_zero() {
@@ -660,7 +690,7 @@ impl TransactionLayer {
         let invite = request.method == Method::Invite;
         let (kind, state) =
             if invite { (Kind::ClientInvite, State::Calling) } else { (Kind::ClientNonInvite, State::Trying) };
-        let mut t = Transaction::new(id, kind, state, peer, Some(request), bytes.clone(), None);
+        let mut t = Box::new(Transaction::new(id, kind, state, peer, Some(request), bytes.clone(), None));
         t.timer_c = invite && opts.timer_c;
         t.interval = self.config.t1;
         self.txs.insert(id, t);
@@ -697,7 +727,7 @@ impl TransactionLayer {
                 Ok(None)
             }
             State::Proceeding => {
-                let Some(cancel) = t.request.as_ref().map(make_cancel) else { return Err(Error::InvalidState) };
+                let Some(cancel) = t.request.as_deref().map(make_cancel) else { return Err(Error::InvalidState) };
                 let peer = t.peer;
                 // §9.1: without a final response 64*T1 after the CANCEL, the INVITE transaction is destroyed
                 // (reported as a Timer B timeout).

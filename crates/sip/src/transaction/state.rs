@@ -76,7 +76,8 @@ pub(super) struct Transaction {
     pub(super) kind: Kind,
     pub(super) state: State,
     pub(super) peer: Peer,
-    pub(super) request: Option<Request>,
+    /// Boxed: most server transactions keep none, and the table moves entries when it grows.
+    pub(super) request: Option<Box<Request>>,
     pub(super) request_bytes: Vec<u8>,
     pub(super) last_response: Option<Vec<u8>>,
     pub(super) ack: Option<Vec<u8>>,
@@ -103,7 +104,7 @@ impl Transaction {
             kind,
             state,
             peer,
-            request,
+            request: request.map(Box::new),
             request_bytes,
             last_response: None,
             ack: None,

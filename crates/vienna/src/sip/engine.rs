@@ -4,7 +4,12 @@
 //!
 //! Group commit: every message that arrived together (up to [`BATCH`]) is handled, then all binding
 //! changes they caused are written in one store transaction, then the answers go out. Under load one
-//! fsync covers many REGISTERs; idle, a REGISTER waits for exactly one.
+//! fsync covers many REGISTERs; idle, a REGISTER waits for exactly one. With write-back
+//! (`sip.bindings_write_back_ms`), binding changes go to the writer thread instead and the answers go
+//! out at once (watcher and conference writes stay before their answers).
+//!
+//! UDP is read with `recvmmsg` (up to [`vienna_netio::BATCH`] datagrams a call) and the datagrams of a
+//! flush are sent with `sendmmsg`, in the order the core produced them.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -12,9 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
+use vienna_netio::{RecvBatch, send_many};
 use vienna_signaling::conference::ConferenceOutput;
 use vienna_signaling::{Core, Output};
 use vienna_sip::transaction::{Peer, Transmit};
@@ -25,10 +32,13 @@ use super::conference::{ConferenceShared, FromMcu, McuLink};
 use super::directory::StoreDirectory;
 use super::shared::{DriverCounters, SipShared, SipStats};
 use super::stream::{self, StreamContext};
+use super::writeback::{WriteBack, WriteBackCounters};
 use crate::net::stop_requested;
 
 /// Most messages handled before their outputs are flushed.
 pub const BATCH: usize = 256;
+/// Largest UDP datagram read (the largest UDP payload).
+const MAX_DATAGRAM: usize = 65_535;
 /// How often the core's Unix clock is re-anchored.
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
 /// During a long burst of sends (a presence fan-out), the socket is read every this many datagrams sent, so
@@ -82,7 +92,7 @@ pub enum Inbound {
 /// One wake-up's worth of work.
 enum Wake {
     Stop,
-    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Readable,
     Inbound(Inbound),
     Mcu(FromMcu),
     Timer,
@@ -103,7 +113,10 @@ pub struct Engine {
     streams: StreamContext,
     runtime: tokio::runtime::Handle,
     counters: DriverCounters,
-    buf: Vec<u8>,
+    /// Datagrams of one `recvmmsg` call.
+    recv: RecvBatch,
+    /// UDP datagrams waiting for one `sendmmsg` call.
+    udp_out: Vec<Transmit>,
     next_views: Instant,
     /// Datagrams read while sending, handled before new ones.
     stash: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
@@ -111,6 +124,9 @@ pub struct Engine {
     /// The conference focus's link to the MCU and what it publishes (see [`Engine::with_conferences`]).
     mcu: Option<McuLink>,
     conferences: Option<Arc<ConferenceShared>>,
+    /// Write-back of registrations (see [`Engine::with_write_back`]) and its counters.
+    write_back: Option<WriteBack>,
+    write_back_counters: Option<Arc<WriteBackCounters>>,
 }
 
 /// The next answer or event from the MCU; never, without a link.
@@ -144,12 +160,15 @@ impl Engine {
             streams,
             runtime,
             counters: DriverCounters::default(),
-            buf: vec![0; 65_536],
+            recv: RecvBatch::with_max_datagram(MAX_DATAGRAM),
+            udp_out: Vec::with_capacity(vienna_netio::BATCH),
             next_views: Instant::now(),
             stash: std::collections::VecDeque::new(),
             sends_since_read: 0,
             mcu: None,
             conferences: None,
+            write_back: None,
+            write_back_counters: None,
         })
     }
 
@@ -157,6 +176,14 @@ impl Engine {
     pub fn with_conferences(mut self, link: McuLink, shared: Arc<ConferenceShared>) -> Self {
         self.mcu = Some(link);
         self.conferences = Some(shared);
+        self
+    }
+
+    /// Hands binding changes to `write_back`'s thread instead of writing them before the answers
+    /// (`sip.bindings_write_back_ms`); `None` keeps them durable before the answers.
+    pub fn with_write_back(mut self, write_back: Option<WriteBack>) -> Self {
+        self.write_back_counters = write_back.as_ref().map(|w| w.counters.clone());
+        self.write_back = write_back;
         self
     }
 
@@ -171,7 +198,13 @@ impl Engine {
                 tokio::select! {
                 biased;
                 () = stop_requested(&mut stop) => Wake::Stop,
-                r = self.udp.recv_from(&mut self.buf) => Wake::Datagram(r),
+                r = self.udp.readable() => match r {
+                    Ok(()) => Wake::Readable,
+                    Err(e) => {
+                        tracing::trace!(error = %e, "sip: udp readiness error");
+                        Wake::Timer
+                    }
+                },
                 Some(m) = self.inbox.recv() => Wake::Inbound(m),
                 Some(m) = from_mcu(&mut self.mcu) => Wake::Mcu(m),
                 () = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
@@ -180,7 +213,7 @@ impl Engine {
             let now = Instant::now();
             match wake {
                 Wake::Stop => break,
-                Wake::Datagram(r) => self.on_datagram(now, r),
+                Wake::Readable => self.read_udp(now, BATCH),
                 Wake::Inbound(m) => self.on_inbound(now, m),
                 Wake::Mcu(FromMcu::Answer(token, result)) => self.core.media_answer(now, token, result),
                 Wake::Mcu(FromMcu::Event(event)) => self.core.media_event(now, event),
@@ -192,13 +225,7 @@ impl Engine {
                 self.on_bytes(now, &bytes, from);
             }
             // Then whatever else is ready, from both sources, so a flood on one does not starve the other.
-            for _ in 1..BATCH {
-                let r = self.udp.try_recv_from(&mut self.buf);
-                if matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock) {
-                    break;
-                }
-                self.on_datagram(now, r);
-            }
+            self.read_udp(now, BATCH);
             for _ in 1..BATCH {
                 let Ok(m) = self.inbox.try_recv() else { break };
                 self.on_inbound(now, m);
@@ -222,36 +249,54 @@ impl Engine {
         let now = Instant::now();
         self.core.shutdown(now);
         self.flush(now);
+        // The binding writer writes what it still holds before the thread ends.
+        if let Some(write_back) = self.write_back.take() {
+            write_back.finish();
+        }
         self.publish();
     }
 
-    fn on_datagram(&mut self, now: Instant, r: std::io::Result<(usize, SocketAddr)>) {
-        match r {
-            Ok((len, from)) => {
-                let buf = std::mem::take(&mut self.buf);
-                self.on_bytes(now, &buf[..len], from);
-                self.buf = buf;
-            }
+    /// One `recvmmsg` call (through tokio, so an empty socket clears its readiness): how many datagrams
+    /// are in `self.recv`, or `None` when the socket is empty.
+    fn recv_batch(&mut self) -> Option<usize> {
+        let recv = &mut self.recv;
+        match self.udp.try_io(Interest::READABLE, || recv.try_recv(&self.udp)) {
+            Ok(n) => Some(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
             // ICMP port unreachable from an earlier send shows up here on Linux; nothing to do.
-            Err(e) => tracing::trace!(error = %e, "sip: udp receive error"),
+            Err(e) => {
+                tracing::trace!(error = %e, "sip: udp receive error");
+                Some(0)
+            }
+        }
+    }
+
+    /// Hands the core what the UDP socket holds, in batches, until it is empty or about `max` datagrams
+    /// were read.
+    fn read_udp(&mut self, now: Instant, max: usize) {
+        let mut read = 0;
+        while read < max {
+            let Some(n) = self.recv_batch() else { break };
+            // An error or only dropped datagrams still count, so this loop ends.
+            read += n.max(1);
+            for i in 0..n {
+                let (bytes, from) = self.recv.get(i);
+                on_bytes(&mut self.core, &mut self.counters, now, bytes, from);
+            }
         }
     }
 
     fn on_bytes(&mut self, now: Instant, bytes: &[u8], from: SocketAddr) {
-        self.counters.datagrams_in += 1;
-        // Keep-alives (CRLF) carry no message.
-        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return;
-        }
-        self.core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
+        on_bytes(&mut self.core, &mut self.counters, now, bytes, from);
     }
 
     /// Moves what the UDP socket holds into the stash (see [`READ_EVERY_SENDS`]).
     fn read_into_stash(&mut self) {
         while self.stash.len() < STASH_MAX {
-            match self.udp.try_recv_from(&mut self.buf) {
-                Ok((n, from)) => self.stash.push_back((self.buf[..n].to_vec(), from)),
-                Err(_) => break,
+            let Some(n) = self.recv_batch() else { break };
+            for i in 0..n {
+                let (bytes, from) = self.recv.get(i);
+                self.stash.push_back((bytes.to_vec(), from));
             }
         }
     }
@@ -288,10 +333,12 @@ impl Engine {
             let mut before = Vec::new();
             let mut after = Vec::new();
             let mut changes: Vec<BindingChange> = Vec::new();
+            let mut deferred: Vec<BindingChange> = Vec::new();
             let mut watchers: Vec<(String, Watcher)> = Vec::new();
             let mut conference_writes = Vec::new();
             while let Some(output) = self.core.poll_output() {
                 match output {
+                    Output::Persist(c) if self.write_back.is_some() => deferred.extend(c),
                     Output::Persist(c) => changes.extend(c),
                     Output::PersistWatchers(w) => watchers.extend(w),
                     Output::Conference(c @ (ConferenceOutput::Save(_) | ConferenceOutput::Remove(_))) => {
@@ -309,6 +356,11 @@ impl Engine {
                     Output::Transmit(t) => after.push(t),
                 }
             }
+            if !deferred.is_empty()
+                && let Some(write_back) = &self.write_back
+            {
+                write_back.push(deferred);
+            }
             if before.is_empty()
                 && after.is_empty()
                 && changes.is_empty()
@@ -323,6 +375,7 @@ impl Engine {
             for t in before {
                 self.transmit(t, &mut failed);
             }
+            self.send_udp();
             if !changes.is_empty() {
                 self.counters.store_writes += 1;
                 match self.store.apply_bindings(&changes) {
@@ -360,6 +413,7 @@ impl Engine {
             for t in after {
                 self.transmit(t, &mut failed);
             }
+            self.send_udp();
             for peer in failed {
                 self.core.transport_error(now, peer);
             }
@@ -381,21 +435,12 @@ impl Engine {
     /// Sends one message; peers that cannot be reached go to `failed`.
     fn transmit(&mut self, t: Transmit, failed: &mut Vec<Peer>) {
         match t.peer.transport {
-            Transport::Udp => match self.udp.try_send_to(&t.bytes, t.peer.addr) {
-                Ok(_) => {
-                    self.counters.messages_out += 1;
-                    self.sends_since_read += 1;
-                    if self.sends_since_read >= READ_EVERY_SENDS {
-                        self.sends_since_read = 0;
-                        self.read_into_stash();
-                    }
+            Transport::Udp => {
+                self.udp_out.push(t);
+                if self.udp_out.len() >= vienna_netio::BATCH {
+                    self.send_udp();
                 }
-                Err(e) => {
-                    // A full socket buffer loses this copy; the transaction layer retransmits.
-                    self.counters.send_failures += 1;
-                    tracing::debug!(peer = %t.peer.addr, error = %e, "sip: udp send failed");
-                }
-            },
+            }
             Transport::Tcp | Transport::Tls => {
                 if let Some(writer) = self.connections.get(&t.peer) {
                     match writer.try_send(t.bytes) {
@@ -432,6 +477,38 @@ impl Engine {
         }
     }
 
+    /// Sends the queued UDP datagrams (one `sendmmsg` call per [`vienna_netio::BATCH`]).
+    fn send_udp(&mut self) {
+        if self.udp_out.is_empty() {
+            return;
+        }
+        let outcome = send_many(&self.udp, &self.udp_out, |t| (t.bytes.as_slice(), t.peer.addr));
+        if outcome.dropped > 0 {
+            // A full socket buffer loses these copies; the transaction layer retransmits.
+            tracing::debug!(dropped = outcome.dropped, "sip: udp send failed");
+        }
+        self.udp_out.clear();
+        self.counters.messages_out += outcome.sent as u64;
+        self.counters.send_failures += outcome.dropped as u64;
+        self.sends_since_read += outcome.sent as u32;
+        if self.sends_since_read >= READ_EVERY_SENDS {
+            self.sends_since_read = 0;
+            self.read_into_stash();
+        }
+    }
+
+    /// The driver's counters, with the binding writer's store writes when it runs.
+    fn driver_counters(&self) -> DriverCounters {
+        let mut d = self.counters.clone();
+        if let Some(w) = &self.write_back_counters {
+            use std::sync::atomic::Ordering::Relaxed;
+            d.store_writes += w.writes.load(Relaxed);
+            d.bindings_written += w.bindings_written.load(Relaxed);
+            d.store_errors += w.errors.load(Relaxed);
+        }
+        d
+    }
+
     /// Refreshes the snapshot `/metrics` reads: once per batch of messages, not per message.
     fn publish(&mut self) {
         let presence = self.core.presence();
@@ -457,7 +534,7 @@ impl Engine {
             live_transactions: self.core.transactions(),
             bindings: self.core.location().len(),
             connections: self.connections.len(),
-            driver: self.counters.clone(),
+            driver: self.driver_counters(),
             ms: self.core.ms_counters(),
             ntlm_associations: self.core.ntlm_associations(),
             ms_subscriptions: self.core.ms_subscriptions(),
@@ -467,6 +544,22 @@ impl Engine {
             Err(poisoned) => *poisoned.into_inner() = stats,
         }
     }
+}
+
+/// Hands one datagram to the core (a free function, so the receive batch it comes from stays borrowed).
+fn on_bytes(
+    core: &mut Core<StoreDirectory>,
+    counters: &mut DriverCounters,
+    now: Instant,
+    bytes: &[u8],
+    from: SocketAddr,
+) {
+    counters.datagrams_in += 1;
+    // Keep-alives (CRLF) carry no message.
+    if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return;
+    }
+    core.handle_datagram(now, Peer { transport: Transport::Udp, addr: from }, bytes);
 }
 
 /// Now, in seconds since the Unix epoch.

@@ -2,7 +2,9 @@
 //! TCP and TLS.
 //!
 //! One thread ([`engine`]) owns the core and the UDP socket; it runs its own single-threaded runtime, so
-//! the store writes it makes (one per batch of messages) block nobody else. TCP and TLS connections
+//! the store writes it makes (one per batch of messages) block nobody else. With
+//! `sip.bindings_write_back_ms` set, registrations are written by a thread of their own instead
+//! ([`writeback`]). TCP and TLS connections
 //! ([`stream`]) are tasks on the main runtime that frame messages for it and write what it sends back.
 
 pub mod conference;
@@ -11,6 +13,7 @@ mod engine;
 pub mod settings;
 mod shared;
 mod stream;
+mod writeback;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -131,6 +134,8 @@ impl SipRole {
         let thread_conferences = conferences.clone();
         let lookup_store = store.clone();
         let ConferenceWiring { mcu, events } = wiring;
+        let write_back_every =
+            (sip.bindings_write_back_ms > 0).then(|| Duration::from_millis(sip.bindings_write_back_ms));
         let thread = std::thread::Builder::new()
             .name("sip-core".into())
             .spawn(move || {
@@ -153,8 +158,19 @@ impl SipRole {
                             core.restore_conference(c);
                         }
                     }
+                    let write_back = match write_back_every {
+                        Some(every) => match writeback::WriteBack::start(store.clone(), every) {
+                            Ok(w) => Some(w),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(anyhow!("sip: cannot start the binding writer: {e}")));
+                                return;
+                            }
+                        },
+                        None => None,
+                    };
                     match Engine::new(core, udp, inbox_rx, store, thread_shared, streams, runtime) {
                         Ok(engine) => {
+                            let engine = engine.with_write_back(write_back);
                             let engine = match thread_conferences {
                                 Some(shared) => {
                                     tracing::info!(conferences = restored, "conference focus started");
@@ -181,6 +197,7 @@ impl SipRole {
             realm = %config.sip_realm(),
             authenticate = sip.authenticate,
             registrations_loaded = loaded,
+            bindings_write_back_ms = sip.bindings_write_back_ms,
             "sip registrar and proxy started"
         );
         if !sip.authenticate {

@@ -45,6 +45,12 @@ pub fn validate(sip: &SipConfig) -> Result<()> {
             sip.t4_ms
         );
     }
+    if sip.bindings_write_back_ms > 60_000 {
+        bail!(
+            "sip.bindings_write_back_ms ({}) must be at most 60000 (0: write before answering)",
+            sip.bindings_write_back_ms
+        );
+    }
     digest_algorithms(sip)?;
     if !["2005", "2007"].contains(&sip.ms_dialect.as_str()) {
         bail!("sip.ms_dialect is {:?}: \"2007\" (enhanced presence) or \"2005\" (LCS 2005)", sip.ms_dialect);
@@ -175,6 +181,7 @@ mod tests {
             ("sip.t1_ms=5000", "sip.t1_ms"),
             ("sip.t4_ms=100000", "sip.t4_ms"),
             ("sip.ms_dialect=\"2010\"", "sip.ms_dialect"),
+            ("sip.bindings_write_back_ms=100000", "sip.bindings_write_back_ms"),
         ] {
             let err = Config::load(None, &[set.to_string()], None).unwrap_err().to_string();
             assert!(err.contains(needle), "{set}: {err}");
