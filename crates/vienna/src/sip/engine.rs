@@ -333,6 +333,7 @@ impl Engine {
             let mut before = Vec::new();
             let mut after = Vec::new();
             let mut changes: Vec<BindingChange> = Vec::new();
+            // Write-back: binding changes for the writer thread; no answer waits for them.
             let mut deferred: Vec<BindingChange> = Vec::new();
             let mut watchers: Vec<(String, Watcher)> = Vec::new();
             let mut conference_writes = Vec::new();
@@ -505,6 +506,7 @@ impl Engine {
             d.store_writes += w.writes.load(Relaxed);
             d.bindings_written += w.bindings_written.load(Relaxed);
             d.store_errors += w.errors.load(Relaxed);
+            d.bindings_dropped += w.dropped.load(Relaxed);
         }
         d
     }

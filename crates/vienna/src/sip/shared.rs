@@ -22,6 +22,8 @@ pub struct DriverCounters {
     pub bindings_written: u64,
     /// Store writes that failed (the answers waiting on them were not sent).
     pub store_errors: u64,
+    /// With write-back: binding changes dropped after repeated failed writes.
+    pub bindings_dropped: u64,
     /// Outbound TCP connections opened to reach a contact.
     pub connects: u64,
     /// Outbound TCP connections that failed.
@@ -113,7 +115,10 @@ impl SipShared {
                 "messages_out": d.messages_out, "send_failures": d.send_failures + c.send_errors,
                 "connects": d.connects, "connect_failures": d.connect_failures,
             },
-            "store": { "writes": d.store_writes, "bindings_written": d.bindings_written, "errors": d.store_errors },
+            "store": {
+                "writes": d.store_writes, "bindings_written": d.bindings_written, "errors": d.store_errors,
+                "bindings_dropped": d.bindings_dropped,
+            },
             "microsoft": {
                 "ntlm": {
                     "associations": s.ntlm_associations, "challenges": s.ms.ntlm.challenges,
@@ -181,7 +186,7 @@ impl SipShared {
         for (class, n) in ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"].iter().zip(c.responses) {
             metrics::counter!("vienna_sip_responses_total", "class" => *class).absolute(n);
         }
-        let counters: [(&'static str, u64); 25] = [
+        let counters: [(&'static str, u64); 26] = [
             ("vienna_sip_requests_total", c.requests),
             ("vienna_sip_auth_challenges_total", c.auth_challenges),
             ("vienna_sip_auth_failures_total", c.auth_failures),
@@ -207,6 +212,7 @@ impl SipShared {
             ("vienna_sip_send_failures_total", s.driver.send_failures + c.send_errors),
             ("vienna_sip_store_writes_total", s.driver.store_writes),
             ("vienna_sip_store_write_errors_total", s.driver.store_errors),
+            ("vienna_sip_bindings_dropped_total", s.driver.bindings_dropped),
         ];
         let p = &s.presence;
         let presence: [(&'static str, u64); 14] = [
