@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Run, add_user, http_get, serve, settings, vienna_load};
+use common::{RELAY_SETTINGS, Run, add_user, http_get, serve, settings, vienna_load};
 use serde_json::Value;
 
 /// SIP users `user0..user{SIP_USERS-1}` (password `pw-user{i}`); TURN account alice/secret.
@@ -88,19 +88,13 @@ fn two_rounds_of_relay_registration_and_message_load_leave_the_server_as_they_fo
     for i in 0..SIP_USERS {
         add_user(dir.path(), &format!("user{i}"), &format!("pw-user{i}"));
     }
-    let args = settings(&[
-        "turn.udp_port=0",
-        "turn.tcp=false",
-        "turn.tls=false",
-        "turn.ms_tcp=false",
-        "turn.allowed_peers=[\"127.0.0.0/8\"]",
-        "turn.user_quota=0",
-        "sip.udp_port=0",
-        "sip.tcp=false",
-        "sip.tls=false",
-        "store.synchronous=normal",
-        "mcu.enabled=false",
-    ]);
+    let args = settings(
+        &[
+            RELAY_SETTINGS,
+            &["sip.udp_port=0", "sip.tcp=false", "sip.tls=false", "store.synchronous=normal", "mcu.enabled=false"],
+        ]
+        .concat(),
+    );
     let (mut child, listeners) = serve(dir.path(), &args);
     let pid = child.id();
     let (turn, sip, admin) = (listeners["turn/udp"], listeners["sip/udp"], listeners["admin/http"]);

@@ -34,6 +34,16 @@ pub fn settings(settings: &[&str]) -> Vec<String> {
     settings.iter().flat_map(|kv| ["--set".to_owned(), (*kv).to_owned()]).collect()
 }
 
+/// The relay as these tests run it: UDP only, ephemeral port, loopback peers allowed, no user quota.
+pub const RELAY_SETTINGS: &[&str] = &[
+    "turn.udp_port=0",
+    "turn.tcp=false",
+    "turn.tls=false",
+    "turn.ms_tcp=false",
+    "turn.allowed_peers=[\"127.0.0.0/8\"]",
+    "turn.user_quota=0",
+];
+
 /// Adds account `name` with `password` to the store in `dir`.
 pub fn add_user(dir: &Path, name: &str, password: &str) {
     let mut add = Command::new(vienna_binary())
@@ -117,15 +127,7 @@ impl Relay {
     pub fn start(extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         add_user(dir.path(), "alice", "secret");
-        let mut args = settings(&[
-            "turn.udp_port=0",
-            "turn.tcp=false",
-            "turn.tls=false",
-            "turn.ms_tcp=false",
-            "turn.allowed_peers=[\"127.0.0.0/8\"]",
-            "turn.user_quota=0",
-            "sip.enabled=false",
-        ]);
+        let mut args = settings(&[RELAY_SETTINGS, &["sip.enabled=false"]].concat());
         args.extend(["--set".into(), format!("mras.secret={}", Self::MRAS_SECRET)]);
         args.extend(["--set".into(), format!("turn.rest_secrets=[\"{}\"]", Self::REST_SECRET)]);
         args.extend(extra.iter().map(|a| (*a).to_owned()));
