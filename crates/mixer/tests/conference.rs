@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use vienna_e2e::media::goertzel;
 use vienna_media::codec::{self, CodecKind, CodecSetting, Decoder, Encoder};
 use vienna_media::rtp::{HeaderFields, RtpPacket, write_header};
 use vienna_mixer::MixerConfig;
@@ -58,19 +59,6 @@ fn offer(port: u16, codec: CodecKind, ssrc: u32) -> String {
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP {pt}\r\n{map}a=rtcp-mux\r\na=ssrc:{ssrc} cname:p{port}\r\n"
     )
-}
-
-/// Goertzel power of `hz` in `samples`, normalised by length.
-fn goertzel(samples: &[i16], hz: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz / f64::from(RATE);
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
 }
 
 struct Peer {
@@ -301,7 +289,7 @@ fn run_conference(peers: &mut [Peer], seconds: u32, net: Network, seed: u64) -> 
 fn analyse(p: &Peer, tones: &[f64]) -> (Vec<f64>, usize) {
     // the second half of the conference, without the last 0.6 s after everyone stopped sending
     let half = &p.heard[p.heard.len() / 2..p.heard.len() - 30 * 960];
-    let powers = tones.iter().map(|&hz| goertzel(half, hz)).collect();
+    let powers = tones.iter().map(|&hz| goertzel(half, hz, f64::from(RATE))).collect();
     // the longest run of 20 ms frames with no audible tone at all
     let mut run = 0;
     let mut worst = 0;
