@@ -42,14 +42,19 @@ def build(*packages):
     subprocess.run(args, cwd=ROOT, check=True)
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of process `pid` (0 once it is gone)."""
+def cpu_split(pid):
+    """(user, system) CPU seconds of process `pid` ((0, 0) once it is gone)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return int(fields[11]) / TICKS, int(fields[12]) / TICKS
     except FileNotFoundError:
-        return 0.0
+        return 0.0, 0.0
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` (0 once it is gone)."""
+    return sum(cpu_split(pid))
 
 
 def tree(pid):

@@ -24,7 +24,8 @@ servers stop when the script ends.
 Usage: python3 bench/turn-vs-coturn.py   (after `bash tools/install-deps.sh`; builds Vienna in release)
 Environment: ROUNDS (6), CLIENTS (200), RATE (100), SECONDS (8), SWEEP ("20000,30000,..."), SWEEP_CLIENTS (20),
 HOLD (10000), GEN_CLIENTS (50), GEN_MESSAGES (10000), GEN_RATES ("50000,80000,110000,140000"),
-SECTIONS ("cpu,sweep,memory,generators": which parts to run).
+SECTIONS ("cpu,sweep,memory,generators": which parts to run), PIN (0; 1: the CPU section pins the servers to CPU 0
+and vienna-load to CPU 1).
 """
 
 import json
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import TICKS, VIENNA, VIENNA_LOAD, build, cpu_seconds, log, rss_bytes, stop
+from benchlib import TICKS, VIENNA, VIENNA_LOAD, build, cpu_seconds, cpu_split, log, rss_bytes, stop
 
 ROUNDS = int(os.environ.get("ROUNDS", "6"))
 CLIENTS = int(os.environ.get("CLIENTS", "200"))
@@ -50,6 +51,10 @@ GEN_CLIENTS = int(os.environ.get("GEN_CLIENTS", "50"))
 GEN_MESSAGES = int(os.environ.get("GEN_MESSAGES", "10000"))
 GEN_RATES = [int(x) for x in os.environ.get("GEN_RATES", "50000,80000,110000,140000").split(",")]
 SECTIONS = os.environ.get("SECTIONS", "cpu,sweep,memory,generators").split(",")
+# PIN=1: in the CPU section each server runs on CPU 0 and vienna-load on CPU 1, as a relay and its clients
+# on different machines would; unpinned (PIN=0), the scheduler puts them where it likes, and a server
+# sharing a core with the generator pays for switching to and from it.
+PIN = os.environ.get("PIN", "0") == "1"
 PEER_PORT = 3580
 PORTS = {"coturn": 3578, "vienna": 3678}
 
@@ -191,28 +196,42 @@ def main():
 
 
 def cpu_section(pids):
-    if True:
-        # 1. CPU per relayed datagram, alternating.
-        per = {"coturn": [], "vienna": []}
-        loss = {"coturn": [], "vienna": []}
-        for r in range(ROUNDS):
-            for name in ("coturn", "vienna") if r % 2 == 0 else ("vienna", "coturn"):
-                before = cpu_seconds(pids[name])
-                rep = load(name, ["--clients", str(CLIENTS), "--rate", str(RATE)], SECONDS)
-                used = cpu_seconds(pids[name]) - before
-                per[name].append(1e6 * used / max(relayed(rep), 1))
-                loss[name].append(rep["loss_percent"])
-                log(f"round {r + 1} {name}: {per[name][-1]:.2f} us/datagram, loss {rep['loss_percent']} %")
-        print(f"### CPU per relayed datagram ({ROUNDS} rounds each, alternating; {CLIENTS} clients x {RATE} pps "
-              f"x {SECONDS} s, 172 B)\n")
-        print("| server | median µs per relayed datagram | min | max | worst loss |")
-        print("|---|---|---|---|---|")
-        for name in ("coturn", "vienna"):
-            print(f"| {name} | {statistics.median(per[name]):.2f} | {min(per[name]):.2f} | {max(per[name]):.2f} "
-                  f"| {max(loss[name])} % |")
-        ratio = statistics.median(per["vienna"]) / statistics.median(per["coturn"])
-        print(f"\nVienna / coturn CPU per datagram: {ratio:.2f}\n")
-
+    """1. CPU per relayed datagram, alternating; split into user and system (kernel) time, since the
+    kernel's own work on each datagram (the receive, the send and, on loopback, the delivery into the
+    receiving socket) is a floor that no relay's user-space code can lower."""
+    per = {"coturn": [], "vienna": []}
+    user = {"coturn": [], "vienna": []}
+    system = {"coturn": [], "vienna": []}
+    loss = {"coturn": [], "vienna": []}
+    prefix = ("taskset", "-c", "1") if PIN else ()
+    for name in pids:
+        # coturn's threads all go: its listener and relay threads, as Vienna's.
+        for task in os.listdir(f"/proc/{pids[name]}/task"):
+            os.sched_setaffinity(int(task), {0} if PIN else set(range(os.cpu_count())))
+    for r in range(ROUNDS):
+        for name in ("coturn", "vienna") if r % 2 == 0 else ("vienna", "coturn"):
+            u0, s0 = cpu_split(pids[name])
+            rep = load(name, ["--clients", str(CLIENTS), "--rate", str(RATE)], SECONDS, prefix)
+            u1, s1 = cpu_split(pids[name])
+            n = max(relayed(rep), 1)
+            user[name].append(1e6 * (u1 - u0) / n)
+            system[name].append(1e6 * (s1 - s0) / n)
+            per[name].append(user[name][-1] + system[name][-1])
+            loss[name].append(rep["loss_percent"])
+            log(f"round {r + 1} {name}: {per[name][-1]:.2f} us/datagram (user {user[name][-1]:.2f}, "
+                f"system {system[name][-1]:.2f}), loss {rep['loss_percent']} %")
+    pinning = "; servers on CPU 0, vienna-load on CPU 1" if PIN else ""
+    print(f"### CPU per relayed datagram ({ROUNDS} rounds each, alternating; {CLIENTS} clients x {RATE} pps "
+          f"x {SECONDS} s, 172 B{pinning})\n")
+    print("| server | median µs per relayed datagram | min | max | median user µs | median system µs | worst loss |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("coturn", "vienna"):
+        print(f"| {name} | {statistics.median(per[name]):.2f} | {min(per[name]):.2f} | {max(per[name]):.2f} "
+              f"| {statistics.median(user[name]):.2f} | {statistics.median(system[name]):.2f} "
+              f"| {max(loss[name])} % |")
+    coturn = statistics.median(per["coturn"])
+    print(f"\nVienna / coturn CPU per datagram: {statistics.median(per['vienna']) / coturn:.2f}; "
+          f"Vienna's system time alone / coturn's total: {statistics.median(system['vienna']) / coturn:.2f}\n")
 
 
 def sweep_section():
