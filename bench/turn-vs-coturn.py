@@ -59,12 +59,6 @@ PEER_PORT = 3580
 PORTS = {"coturn": 3578, "vienna": 3678}
 
 
-
-
-
-
-
-
 def start_servers(work):
     conf = os.path.join(work, "turnserver.conf")
     with open(conf, "w") as f:
@@ -235,52 +229,49 @@ def cpu_section(pids):
 
 
 def sweep_section():
-    if True:
-        # 2. Highest rate under 0.1 % loss.
-        print(f"### Highest relayed rate under 0.1 % loss ({SWEEP_CLIENTS} clients, 5 s per step)\n")
-        print("| server | highest clean aggregate rate (pps sent) | relayed datagrams/s | first failing step |")
-        print("|---|---|---|---|")
-        for name in ("coturn", "vienna"):
-            best, best_relayed, failing = None, None, "none reached"
-            for total in SWEEP:
-                rep = load(name, ["--clients", str(SWEEP_CLIENTS), "--rate", str(total / SWEEP_CLIENTS)], 5)
-                log(f"sweep {name} {total} pps: loss {rep['loss_percent']} %, achieved {rep['achieved_rate_pps']}")
-                # A step counts when the relay lost under 0.1 % and the generator really sent the rate.
-                if rep["loss_percent"] < 0.1 and rep["send_dropped"] == 0 and rep["achieved_rate_pps"] >= 0.99 * total:
-                    best, best_relayed = rep["achieved_rate_pps"], rep["relayed_datagrams_per_sec"]
-                else:
-                    failing = f"{total} pps: loss {rep['loss_percent']} %, achieved {rep['achieved_rate_pps']:.0f}"
-                    break
-            print(f"| {name} | {best or 0:.0f} | {best_relayed or 0:.0f} | {failing} |")
-        print()
-
+    """2. Highest rate under 0.1 % loss."""
+    print(f"### Highest relayed rate under 0.1 % loss ({SWEEP_CLIENTS} clients, 5 s per step)\n")
+    print("| server | highest clean aggregate rate (pps sent) | relayed datagrams/s | first failing step |")
+    print("|---|---|---|---|")
+    for name in ("coturn", "vienna"):
+        best, best_relayed, failing = None, None, "none reached"
+        for total in SWEEP:
+            rep = load(name, ["--clients", str(SWEEP_CLIENTS), "--rate", str(total / SWEEP_CLIENTS)], 5)
+            log(f"sweep {name} {total} pps: loss {rep['loss_percent']} %, achieved {rep['achieved_rate_pps']}")
+            # A step counts when the relay lost under 0.1 % and the generator really sent the rate.
+            if rep["loss_percent"] < 0.1 and rep["send_dropped"] == 0 and rep["achieved_rate_pps"] >= 0.99 * total:
+                best, best_relayed = rep["achieved_rate_pps"], rep["relayed_datagrams_per_sec"]
+            else:
+                failing = f"{total} pps: loss {rep['loss_percent']} %, achieved {rep['achieved_rate_pps']:.0f}"
+                break
+        print(f"| {name} | {best or 0:.0f} | {best_relayed or 0:.0f} | {failing} |")
+    print()
 
 
 def memory_section(pids, work):
-    if True:
-        # 3. Memory per allocation.
-        print(f"### Memory per allocation ({HOLD} allocations, each with a permission and a channel)\n")
-        print("| server | allocations held | RSS idle (MiB) | RSS holding (MiB) | bytes per allocation |")
-        print("|---|---|---|---|---|")
-        for name in ("coturn", "vienna"):
-            idle = rss_bytes(pids[name])
-            holder = subprocess.Popen(
-                [VIENNA_LOAD, "turn", "--server", f"127.0.0.1:{PORTS[name]}",
-                 "--user", "alice", "--password", "secret", "--clients", str(HOLD), "--hold", "--duration", "20",
-                 "--json", os.path.join(work, "hold.json")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            # Sample the peak while the allocations are held.
-            peak = idle
-            deadline = time.time() + 200
-            while holder.poll() is None and time.time() < deadline:
-                peak = max(peak, rss_bytes(pids[name]))
-                time.sleep(0.5)
-            holder.wait(timeout=60)
-            with open(os.path.join(work, "hold.json")) as f:
-                held = json.load(f)["allocations"]["ok"]
-            per_alloc = (peak - idle) / max(held, 1)
-            print(f"| {name} | {held} | {idle / 2**20:.1f} | {peak / 2**20:.1f} | {per_alloc:.0f} |")
-        print()
+    """3. Memory per allocation."""
+    print(f"### Memory per allocation ({HOLD} allocations, each with a permission and a channel)\n")
+    print("| server | allocations held | RSS idle (MiB) | RSS holding (MiB) | bytes per allocation |")
+    print("|---|---|---|---|---|")
+    for name in ("coturn", "vienna"):
+        idle = rss_bytes(pids[name])
+        holder = subprocess.Popen(
+            [VIENNA_LOAD, "turn", "--server", f"127.0.0.1:{PORTS[name]}",
+             "--user", "alice", "--password", "secret", "--clients", str(HOLD), "--hold", "--duration", "20",
+             "--json", os.path.join(work, "hold.json")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Sample the peak while the allocations are held.
+        peak = idle
+        deadline = time.time() + 200
+        while holder.poll() is None and time.time() < deadline:
+            peak = max(peak, rss_bytes(pids[name]))
+            time.sleep(0.5)
+        holder.wait(timeout=60)
+        with open(os.path.join(work, "hold.json")) as f:
+            held = json.load(f)["allocations"]["ok"]
+        per_alloc = (peak - idle) / max(held, 1)
+        print(f"| {name} | {held} | {idle / 2**20:.1f} | {peak / 2**20:.1f} | {per_alloc:.0f} |")
+    print()
 
 
 def generators_section(pids):
