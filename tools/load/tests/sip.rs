@@ -224,3 +224,94 @@ fn message_and_call_over_tcp() {
         assert_eq!(j["messages"]["retransmissions"], 0, "no retransmission over TCP");
     }
 }
+
+#[test]
+fn register_and_message_over_tls_checking_the_servers_certificate() {
+    let server = Vienna::start(4, &["--set", "sip.tls=true", "--set", "sip.tls_port=0"]);
+    let target = server.sip_tls.expect("TLS listener").to_string();
+    let ca = server.certificate().display().to_string();
+    for (scenario, uas) in [("register", None), ("message", Some("MESSAGE"))] {
+        let args = [
+            "sip",
+            "--target",
+            &target,
+            "--transport",
+            "tls",
+            "--tls-ca",
+            &ca,
+            "--users",
+            "4",
+            "--scenario",
+            scenario,
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+        ];
+        let run = vienna_load(&args, None);
+        run.assert_success();
+        let j = &run.json;
+        assert_eq!(j["config"]["transport"], "tls");
+        assert_eq!(j["operations"]["ok"], 10, "{scenario}: {j}");
+        assert_eq!(j["operations"]["failed"], 0, "{scenario}");
+        if let Some(method) = uas {
+            assert_eq!(j["messages"]["uas_requests"][method], 10, "callees reached over their TLS connections");
+        }
+    }
+
+    // --tls-no-verify takes the self-signed certificate without a CA.
+    let args = [
+        "sip",
+        "--target",
+        &target,
+        "--transport",
+        "tls",
+        "--tls-no-verify",
+        "--users",
+        "4",
+        "--rate",
+        "10",
+        "--duration",
+        "1",
+    ];
+    let run = vienna_load(&args, None);
+    run.assert_success();
+    assert_eq!(run.json["operations"]["ok"], 10);
+
+    // A certificate authority that did not sign the server's certificate: the handshake fails, nothing runs.
+    let other = tempfile::tempdir().expect("temp dir");
+    let wrong = other.path().join("other.pem");
+    let stranger = Vienna::start(1, &["--set", "sip.tls=true", "--set", "sip.tls_port=0"]);
+    std::fs::copy(stranger.certificate(), &wrong).expect("copy a foreign certificate");
+    let args = [
+        "sip",
+        "--target",
+        &target,
+        "--transport",
+        "tls",
+        "--tls-ca",
+        wrong.to_str().unwrap(),
+        "--users",
+        "1",
+        "--rate",
+        "1",
+        "--duration",
+        "1",
+    ];
+    let stderr = refused(&args);
+    assert!(stderr.contains("TLS handshake"), "the error says why: {stderr}");
+
+    // TLS options without TLS are a mistake, said before any traffic.
+    let udp = server.sip.to_string();
+    let stderr =
+        refused(&["sip", "--target", &udp, "--tls-no-verify", "--users", "1", "--rate", "1", "--duration", "1"]);
+    assert!(stderr.contains("need --transport tls"), "{stderr}");
+}
+
+/// Runs vienna-load expecting it to fail; returns what it wrote to stderr.
+fn refused(args: &[&str]) -> String {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_vienna-load")).args(args).output().expect("run vienna-load");
+    assert!(!out.status.success(), "vienna-load {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

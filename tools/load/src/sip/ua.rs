@@ -34,6 +34,7 @@ use vienna_sip::{
 
 use super::users::UserSpec;
 use crate::framework::series::{self, BinCounts, Collector, Recorder};
+use crate::framework::tls::TlsClient;
 use crate::pacing::Pacer;
 use crate::turn::client::Rng;
 
@@ -395,18 +396,77 @@ enum Io {
 
 struct TcpConn {
     stream: mio::net::TcpStream,
+    /// The TLS session over `stream` (SIP over TLS); `wbuf` and what is read are plaintext.
+    tls: Option<Box<rustls::ClientConnection>>,
     framer: StreamFramer,
     wbuf: Vec<u8>,
     writable_interest: bool,
     closed: bool,
 }
 
+impl TcpConn {
+    /// Whether anything waits to be written: plaintext not yet taken, or TLS records not yet sent.
+    fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Reads plaintext into `buf`: `Ok(0)` when the server closed, `WouldBlock` when nothing more is there.
+    fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(tls) = &mut self.tls else { return self.stream.read(buf) };
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if tls.read_tls(&mut self.stream)? == 0 {
+                return Ok(0);
+            }
+            tls.process_new_packets().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
+    }
+
+    /// Writes what can be written now without blocking.
+    fn write_out(&mut self) {
+        let Some(tls) = &mut self.tls else {
+            let mut written = 0;
+            while written < self.wbuf.len() {
+                match self.stream.write(&self.wbuf[written..]) {
+                    Ok(0) => break,
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            self.wbuf.drain(..written);
+            return;
+        };
+        loop {
+            // rustls takes plaintext up to its buffer limit and encrypts it at once.
+            let taken = if self.wbuf.is_empty() { 0 } else { tls.writer().write(&self.wbuf).unwrap_or(0) };
+            self.wbuf.drain(..taken);
+            let mut sent = false;
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => break,
+                    Ok(_) => sent = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            if self.wbuf.is_empty() || tls.wants_write() || (taken == 0 && !sent) {
+                return;
+            }
+        }
+    }
+}
+
 /// A thread's local endpoint: a UDP socket, or a TCP connection to the target.
 pub enum Endpoint {
     /// UDP.
     Udp(UdpSocket),
-    /// TCP, connected.
-    Tcp(TcpStream),
+    /// TCP, connected; with its TLS session (handshake done) for SIP over TLS.
+    Tcp(TcpStream, Option<Box<rustls::ClientConnection>>),
 }
 
 struct Sock {
@@ -533,16 +593,22 @@ pub fn bind(
     n: usize,
     transport: Transport,
     target: SocketAddr,
+    tls: Option<&TlsClient>,
 ) -> anyhow::Result<Vec<Endpoint>> {
     let opts = vienna_netio::UdpOptions { reuse_port: false, recv_buffer: 4 << 20, send_buffer: 4 << 20 };
     (0..n)
         .map(|i| match transport {
-            Transport::Tcp => {
-                let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
+            Transport::Tcp | Transport::Tls => {
+                let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
                     .map_err(|e| anyhow::anyhow!("connecting to {target} over TCP: {e}"))?;
                 s.set_nodelay(true)?;
+                let session = match (transport, tls) {
+                    (Transport::Tls, Some(tls)) => Some(Box::new(tls.handshake(&mut s, Duration::from_secs(5))?)),
+                    (Transport::Tls, None) => anyhow::bail!("SIP over TLS without a TLS client configuration"),
+                    _ => None,
+                };
                 s.set_nonblocking(true)?;
-                Ok(Endpoint::Tcp(s))
+                Ok(Endpoint::Tcp(s, session))
             }
             _ => {
                 let port = first_port.map_or(0, |p| p.saturating_add(i as u16));
@@ -568,12 +634,13 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
                 poll.registry().register(&mut io, Token(i), Interest::READABLE)?;
                 (addr, Io::Udp(io))
             }
-            Endpoint::Tcp(s) => {
+            Endpoint::Tcp(s, tls) => {
                 let addr = s.local_addr()?;
                 let mut stream = mio::net::TcpStream::from_std(s);
                 poll.registry().register(&mut stream, Token(i), Interest::READABLE)?;
                 let framer = StreamFramer::new(Limits::default());
-                (addr, Io::Tcp(TcpConn { stream, framer, wbuf: Vec::new(), writable_interest: false, closed: false }))
+                let conn = TcpConn { stream, tls, framer, wbuf: Vec::new(), writable_interest: false, closed: false };
+                (addr, Io::Tcp(conn))
             }
         };
         let mut layer_seed = [0u8; 32];
@@ -612,6 +679,7 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
             aor,
             contact: match cfg.transport {
                 Transport::Tcp => format!("<sip:{}@{};transport=tcp>", spec.name, addr),
+                Transport::Tls => format!("<sip:{}@{};transport=tls>", spec.name, addr),
                 _ => format!("<sip:{}@{}>", spec.name, addr),
             },
             reg_call_id: format!("reg-{:016x}@vienna-load", rng.next_u64()),
@@ -926,13 +994,13 @@ impl Engine {
 
     /// Reads what a TCP connection has, frames it (RFC 3261 §18.3) and hands the messages to the layer.
     fn drain_tcp(&mut self, s: usize, now: Instant) {
-        let peer = Peer { transport: Transport::Tcp, addr: self.cfg.target };
+        let peer = Peer { transport: self.cfg.transport, addr: self.cfg.target };
         let mut buf = vec![0u8; 64 * 1024];
         let sock = &mut self.socks[s];
         let Io::Tcp(c) = &mut sock.io else { return };
         let mut lost = false;
         loop {
-            match c.stream.read(&mut buf) {
+            match c.read_plain(&mut buf) {
                 Ok(0) => {
                     lost = true;
                     break;
@@ -983,17 +1051,8 @@ impl Engine {
             c.wbuf.clear();
             return;
         }
-        let mut written = 0;
-        while written < c.wbuf.len() {
-            match c.stream.write(&c.wbuf[written..]) {
-                Ok(0) => break,
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        c.wbuf.drain(..written);
-        let want = !c.wbuf.is_empty();
+        c.write_out();
+        let want = c.has_output();
         if want != c.writable_interest {
             c.writable_interest = want;
             let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -1024,7 +1083,7 @@ impl Engine {
                 let o = sock.out.flush(u);
                 self.out.send_dropped += o.dropped as u64;
             }
-            Io::Tcp(c) if !c.wbuf.is_empty() => {
+            Io::Tcp(c) if c.has_output() => {
                 self.flush_tcp(s);
             }
             _ => {}
@@ -1456,7 +1515,7 @@ impl Engine {
         h.push(HeaderName::UserAgent, "vienna-load");
         op.bye_sent = true;
         // Over TCP everything goes over the one connection to the target.
-        let hop = if self.cfg.transport == Transport::Tcp { self.cfg.target } else { hop };
+        let hop = if self.cfg.transport.is_reliable() { self.cfg.target } else { hop };
         let peer = Peer { transport: self.cfg.transport, addr: hop };
         match self.socks[s].layer.send_request(now, bye, peer) {
             Ok(id) => {
@@ -1710,6 +1769,7 @@ fn push_branch(out: &mut String, rng: &mut Rng) {
 fn via_proto(t: Transport) -> &'static str {
     match t {
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
         _ => "UDP",
     }
 }

@@ -66,7 +66,9 @@ pub struct Vienna {
     pub sip: SocketAddr,
     /// SIP TCP listener, when `extra` turned TCP on (`--set sip.tcp=true`).
     pub sip_tcp: Option<SocketAddr>,
-    _dir: tempfile::TempDir,
+    /// SIP TLS listener, when `extra` turned TLS on (`--set sip.tls=true`).
+    pub sip_tls: Option<SocketAddr>,
+    dir: tempfile::TempDir,
 }
 
 impl Vienna {
@@ -86,11 +88,17 @@ impl Vienna {
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let (mut child, listeners) = serve(dir.path(), &args);
         let (sip, sip_tcp) = (listeners.get("sip/udp").copied(), listeners.get("sip/tcp").copied());
+        let sip_tls = listeners.get("sip/tls").copied();
         let Some(sip) = sip else {
             let _ = child.kill();
             panic!("vienna serve has no SIP UDP listener: {listeners:?}");
         };
-        Vienna { child, sip, sip_tcp, _dir: dir }
+        Vienna { child, sip, sip_tcp, sip_tls, dir }
+    }
+
+    /// The self-signed certificate Vienna generated for its TLS listeners (PEM).
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("tls").join("cert.pem")
     }
 
     /// Process id.
