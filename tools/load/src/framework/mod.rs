@@ -1,6 +1,6 @@
 //! What every mode shares: the output options (`--json`, `--report`, `--pid`), results over time
 //! ([`series`]), server process sampling ([`procstat`]), the live progress line ([`progress`]), the plots
-//! ([`plot`]), TLS for stream connections ([`tls`]) and the few numbers `sweep` compares between steps ([`StepResult`]).
+//! ([`plot`]), stream connections ([`stream`]) with TLS ([`tls`]) and the few numbers `sweep` compares between steps ([`StepResult`]).
 //!
 //! A mode runs in three parts: it checks its arguments and the outputs ([`OutputArgs::check`]) before any
 //! traffic, runs bounded in time and count with its threads recording into a [`series::Recorder`] each, and
@@ -10,6 +10,7 @@ pub mod plot;
 pub mod procstat;
 pub mod progress;
 pub mod series;
+pub mod stream;
 pub mod tls;
 
 use std::path::PathBuf;

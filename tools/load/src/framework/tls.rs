@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,48 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The TLS options of a mode with a `--transport tls`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// `--transport tls`: PEM file of the certificate authorities to trust (for a self-signed server,
+    /// its certificate; Vienna's generated one is `<data dir>/tls/cert.pem`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// `--transport tls`: accept any server certificate (test servers only; the handshake is still checked).
+    #[arg(long)]
+    pub tls_no_verify: bool,
+    /// `--transport tls`: the server's name for SNI and the certificate check [default: the host of the
+    /// target].
+    #[arg(long, value_name = "NAME")]
+    pub tls_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The TLS client for `target` (`host:port`) when the run uses TLS (`tls`), `None` when it does not;
+    /// the TLS options given without TLS are an error.
+    pub fn client(&self, tls: bool, target: &str) -> anyhow::Result<Option<TlsClient>> {
+        if !tls {
+            if self.tls_ca.is_some() || self.tls_no_verify || self.tls_name.is_some() {
+                bail!("--tls-ca, --tls-no-verify and --tls-name need --transport tls");
+            }
+            return Ok(None);
+        }
+        let name = self.tls_name.clone().unwrap_or_else(|| target_host(target).to_owned());
+        TlsClient::new(self.tls_ca.as_deref(), self.tls_no_verify, &name).map(Some)
+    }
+}
+
+/// The host part of `host:port`, `[v6]:port` or a bare host.
+fn target_host(target: &str) -> &str {
+    if let Some(rest) = target.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => target,
+    }
+}
 
 /// Everything needed to open TLS connections to one server.
 #[derive(Clone)]
@@ -135,5 +177,19 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_host;
+
+    #[test]
+    fn the_tls_name_defaults_to_the_host_of_the_target() {
+        assert_eq!(target_host("127.0.0.1:5061"), "127.0.0.1");
+        assert_eq!(target_host("sip.example.com:5061"), "sip.example.com");
+        assert_eq!(target_host("[::1]:5061"), "::1");
+        assert_eq!(target_host("sip.example.com"), "sip.example.com");
+        assert_eq!(target_host("::1"), "::1");
     }
 }

@@ -32,7 +32,7 @@ use vienna_sip::transaction::TimerConfig;
 use crate::framework::procstat::{ProcSampler, self_cpu_secs};
 use crate::framework::progress::{Progress, RateMeter, human_us};
 use crate::framework::series::{self, Collector, LatencyReport, Timeline, round3};
-use crate::framework::tls::TlsClient;
+use crate::framework::tls::TlsArgs;
 use crate::framework::{Common, Finished, OutputArgs, StepResult, plot};
 use crate::sys;
 use ua::{AlgorithmChoice, AuthMode, Callee, Config, Counters, Outcome, Scenario, Shared, phase};
@@ -73,17 +73,9 @@ pub struct SipCommon {
     /// Transport.
     #[arg(long, value_enum, default_value_t = SipTransport::Udp)]
     pub transport: SipTransport,
-    /// `--transport tls`: PEM file of the certificate authorities to trust (for a self-signed server,
-    /// its certificate; Vienna's generated one is `<data dir>/tls/cert.pem`).
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// `--transport tls`: accept any server certificate (test servers only; the handshake is still checked).
-    #[arg(long)]
-    pub tls_no_verify: bool,
-    /// `--transport tls`: the server's name for SNI and the certificate check [default: the host of
-    /// --target].
-    #[arg(long, value_name = "NAME")]
-    pub tls_name: Option<String>,
+    /// TLS options (`--transport tls`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Domain of the users' addresses and of REGISTER's Request-URI.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -293,30 +285,6 @@ pub fn transport(c: &SipCommon) -> vienna_sip::Transport {
     }
 }
 
-/// The TLS client of a `--transport tls` run (`None` for UDP and TCP); the TLS options without it are an
-/// error.
-pub fn tls_client(c: &SipCommon) -> anyhow::Result<Option<TlsClient>> {
-    if c.transport != SipTransport::Tls {
-        if c.tls_ca.is_some() || c.tls_no_verify || c.tls_name.is_some() {
-            bail!("--tls-ca, --tls-no-verify and --tls-name need --transport tls");
-        }
-        return Ok(None);
-    }
-    let name = c.tls_name.clone().unwrap_or_else(|| target_host(&c.target).to_owned());
-    TlsClient::new(c.tls_ca.as_deref(), c.tls_no_verify, &name).map(Some)
-}
-
-/// The host part of `host:port`, `[v6]:port` or a bare host.
-fn target_host(target: &str) -> &str {
-    if let Some(rest) = target.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match target.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
-        _ => target,
-    }
-}
-
 /// The SIP timers of a run.
 pub fn timers(c: &SipCommon) -> TimerConfig {
     let t1 = Duration::from_millis(c.t1_ms);
@@ -350,7 +318,7 @@ pub fn drive(
     if sockets as u64 + 64 > nofile {
         bail!("--sockets {sockets} needs more file descriptors than the open-file limit {nofile}");
     }
-    let tls = tls_client(common)?;
+    let tls = common.tls.client(common.transport == SipTransport::Tls, &common.target)?;
     let pss_before = sampler.pss_bytes();
     let presence = cfg.presence.is_some();
     let round_plan = cfg.presence.as_ref().and_then(|p| p.rounds);
@@ -985,19 +953,5 @@ impl SipReport {
             let _ = writeln!(s, "{line}");
         }
         s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::target_host;
-
-    #[test]
-    fn the_tls_name_defaults_to_the_host_of_the_target() {
-        assert_eq!(target_host("127.0.0.1:5061"), "127.0.0.1");
-        assert_eq!(target_host("sip.example.com:5061"), "sip.example.com");
-        assert_eq!(target_host("[::1]:5061"), "::1");
-        assert_eq!(target_host("sip.example.com"), "sip.example.com");
-        assert_eq!(target_host("::1"), "::1");
     }
 }

@@ -17,8 +17,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -34,6 +33,7 @@ use vienna_sip::{
 
 use super::users::UserSpec;
 use crate::framework::series::{self, BinCounts, Collector, Recorder};
+use crate::framework::stream::{self, Connected, StreamConn};
 use crate::framework::tls::TlsClient;
 use crate::pacing::Pacer;
 use crate::turn::client::Rng;
@@ -395,70 +395,8 @@ enum Io {
 }
 
 struct TcpConn {
-    stream: mio::net::TcpStream,
-    /// The TLS session over `stream` (SIP over TLS); `wbuf` and what is read are plaintext.
-    tls: Option<Box<rustls::ClientConnection>>,
+    conn: StreamConn,
     framer: StreamFramer,
-    wbuf: Vec<u8>,
-    writable_interest: bool,
-    closed: bool,
-}
-
-impl TcpConn {
-    /// Whether anything waits to be written: plaintext not yet taken, or TLS records not yet sent.
-    fn has_output(&self) -> bool {
-        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
-    }
-
-    /// Reads plaintext into `buf`: `Ok(0)` when the server closed, `WouldBlock` when nothing more is there.
-    fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let Some(tls) = &mut self.tls else { return self.stream.read(buf) };
-        loop {
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            if tls.read_tls(&mut self.stream)? == 0 {
-                return Ok(0);
-            }
-            tls.process_new_packets().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        }
-    }
-
-    /// Writes what can be written now without blocking.
-    fn write_out(&mut self) {
-        let Some(tls) = &mut self.tls else {
-            let mut written = 0;
-            while written < self.wbuf.len() {
-                match self.stream.write(&self.wbuf[written..]) {
-                    Ok(0) => break,
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            self.wbuf.drain(..written);
-            return;
-        };
-        loop {
-            // rustls takes plaintext up to its buffer limit and encrypts it at once.
-            let taken = if self.wbuf.is_empty() { 0 } else { tls.writer().write(&self.wbuf).unwrap_or(0) };
-            self.wbuf.drain(..taken);
-            let mut sent = false;
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(0) => break,
-                    Ok(_) => sent = true,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            if self.wbuf.is_empty() || tls.wants_write() || (taken == 0 && !sent) {
-                return;
-            }
-        }
-    }
 }
 
 /// A thread's local endpoint: a UDP socket, or a TCP connection to the target.
@@ -466,7 +404,7 @@ pub enum Endpoint {
     /// UDP.
     Udp(UdpSocket),
     /// TCP, connected; with its TLS session (handshake done) for SIP over TLS.
-    Tcp(TcpStream, Option<Box<rustls::ClientConnection>>),
+    Tcp(Connected),
 }
 
 struct Sock {
@@ -598,17 +536,10 @@ pub fn bind(
     let opts = vienna_netio::UdpOptions { reuse_port: false, recv_buffer: 4 << 20, send_buffer: 4 << 20 };
     (0..n)
         .map(|i| match transport {
-            Transport::Tcp | Transport::Tls => {
-                let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
-                    .map_err(|e| anyhow::anyhow!("connecting to {target} over TCP: {e}"))?;
-                s.set_nodelay(true)?;
-                let session = match (transport, tls) {
-                    (Transport::Tls, Some(tls)) => Some(Box::new(tls.handshake(&mut s, Duration::from_secs(5))?)),
-                    (Transport::Tls, None) => anyhow::bail!("SIP over TLS without a TLS client configuration"),
-                    _ => None,
-                };
-                s.set_nonblocking(true)?;
-                Ok(Endpoint::Tcp(s, session))
+            Transport::Tcp => stream::connect(target, None).map(Endpoint::Tcp),
+            Transport::Tls => {
+                let tls = tls.ok_or_else(|| anyhow::anyhow!("SIP over TLS without a TLS client configuration"))?;
+                stream::connect(target, Some(tls)).map(Endpoint::Tcp)
             }
             _ => {
                 let port = first_port.map_or(0, |p| p.saturating_add(i as u16));
@@ -634,13 +565,10 @@ pub fn run(index: usize, sockets: Vec<Endpoint>, cfg: Arc<Config>, shared: Arc<S
                 poll.registry().register(&mut io, Token(i), Interest::READABLE)?;
                 (addr, Io::Udp(io))
             }
-            Endpoint::Tcp(s, tls) => {
-                let addr = s.local_addr()?;
-                let mut stream = mio::net::TcpStream::from_std(s);
-                poll.registry().register(&mut stream, Token(i), Interest::READABLE)?;
-                let framer = StreamFramer::new(Limits::default());
-                let conn = TcpConn { stream, tls, framer, wbuf: Vec::new(), writable_interest: false, closed: false };
-                (addr, Io::Tcp(conn))
+            Endpoint::Tcp(c) => {
+                let addr = c.local_addr()?;
+                let conn = c.register(poll.registry(), Token(i))?;
+                (addr, Io::Tcp(TcpConn { conn, framer: StreamFramer::new(Limits::default()) }))
             }
         };
         let mut layer_seed = [0u8; 32];
@@ -1000,7 +928,7 @@ impl Engine {
         let Io::Tcp(c) = &mut sock.io else { return };
         let mut lost = false;
         loop {
-            match c.read_plain(&mut buf) {
+            match c.conn.read_plain(&mut buf) {
                 Ok(0) => {
                     lost = true;
                     break;
@@ -1013,7 +941,7 @@ impl Engine {
                             Ok(Some(FrameEvent::Invalid { error, bytes })) => {
                                 sock.layer.handle_parse_error(peer, &bytes, &error);
                             }
-                            Ok(Some(FrameEvent::Ping)) => c.wbuf.extend_from_slice(PONG),
+                            Ok(Some(FrameEvent::Ping)) => c.conn.wbuf.extend_from_slice(PONG),
                             Ok(Some(FrameEvent::Pong)) => {}
                             Ok(None) => break,
                             Err(_) => {
@@ -1034,9 +962,8 @@ impl Engine {
                 }
             }
         }
-        if lost && !c.closed {
-            c.closed = true;
-            let _ = self.registry.deregister(&mut c.stream);
+        if lost && !c.conn.is_closed() {
+            c.conn.close(&self.registry);
             sock.layer.connection_lost(peer);
         }
         self.touched[s] = true;
@@ -1047,17 +974,7 @@ impl Engine {
     fn flush_tcp(&mut self, s: usize) {
         let Some(sock) = self.socks.get_mut(s) else { return };
         let Io::Tcp(c) = &mut sock.io else { return };
-        if c.closed {
-            c.wbuf.clear();
-            return;
-        }
-        c.write_out();
-        let want = c.has_output();
-        if want != c.writable_interest {
-            c.writable_interest = want;
-            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            let _ = self.registry.reregister(&mut c.stream, Token(s), interest);
-        }
+        c.conn.flush(&self.registry);
     }
 
     fn pump_all(&mut self, now: Instant) {
@@ -1083,7 +1000,7 @@ impl Engine {
                 let o = sock.out.flush(u);
                 self.out.send_dropped += o.dropped as u64;
             }
-            Io::Tcp(c) if c.has_output() => {
+            Io::Tcp(c) if c.conn.has_output() => {
                 self.flush_tcp(s);
             }
             _ => {}
@@ -1115,10 +1032,10 @@ impl Engine {
             }
             // One connection, to the target: everything goes over it.
             Io::Tcp(c) => {
-                if c.closed {
+                if c.conn.is_closed() {
                     self.out.send_dropped += 1;
                 } else {
-                    c.wbuf.extend_from_slice(bytes);
+                    c.conn.wbuf.extend_from_slice(bytes);
                 }
             }
         }
