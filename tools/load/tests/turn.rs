@@ -12,11 +12,16 @@ use serde_json::Value;
 
 /// Runs `vienna-load turn` against `server` with `args` and `--json`; returns the output and the JSON.
 fn load(server: &Relay, args: &[&str]) -> (Output, Value) {
+    load_at(server.turn, args)
+}
+
+/// [`load`] against the listener at `addr`.
+fn load_at(addr: std::net::SocketAddr, args: &[&str]) -> (Output, Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("result.json");
     let out = Command::new(env!("CARGO_BIN_EXE_vienna-load"))
         .arg("turn")
-        .args(["--server", &server.turn.to_string(), "--user", "alice"])
+        .args(["--server", &addr.to_string(), "--user", "alice"])
         .args(args)
         .arg("--json")
         .arg(&json)
@@ -160,4 +165,35 @@ fn timeline_and_report_hold_the_run() {
     let report = std::fs::read_to_string(&svg).expect("report written");
     assert!(report.contains("<svg") && report.contains("loss"));
     assert!(report.contains("sent=200"), "the report carries the summary");
+}
+
+#[test]
+fn data_over_tcp_and_tls_connections_has_no_loss() {
+    let server = Relay::start(&[
+        "--set",
+        "turn.tcp=true",
+        "--set",
+        "turn.tcp_port=0",
+        "--set",
+        "turn.tls=true",
+        "--set",
+        "turn.tls_port=0",
+    ]);
+    let ca = server.data_dir().join("tls").join("cert.pem").display().to_string();
+    let tcp = server.turn_tcp.expect("TURN TCP listener");
+    let tls = server.turn_tls.expect("TURN TLS listener");
+    // 101 payload bytes: every ChannelData frame is padded on the stream (105 -> 108), both ways.
+    let common = ["--password", "secret", "--clients", "4", "--rate", "50", "--duration", "2", "--size", "101"];
+    for (transport, addr, extra) in [("tcp", tcp, vec![]), ("tls", tls, vec!["--tls-ca", ca.as_str()])] {
+        let args: Vec<&str> = ["--transport", transport].into_iter().chain(common).chain(extra).collect();
+        let (out, json) = load_at(addr, &args);
+        assert!(out.status.success(), "{transport}: exit {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json["config"]["transport"], transport);
+        assert_eq!(json["allocations"]["ok"], 4, "{transport}");
+        assert_eq!(json["sent"], 400, "{transport}: 4 clients x 50 pps x 2 s");
+        assert_eq!(json["received"], 400, "{transport}: every echo back over the connections");
+        assert_eq!(json["foreign"], 0, "{transport}: every frame parsed");
+    }
+    // The relay's own count: 8 allocations made (over TCP and TLS, the only listeners these runs used).
+    server.metric_at_least("vienna_turn_allocations_created_total", 8.0);
 }

@@ -10,7 +10,10 @@
 //! `vienna-load msturn` ([`crate::msturn`]): only the control plane ([`msclient`]) and the framing of the
 //! data differ ([`worker::Dialect`]); [`RelayArgs`] are the options both modes share.
 //!
-//! Left out for now: TCP/TLS/DTLS client transports (and MS-TURN's TCP framing and pseudo-TLS), RFC 8656
+//! Clients reach the server over UDP, TCP or TLS (`--transport`; one connection per client, RFC 8656
+//! §10.1, relaying to UDP peers as always).
+//!
+//! Left out for now: DTLS (and MS-TURN's TCP framing and pseudo-TLS: `msturn` is UDP only), RFC 8656
 //! Send/Data indications (ChannelData only), IPv6 relays for IPv4 clients (REQUESTED-ADDRESS-FAMILY),
 //! MESSAGE-INTEGRITY-SHA256, verification of response integrity.
 
@@ -36,6 +39,8 @@ use crate::echo::EchoPeer;
 use crate::framework::procstat::{ProcSampler, self_cpu_secs};
 use crate::framework::progress::{Progress, RateMeter, human_us};
 use crate::framework::series::{self, Collector, LatencyReport};
+use crate::framework::stream;
+use crate::framework::tls::TlsArgs;
 use crate::framework::{Common, Finished, OutputArgs, StepResult, plot};
 use crate::payload;
 use crate::stats::Totals;
@@ -43,20 +48,48 @@ use crate::sys;
 use client::Settings;
 use msclient::MsSettings;
 use report::{AllocationReport, ConfigReport, JitterReport, Report, TeardownReport, round3};
-use worker::{Counters, DataPlan, Dialect, Outcome, Shared, phase};
+use worker::{ClientSocket, Counters, DataPlan, Dialect, Outcome, Shared, phase};
 
 /// Largest `--duration`.
 pub const MAX_DURATION_SECS: u64 = 3600;
 /// Largest `--size`: the ChannelData frame must fit one batch slot and a 1500-byte path comfortably.
 pub const MAX_SIZE: usize = 1400;
 
+/// How the clients reach the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayTransport {
+    /// A UDP socket per client; datagrams in `sendmmsg`/`recvmmsg` batches.
+    Udp,
+    /// A TCP connection per client (RFC 8656 §10.1); ChannelData padded to 4 bytes.
+    Tcp,
+    /// TLS over a TCP connection per client (the TURN server's TLS port, 5349 by default).
+    Tls,
+}
+
+impl RelayTransport {
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayTransport::Udp => "udp",
+            RelayTransport::Tcp => "tcp",
+            RelayTransport::Tls => "tls",
+        }
+    }
+}
+
 /// Options of every relay mode (`turn`, `msturn`): server, clients, rate, payload, peer, threads, outputs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RelayArgs {
-    /// TURN server, host:port (UDP).
+    /// TURN server, host:port (its UDP, TCP or TLS port, by --transport).
     #[arg(long, visible_alias = "target")]
     pub server: String,
-    /// Clients: one UDP socket and one allocation each.
+    /// Client transport (`turn` only; `msturn` is UDP).
+    #[arg(long, value_enum, default_value_t = RelayTransport::Udp)]
+    pub transport: RelayTransport,
+    /// TLS options (`--transport tls`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Clients: one UDP socket (or TCP/TLS connection) and one allocation each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=200_000))]
     pub clients: u64,
     /// Data packets per second per client.
@@ -163,6 +196,10 @@ pub fn run_relay(args: &RelayArgs, plan: Plan) -> anyhow::Result<Finished> {
         bail!("--size must be {}..={MAX_SIZE} bytes", payload::HEADER_LEN);
     }
     let server = resolve(&args.server).context("--server")?;
+    if args.transport != RelayTransport::Udp && matches!(plan.dialect, PlanDialect::Ms(_)) {
+        bail!("msturn runs over UDP only for now (MS-TURN's TCP framing and pseudo-TLS are not built)");
+    }
+    let tls = args.tls.client(args.transport == RelayTransport::Tls, &args.server)?;
     let sampler = args.out.check()?;
     let clients = usize::try_from(args.clients)?;
     let threads =
@@ -203,8 +240,14 @@ pub fn run_relay(args: &RelayArgs, plan: Plan) -> anyhow::Result<Finished> {
     let options = UdpOptions { reuse_port: false, recv_buffer: if args.hold { 0 } else { 1 << 20 }, send_buffer: 0 };
     let mut sockets = Vec::with_capacity(clients);
     for i in 0..clients {
-        let s = bind_udp(SocketAddr::new(local_ip, 0), options)
-            .with_context(|| format!("creating the socket of client {i} on {local_ip}"))?;
+        let s = match args.transport {
+            RelayTransport::Udp => bind_udp(SocketAddr::new(local_ip, 0), options)
+                .map(ClientSocket::Udp)
+                .with_context(|| format!("creating the socket of client {i} on {local_ip}"))?,
+            RelayTransport::Tcp | RelayTransport::Tls => stream::connect(server, tls.as_ref())
+                .map(ClientSocket::Stream)
+                .with_context(|| format!("connecting client {i}"))?,
+        };
         sockets.push(s);
     }
 
@@ -252,6 +295,7 @@ pub fn run_relay(args: &RelayArgs, plan: Plan) -> anyhow::Result<Finished> {
         peer: peer.to_string(),
         builtin_peer: echo.is_some(),
         dialect: if ms.is_some() { "msturn" } else { "turn" },
+        transport: args.transport.name(),
         username: plan.username,
         credentials: plan.credentials,
         rest_credentials: plan.credentials == "rest",

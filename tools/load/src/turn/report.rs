@@ -20,6 +20,8 @@ pub struct ConfigReport {
     pub builtin_peer: bool,
     /// `turn` (RFC 8656) or `msturn`.
     pub dialect: &'static str,
+    /// Client transport: `udp`, `tcp` or `tls`.
+    pub transport: &'static str,
     /// USERNAME sent (for REST credentials, `expiry:user`; an MRAS token in base64).
     pub username: String,
     /// `long-term` (RFC 8656), `account` (MS-TURN with a store account), `rest` or `mras`.
@@ -163,13 +165,14 @@ impl Report {
         let peer = if c.builtin_peer { "built-in echo peer" } else { "external peer" };
         let _ = writeln!(
             s,
-            "vienna-load {}: {} clients x {} pps x {} s, {} B payload -> {} ({} {}), {} threads",
+            "vienna-load {}: {} clients x {} pps x {} s, {} B payload -> {} over {} ({} {}), {} threads",
             self.label(),
             c.clients,
             c.rate_per_client_pps,
             c.duration_secs,
             c.size,
             c.server,
+            c.transport,
             peer,
             c.peer,
             c.threads

@@ -1,8 +1,10 @@
-//! One load thread: owns a contiguous range of clients (one UDP socket each), drives their TURN
+//! One load thread: owns a contiguous range of clients (one UDP socket or one TCP/TLS connection each), drives their TURN
 //! control plane (RFC 8656, [`super::client`], or MS-TURN, [`super::msclient`]), paces their data
 //! (ChannelData; MS-TURN Send requests or raw data to the active destination), and receives the echoes
-//! (ChannelData; Data Indications or raw data) with `recvmmsg` on the sockets epoll reports readable. The
-//! main thread steers every worker through the run's phases with [`Shared`].
+//! (ChannelData; Data Indications or raw data) with `recvmmsg` on the sockets epoll reports readable. Over
+//! TCP and TLS (RFC 8656 §10.1, standard dialect) the same messages are framed on the stream, ChannelData
+//! padded to a multiple of 4 (§12.5). The main thread steers every worker through the run's phases with
+//! [`Shared`].
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -14,11 +16,12 @@ use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use vienna_netio::{BATCH, RecvBatch, SendBatch};
 use vienna_stun::msturn::{self, SendRequest, TransactionId};
-use vienna_stun::{ChannelData, Kind, Message, channel_data, classify};
+use vienna_stun::{ChannelData, Kind, Message, channel_data, classify, frame_len};
 
 use super::client::{Action, CHANNEL, Client, Failure, Phase, Rng, Settings, Step};
 use super::msclient::{MsClient, MsSettings};
 use crate::framework::series::{BinCounts, Collector, Recorder};
+use crate::framework::stream::{Connected, StreamConn};
 use crate::pacing::{Pacer, share};
 use crate::payload;
 use crate::stats::{Arrival, Jitter, SeqTracker, Totals};
@@ -43,6 +46,29 @@ const MAX_PER_WAKE: u64 = 4096;
 pub const TEARDOWN_LIMIT: Duration = Duration::from_secs(20);
 /// Longest sleep, so phase changes are seen quickly.
 const MAX_SLEEP: Duration = Duration::from_millis(10);
+/// Bytes queued on one stream client's connection before more data packets are dropped (the server or
+/// the network does not keep up).
+const MAX_STREAM_BACKLOG: usize = 1 << 20;
+/// Bytes read from a stream connection at a time.
+const STREAM_READ: usize = 64 << 10;
+
+/// A client's way to the server, as the main thread made it.
+pub enum ClientSocket {
+    /// Its own UDP socket.
+    Udp(UdpSocket),
+    /// Its own TCP connection (with TLS when the run uses it), connected.
+    Stream(Connected),
+}
+
+/// A client's way to the server, registered in the worker's poll.
+enum ClientIo {
+    Udp(mio::net::UdpSocket),
+    /// The connection and what was read of a frame not yet whole.
+    Stream {
+        conn: StreamConn,
+        rbuf: Vec<u8>,
+    },
+}
 
 /// Live counters of one worker, read by the progress line.
 #[derive(Debug, Default)]
@@ -221,7 +247,7 @@ pub struct Outcome {
 }
 
 struct Slot {
-    sock: mio::net::UdpSocket,
+    io: ClientIo,
     client: Control,
     settled: bool,
     was_ready: bool,
@@ -248,7 +274,7 @@ struct Worker {
     shared: Arc<Shared>,
     slots: Vec<Slot>,
     rng: Rng,
-    recv: RecvBatch,
+    registry: mio::Registry,
     send: SendBatch,
     recorder: Recorder,
     started: usize,
@@ -266,13 +292,15 @@ struct Worker {
     last_send: Option<u64>,
     /// A payload being framed (MS-TURN Send requests copy it into the request).
     scratch: Vec<u8>,
+    /// What a stream connection read last (plaintext).
+    stream_read: Vec<u8>,
 }
 
 /// Runs one worker over `sockets` (clients `first_client..`) until the main thread says stop or
 /// its teardown is over.
 pub fn run(
     index: usize,
-    sockets: Vec<UdpSocket>,
+    sockets: Vec<ClientSocket>,
     first_client: u32,
     cfg: Arc<Config>,
     shared: Arc<Shared>,
@@ -280,10 +308,18 @@ pub fn run(
     let mut poll = Poll::new()?;
     let mut slots = Vec::with_capacity(sockets.len());
     for (i, s) in sockets.into_iter().enumerate() {
-        let mut sock = mio::net::UdpSocket::from_std(s);
-        poll.registry().register(&mut sock, Token(i), Interest::READABLE)?;
+        let io = match s {
+            ClientSocket::Udp(s) => {
+                let mut sock = mio::net::UdpSocket::from_std(s);
+                poll.registry().register(&mut sock, Token(i), Interest::READABLE)?;
+                ClientIo::Udp(sock)
+            }
+            ClientSocket::Stream(c) => {
+                ClientIo::Stream { conn: c.register(poll.registry(), Token(i))?, rbuf: Vec::new() }
+            }
+        };
         slots.push(Slot {
-            sock,
+            io,
             client: Control::new(&cfg.dialect),
             settled: false,
             was_ready: false,
@@ -304,7 +340,7 @@ pub fn run(
         shared,
         slots,
         rng: Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-        recv: RecvBatch::new(),
+        registry: poll.registry().try_clone()?,
         send: SendBatch::new(),
         recorder: Recorder::new(),
         started: 0,
@@ -321,6 +357,7 @@ pub fn run(
         first_send: None,
         last_send: None,
         scratch: Vec::new(),
+        stream_read: Vec::new(),
     };
     w.main_loop(&mut poll)?;
     Ok(w.outcome())
@@ -333,6 +370,7 @@ impl Worker {
 
     fn main_loop(&mut self, poll: &mut Poll) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut recv = RecvBatch::new();
         let mut local = Local::Setup;
         loop {
             let now = Instant::now();
@@ -417,7 +455,15 @@ impl Worker {
             }
             let now = Instant::now();
             for ev in events.iter() {
-                self.drain_socket(ev.token().0, now);
+                let i = ev.token().0;
+                if ev.is_writable()
+                    && let Some(ClientIo::Stream { conn, .. }) = self.slots.get_mut(i).map(|s| &mut s.io)
+                {
+                    conn.flush(&self.registry);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.drain_socket(&mut recv, i, now);
+                }
             }
         }
     }
@@ -442,7 +488,15 @@ impl Worker {
         let slot = &mut self.slots[i];
         if action == Action::Send {
             // A lost request is retransmitted on the timer; errors are treated like losses.
-            let _ = slot.sock.send_to(slot.client.outgoing(), self.cfg.server);
+            match &mut slot.io {
+                ClientIo::Udp(sock) => {
+                    let _ = sock.send_to(slot.client.outgoing(), self.cfg.server);
+                }
+                ClientIo::Stream { conn, .. } => {
+                    conn.wbuf.extend_from_slice(slot.client.outgoing());
+                    conn.flush(&self.registry);
+                }
+            }
         }
         let phase = slot.client.phase();
         if !slot.settled && matches!(phase, Phase::Ready | Phase::Failed) {
@@ -511,12 +565,13 @@ impl Worker {
                 self.skipped += count;
                 continue;
             }
+            if matches!(self.slots[c].io, ClientIo::Stream { .. }) {
+                self.send_stream_data(c, count, plan.size, now_ns);
+                continue;
+            }
             for _ in 0..count {
                 if self.send.is_full() {
-                    let slot = &mut self.slots[c];
-                    let o = self.send.flush(&slot.sock);
-                    slot.sent += o.sent as u64;
-                    self.send_dropped += o.dropped as u64;
+                    self.flush_udp(c);
                 }
                 let header = payload::Header {
                     client: self.first_client + c as u32,
@@ -528,16 +583,48 @@ impl Worker {
                 }
                 self.slots[c].next_seq += 1;
             }
-            let slot = &mut self.slots[c];
-            let o = self.send.flush(&slot.sock);
-            slot.sent += o.sent as u64;
-            self.send_dropped += o.dropped as u64;
+            self.flush_udp(c);
         }
         let total: u64 = self.slots.iter().map(|s| s.sent).sum();
         self.recorder.offered(now, total - self.total_sent);
         self.total_sent = total;
         self.first_send.get_or_insert(now_ns);
         self.last_send = Some(now_ns);
+    }
+
+    /// Sends the send batch from client `c`'s UDP socket.
+    fn flush_udp(&mut self, c: usize) {
+        let slot = &mut self.slots[c];
+        let ClientIo::Udp(sock) = &slot.io else { return };
+        let o = self.send.flush(sock);
+        slot.sent += o.sent as u64;
+        self.send_dropped += o.dropped as u64;
+    }
+
+    /// Queues `count` ChannelData packets of stream client `c` on its connection (padded to 4 bytes)
+    /// and writes what the connection takes now.
+    fn send_stream_data(&mut self, c: usize, count: u64, size: usize, now_ns: u64) {
+        let first_client = self.first_client;
+        let slot = &mut self.slots[c];
+        let ClientIo::Stream { conn, .. } = &mut slot.io else { return };
+        let frame = channel_data::encoded_len(size, true);
+        for _ in 0..count {
+            if conn.is_closed() || conn.wbuf.len() + frame > MAX_STREAM_BACKLOG {
+                self.send_dropped += 1;
+                continue;
+            }
+            let header = payload::Header { client: first_client + c as u32, seq: slot.next_seq, sent_ns: now_ns };
+            let start = conn.wbuf.len();
+            conn.wbuf.resize(start + frame, 0);
+            if !write_channel_data(&mut conn.wbuf[start..], &header, size) {
+                conn.wbuf.truncate(start);
+                self.send_dropped += 1;
+                continue;
+            }
+            slot.next_seq += 1;
+            slot.sent += 1;
+        }
+        conn.flush(&self.registry);
     }
 
     /// Writes one data packet of client `c` carrying `header` (payload of `size` bytes) into the send
@@ -548,13 +635,11 @@ impl Worker {
         match &self.cfg.dialect {
             Dialect::Standard(_) => {
                 let Some(buf) = self.send.slot() else { return false };
-                let len = channel_data::HEADER_LEN + size;
                 // The CLI bounds the size, so the header and payload fit the slot.
-                if channel_data::write_header(CHANNEL, size, &mut buf[..]).is_err() {
+                if !write_channel_data(buf, header, size) {
                     return false;
                 }
-                payload::write(&mut buf[channel_data::HEADER_LEN..len], header);
-                self.send.commit(len, server);
+                self.send.commit(channel_data::HEADER_LEN + size, server);
             }
             Dialect::Ms(s) if s.active_destination => {
                 let Some(buf) = self.send.slot() else { return false };
@@ -587,10 +672,16 @@ impl Worker {
         true
     }
 
-    fn drain_socket(&mut self, i: usize, now: Instant) {
+    fn drain_socket(&mut self, recv: &mut RecvBatch, i: usize, now: Instant) {
         let now_ns = now.duration_since(self.shared.base).as_nanos() as u64;
+        match self.slots.get(i).map(|s| &s.io) {
+            Some(ClientIo::Udp(_)) => {}
+            Some(ClientIo::Stream { .. }) => return self.drain_stream(i, now, now_ns),
+            None => return,
+        }
         loop {
-            let n = match self.recv.recv(&self.slots[i].sock) {
+            let ClientIo::Udp(sock) = &self.slots[i].io else { return };
+            let n = match recv.recv(sock) {
                 Ok(n) => n,
                 Err(_) => {
                     self.recv_errors += 1;
@@ -598,54 +689,110 @@ impl Worker {
                 }
             };
             for k in 0..n {
-                let (bytes, from) = self.recv.get(k);
+                let (bytes, from) = recv.get(k);
                 if from != self.cfg.server {
                     self.foreign += 1;
                     continue;
                 }
-                match &self.cfg.dialect {
-                    Dialect::Standard(settings) => match classify(bytes) {
-                        Kind::ChannelData => {
-                            let data =
-                                ChannelData::parse(bytes).ok().filter(|cd| cd.channel == CHANNEL).map(|cd| cd.data);
-                            let header = data.and_then(payload::read);
-                            self.on_data(i, header, now, now_ns);
-                        }
-                        Kind::Stun => {
-                            let Ok(msg) = Message::decode(bytes) else {
-                                self.foreign += 1;
-                                continue;
-                            };
-                            let Control::Std(c) = &mut self.slots[i].client else { continue };
-                            let action = c.handle_response(now, &msg, settings, &mut self.rng);
-                            self.after(i, action);
-                        }
-                        Kind::Other => self.foreign += 1,
-                    },
-                    Dialect::Ms(settings) => {
-                        if !msturn::is_msturn(bytes) {
-                            // Raw data from the active destination.
-                            let header = settings.active_destination.then_some(bytes).and_then(payload::read);
-                            self.on_data(i, header, now, now_ns);
-                            continue;
-                        }
-                        let Ok(msg) = msturn::Message::decode(bytes) else {
-                            self.foreign += 1;
-                            continue;
-                        };
-                        if msg.msg_type() == msturn::types::DATA_INDICATION {
-                            let header = msg.get(msturn::attr::DATA).and_then(payload::read);
-                            self.on_data(i, header, now, now_ns);
-                            continue;
-                        }
-                        let Control::Ms(c) = &mut self.slots[i].client else { continue };
-                        let action = c.handle_response(now, &msg, settings, &mut self.rng);
-                        self.after(i, action);
-                    }
-                }
+                self.on_packet(i, bytes, now, now_ns);
             }
             if n < BATCH {
                 return;
+            }
+        }
+    }
+
+    /// Reads what stream client `i`'s connection has and hands every whole frame to [`Self::on_packet`].
+    fn drain_stream(&mut self, i: usize, now: Instant, now_ns: u64) {
+        let mut chunk = std::mem::take(&mut self.stream_read);
+        chunk.resize(STREAM_READ, 0);
+        let ClientIo::Stream { conn, rbuf } = &mut self.slots[i].io else { return };
+        let mut frames = std::mem::take(rbuf);
+        let mut lost = false;
+        loop {
+            match conn.read_plain(&mut chunk) {
+                Ok(0) => {
+                    lost = true;
+                    break;
+                }
+                Ok(n) => frames.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        let mut at = 0;
+        loop {
+            match frame_len(&frames[at..]) {
+                Ok(Some(len)) if frames.len() - at >= len => {
+                    self.on_packet(i, &frames[at..at + len], now, now_ns);
+                    at += len;
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    // Out of step with the server: nothing more on this connection can be trusted.
+                    self.foreign += 1;
+                    lost = true;
+                    at = frames.len();
+                    break;
+                }
+            }
+        }
+        frames.drain(..at);
+        let ClientIo::Stream { conn, rbuf } = &mut self.slots[i].io else { return };
+        *rbuf = frames;
+        if lost && !conn.is_closed() {
+            self.recv_errors += 1;
+            conn.close(&self.registry);
+        } else {
+            // rustls may have something to say back (a key update, an alert).
+            conn.flush(&self.registry);
+        }
+        self.stream_read = chunk;
+    }
+
+    /// One datagram or stream frame from the server for client `i`.
+    fn on_packet(&mut self, i: usize, bytes: &[u8], now: Instant, now_ns: u64) {
+        match &self.cfg.dialect {
+            Dialect::Standard(settings) => match classify(bytes) {
+                Kind::ChannelData => {
+                    let data = ChannelData::parse(bytes).ok().filter(|cd| cd.channel == CHANNEL).map(|cd| cd.data);
+                    let header = data.and_then(payload::read);
+                    self.on_data(i, header, now, now_ns);
+                }
+                Kind::Stun => {
+                    let Ok(msg) = Message::decode(bytes) else {
+                        self.foreign += 1;
+                        return;
+                    };
+                    let Control::Std(c) = &mut self.slots[i].client else { return };
+                    let action = c.handle_response(now, &msg, settings, &mut self.rng);
+                    self.after(i, action);
+                }
+                Kind::Other => self.foreign += 1,
+            },
+            Dialect::Ms(settings) => {
+                if !msturn::is_msturn(bytes) {
+                    // Raw data from the active destination.
+                    let header = settings.active_destination.then_some(bytes).and_then(payload::read);
+                    self.on_data(i, header, now, now_ns);
+                    return;
+                }
+                let Ok(msg) = msturn::Message::decode(bytes) else {
+                    self.foreign += 1;
+                    return;
+                };
+                if msg.msg_type() == msturn::types::DATA_INDICATION {
+                    let header = msg.get(msturn::attr::DATA).and_then(payload::read);
+                    self.on_data(i, header, now, now_ns);
+                    return;
+                }
+                let Control::Ms(c) = &mut self.slots[i].client else { return };
+                let action = c.handle_response(now, &msg, settings, &mut self.rng);
+                self.after(i, action);
             }
         }
     }
@@ -709,4 +856,15 @@ impl Worker {
             bins,
         }
     }
+}
+
+/// Writes a ChannelData frame on the run's channel carrying `header` in a `size`-byte payload at the start
+/// of `buf`; `false` if it does not fit.
+fn write_channel_data(buf: &mut [u8], header: &payload::Header, size: usize) -> bool {
+    let len = channel_data::HEADER_LEN + size;
+    if buf.len() < len || channel_data::write_header(CHANNEL, size, buf).is_err() {
+        return false;
+    }
+    payload::write(&mut buf[channel_data::HEADER_LEN..len], header);
+    true
 }

@@ -120,6 +120,10 @@ pub struct Relay {
     child: Child,
     /// TURN UDP listener.
     pub turn: SocketAddr,
+    /// TURN TCP listener, when `extra` turned it on (`turn.tcp=true`).
+    pub turn_tcp: Option<SocketAddr>,
+    /// TURN TLS listener, when `extra` turned it on (`turn.tls=true`).
+    pub turn_tls: Option<SocketAddr>,
     /// Admin HTTP listener.
     pub admin: SocketAddr,
     dir: tempfile::TempDir,
@@ -146,7 +150,8 @@ impl Relay {
             let _ = child.kill();
             panic!("vienna serve did not log its TURN UDP and admin listeners: {listeners:?}");
         };
-        Relay { child, turn, admin, dir }
+        let (turn_tcp, turn_tls) = (listeners.get("turn/tcp").copied(), listeners.get("turn/tls").copied());
+        Relay { child, turn, turn_tcp, turn_tls, admin, dir }
     }
 
     /// Process id.
