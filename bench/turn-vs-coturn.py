@@ -25,7 +25,7 @@ Usage: python3 bench/turn-vs-coturn.py   (after `bash tools/install-deps.sh`; bu
 Environment: ROUNDS (6), CLIENTS (200), RATE (100), SECONDS (8), SWEEP ("20000,30000,..."), SWEEP_CLIENTS (20),
 HOLD (10000), GEN_CLIENTS (50), GEN_MESSAGES (10000), GEN_RATES ("50000,80000,110000,140000"),
 SECTIONS ("cpu,sweep,memory,generators": which parts to run), PIN (0; 1: the CPU section pins the servers to CPU 0
-and vienna-load to CPU 1).
+and vienna-load to CPU 1), TRANSPORT (udp; tcp or tls: the CPU section's clients connect over TCP or TLS).
 """
 
 import json
@@ -55,11 +55,31 @@ SECTIONS = os.environ.get("SECTIONS", "cpu,sweep,memory,generators").split(",")
 # on different machines would; unpinned (PIN=0), the scheduler puts them where it likes, and a server
 # sharing a core with the generator pays for switching to and from it.
 PIN = os.environ.get("PIN", "0") == "1"
+# TRANSPORT: how vienna-load's clients reach the servers in the CPU section: udp, tcp (one connection per
+# client, RFC 8656 §10.1) or tls (both servers with the same self-signed P-256 certificate).
+TRANSPORT = os.environ.get("TRANSPORT", "udp")
+if TRANSPORT not in ("udp", "tcp", "tls"):
+    sys.exit("TRANSPORT must be udp, tcp or tls")
 PEER_PORT = 3580
 PORTS = {"coturn": 3578, "vienna": 3678}
+# TURN over TCP listens on the UDP port number; TLS one above.
+TLS_PORTS = {"coturn": 3579, "vienna": 3679}
+# The certificate both servers present (set by main).
+CERT = None
+
+
+def certificate(work):
+    """A self-signed P-256 certificate for localhost and 127.0.0.1, for both servers' TLS listeners."""
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:FALSE", "-days", "2",
+                    "-keyout", key, "-out", cert], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
 
 
 def start_servers(work):
+    cert, key = certificate(work)
     conf = os.path.join(work, "turnserver.conf")
     with open(conf, "w") as f:
         f.write(
@@ -68,10 +88,12 @@ relay-ip=127.0.0.1
 listening-port={PORTS['coturn']}
 min-port=10000
 max-port=20999
+tls-listening-port={TLS_PORTS['coturn']}
+cert={cert}
+pkey={key}
 lt-cred-mech
 user=alice:secret
 realm=localhost
-no-tls
 no-dtls
 no-cli
 allow-loopback-peers
@@ -91,7 +113,9 @@ no-stdout-log
     vienna = subprocess.Popen(
         [vienna_bin, "serve", "--data-dir", data, "--set", "admin.enabled=false", "--set", "sip.enabled=false",
          "--set", "turn.workers=1",
-         "--set", f"turn.udp_port={PORTS['vienna']}", "--set", "turn.tcp=false", "--set", "turn.tls=false",
+         "--set", f"turn.udp_port={PORTS['vienna']}", "--set", f"turn.tcp_port={PORTS['vienna']}",
+         "--set", f"turn.tls_port={TLS_PORTS['vienna']}", "--set", "turn.ms_tcp=false",
+         "--set", f"tls.certificate={cert}", "--set", f"tls.private_key={key}",
          "--set", "turn.min_port=21000", "--set", "turn.max_port=31999", "--set", "turn.user_quota=0",
          "--set", 'turn.allowed_peers=["127.0.0.0/8"]', "--set", "log.level=warn"],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "vienna.log"), "w"))
@@ -99,15 +123,22 @@ no-stdout-log
     for name, p in (("coturn", coturn), ("vienna", vienna)):
         if p.poll() is not None:
             sys.exit(f"{name} did not start")
-    return {"coturn": coturn, "vienna": vienna}
+    return {"coturn": coturn, "vienna": vienna}, cert
 
 
-def load(server, extra, seconds, prefix=()):
-    """Runs vienna-load against `server` (behind `prefix`, e.g. taskset); returns its JSON report."""
+def load(server, extra, seconds, prefix=(), transport="udp"):
+    """Runs vienna-load against `server` (behind `prefix`, e.g. taskset) over `transport`; returns its JSON
+    report."""
     out = os.path.join(tempfile.gettempdir(), f"vienna-load-{os.getpid()}.json")
-    cmd = list(prefix) + [VIENNA_LOAD, "turn", "--server", f"127.0.0.1:{PORTS[server]}",
-           "--user", "alice", "--password", "secret", "--duration", str(seconds), "--json", out] + extra
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 180)
+    port = TLS_PORTS[server] if transport == "tls" else PORTS[server]
+    stream = ["--transport", transport] + (["--tls-ca", CERT] if transport == "tls" else [])
+    cmd = list(prefix) + [VIENNA_LOAD, "turn", "--server", f"127.0.0.1:{port}",
+           "--user", "alice", "--password", "secret", "--duration", str(seconds), "--json", out] + stream + extra
+    if os.path.exists(out):
+        os.unlink(out)
+    run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=seconds + 180)
+    if not os.path.exists(out):
+        sys.exit(f"vienna-load against {server} wrote no report (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
     with open(out) as f:
         return json.load(f)
 
@@ -173,7 +204,8 @@ def main():
     if not shutil.which("turnserver"):
         sys.exit("coturn is missing: bash tools/install-deps.sh")
     work = tempfile.mkdtemp(prefix="turn-bench-")
-    servers = start_servers(work)
+    global CERT
+    servers, CERT = start_servers(work)
     pids = {name: p.pid for name, p in servers.items()}
     try:
         if "cpu" in SECTIONS:
@@ -205,7 +237,7 @@ def cpu_section(pids):
     for r in range(ROUNDS):
         for name in ("coturn", "vienna") if r % 2 == 0 else ("vienna", "coturn"):
             u0, s0 = cpu_split(pids[name])
-            rep = load(name, ["--clients", str(CLIENTS), "--rate", str(RATE)], SECONDS, prefix)
+            rep = load(name, ["--clients", str(CLIENTS), "--rate", str(RATE)], SECONDS, prefix, TRANSPORT)
             u1, s1 = cpu_split(pids[name])
             n = max(relayed(rep), 1)
             user[name].append(1e6 * (u1 - u0) / n)
@@ -215,6 +247,8 @@ def cpu_section(pids):
             log(f"round {r + 1} {name}: {per[name][-1]:.2f} us/datagram (user {user[name][-1]:.2f}, "
                 f"system {system[name][-1]:.2f}), loss {rep['loss_percent']} %")
     pinning = "; servers on CPU 0, vienna-load on CPU 1" if PIN else ""
+    if TRANSPORT != "udp":
+        pinning += f"; clients over {TRANSPORT.upper()}"
     print(f"### CPU per relayed datagram ({ROUNDS} rounds each, alternating; {CLIENTS} clients x {RATE} pps "
           f"x {SECONDS} s, 172 B{pinning})\n")
     print("| server | median µs per relayed datagram | min | max | median user µs | median system µs | worst loss |")
