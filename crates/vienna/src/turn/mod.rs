@@ -9,6 +9,7 @@ mod credentials;
 pub mod settings;
 mod shared;
 mod stream;
+mod stream_clients;
 mod worker;
 
 use std::sync::Arc;
@@ -153,8 +154,7 @@ impl TurnRole {
             let listener =
                 crate::net::bind_tcp(addr).await.map_err(|e| anyhow!("turn: cannot bind tls on {addr}: {e}"))?;
             listeners.push(Listener { role: "turn", protocol: "tls", address: listener.local_addr()? });
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            tasks.spawn(stream::accept_loop(listener, Some(acceptor), workers.clone(), shared.clone(), stop));
+            tasks.spawn(stream::accept_loop(listener, Some(tls), workers.clone(), shared.clone(), stop));
         }
         tracing::info!(
             workers = count,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 use vienna_turn::{Counters, DropReason};
@@ -59,8 +59,10 @@ pub struct TurnShared {
     /// Stream connections closed because their bytes were not STUN/ChannelData framing or a frame was
     /// too long.
     pub stream_framing_errors: AtomicU64,
-    /// Stream connections refused because the listener had its maximum.
+    /// Stream connections refused because the relay had its maximum.
     pub stream_refused: AtomicU64,
+    /// Stream connections open now (accepted and not yet closed by their worker), for the limit.
+    pub stream_open: AtomicUsize,
     /// MS-TURN pseudo-TLS handshakes answered.
     pub pseudo_tls_handshakes: AtomicU64,
     /// Stream connections that used MS-TURN framing.
@@ -75,6 +77,7 @@ impl TurnShared {
             allocations: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             stream_framing_errors: AtomicU64::new(0),
             stream_refused: AtomicU64::new(0),
+            stream_open: AtomicUsize::new(0),
             pseudo_tls_handshakes: AtomicU64::new(0),
             ms_stream_clients: AtomicU64::new(0),
         }

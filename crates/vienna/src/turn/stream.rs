@@ -1,78 +1,73 @@
-//! TURN over TCP and TLS (RFC 8656 §3.1, §12.5; [MS-TURN] §2.1.1, §2.1.4): async tasks that frame the
-//! byte stream and hand each frame to the worker that owns the connection.
+//! TURN over TCP and TLS (RFC 8656 §3.1, §12.5; [MS-TURN] §2.1.1, §2.1.4): the accept loops, and how a
+//! stream is framed.
+//!
+//! An accepted connection goes at once to the worker that owns it (by hash of the client address) for its
+//! whole life; the worker runs its TLS handshake and its framing ([`super::stream_clients`]); closing it
+//! deletes its allocation.
 //!
 //! The first bytes of a connection decide its framing: the fixed pseudo-TLS ClientHello of MS-TURN
 //! (answered with the fixed ServerHello, then MS-TURN framing), MS-TURN framing (`02|03, 0, length16`:
-//! the 4-byte header is taken off before the worker sees a frame, and put back on the way out: 0x02 for
+//! the 4-byte header is taken off before the core sees a frame, and put back on the way out: 0x02 for
 //! MS-TURN control messages, 0x03 for raw data), or else RFC 8656 framing of STUN and ChannelData.
-//!
-//! A connection belongs to one worker (by hash of the client address) for its whole life; closing it
-//! deletes its allocation. Frames cost one allocation each on this path (the UDP path has none).
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
+use tokio::sync::watch;
 use vienna_stun::msturn;
 use vienna_turn::{FiveTuple, Transport};
 
 use super::worker::Command;
 use super::{TurnShared, WorkerHandle};
-use crate::net::{accept, stop_requested, tls_handshake};
-use std::sync::atomic::Ordering;
+use crate::net::accept;
 
 /// Largest frame accepted: a STUN message or a ChannelData frame (64 KiB payload plus headers).
 const MAX_FRAME: usize = 65_536 + 8;
 /// A connection with no byte from the client for this long is closed (clients refresh well within it).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// Frames queued for one client before more are dropped.
-const WRITE_QUEUE: usize = 1024;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Why a connection was closed: a frame longer than [`MAX_FRAME`].
-const FRAME_TOO_LONG: &str = "frame too long";
+pub const FRAME_TOO_LONG: &str = "frame too long";
 /// Why a connection was closed: bytes that are neither STUN nor ChannelData.
-const BAD_FRAMING: &str = "not STUN or ChannelData framing";
-/// Most stream clients at once per listener.
+pub const BAD_FRAMING: &str = "not STUN or ChannelData framing";
+/// Most stream clients at once, all listeners and workers together.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
-/// Accepts stream clients on `listener` until `stop`; with `tls`, each connection is TLS.
+/// Accepts stream clients on `listener` until `stop`, and hands each to its worker; with `tls`, each
+/// connection is TLS.
 pub async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     workers: Arc<Vec<WorkerHandle>>,
     shared: Arc<TurnShared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let Ok(server) = listener.local_addr() else { return };
     while let Some((stream, client)) = accept(&listener, &mut stop, "turn").await {
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        if shared.stream_open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            shared.stream_open.fetch_sub(1, Ordering::Relaxed);
             shared.stream_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%client, "turn: too many stream clients; connection refused");
             continue;
-        };
+        }
         let _ = stream.set_nodelay(true);
-        let tuple = FiveTuple { transport, client, server };
-        let worker = workers[owner(client, workers.len())].clone();
-        let tls = tls.clone();
-        let stop = stop.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => serve(stream, tuple, worker, shared, stop).await,
-                Some(acceptor) => {
-                    if let Some(stream) = tls_handshake(&acceptor, stream, client, "turn").await {
-                        serve(stream, tuple, worker, shared, stop).await;
-                    }
-                }
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                shared.stream_open.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(%client, error = %e, "turn: cannot take over an accepted connection");
+                continue;
             }
-        });
+        };
+        let tuple = FiveTuple { transport, client, server };
+        let worker = &workers[owner(client, workers.len())];
+        if !worker.send(Command::StreamAccepted { stream, tuple, tls: tls.clone() }) {
+            shared.stream_open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -85,7 +80,7 @@ fn owner(client: SocketAddr, workers: usize) -> usize {
 
 /// How a stream is framed, decided by its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
+pub enum Framing {
     /// RFC 8656: STUN messages and ChannelData back to back.
     Standard,
     /// MS-TURN: a 4-byte header before every message or raw data.
@@ -95,7 +90,7 @@ enum Framing {
 }
 
 /// The framing of a stream that starts with `buf`; `None` until enough bytes have arrived.
-fn detect(buf: &[u8]) -> Option<Framing> {
+pub fn detect(buf: &[u8]) -> Option<Framing> {
     match buf.first()? {
         0x16 => match msturn::pseudo_tls_client_hello(buf)? {
             true => Some(Framing::PseudoTls),
@@ -109,7 +104,7 @@ fn detect(buf: &[u8]) -> Option<Framing> {
 
 /// The next whole frame at the start of `buf` in `framing`: `Ok(Some((header, total)))` (the payload is
 /// `buf[header..total]`), `Ok(None)` to read more, `Err` when the stream is out of sync.
-fn next_frame(framing: Framing, buf: &[u8]) -> Result<Option<(usize, usize)>, &'static str> {
+pub fn next_frame(framing: Framing, buf: &[u8]) -> Result<Option<(usize, usize)>, &'static str> {
     let (header, len) = match framing {
         Framing::Ms | Framing::PseudoTls => match msturn::tcp_frame(buf) {
             Ok(Some((_, len))) => (msturn::FRAME_HEADER_LEN, len),
@@ -126,114 +121,6 @@ fn next_frame(framing: Framing, buf: &[u8]) -> Result<Option<(usize, usize)>, &'
         return Err(FRAME_TOO_LONG);
     }
     Ok((buf.len() >= len).then_some((header, len)))
-}
-
-/// Reads until the framing is known; answers the pseudo-TLS hello. The bytes read come back in `buf`.
-async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    shared: &TurnShared,
-) -> Result<Framing, &'static str> {
-    loop {
-        if let Some(framing) = detect(buf) {
-            if framing == Framing::PseudoTls {
-                buf.drain(..msturn::PSEUDO_TLS_CLIENT_HELLO_LEN);
-                stream.write_all(&msturn::PSEUDO_TLS_SERVER_HELLO).await.map_err(|_| "write error")?;
-                shared.pseudo_tls_handshakes.fetch_add(1, Ordering::Relaxed);
-            }
-            if framing != Framing::Standard {
-                shared.ms_stream_clients.fetch_add(1, Ordering::Relaxed);
-            }
-            return Ok(framing);
-        }
-        let mut chunk = [0u8; 512];
-        match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) => return Err("closed by client"),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(_)) => return Err("read error"),
-            Err(_) => return Err("idle timeout"),
-        }
-    }
-}
-
-async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    mut stream: S,
-    tuple: FiveTuple,
-    worker: WorkerHandle,
-    shared: Arc<TurnShared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut buf = Vec::with_capacity(4096);
-    let framing = tokio::select! {
-        f = handshake(&mut stream, &mut buf, &shared) => match f {
-            Ok(f) => f,
-            Err(reason) => {
-                tracing::debug!(client = %tuple.client, reason, "turn: stream client gone before its first frame");
-                return;
-            }
-        },
-        () = stop_requested(&mut stop) => return,
-    };
-    let ms = framing != Framing::Standard;
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    if !worker.send(Command::StreamOpened { tuple, sender: tx }) {
-        return;
-    }
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let write = async move {
-        while let Some(frame) = rx.recv().await {
-            let written = if ms {
-                let mut framed = Vec::with_capacity(msturn::FRAME_HEADER_LEN + frame.len());
-                framed.extend_from_slice(&msturn::tcp_header(&frame));
-                framed.extend_from_slice(&frame);
-                writer.write_all(&framed).await
-            } else {
-                writer.write_all(&frame).await
-            };
-            if written.is_err() {
-                break;
-            }
-        }
-        let _ = writer.shutdown().await;
-    };
-    let read = async {
-        loop {
-            match next_frame(framing, &buf) {
-                Err(reason) => return reason,
-                Ok(Some((header, len))) => {
-                    let rest = buf.split_off(len);
-                    let mut frame = std::mem::replace(&mut buf, rest);
-                    frame.drain(..header);
-                    if !worker.send(Command::StreamFrame { tuple, bytes: frame }) {
-                        return "worker stopped";
-                    }
-                    continue;
-                }
-                Ok(None) => {}
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::select! {
-                read = tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut chunk)) => match read {
-                    Ok(Ok(0)) => return "closed by client",
-                    Ok(Ok(n)) => n,
-                    Ok(Err(_)) => return "read error",
-                    Err(_) => return "idle timeout",
-                },
-                () = stop_requested(&mut stop) => return "shutdown",
-            };
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    // The writer ends when the worker drops the sender (StreamClosed) or the socket fails.
-    let reason = tokio::select! {
-        reason = read => reason,
-        () = write => "write failed",
-    };
-    if reason == FRAME_TOO_LONG || reason == BAD_FRAMING {
-        shared.stream_framing_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::debug!(client = %tuple.client, transport = ?tuple.transport, reason, "turn: stream client gone");
-    worker.send(Command::StreamClosed { tuple });
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! (`recvmmsg`), handed to the core, and its forwarded copy queued in a send batch (`sendmmsg`), with no
 //! allocation and no lock. The datagrams for clients, all from the worker's share of the listener, leave
 //! once per turn of the loop (or when the batch is full), whichever relayed sockets they came in on; those
-//! for peers leave one `sendmmsg` per relayed socket. Stream clients (TCP/TLS) are served by async tasks
-//! that pass frames in through the inbox; control-plane figures leave through [`TurnShared`] once a second.
+//! for peers leave one `sendmmsg` per relayed socket. Stream clients (TCP/TLS) are connections in the same
+//! poll ([`StreamClients`]): their frames go to the core from the read buffer and what goes back to them is
+//! written once per turn. Control-plane figures leave through [`TurnShared`] once a second.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use tokio::sync::mpsc::Sender;
 use vienna_netio::{BATCH, RecvBatch, SendBatch, UdpOptions, bind_udp, set_dont_fragment};
 use vienna_turn::{
     BindFailure, BindRequest, ClientDatagram, DropReason, Event, FiveTuple, NotForwarded, Output, Relay, Transmit,
@@ -25,12 +25,15 @@ use vienna_turn::{
 };
 
 use super::shared::{AllocationView, TurnShared, WorkerStats};
+use super::stream_clients::{ReadOutcome, StreamClients};
 
 const LISTENER: Token = Token(0);
 /// Token of the waker (the inbox has something).
 pub const WAKER: Token = Token(1);
 const FIRST_RELAY: usize = 2;
-/// Tokens of TCP relay listeners and connections start here (UDP relayed sockets stay below).
+/// Tokens of stream clients (TURN over TCP/TLS) start here (UDP relayed sockets stay below).
+const FIRST_STREAM: usize = 1 << 29;
+/// Tokens of TCP relay listeners and connections start here (stream clients stay below).
 const FIRST_TCP: usize = 1 << 30;
 /// Most peer connections on one relayed TCP address.
 const MAX_TCP_PEERS: usize = 64;
@@ -52,24 +55,14 @@ pub const LISTENER_BUFFER: usize = 4 << 20;
 
 /// What other threads tell a worker.
 pub enum Command {
-    /// A stream client connected; frames for it go to `sender`.
-    StreamOpened {
+    /// A stream client connected: the worker takes the connection (and runs its TLS handshake).
+    StreamAccepted {
+        /// The accepted connection.
+        stream: std::net::TcpStream,
         /// Its 5-tuple.
         tuple: FiveTuple,
-        /// Where to write frames for it.
-        sender: Sender<Vec<u8>>,
-    },
-    /// A whole frame (STUN message or ChannelData) from a stream client.
-    StreamFrame {
-        /// Its 5-tuple.
-        tuple: FiveTuple,
-        /// The frame.
-        bytes: Vec<u8>,
-    },
-    /// A stream client went away: its allocation goes too (RFC 8656 §3.1).
-    StreamClosed {
-        /// Its 5-tuple.
-        tuple: FiveTuple,
+        /// The TLS configuration, for a TLS listener's connection.
+        tls: Option<Arc<rustls::ServerConfig>>,
     },
     /// Publish statistics now (and the allocation list, if asked), then answer on the channel.
     Snapshot {
@@ -377,7 +370,9 @@ pub struct Worker {
     inbox: Receiver<Command>,
     shared: Arc<TurnShared>,
     peers: PeerSide,
-    streams: HashMap<FiveTuple, Sender<Vec<u8>>>,
+    streams: StreamClients,
+    /// Stream clients whose connection closed this turn (their allocations go).
+    streams_closed: Vec<FiveTuple>,
     recv: RecvBatch,
     to_clients: SendBatch,
     stats: WorkerStats,
@@ -401,6 +396,7 @@ impl Worker {
         let mut listener = UdpSocket::from_std(listener);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let peers = PeerSide::new(poll.registry().try_clone()?);
+        let streams = StreamClients::new(poll.registry().try_clone()?, FIRST_STREAM, shared.clone());
         Ok(Self {
             index,
             relay,
@@ -410,7 +406,8 @@ impl Worker {
             inbox,
             shared,
             peers,
-            streams: HashMap::new(),
+            streams,
+            streams_closed: Vec::new(),
             recv: RecvBatch::new(),
             to_clients: SendBatch::new(),
             stats: WorkerStats::default(),
@@ -457,6 +454,7 @@ impl Worker {
                         }
                     }
                     Token(t) if t >= FIRST_TCP => self.tcp_ready(t - FIRST_TCP),
+                    Token(t) if t >= FIRST_STREAM => self.stream_ready(t - FIRST_STREAM),
                     Token(t) => self.read_relay(t - FIRST_RELAY),
                 }
             }
@@ -478,6 +476,8 @@ impl Worker {
                 next_clock = now + CLOCK_EVERY;
             }
             if now >= next_stats {
+                self.streams.sweep(now, &mut self.streams_closed);
+                self.close_streams();
                 self.publish_stats();
                 next_stats = now + STATS_EVERY;
             }
@@ -539,9 +539,8 @@ impl Worker {
                 let Ok(t) = self.relay.relay_peer_datagram(now, relayed, peer, payload, out) else { continue };
                 if t.tuple.transport == Transport::Udp {
                     self.to_clients.commit(t.len, t.tuple.client);
-                } else {
-                    let frame = out[..t.len].to_vec();
-                    self.send_stream(&t.tuple, frame);
+                } else if !self.streams.queue(&t.tuple, &out[..t.len]) {
+                    self.stats.stream_dropped += 1;
                 }
             }
             if n < BATCH {
@@ -618,7 +617,7 @@ impl Worker {
                     if t.tuple.transport == Transport::Udp {
                         self.send_client(&t.tuple, out);
                     } else {
-                        self.send_stream(&t.tuple, out);
+                        self.send_stream(&t.tuple, &out);
                     }
                 }
                 Err(DropReason::NoPermission) => {
@@ -648,17 +647,11 @@ impl Worker {
     fn read_inbox(&mut self) -> bool {
         loop {
             match self.inbox.try_recv() {
-                Ok(Command::StreamOpened { tuple, sender }) => {
-                    self.streams.insert(tuple, sender);
-                }
-                Ok(Command::StreamFrame { tuple, bytes }) => {
-                    let now = Instant::now();
-                    client_input(&mut self.relay, &mut self.peers, now, tuple, &bytes);
-                    self.drain_outputs(now);
-                }
-                Ok(Command::StreamClosed { tuple }) => {
-                    self.streams.remove(&tuple);
-                    self.relay.client_disconnected(&tuple);
+                Ok(Command::StreamAccepted { stream, tuple, tls }) => {
+                    if let Err(e) = self.streams.add(stream, tuple, tls, Instant::now()) {
+                        self.shared.stream_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(worker = self.index, client = %tuple.client, error = %e, "turn: cannot take a stream client");
+                    }
                 }
                 Ok(Command::Snapshot { reply, allocations }) => {
                     self.publish_stats();
@@ -697,15 +690,36 @@ impl Worker {
                 self.stats.send_dropped += 1;
             }
         } else {
-            self.send_stream(tuple, bytes);
+            self.send_stream(tuple, &bytes);
         }
     }
 
-    fn send_stream(&mut self, tuple: &FiveTuple, frame: Vec<u8>) {
-        match self.streams.get(tuple) {
-            Some(sender) if sender.try_send(frame).is_ok() => {}
-            // Gone, or its writer is that far behind: drop, as UDP would.
-            _ => self.stats.stream_dropped += 1,
+    fn send_stream(&mut self, tuple: &FiveTuple, frame: &[u8]) {
+        if !self.streams.queue(tuple, frame) {
+            // Gone, or that far behind: dropped, as UDP would.
+            self.stats.stream_dropped += 1;
+        }
+    }
+
+    /// A stream client's connection is ready: write what waits, read what came.
+    fn stream_ready(&mut self, slot: usize) {
+        self.streams.flush_one(slot, &mut self.streams_closed);
+        let now = Instant::now();
+        let (relay, peers) = (&mut self.relay, &mut self.peers);
+        let outcome = self.streams.read(slot, now, |tuple, frame| client_input(relay, peers, now, tuple, frame));
+        match outcome {
+            ReadOutcome::Drained => {}
+            ReadOutcome::More => self.unfinished.push(Token(FIRST_STREAM + slot)),
+            ReadOutcome::Closed(reason) => self.streams_closed.extend(self.streams.close(slot, reason)),
+        }
+        self.drain_outputs(now);
+        self.close_streams();
+    }
+
+    /// Deletes the allocations of stream clients whose connection closed (RFC 8656 §3.1).
+    fn close_streams(&mut self) {
+        for tuple in std::mem::take(&mut self.streams_closed) {
+            self.relay.client_disconnected(&tuple);
         }
     }
 
@@ -745,6 +759,12 @@ impl Worker {
     fn flush(&mut self) {
         self.flush_clients();
         self.peers.flush();
+        self.streams.flush(&mut self.streams_closed);
+        if !self.streams_closed.is_empty() {
+            self.close_streams();
+            // Deleting allocations only releases sockets; nothing of it needs sending.
+            self.drain_outputs(Instant::now());
+        }
     }
 
     fn flush_clients(&mut self) {
@@ -787,6 +807,7 @@ impl Worker {
 
     fn shutdown(&mut self) {
         self.flush();
+        self.streams.close_all();
         self.publish_stats();
         let addrs: Vec<SocketAddr> = self.peers.by_addr.keys().copied().collect();
         for addr in addrs {
