@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VIENNA = os.path.join(ROOT, "target", "release", "vienna")
+# VIENNA_BIN: another `vienna` binary to measure (an older build, for a before-and-after run; NO_BUILD too).
+VIENNA = os.environ.get("VIENNA_BIN") or os.path.join(ROOT, "target", "release", "vienna")
 VIENNA_LOAD = os.path.join(ROOT, "target", "release", "vienna-load")
 TICKS = os.sysconf("SC_CLK_TCK")
 

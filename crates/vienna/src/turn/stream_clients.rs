@@ -349,3 +349,155 @@ impl StreamClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use vienna_stun::msturn;
+    use vienna_turn::{FiveTuple, Transport};
+
+    use super::{MAX_BACKLOG, ReadOutcome, StreamClients};
+    use crate::turn::shared::TurnShared;
+    use crate::turn::stream::IDLE_TIMEOUT;
+
+    /// A connected pair: the client's end and the server's.
+    fn pair() -> (TcpStream, TcpStream, FiveTuple) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, from) = listener.accept().unwrap();
+        let tuple = FiveTuple { transport: Transport::Tcp, client: from, server: server.local_addr().unwrap() };
+        (client, server, tuple)
+    }
+
+    fn clients() -> (mio::Poll, StreamClients, Arc<TurnShared>) {
+        let poll = mio::Poll::new().unwrap();
+        let shared = Arc::new(TurnShared::new(1));
+        let streams = StreamClients::new(poll.registry().try_clone().unwrap(), 100, shared.clone());
+        (poll, streams, shared)
+    }
+
+    fn tls_config() -> Arc<rustls::ServerConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let paths = crate::tls::CertificatePaths {
+            certificate: dir.path().join("cert.pem"),
+            private_key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&paths.certificate, generated.cert.pem()).unwrap();
+        std::fs::write(&paths.private_key, generated.signing_key.serialize_pem()).unwrap();
+        crate::tls::server_config(&paths, &[]).unwrap()
+    }
+
+    /// Reads slot 0 until `want` frames came (the bytes may take a moment on loopback), at most `patience`.
+    fn read_for(streams: &mut StreamClients, want: usize, patience: Duration) -> (Vec<Vec<u8>>, ReadOutcome) {
+        let mut frames = Vec::new();
+        let deadline = Instant::now() + patience;
+        loop {
+            let outcome = streams.read(0, Instant::now(), |_, f| frames.push(f.to_vec()));
+            if frames.len() >= want || matches!(outcome, ReadOutcome::Closed(_)) || Instant::now() > deadline {
+                return (frames, outcome);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn read_frames(streams: &mut StreamClients, want: usize) -> (Vec<Vec<u8>>, ReadOutcome) {
+        read_for(streams, want, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn frames_split_across_reads_come_whole_and_ms_frames_without_their_header() {
+        let (_poll, mut streams, _shared) = clients();
+        let (mut client, server, tuple) = pair();
+        streams.add(server, tuple, None, Instant::now()).unwrap();
+        // ChannelData with 5 bytes, padded to 12 on a stream, sent in two halves, then a second frame.
+        let frame = [0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0];
+        client.write_all(&frame[..7]).unwrap();
+        let (frames, _) = read_for(&mut streams, 1, Duration::from_millis(200));
+        assert!(frames.is_empty(), "half a frame is kept, not handed over");
+        client.write_all(&frame[7..]).unwrap();
+        client.write_all(&frame).unwrap();
+        let (frames, outcome) = read_frames(&mut streams, 2);
+        assert_eq!(frames, vec![frame.to_vec(), frame.to_vec()]);
+        assert_eq!(outcome, ReadOutcome::Drained);
+
+        let (_poll, mut streams, shared) = clients();
+        let (mut client, server, tuple) = pair();
+        streams.add(server, tuple, None, Instant::now()).unwrap();
+        let m = msturn::Builder::new(msturn::types::ALLOCATE_REQUEST, msturn::TransactionId([1; 16]), false).finish();
+        client.write_all(&msturn::tcp_header(&m)).unwrap();
+        client.write_all(&m).unwrap();
+        let (frames, _) = read_frames(&mut streams, 1);
+        assert_eq!(frames, vec![m.to_vec()], "the 4-byte MS-TURN header is taken off");
+        assert_eq!(shared.ms_stream_clients.load(Ordering::Relaxed), 1);
+        // And put back on the way out.
+        assert!(streams.queue(&tuple, &m));
+        let mut closed = Vec::new();
+        streams.flush(&mut closed);
+        let mut back = vec![0u8; 4 + m.len()];
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Read::read_exact(&mut client, &mut back).unwrap();
+        assert_eq!(&back[..4], &msturn::tcp_header(&m));
+        assert_eq!(&back[4..], &m[..]);
+        assert!(closed.is_empty());
+    }
+
+    #[test]
+    fn bad_framing_and_a_closed_stream_end_the_connection() {
+        let (_poll, mut streams, shared) = clients();
+        let (mut client, server, tuple) = pair();
+        shared.stream_open.fetch_add(1, Ordering::Relaxed);
+        streams.add(server, tuple, None, Instant::now()).unwrap();
+        client.write_all(&[0xff; 8]).unwrap();
+        let (_, outcome) = read_frames(&mut streams, 1);
+        assert!(matches!(outcome, ReadOutcome::Closed(_)), "{outcome:?}");
+        assert_eq!(shared.stream_framing_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(streams.close(0, "test"), Some(tuple));
+        assert_eq!(streams.len(), 0);
+        assert_eq!(shared.stream_open.load(Ordering::Relaxed), 0, "the accept loops' count goes down");
+
+        let (client, server, tuple) = pair();
+        streams.add(server, tuple, None, Instant::now()).unwrap();
+        drop(client);
+        let (_, outcome) = read_frames(&mut streams, 1);
+        assert_eq!(outcome, ReadOutcome::Closed("closed by client"));
+    }
+
+    #[test]
+    fn a_full_backlog_drops_frames_and_unknown_clients_get_none() {
+        let (_poll, mut streams, _shared) = clients();
+        let (_client, server, tuple) = pair();
+        streams.add(server, tuple, None, Instant::now()).unwrap();
+        let frame = vec![0x40; 1024];
+        let queued = (0..2 * MAX_BACKLOG / frame.len()).take_while(|_| streams.queue(&tuple, &frame)).count();
+        assert_eq!(queued, MAX_BACKLOG / frame.len(), "queued up to the backlog, then dropped");
+        let stranger = FiveTuple { client: SocketAddr::from(([127, 0, 0, 1], 9)), ..tuple };
+        assert!(!streams.queue(&stranger, &frame));
+    }
+
+    #[test]
+    fn silent_connections_and_stalled_tls_handshakes_are_swept() {
+        let (_poll, mut streams, shared) = clients();
+        let t0 = Instant::now();
+        let (_c1, plain, plain_tuple) = pair();
+        let (_c2, tls, tls_tuple) = pair();
+        let tls_tuple = FiveTuple { transport: Transport::Tls, ..tls_tuple };
+        shared.stream_open.fetch_add(2, Ordering::Relaxed);
+        streams.add(plain, plain_tuple, None, t0).unwrap();
+        streams.add(tls, tls_tuple, Some(tls_config()), t0).unwrap();
+        let mut closed = Vec::new();
+        streams.sweep(t0 + Duration::from_secs(5), &mut closed);
+        assert!(closed.is_empty());
+        streams.sweep(t0 + Duration::from_secs(11), &mut closed);
+        assert_eq!(closed, vec![tls_tuple], "a TLS client that never finished its handshake");
+        streams.sweep(t0 + IDLE_TIMEOUT, &mut closed);
+        assert_eq!(closed, vec![tls_tuple, plain_tuple], "then the silent one");
+        assert_eq!(streams.len(), 0);
+        assert_eq!(shared.stream_open.load(Ordering::Relaxed), 0);
+    }
+}
