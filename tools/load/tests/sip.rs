@@ -200,23 +200,7 @@ fn message_and_call_over_tcp() {
     let server = Vienna::start(4, &["--set", "sip.tcp=true", "--set", "sip.tcp_port=0"]);
     let target = server.sip_tcp.expect("TCP listener").to_string();
     for (scenario, uas) in [("message", "MESSAGE"), ("call", "BYE")] {
-        let args = [
-            "sip",
-            "--target",
-            &target,
-            "--transport",
-            "tcp",
-            "--users",
-            "4",
-            "--scenario",
-            scenario,
-            "--rate",
-            "10",
-            "--duration",
-            "1",
-        ];
-        let run = vienna_load(&args, None);
-        run.assert_success();
+        let run = over_a_stream(&target, &["--transport", "tcp"], scenario);
         let j = &run.json;
         assert_eq!(j["config"]["transport"], "tcp");
         assert_eq!(j["operations"]["ok"], 10, "{scenario}");
@@ -231,25 +215,7 @@ fn register_and_message_over_tls_checking_the_servers_certificate() {
     let target = server.sip_tls.expect("TLS listener").to_string();
     let ca = server.certificate().display().to_string();
     for (scenario, uas) in [("register", None), ("message", Some("MESSAGE"))] {
-        let args = [
-            "sip",
-            "--target",
-            &target,
-            "--transport",
-            "tls",
-            "--tls-ca",
-            &ca,
-            "--users",
-            "4",
-            "--scenario",
-            scenario,
-            "--rate",
-            "10",
-            "--duration",
-            "1",
-        ];
-        let run = vienna_load(&args, None);
-        run.assert_success();
+        let run = over_a_stream(&target, &["--transport", "tls", "--tls-ca", &ca], scenario);
         let j = &run.json;
         assert_eq!(j["config"]["transport"], "tls");
         assert_eq!(j["operations"]["ok"], 10, "{scenario}: {j}");
@@ -260,22 +226,7 @@ fn register_and_message_over_tls_checking_the_servers_certificate() {
     }
 
     // --tls-no-verify takes the self-signed certificate without a CA.
-    let args = [
-        "sip",
-        "--target",
-        &target,
-        "--transport",
-        "tls",
-        "--tls-no-verify",
-        "--users",
-        "4",
-        "--rate",
-        "10",
-        "--duration",
-        "1",
-    ];
-    let run = vienna_load(&args, None);
-    run.assert_success();
+    let run = over_a_stream(&target, &["--transport", "tls", "--tls-no-verify"], "register");
     assert_eq!(run.json["operations"]["ok"], 10);
 
     // A certificate authority that did not sign the server's certificate: the handshake fails, nothing runs.
@@ -306,6 +257,17 @@ fn register_and_message_over_tls_checking_the_servers_certificate() {
     let stderr =
         refused(&["sip", "--target", &udp, "--tls-no-verify", "--users", "1", "--rate", "1", "--duration", "1"]);
     assert!(stderr.contains("need --transport tls"), "{stderr}");
+}
+
+/// Runs `scenario` for 4 users at 10/s for a second against `target` with `transport` options; it must
+/// succeed.
+fn over_a_stream(target: &str, transport: &[&str], scenario: &str) -> common::Run {
+    let mut args = vec!["sip", "--target", target];
+    args.extend_from_slice(transport);
+    args.extend(["--users", "4", "--scenario", scenario, "--rate", "10", "--duration", "1"]);
+    let run = vienna_load(&args, None);
+    run.assert_success();
+    run
 }
 
 /// Runs vienna-load expecting it to fail; returns what it wrote to stderr.
