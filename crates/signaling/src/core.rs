@@ -240,6 +240,12 @@ impl<D: Directory> Core<D> {
         self.layer.len()
     }
 
+    /// Completed non-INVITE server transactions over UDP kept as their final response for retransmissions
+    /// (until Timer J); they count towards the transaction cap with [`Core::transactions`].
+    pub fn completed_transactions(&self) -> usize {
+        self.layer.completed_len()
+    }
+
     /// The location service (live bindings).
     pub fn location(&self) -> &Location {
         &self.location
