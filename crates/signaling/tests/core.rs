@@ -480,6 +480,24 @@ fn a_retransmitted_register_gets_the_same_answer_until_timer_j() {
 }
 
 #[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let mut net = Net::with(|c| c.authenticate = false, vec![]);
+    // bob's contact is this server itself: a MESSAGE to bob spirals back to us, then loops.
+    let step = net.send(BOB1, &register_text("bob", BOB1, &contact(SERVER, "bob", 600), 1, ""));
+    assert_eq!(step.only_to(BOB1).response().status, 200);
+    let step = net.send(ALICE, &request_text("MESSAGE", &format!("sip:bob@{DOMAIN}"), "z9hG4bK-loop", 1, ""));
+    let first = step.only_to(SERVER).message.clone();
+    // Back to us with another Request-URI (the contact): a spiral, forwarded again.
+    let step = net.send_message(SERVER, &first);
+    let second = step.only_to(SERVER).message.clone();
+    assert_eq!(net.core.counters().loops, 0);
+    // Back again unchanged: our Via with this request's loop hash is on it.
+    let step = net.send_message(SERVER, &second);
+    assert_eq!(step.only_to(SERVER).response().status, 482);
+    assert_eq!(net.core.counters().loops, 1);
+}
+
+#[test]
 fn udp_contacts_are_reached_at_their_contact_address() {
     let mut net = Net::new();
     // bob registers from BOB1 a Contact on another port (a separate receiving socket, as SIPp does).

@@ -495,8 +495,9 @@ impl TransactionLayer {
     /// A datagram arrived. Unparseable requests are answered (400/413/505) when possible and counted;
     /// unparseable responses are dropped.
     pub fn handle_bytes(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
-        match Message::parse_with(bytes, &self.limits, Framing::Datagram) {
-            Ok(m) => self.handle_message(now, peer, m),
+        match Message::parse_validated(bytes, &self.limits, Framing::Datagram) {
+            Ok((Message::Request(r), via)) => self.handle_request(now, peer, r, Some(via)),
+            Ok((Message::Response(r), via)) => self.handle_response(now, peer, r, Some(via)),
             Err(e) => self.handle_parse_error(peer, bytes, &e),
         }
     }
@@ -516,20 +517,21 @@ impl TransactionLayer {
     /// A parsed message arrived (a datagram, or a frame from [`crate::framing::StreamFramer`]).
     pub fn handle_message(&mut self, now: Instant, peer: Peer, msg: Message) {
         match msg {
-            Message::Request(r) => self.handle_request(now, peer, r),
-            Message::Response(r) => self.handle_response(now, peer, r),
+            Message::Request(r) => self.handle_request(now, peer, r, None),
+            Message::Response(r) => self.handle_response(now, peer, r, None),
         }
     }
 
-    fn handle_request(&mut self, now: Instant, peer: Peer, req: Request) {
+    /// A request arrived; `via` is its top Via when the parser already has it.
+    fn handle_request(&mut self, now: Instant, peer: Peer, req: Request, via: Option<Via>) {
         let mut key = std::mem::take(&mut self.key_buf);
-        self.match_request(now, peer, req, &mut key);
+        self.match_request(now, peer, req, via, &mut key);
         self.key_buf = key;
     }
 
     /// [`TransactionLayer::handle_request`] with `key` as the buffer for the request's transaction key.
-    fn match_request(&mut self, now: Instant, peer: Peer, mut req: Request, key: &mut Vec<u8>) {
-        let Ok(via) = req.headers.top_via() else {
+    fn match_request(&mut self, now: Instant, peer: Peer, mut req: Request, via: Option<Via>, key: &mut Vec<u8>) {
+        let Some(via) = via.or_else(|| req.headers.top_via().ok()) else {
             self.counters.parse_errors += 1;
             return;
         };
@@ -643,8 +645,10 @@ impl TransactionLayer {
         }
     }
 
-    fn handle_response(&mut self, now: Instant, peer: Peer, resp: Response) {
-        let key = match (resp.headers.top_via(), resp.headers.cseq()) {
+    /// A response arrived; `via` is its top Via when the parser already has it.
+    fn handle_response(&mut self, now: Instant, peer: Peer, resp: Response, via: Option<Via>) {
+        let via = via.map_or_else(|| resp.headers.top_via(), Ok);
+        let key = match (via, resp.headers.cseq()) {
             (Ok(v), Ok(c)) => v.branch().map(|b| (b.to_owned(), c.method)),
             _ => None,
         };
