@@ -24,7 +24,9 @@ the servers stop when the script ends.
 Usage: python3 bench/sip-vs-kamailio.py   (installs kamailio and sip-tester if missing; builds Vienna in
 release). Environment: RATES ("1000,2000,5000,10000,15000,20000"), SECONDS per step (5), USERS (1000),
 LOADS ("register,register-digest,message"), SIPP_BUFFER (SIPp's -buff_size, 4194304; 0: SIPp's default), SERVERS ("kamailio,vienna,vienna-normal,vienna-wb"), JSON (path of a
-JSON result file, optional).
+JSON result file, optional), BASELINE (path of another `vienna` binary, optional: each Vienna of SERVERS
+also runs from it as `<name>-base`, in the same steps, so an old and a new build meet the same machine
+drift; with NO_BUILD=1 the current build is not rebuilt).
 """
 
 import json
@@ -58,6 +60,14 @@ SINK_PORT = {"kamailio": 25391, "vienna": 25491, "vienna-normal": 25591, "vienna
 # Data directory suffix, store.synchronous and sip.bindings_write_back_ms of each Vienna.
 VIENNA_MODES = {"vienna": ("", "full", 0), "vienna-normal": ("-normal", "normal", 0), "vienna-wb": ("-wb", "full", 1000)}
 SERVERS = os.environ.get("SERVERS", ",".join(PORTS)).split(",")
+BASELINE = os.environ.get("BASELINE")
+if BASELINE:
+    for name in [s for s in SERVERS if s in VIENNA_MODES]:
+        suffix, sync, write_back = VIENNA_MODES[name]
+        PORTS[name + "-base"] = PORTS[name] + 5000
+        SINK_PORT[name + "-base"] = SINK_PORT[name] + 5000
+        VIENNA_MODES[name + "-base"] = (suffix + "-base", sync, write_back)
+        SERVERS.insert(SERVERS.index(name) + 1, name + "-base")
 PORTS = {s: PORTS[s] for s in SERVERS}
 SCENARIO = {
     "register": "register-noauth.xml",
@@ -96,30 +106,31 @@ class Servers:
         subprocess.run([self.vienna_bin, "user", "add", "sink", "--password-stdin", "--data-dir", self.data],
                        input="pw-sink\n", text=True, check=True, capture_output=True)
         for suffix, _, _ in VIENNA_MODES.values():
-            if suffix:
+            if suffix and not os.path.exists(self.data + suffix):
                 shutil.copytree(self.data, self.data + suffix)
 
     def start(self, auth):
         self.stop()
-        with open(os.path.join(BENCH, "kamailio", "registrar.cfg")) as f:
-            cfg = f.read().replace("BENCH_PORT", str(PORTS["kamailio"]))
-        kcfg = os.path.join(self.work, "kamailio.cfg")
-        with open(kcfg, "w") as f:
-            f.write(cfg)
-        run_dir = os.path.join(self.work, "kamailio-run")
-        os.makedirs(run_dir, exist_ok=True)
-        args = ["kamailio", "-f", kcfg, "-DD", "-E", "-m", "256", "-Y", run_dir, "-P",
-                os.path.join(run_dir, "kamailio.pid")]
-        if auth:
-            args += ["-A", "WITH_AUTH"]
         if "kamailio" in PORTS:
+            with open(os.path.join(BENCH, "kamailio", "registrar.cfg")) as f:
+                cfg = f.read().replace("BENCH_PORT", str(PORTS["kamailio"]))
+            kcfg = os.path.join(self.work, "kamailio.cfg")
+            with open(kcfg, "w") as f:
+                f.write(cfg)
+            run_dir = os.path.join(self.work, "kamailio-run")
+            os.makedirs(run_dir, exist_ok=True)
+            args = ["kamailio", "-f", kcfg, "-DD", "-E", "-m", "256", "-Y", run_dir, "-P",
+                    os.path.join(run_dir, "kamailio.pid")]
+            if auth:
+                args += ["-A", "WITH_AUTH"]
             self.procs["kamailio"] = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                                       stderr=open(os.path.join(self.work, "kamailio.log"), "a"))
         for name in [n for n in PORTS if n.startswith("vienna")]:
             suffix, sync, write_back = VIENNA_MODES[name]
             data = self.data + suffix
+            binary = BASELINE if name.endswith("-base") else self.vienna_bin
             self.procs[name] = subprocess.Popen(
-                [self.vienna_bin, "serve", "--data-dir", data,
+                [binary, "serve", "--data-dir", data,
                  "--set", f"sip.udp_port={PORTS[name]}", "--set", "sip.tcp=false", "--set", "sip.tls=false",
                  "--set", "turn.enabled=false", "--set", "admin.listen=127.0.0.1:0",
                  "--set", 'sip.digest_algorithms=["MD5"]', "--set", f"sip.authenticate={'true' if auth else 'false'}",
@@ -262,16 +273,15 @@ def report(results):
                          if bad else "none")
             print(f"| {load} | {server} | {best['rate'] if best else 0} | "
                   f"{best['cpu_us_per_call'] if best else '-'} | {first_bad} |")
-    print("\nCPU µs per call at each rate where Kamailio and Vienna both ran cleanly:\n")
-    print("| load | rate | kamailio | vienna (full) | vienna (normal) | vienna (write-back) |")
-    print("|---|---|---|---|---|---|")
+    print("\nCPU µs per call at each rate (clean steps only):\n")
+    print("| load | rate | " + " | ".join(PORTS) + " |")
+    print("|---|---|" + "---|" * len(PORTS))
     for load in LOADS:
         for rate in RATES:
             row = {r["server"]: r["cpu_us_per_call"] for r in results
                    if r["load"] == load and r["rate"] == rate and r["clean"]}
-            if "kamailio" in row and len(row) > 1:
-                print(f"| {load} | {rate} | {row['kamailio']} | {row.get('vienna', '-')} | "
-                      f"{row.get('vienna-normal', '-')} | {row.get('vienna-wb', '-')} |")
+            if row:
+                print(f"| {load} | {rate} | " + " | ".join(str(row.get(s, "-")) for s in PORTS) + " |")
 
 if __name__ == "__main__":
     main()

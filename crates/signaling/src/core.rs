@@ -151,6 +151,10 @@ pub struct Core<D> {
     ms: crate::msclient::MsClient,
     /// The conference focus, when enabled ([`Core::enable_conferences`]).
     conference: Option<Box<ConferenceState>>,
+    /// Our addresses as a Via of ours spells them, when every one is IPv4 (dotted decimal has one
+    /// spelling): a request whose Via lines hold none of them cannot have looped, and its Vias are not
+    /// parsed. `None` with an IPv6 address (several spellings): every Via is parsed.
+    via_hosts: Option<Vec<String>>,
 }
 
 impl<D: Directory> Core<D> {
@@ -186,6 +190,14 @@ impl<D: Directory> Core<D> {
         let mut ms_key = secret;
         ms_key[0] ^= 0x3c;
         let ms = crate::msclient::MsClient::new(config.ms.clone(), &config.domain, ms_key);
+        let via_hosts = config
+            .local
+            .iter()
+            .map(|l| match l.addr.ip() {
+                std::net::IpAddr::V4(ip) => Some(ip.to_string()),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
         Core {
             config,
             layer,
@@ -203,6 +215,7 @@ impl<D: Directory> Core<D> {
             services: Vec::new(),
             ms,
             conference: None,
+            via_hosts,
         }
     }
 
@@ -238,6 +251,12 @@ impl<D: Directory> Core<D> {
     /// Transactions alive now.
     pub fn transactions(&self) -> usize {
         self.layer.len()
+    }
+
+    /// Completed non-INVITE server transactions over UDP kept as their final response for retransmissions
+    /// (until Timer J); they count towards the transaction cap with [`Core::transactions`].
+    pub fn completed_transactions(&self) -> usize {
+        self.layer.completed_len()
     }
 
     /// The location service (live bindings).
@@ -504,6 +523,11 @@ impl<D: Directory> Core<D> {
 
     /// RFC 3261 §16.6 step 8 in reverse: a Via of ours whose branch carries this request's loop hash.
     fn is_loop(&self, req: &Request) -> bool {
+        if let Some(hosts) = &self.via_hosts
+            && !req.headers.get_all(&HeaderName::Via).any(|v| hosts.iter().any(|h| v.contains(h.as_str())))
+        {
+            return false;
+        }
         let Ok(vias) = req.headers.vias() else { return false };
         let mine: Vec<&Via> = vias.iter().filter(|v| self.config.is_own_via(&v.host, v.port)).collect();
         if mine.is_empty() {
@@ -1197,7 +1221,7 @@ impl<D: Directory> Core<D> {
     /// its dialogs, or an out-of-dialog SUBSCRIBE (`presence`, `presence.winfo`) or PUBLISH for a user of
     /// our domain. Returns whether the request was taken (and answered).
     fn presence_request(&mut self, now: Instant, id: TransactionId, req: &Request, peer: Peer) -> bool {
-        let to_tag = req.headers.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = req.headers.to_tag();
         let presence_event = req.headers.event().ok().flatten().is_some_and(|e| {
             e.package.eq_ignore_ascii_case("presence") || e.package.eq_ignore_ascii_case("presence.winfo")
         });

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use vienna_sip::header::quote;
 use vienna_sip::transaction::Peer;
-use vienna_sip::{Contacts, HeaderName, NameAddr, Request};
+use vienna_sip::{Contacts, HeaderName, Request};
 use vienna_store::{Binding, BindingChange};
 
 use crate::config::CoreConfig;
@@ -146,10 +146,13 @@ fn remove_change(b: &Binding) -> BindingChange {
 /// client that supports GRUU and sent an instance, its public and temporary GRUUs (RFC 5627 §5.3).
 pub fn contact_value(b: &Binding, unix: u64, gruus: Option<(&str, &str)>) -> String {
     let remaining = (b.expires_at - unix as i64).max(0);
-    let mut v = match NameAddr::parse(&format!("<{}>", b.contact)) {
-        Ok(n) => format!("<{}>;expires={remaining}", n.uri),
-        Err(_) => format!("<{}>;expires={remaining}", b.contact),
-    };
+    // The contact is stored as the registrar wrote it, from a parsed URI (`Uri`'s Display): no need to
+    // parse it again.
+    let mut v = String::with_capacity(b.contact.len() + 24);
+    v.push('<');
+    v.push_str(&b.contact);
+    v.push_str(">;expires=");
+    v.push_str(&remaining.to_string());
     if let Some(instance) = &b.instance_id {
         v.push_str(";+sip.instance=");
         v.push_str(&quote(instance));

@@ -13,7 +13,7 @@ use vienna_sip::digest::{Challenge, Ha1, respond};
 use vienna_sip::{HeaderName, Message, Request, Response, Transport};
 use vienna_store::{Binding, BindingChange};
 
-use harness::{Step, UNIX0, addr};
+use harness::{Step, UNIX0, addr, sip};
 
 /// The core of these tests on the simulated network.
 type Net = harness::Net<Users>;
@@ -450,6 +450,51 @@ fn authentication_off_lets_anyone_register_and_send() {
     assert_eq!(step.only_to(BOB1).response().status, 200);
     let step = net.send(ALICE, &request_text("MESSAGE", &format!("sip:bob@{DOMAIN}"), "z9hG4bK-n1", 1, ""));
     assert_eq!(step.only_to(BOB1).request().method.as_str(), "MESSAGE");
+}
+
+#[test]
+fn a_retransmitted_register_gets_the_same_answer_until_timer_j() {
+    let mut net = Net::with(|c| c.authenticate = false, vec![]);
+    let register = sip(&register_text("bob", BOB1, &contact(BOB1, "bob", 600), 1, ""));
+    let first = net.send_bytes(BOB1, &register);
+    assert_eq!(first.only_to(BOB1).response().status, 200);
+    assert_eq!(first.persisted.len(), 1);
+    // The transaction is over at once: its 200 stays in the completed cache for retransmissions.
+    assert_eq!((net.core.transactions(), net.core.completed_transactions()), (0, 1));
+    for wait in [Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(30)] {
+        net.advance(wait);
+        let again = net.send_bytes(BOB1, &register);
+        // The same bytes again, nothing re-processed: no binding write, no out-of-order 500.
+        assert_eq!(again.only_to(BOB1).message, first.only_to(BOB1).message, "after {wait:?}");
+        assert!(again.persisted.is_empty());
+    }
+    assert_eq!(net.core.counters().registrations_accepted, 1);
+    assert_eq!(net.core.transaction_counters().retransmissions_absorbed, 3);
+    assert_eq!(net.core.counters().requests, 1);
+    // After Timer J (64*T1 = 32 s after the answer) the request is new to the server again, and the
+    // registrar refuses the old CSeq of the same Call-ID (RFC 3261 §10.3 step 7).
+    net.advance(Duration::from_millis(600));
+    assert_eq!(net.core.completed_transactions(), 0);
+    let late = net.send_bytes(BOB1, &register);
+    assert_eq!(late.only_to(BOB1).response().status, 500);
+}
+
+#[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let mut net = Net::with(|c| c.authenticate = false, vec![]);
+    // bob's contact is this server itself: a MESSAGE to bob spirals back to us, then loops.
+    let step = net.send(BOB1, &register_text("bob", BOB1, &contact(SERVER, "bob", 600), 1, ""));
+    assert_eq!(step.only_to(BOB1).response().status, 200);
+    let step = net.send(ALICE, &request_text("MESSAGE", &format!("sip:bob@{DOMAIN}"), "z9hG4bK-loop", 1, ""));
+    let first = step.only_to(SERVER).message.clone();
+    // Back to us with another Request-URI (the contact): a spiral, forwarded again.
+    let step = net.send_message(SERVER, &first);
+    let second = step.only_to(SERVER).message.clone();
+    assert_eq!(net.core.counters().loops, 0);
+    // Back again unchanged: our Via with this request's loop hash is on it.
+    let step = net.send_message(SERVER, &second);
+    assert_eq!(step.only_to(SERVER).response().status, 482);
+    assert_eq!(net.core.counters().loops, 1);
 }
 
 #[test]

@@ -232,6 +232,16 @@ impl Message {
 
     /// Parses a message with explicit limits and framing.
     pub fn parse_with(bytes: &[u8], limits: &Limits, framing: Framing) -> Result<Message, ParseError> {
+        Self::parse_validated(bytes, limits, framing).map(|(m, _)| m)
+    }
+
+    /// [`Message::parse_with`], also returning the top Via that validation parsed (the transaction layer
+    /// matches by it, and need not parse it again).
+    pub(crate) fn parse_validated(
+        bytes: &[u8],
+        limits: &Limits,
+        framing: Framing,
+    ) -> Result<(Message, crate::types::Via), ParseError> {
         if bytes.len() > limits.max_message {
             return Err(ParseError::new(ParseErrorKind::TooLarge("message")));
         }
@@ -300,19 +310,23 @@ impl Message {
             StartLine::Request(method, uri) => Message::Request(Request { method, uri, headers, body }),
             StartLine::Response(status, reason) => Message::Response(Response { status, reason, headers, body }),
         };
-        msg.validate()?;
-        Ok(msg)
+        let via = msg.validated_top_via()?;
+        Ok((msg, via))
     }
 
     /// Checks the headers every element relies on (RFC 3261 §8.1.1, §8.2.2.1 and RFC 4475 §3.1.2, §3.3):
     /// Via, From, To, Call-ID and CSeq present, single and well formed; CSeq method equal to the request
     /// method; Max-Forwards, Expires, Contact and Retry-After well formed.
     pub fn validate(&self) -> Result<(), ParseError> {
+        self.validated_top_via().map(|_| ())
+    }
+
+    /// [`Message::validate`], returning the top Via.
+    fn validated_top_via(&self) -> Result<crate::types::Via, ParseError> {
         let h = self.headers();
-        let vias = h.vias()?;
-        if vias.is_empty() {
+        let Some(top) = h.vias()?.into_iter().next() else {
             return Err(ParseError::header(ParseErrorKind::MissingHeader, HeaderName::Via));
-        }
+        };
         h.from()?;
         h.to()?;
         h.call_id()?;
@@ -331,7 +345,7 @@ impl Message {
             crate::types::parse_delta(n)
                 .map_err(|w| ParseError::header(ParseErrorKind::BadHeader(w), HeaderName::RetryAfter))?;
         }
-        Ok(())
+        Ok(top)
     }
 
     /// The headers.

@@ -407,6 +407,16 @@ impl Headers {
         self.name_addr(HeaderName::To)
     }
 
+    /// The To tag; `None` without one, and when To is missing or malformed. To is parsed only when its text
+    /// holds `tag` at all: an out-of-dialog request has none, and the proxy asks for every request.
+    pub fn to_tag(&self) -> Option<String> {
+        let v = self.get(&HeaderName::To)?;
+        if !v.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"tag")) {
+            return None;
+        }
+        self.to().ok().and_then(|t| t.tag().map(str::to_owned))
+    }
+
     /// The Call-ID.
     pub fn call_id(&self) -> Result<&str, ParseError> {
         let v = self.required(HeaderName::CallId)?;

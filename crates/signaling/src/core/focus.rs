@@ -178,7 +178,7 @@ impl<D: Directory> Core<D> {
         if self.conference.is_none() {
             return false;
         }
-        let to_tag = req.headers.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = req.headers.to_tag();
         if let Some(tag) = to_tag {
             let key: DialogKey = (req.headers.call_id().unwrap_or_default().to_owned(), tag);
             let Some(st) = self.conference.as_ref() else { return false };

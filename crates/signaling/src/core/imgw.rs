@@ -341,7 +341,7 @@ impl<D: Directory> Core<D> {
         if !self.imgw_enabled() {
             return false;
         }
-        let Some(tag) = req.headers.to().ok().and_then(|t| t.tag().map(str::to_owned)) else { return false };
+        let Some(tag) = req.headers.to_tag() else { return false };
         let key = (req.headers.call_id().unwrap_or_default().to_owned(), tag);
         let to_gateway = req.uri.as_sip().is_some_and(|u| u.params.contains(CONTACT_PARAM));
         let g = &mut self.ms.imgw;

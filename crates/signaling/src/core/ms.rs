@@ -361,7 +361,7 @@ impl<D: Directory> Core<D> {
     fn ms_subscribe(&mut self, now: Instant, id: TransactionId, req: &Request, peer: Peer) -> bool {
         let Ok(Some(event)) = req.headers.event() else { return false };
         let package = event.package.to_ascii_lowercase();
-        if let Some(tag) = req.headers.to().ok().and_then(|t| t.tag().map(str::to_owned)) {
+        if let Some(tag) = req.headers.to_tag() {
             let key = (req.headers.call_id().unwrap_or_default().to_owned(), tag);
             let Some(&sid) = self.ms.dialogs.get(&key) else { return false };
             self.ms_resubscribe(now, id, req, peer, sid);

@@ -20,6 +20,7 @@
 //! RFC 3261 §17.1.1.2 "transport error" detection itself (the driver reports it with
 //! [`TransactionLayer::transport_error`]), and statelessly forwarding anything (the proxy TU does).
 
+mod completed;
 mod state;
 
 use std::cmp::Reverse;
@@ -36,6 +37,7 @@ use crate::message::{Framing, Limits, Message, Request, Response, error_response
 use crate::types::{MAGIC_COOKIE, Method, Via};
 use crate::{ParseError, Transport};
 
+use completed::CompletedCache;
 use state::{Kind, Transaction};
 pub use state::{State, Timer};
 
@@ -215,42 +217,53 @@ pub struct Counters {
     pub overload_rejected: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum ServerKey {
-    Rfc3261 { branch: String, sent_by: String, method: Method },
-    Rfc2543 { uri: String, from_tag: String, call_id: String, cseq: u32, via: String, method: Method },
+/// A server transaction's key (§17.2.3) as bytes: the fields that match a request to its transaction,
+/// each after its length, so that no two keys run together. Built into a reused buffer, so matching a
+/// request allocates nothing.
+type ServerKey = Box<[u8]>;
+
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+    out.extend_from_slice(field);
 }
 
-impl ServerKey {
-    fn with_method(&self, m: Method) -> ServerKey {
-        let mut k = self.clone();
-        match &mut k {
-            ServerKey::Rfc3261 { method, .. } | ServerKey::Rfc2543 { method, .. } => *method = m,
-        }
-        k
-    }
-}
-
-fn server_key(req: &Request, via: &Via) -> Option<ServerKey> {
-    let method = match req.method {
-        Method::Ack => Method::Invite,
-        ref m => m.clone(),
-    };
+/// Writes the key of server transaction `method` for `req` with top Via `via` into `out` (cleared first):
+/// branch, sent-by and method for an RFC 3261 branch; Request-URI, From tag, Call-ID, CSeq number, top Via
+/// and method otherwise (ACK is matched as its INVITE: pass [`Method::Invite`]). `false` when the request
+/// lacks what the key needs.
+fn server_key(req: &Request, via: &Via, method: &Method, out: &mut Vec<u8>) -> bool {
+    out.clear();
     if via.is_rfc3261() {
-        return Some(ServerKey::Rfc3261 {
-            branch: via.branch()?.to_owned(),
-            sent_by: via.sent_by().to_ascii_lowercase(),
-            method,
-        });
+        let Some(branch) = via.branch() else { return false };
+        out.push(b'3');
+        push_field(out, method.as_str().as_bytes());
+        push_field(out, branch.as_bytes());
+        // sent-by, case-insensitively: host[:port] in lower case.
+        let start = out.len();
+        push_field(out, via.host.as_bytes());
+        out[start + 4..].make_ascii_lowercase();
+        out.extend_from_slice(&via.port.map_or(0, |p| u32::from(p) + 1).to_le_bytes());
+        return true;
     }
-    Some(ServerKey::Rfc2543 {
-        uri: req.uri.to_string(),
-        from_tag: req.headers.from().ok()?.tag().unwrap_or("").to_owned(),
-        call_id: req.headers.call_id().ok()?.to_owned(),
-        cseq: req.headers.cseq().ok()?.seq,
-        via: via.to_string(),
-        method,
-    })
+    let (Ok(from), Ok(call_id), Ok(cseq)) = (req.headers.from(), req.headers.call_id(), req.headers.cseq()) else {
+        return false;
+    };
+    out.push(b'2');
+    push_field(out, method.as_str().as_bytes());
+    push_field(out, req.uri.to_string().as_bytes());
+    push_field(out, from.tag().unwrap_or("").as_bytes());
+    push_field(out, call_id.as_bytes());
+    out.extend_from_slice(&cseq.seq.to_le_bytes());
+    push_field(out, via.to_string().as_bytes());
+    true
+}
+
+/// The method a request's server transaction is keyed under: an ACK matches its INVITE.
+fn key_method(method: &Method) -> &Method {
+    match method {
+        Method::Ack => &Method::Invite,
+        m => m,
+    }
 }
 
 /// Where a response to a request received from `peer` with top Via `via` goes (RFC 3261 §18.2.2, RFC 3581
@@ -344,6 +357,10 @@ pub struct TransactionLayer {
     server_keys: HashMap<ServerKey, TransactionId>,
     client_keys: HashMap<(String, Method), TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId, Timer)>>,
+    /// Completed non-INVITE server transactions over unreliable transports, as their final response only.
+    completed: CompletedCache,
+    /// Reused to build the key of each request received.
+    key_buf: Vec<u8>,
     out: VecDeque<Output>,
     counters: Counters,
     max_transactions: usize,
@@ -362,14 +379,17 @@ impl TransactionLayer {
             server_keys: HashMap::new(),
             client_keys: HashMap::new(),
             timers: BinaryHeap::new(),
+            completed: CompletedCache::new(),
+            key_buf: Vec::new(),
             out: VecDeque::new(),
             counters: Counters::default(),
             max_transactions: usize::MAX,
         }
     }
 
-    /// Caps the number of live transactions: beyond it, new requests are answered `503 Service Unavailable`
-    /// with `Retry-After` statelessly and counted in [`Counters::overload_rejected`].
+    /// Caps the number of live transactions and completed non-INVITE ones whose response is kept for
+    /// retransmissions ([`TransactionLayer::completed_len`]) together: beyond it, new requests are answered
+    /// `503 Service Unavailable` with `Retry-After` statelessly and counted in [`Counters::overload_rejected`].
     pub fn set_max_transactions(&mut self, max: usize) {
         self.max_transactions = max;
     }
@@ -384,9 +404,16 @@ impl TransactionLayer {
         &self.counters
     }
 
-    /// Number of live transactions.
+    /// Number of live transactions (not counting [`TransactionLayer::completed_len`]).
     pub fn len(&self) -> usize {
         self.txs.len()
+    }
+
+    /// Completed non-INVITE server transactions over unreliable transports still answering retransmissions
+    /// (until their Timer J). They are kept as their final response alone: their ids are gone (the TU heard
+    /// [`TransactionEvent::Terminated`] when the final response was sent).
+    pub fn completed_len(&self) -> usize {
+        self.completed.len()
     }
 
     /// Whether there are no live transactions.
@@ -437,7 +464,11 @@ impl TransactionLayer {
 
     /// When [`TransactionLayer::handle_timeout`] is next due (may be early, never late).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        match (timer, self.completed.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn alloc_id(&mut self) -> TransactionId {
@@ -464,8 +495,9 @@ impl TransactionLayer {
     /// A datagram arrived. Unparseable requests are answered (400/413/505) when possible and counted;
     /// unparseable responses are dropped.
     pub fn handle_bytes(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
-        match Message::parse_with(bytes, &self.limits, Framing::Datagram) {
-            Ok(m) => self.handle_message(now, peer, m),
+        match Message::parse_validated(bytes, &self.limits, Framing::Datagram) {
+            Ok((Message::Request(r), via)) => self.handle_request(now, peer, r, Some(via)),
+            Ok((Message::Response(r), via)) => self.handle_response(now, peer, r, Some(via)),
             Err(e) => self.handle_parse_error(peer, bytes, &e),
         }
     }
@@ -485,23 +517,49 @@ impl TransactionLayer {
     /// A parsed message arrived (a datagram, or a frame from [`crate::framing::StreamFramer`]).
     pub fn handle_message(&mut self, now: Instant, peer: Peer, msg: Message) {
         match msg {
-            Message::Request(r) => self.handle_request(now, peer, r),
-            Message::Response(r) => self.handle_response(now, peer, r),
+            Message::Request(r) => self.handle_request(now, peer, r, None),
+            Message::Response(r) => self.handle_response(now, peer, r, None),
         }
     }
 
-    fn handle_request(&mut self, now: Instant, peer: Peer, mut req: Request) {
-        let Some((via, key)) = req.headers.top_via().ok().and_then(|v| server_key(&req, &v).map(|k| (v, k))) else {
+    /// A request arrived; `via` is its top Via when the parser already has it.
+    fn handle_request(&mut self, now: Instant, peer: Peer, req: Request, via: Option<Via>) {
+        let mut key = std::mem::take(&mut self.key_buf);
+        self.match_request(now, peer, req, via, &mut key);
+        self.key_buf = key;
+    }
+
+    /// [`TransactionLayer::handle_request`] with `key` as the buffer for the request's transaction key.
+    fn match_request(&mut self, now: Instant, peer: Peer, mut req: Request, via: Option<Via>, key: &mut Vec<u8>) {
+        let Some(via) = via.or_else(|| req.headers.top_via().ok()) else {
             self.counters.parse_errors += 1;
             return;
         };
+        if !server_key(&req, &via, key_method(&req.method), key) {
+            self.counters.parse_errors += 1;
+            return;
+        }
+        // A CANCEL names the INVITE transaction it cancels by the same fields (§9.2), before stamping.
+        let mut invite_key = Vec::new();
+        if req.method == Method::Cancel {
+            server_key(&req, &via, &Method::Invite, &mut invite_key);
+        }
         let via = stamp_parsed_via(&mut req, via, peer);
         let dest = response_destination(&via, peer);
-        if let Some(&id) = self.server_keys.get(&key) {
+        if let Some(&id) = self.server_keys.get(key.as_slice()) {
             self.server_retransmission(now, id, req, peer);
             return;
         }
-        if req.method != Method::Ack && self.txs.len() >= self.max_transactions {
+        if req.method != Method::Ack
+            && let Some((to, bytes)) = self.completed.get(now, key)
+        {
+            // A retransmission of a request answered in a completed non-INVITE transaction: the same answer.
+            self.counters.retransmissions_absorbed += 1;
+            let bytes = bytes.to_vec();
+            self.transmit(to, bytes);
+            return;
+        }
+        if req.method != Method::Ack && self.txs.len() + self.completed.len() >= self.max_transactions {
             self.counters.overload_rejected += 1;
             let mut resp = req.make_response(503, None);
             resp.headers.push(HeaderName::RetryAfter, "5");
@@ -511,12 +569,12 @@ impl TransactionLayer {
         match req.method {
             Method::Ack => self.event(TransactionEvent::Ack { request: req, peer }),
             Method::Cancel => {
-                let id = self.new_server(now, key.clone(), &req, dest);
-                let invite = self.server_keys.get(&key.with_method(Method::Invite)).copied();
+                let id = self.new_server(now, key.as_slice().into(), &req, dest);
+                let invite = self.server_keys.get(invite_key.as_slice()).copied();
                 self.event(TransactionEvent::Cancel { id, invite, request: req, peer });
             }
             _ => {
-                let id = self.new_server(now, key, &req, dest);
+                let id = self.new_server(now, key.as_slice().into(), &req, dest);
                 self.event(TransactionEvent::Request { id, request: req, peer });
             }
         }
@@ -587,8 +645,10 @@ impl TransactionLayer {
         }
     }
 
-    fn handle_response(&mut self, now: Instant, peer: Peer, resp: Response) {
-        let key = match (resp.headers.top_via(), resp.headers.cseq()) {
+    /// A response arrived; `via` is its top Via when the parser already has it.
+    fn handle_response(&mut self, now: Instant, peer: Peer, resp: Response, via: Option<Via>) {
+        let via = via.map_or_else(|| resp.headers.top_via(), Ok);
+        let key = match (via, resp.headers.cseq()) {
             (Ok(v), Ok(c)) => v.branch().map(|b| (b.to_owned(), c.method)),
             _ => None,
         };
@@ -771,6 +831,20 @@ impl TransactionLayer {
                 }
             }
             (Kind::ServerInvite, State::Accepted) if (200..300).contains(&status) => {}
+            (Kind::ServerNonInvite, State::Trying | State::Proceeding) if status >= 200 && !reliable => {
+                // Completed (§17.2.2) over UDP only answers retransmissions with this response until Timer
+                // J: the response is kept in the completed cache and the transaction itself ends now.
+                let peer = t.peer;
+                if let Some(t) = self.txs.remove(&id)
+                    && let Some(key) = &t.server_key
+                {
+                    self.server_keys.remove(key);
+                    self.completed.insert(now, now + 64 * c.t1, key, peer, &bytes);
+                }
+                self.transmit(peer, bytes);
+                self.event(TransactionEvent::Terminated { id });
+                return Ok(());
+            }
             (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
                 t.last_response = Some(bytes.clone());
                 if status < 200 {
@@ -823,6 +897,7 @@ impl TransactionLayer {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.completed.expire(now);
         while let Some(&Reverse((at, id, timer))) = self.timers.peek() {
             if at > now {
                 break;

@@ -297,29 +297,110 @@ fn invite_server_2xx_accepted_then_timer_l() {
 }
 
 #[test]
-fn non_invite_server_absorbs_and_timer_j() {
-    for (t, j) in [(Transport::Udp, 64 * T1), (Transport::Tcp, Duration::ZERO)] {
-        let mut h = Harness::new();
-        let req = request("REGISTER", "z9hG4bKl", t);
-        let (_, ev) = h.receive(Message::Request(req.clone()), t);
-        let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
+fn non_invite_server_absorbs_and_timer_j_over_tcp() {
+    let t = Transport::Tcp;
+    let mut h = Harness::new();
+    let req = request("REGISTER", "z9hG4bKl", t);
+    let (_, ev) = h.receive(Message::Request(req.clone()), t);
+    let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
+    let (tx, ev) = h.receive(Message::Request(req.clone()), t);
+    assert!(tx.is_empty() && ev.is_empty(), "absorbed in Trying");
+    h.layer.send_response(h.now, id, req.make_response_with_tag(100, None, "x")).unwrap();
+    h.drain();
+    let (tx, _) = h.receive(Message::Request(req.clone()), t);
+    assert!(tx[0].bytes.starts_with(b"SIP/2.0 100"), "last provisional resent in Proceeding");
+    h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")).unwrap();
+    h.drain();
+    // Reliable transport: Timer J is zero.
+    let (_, ev) = h.run_until(Duration::ZERO);
+    assert!(terminated(&ev, id));
+    assert_eq!(h.layer.completed_len(), 0);
+}
+
+#[test]
+fn non_invite_server_over_udp_answers_retransmissions_from_the_completed_cache_until_timer_j() {
+    let t = Transport::Udp;
+    let mut h = Harness::new();
+    let req = request("REGISTER", "z9hG4bKl", t);
+    let (_, ev) = h.receive(Message::Request(req.clone()), t);
+    let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
+    let (tx, ev) = h.receive(Message::Request(req.clone()), t);
+    assert!(tx.is_empty() && ev.is_empty(), "absorbed in Trying");
+    h.layer.send_response(h.now, id, req.make_response_with_tag(100, None, "x")).unwrap();
+    h.drain();
+    let (tx, _) = h.receive(Message::Request(req.clone()), t);
+    assert!(tx[0].bytes.starts_with(b"SIP/2.0 100"), "last provisional resent in Proceeding");
+    h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")).unwrap();
+    let (tx, ev) = h.drain();
+    assert_eq!(tx.len(), 1);
+    let answer = tx[0].clone();
+    // The transaction ends with its final response; its response stays for retransmissions.
+    assert_eq!(ev, vec![TransactionEvent::Terminated { id }]);
+    assert!(h.layer.is_empty());
+    assert_eq!(h.layer.completed_len(), 1);
+    assert_eq!(h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")), Err(Error::NoTransaction));
+    let absorbed = h.layer.counters().retransmissions_absorbed;
+    // Retransmissions (T1, 2T1, 4T1, then every T2) get the very same bytes, to the same place, and the
+    // TU hears nothing of them; the last one just before Timer J.
+    for at in [T1, 3 * T1, 7 * T1, 64 * T1 - ms(1)] {
+        h.run_until(at);
         let (tx, ev) = h.receive(Message::Request(req.clone()), t);
-        assert!(tx.is_empty() && ev.is_empty(), "absorbed in Trying");
-        h.layer.send_response(h.now, id, req.make_response_with_tag(100, None, "x")).unwrap();
-        h.drain();
-        let (tx, _) = h.receive(Message::Request(req.clone()), t);
-        assert!(tx[0].bytes.starts_with(b"SIP/2.0 100"), "last provisional resent in Proceeding");
+        assert!(ev.is_empty(), "at {at:?}");
+        assert_eq!(tx, vec![answer.clone()], "at {at:?}");
+    }
+    assert_eq!(h.layer.counters().retransmissions_absorbed, absorbed + 4);
+    assert_eq!(h.layer.counters().server_created, 1);
+    // Timer J: forgotten; the same request again is a new transaction.
+    let (_, ev) = h.run_until(64 * T1);
+    assert!(ev.is_empty());
+    assert_eq!(h.layer.completed_len(), 0);
+    assert_eq!(h.layer.poll_timeout(), None);
+    let (tx, ev) = h.receive(Message::Request(req.clone()), t);
+    assert!(tx.is_empty());
+    assert!(matches!(&ev[..], [TransactionEvent::Request { id: new, .. }] if *new != id));
+}
+
+#[test]
+fn completed_cache_matches_by_branch_sent_by_and_method() {
+    let t = Transport::Udp;
+    let mut h = Harness::new();
+    let req = request("REGISTER", "z9hG4bKkey", t);
+    let (_, ev) = h.receive(Message::Request(req.clone()), t);
+    let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
+    h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")).unwrap();
+    h.drain();
+    // Another branch, or the same branch with another method, is another transaction.
+    let (tx, ev) = h.receive(Message::Request(request("REGISTER", "z9hG4bKkey2", t)), t);
+    assert!(tx.is_empty() && matches!(ev[..], [TransactionEvent::Request { .. }]));
+    let (tx, ev) = h.receive(Message::Request(request("OPTIONS", "z9hG4bKkey", t)), t);
+    assert!(tx.is_empty() && matches!(ev[..], [TransactionEvent::Request { .. }]));
+    // The sent-by host matches without regard to case.
+    let text = String::from_utf8(request("REGISTER", "z9hG4bKkey", t).to_bytes()).unwrap();
+    let upper = text.replacen("client.example.com:5060;", "CLIENT.Example.COM:5060;", 1);
+    let (tx, ev) = h.receive(Message::parse(upper.as_bytes()).unwrap(), t);
+    assert!(ev.is_empty() && tx.len() == 1 && tx[0].bytes.starts_with(b"SIP/2.0 200"));
+}
+
+#[test]
+fn completed_responses_count_towards_the_transaction_cap() {
+    let mut h = Harness::new();
+    h.layer.set_max_transactions(2);
+    for b in ["z9hG4bKc1", "z9hG4bKc2"] {
+        let req = request("OPTIONS", b, Transport::Udp);
+        let (_, ev) = h.receive(Message::Request(req.clone()), Transport::Udp);
+        let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
         h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")).unwrap();
         h.drain();
-        let (tx, ev) = h.receive(Message::Request(req.clone()), t);
-        assert!(ev.is_empty() && tx[0].bytes.starts_with(b"SIP/2.0 200"), "final resent in Completed");
-        if !j.is_zero() {
-            let (_, ev) = h.run_until(j - ms(1));
-            assert!(ev.is_empty());
-        }
-        let (_, ev) = h.run_until(j);
-        assert!(terminated(&ev, id));
     }
+    assert_eq!((h.layer.len(), h.layer.completed_len()), (0, 2));
+    let (tx, ev) = h.receive(Message::Request(request("OPTIONS", "z9hG4bKc3", Transport::Udp)), Transport::Udp);
+    assert!(ev.is_empty() && tx[0].bytes.starts_with(b"SIP/2.0 503"));
+    // A retransmission of a completed one is still answered with its 200.
+    let (tx, _) = h.receive(Message::Request(request("OPTIONS", "z9hG4bKc1", Transport::Udp)), Transport::Udp);
+    assert!(tx[0].bytes.starts_with(b"SIP/2.0 200"));
+    h.run_until(64 * T1);
+    let (_, ev) = h.receive(Message::Request(request("OPTIONS", "z9hG4bKc3", Transport::Udp)), Transport::Udp);
+    assert!(matches!(ev[..], [TransactionEvent::Request { .. }]));
 }
 
 #[test]

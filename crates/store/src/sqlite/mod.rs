@@ -863,6 +863,13 @@ const UPSERT_BINDING: &str = "INSERT INTO bindings (aor, contact, instance_id, r
      received = excluded.received, path = excluded.path, user_agent = excluded.user_agent, \
      updated_at = excluded.updated_at";
 
+/// Refreshes one binding in place if it exists: the common case of a registrar's writes, and cheaper than
+/// [`UPSERT_BINDING`] (no failed insert, no foreign-key lookup: the row's owner exists, or the row would
+/// have been deleted with it).
+const UPDATE_BINDING: &str = "UPDATE bindings SET instance_id = ?3, reg_id = ?4, call_id = ?5, cseq = ?6, \
+     expires_at = ?7, q = ?8, received = ?9, path = ?10, user_agent = ?11, updated_at = ?12 \
+     WHERE aor = ?1 AND contact = ?2";
+
 /// Creates or replaces one binding inside `tx`; its owner must exist.
 fn insert_binding(tx: &Transaction<'_>, b: &Binding, path: &str) -> Result<()> {
     let aor = Aor::parse(&b.aor, None)?;
@@ -880,6 +887,9 @@ fn insert_binding(tx: &Transaction<'_>, b: &Binding, path: &str) -> Result<()> {
         b.user_agent,
         b.updated_at
     ];
+    if exec(tx, UPDATE_BINDING, params).map_err(backend)? > 0 {
+        return Ok(());
+    }
     match exec(tx, UPSERT_BINDING, params) {
         Ok(_) => Ok(()),
         Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found("account", aor.as_str())),

@@ -534,6 +534,7 @@ impl Engine {
             core: self.core.counters().clone(),
             transactions: *self.core.transaction_counters(),
             live_transactions: self.core.transactions(),
+            completed_transactions: self.core.completed_transactions(),
             bindings: self.core.location().len(),
             connections: self.connections.len(),
             driver: self.driver_counters(),

@@ -39,6 +39,8 @@ pub struct SipStats {
     pub transactions: vienna_sip::transaction::Counters,
     /// Transactions alive.
     pub live_transactions: usize,
+    /// Completed non-INVITE transactions over UDP kept as their response until Timer J.
+    pub completed_transactions: usize,
     /// Registered contacts alive.
     pub bindings: usize,
     /// TCP and TLS connections open.
@@ -87,6 +89,7 @@ impl SipShared {
         let d = &s.driver;
         serde_json::json!({
             "transactions": s.live_transactions,
+            "completed_transactions": s.completed_transactions,
             "bindings": s.bindings,
             "connections": s.connections,
             "requests": c.requests,
@@ -275,6 +278,7 @@ impl SipShared {
         metrics::gauge!("vienna_presence_presentities").set(s.presentities as f64);
         metrics::gauge!("vienna_presence_publications").set(s.publications as f64);
         metrics::gauge!("vienna_sip_transactions").set(s.live_transactions as f64);
+        metrics::gauge!("vienna_sip_completed_transactions").set(s.completed_transactions as f64);
         metrics::gauge!("vienna_sip_bindings").set(s.bindings as f64);
         metrics::gauge!("vienna_sip_connections").set(s.connections as f64);
     }

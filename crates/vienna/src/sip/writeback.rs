@@ -86,10 +86,10 @@ impl Drop for WriteBack {
 }
 
 /// The key a change is collapsed under: (address of record, contact).
-fn key(change: &BindingChange) -> (String, String) {
+fn key(change: &BindingChange) -> (&str, &str) {
     match change {
-        BindingChange::Put(b) => (b.aor.clone(), b.contact.clone()),
-        BindingChange::Remove { aor, contact } => (aor.clone(), contact.clone()),
+        BindingChange::Put(b) => (&b.aor, &b.contact),
+        BindingChange::Remove { aor, contact } => (aor, contact),
     }
 }
 
@@ -101,7 +101,7 @@ fn run(store: &dyn Store, interval: Duration, rx: &mpsc::Receiver<Vec<BindingCha
         match rx.recv_timeout(wait) {
             Ok(changes) => {
                 for c in changes {
-                    pending.changes.insert(key(&c), c);
+                    pending.insert(c);
                 }
                 if Instant::now() < next {
                     continue;
@@ -121,16 +121,45 @@ fn run(store: &dyn Store, interval: Duration, rx: &mpsc::Receiver<Vec<BindingCha
 /// Changes not written yet, and how many writes of them failed in a row.
 #[derive(Default)]
 struct Pending {
-    changes: HashMap<(String, String), BindingChange>,
+    /// By address of record, then contact (looked up by `&str`: a refresh of a binding already pending
+    /// copies no key).
+    changes: HashMap<String, HashMap<String, BindingChange>>,
     failures: u32,
+}
+
+impl Pending {
+    /// Keeps `change`, replacing a pending change of the same binding.
+    fn insert(&mut self, change: BindingChange) {
+        let (aor, contact) = key(&change);
+        if let Some(of_aor) = self.changes.get_mut(aor) {
+            match of_aor.get_mut(contact) {
+                Some(slot) => *slot = change,
+                None => {
+                    of_aor.insert(contact.to_owned(), change);
+                }
+            }
+            return;
+        }
+        let (aor, contact) = (aor.to_owned(), contact.to_owned());
+        self.changes.entry(aor).or_default().insert(contact, change);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Every pending change, leaving none.
+    fn take(&mut self) -> Vec<BindingChange> {
+        self.changes.drain().flat_map(|(_, of_aor)| of_aor.into_values()).collect()
+    }
 }
 
 /// Writes `pending` in one transaction; on failure keeps it for the next try (see [`MAX_ATTEMPTS`]).
 fn write(store: &dyn Store, pending: &mut Pending, counters: &WriteBackCounters) {
-    if pending.changes.is_empty() {
+    if pending.is_empty() {
         return;
     }
-    let changes: Vec<BindingChange> = pending.changes.drain().map(|(_, c)| c).collect();
+    let changes = pending.take();
     counters.writes.fetch_add(1, Ordering::Relaxed);
     match store.apply_bindings(&changes) {
         Ok(()) => {
@@ -148,7 +177,9 @@ fn write(store: &dyn Store, pending: &mut Pending, counters: &WriteBackCounters)
                 return;
             }
             tracing::error!(error = %e, changes = changes.len(), "sip: cannot store bindings; retrying at the next interval");
-            pending.changes.extend(changes.into_iter().map(|c| (key(&c), c)));
+            for c in changes {
+                pending.insert(c);
+            }
         }
     }
 }
