@@ -296,9 +296,9 @@ fn invite_server_2xx_accepted_then_timer_l() {
     assert!(terminated(&ev, id));
 }
 
-#[test]
-fn non_invite_server_absorbs_and_timer_j_over_tcp() {
-    let t = Transport::Tcp;
+/// A REGISTER server transaction over `t` taken to Proceeding: its retransmission absorbed in Trying,
+/// then answered with the last provisional.
+fn proceeding_register(t: Transport) -> (Harness, Request, TransactionId) {
     let mut h = Harness::new();
     let req = request("REGISTER", "z9hG4bKl", t);
     let (_, ev) = h.receive(Message::Request(req.clone()), t);
@@ -309,6 +309,13 @@ fn non_invite_server_absorbs_and_timer_j_over_tcp() {
     h.drain();
     let (tx, _) = h.receive(Message::Request(req.clone()), t);
     assert!(tx[0].bytes.starts_with(b"SIP/2.0 100"), "last provisional resent in Proceeding");
+    (h, req, id)
+}
+
+#[test]
+fn non_invite_server_absorbs_and_timer_j_over_tcp() {
+    let t = Transport::Tcp;
+    let (mut h, req, id) = proceeding_register(t);
     h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")).unwrap();
     h.drain();
     // Reliable transport: Timer J is zero.
@@ -320,16 +327,7 @@ fn non_invite_server_absorbs_and_timer_j_over_tcp() {
 #[test]
 fn non_invite_server_over_udp_answers_retransmissions_from_the_completed_cache_until_timer_j() {
     let t = Transport::Udp;
-    let mut h = Harness::new();
-    let req = request("REGISTER", "z9hG4bKl", t);
-    let (_, ev) = h.receive(Message::Request(req.clone()), t);
-    let TransactionEvent::Request { id, .. } = ev[0] else { panic!() };
-    let (tx, ev) = h.receive(Message::Request(req.clone()), t);
-    assert!(tx.is_empty() && ev.is_empty(), "absorbed in Trying");
-    h.layer.send_response(h.now, id, req.make_response_with_tag(100, None, "x")).unwrap();
-    h.drain();
-    let (tx, _) = h.receive(Message::Request(req.clone()), t);
-    assert!(tx[0].bytes.starts_with(b"SIP/2.0 100"), "last provisional resent in Proceeding");
+    let (mut h, req, id) = proceeding_register(t);
     h.layer.send_response(h.now, id, req.make_response_with_tag(200, None, "x")).unwrap();
     let (tx, ev) = h.drain();
     assert_eq!(tx.len(), 1);
