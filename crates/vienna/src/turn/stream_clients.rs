@@ -9,7 +9,7 @@
 //! per connection per turn rather than one per frame.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -277,76 +277,26 @@ impl StreamClients {
 
 impl StreamClient {
     fn has_output(&self) -> bool {
-        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+        vienna_netio::wants_write(self.tls.as_deref().map(|t| &**t), &self.wbuf)
     }
 
     /// One read from the socket into `rbuf` (through the TLS session, if any): bytes of plaintext
     /// added, `Ok(0)` at the end of the stream, `WouldBlock` when there is nothing.
     fn read_some(&mut self) -> io::Result<usize> {
         let start = self.rbuf.len();
-        let Some(tls) = &mut self.tls else {
-            self.rbuf.resize(start + READ_CHUNK, 0);
-            let read = self.stream.read(&mut self.rbuf[start..]);
-            self.rbuf.truncate(start + *read.as_ref().unwrap_or(&0));
-            return read;
-        };
-        if tls.read_tls(&mut self.stream)? == 0 {
-            return Ok(0);
-        }
-        if let Err(e) = tls.process_new_packets() {
-            // The alert rustls queued goes out before the connection closes.
-            let _ = tls.write_tls(&mut self.stream);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-        let mut chunk = [0u8; 4096];
-        loop {
-            match tls.reader().read(&mut chunk) {
-                Ok(0) => return if self.rbuf.len() > start { Ok(self.rbuf.len() - start) } else { Ok(0) },
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
-                // No more plaintext for now; the TCP bytes were read (handshake records count as progress).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((self.rbuf.len() - start).max(1)),
-                Err(e) => return Err(e),
-            }
-        }
+        self.rbuf.resize(start + READ_CHUNK, 0);
+        let read = vienna_netio::read_plain(
+            &mut self.stream,
+            self.tls.as_deref_mut().map(|t| &mut **t),
+            &mut self.rbuf[start..],
+        );
+        self.rbuf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
     }
 
     /// Writes what can be written now; `Err` when the connection failed.
     fn write_out(&mut self) -> io::Result<()> {
-        let Some(tls) = &mut self.tls else {
-            let mut written = 0;
-            let result = loop {
-                if written == self.wbuf.len() {
-                    break Ok(());
-                }
-                match self.stream.write(&self.wbuf[written..]) {
-                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            self.wbuf.drain(..written);
-            return result;
-        };
-        loop {
-            // rustls takes plaintext (once the handshake is done) up to its buffer limit, encrypted at once.
-            let taken =
-                if self.wbuf.is_empty() || tls.is_handshaking() { 0 } else { tls.writer().write(&self.wbuf)? };
-            self.wbuf.drain(..taken);
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if self.wbuf.is_empty() || taken == 0 {
-                return Ok(());
-            }
-        }
+        vienna_netio::write_plain(&mut self.stream, self.tls.as_deref_mut().map(|t| &mut **t), &mut self.wbuf)
     }
 }
 

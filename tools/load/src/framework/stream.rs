@@ -3,7 +3,7 @@
 //! writes, whatever the protocol framed on top of it (SIP by Content-Length, TURN by STUN and ChannelData
 //! lengths).
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -67,23 +67,12 @@ impl StreamConn {
 
     /// Whether anything waits to be written: plaintext not yet taken, or TLS records not yet sent.
     pub fn has_output(&self) -> bool {
-        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+        vienna_netio::wants_write(self.tls.as_deref().map(|t| &**t), &self.wbuf)
     }
 
     /// Reads plaintext into `buf`: `Ok(0)` when the server closed, `WouldBlock` when nothing more is there.
     pub fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else { return self.stream.read(buf) };
-        loop {
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            if tls.read_tls(&mut self.stream)? == 0 {
-                return Ok(0);
-            }
-            tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        }
+        vienna_netio::read_plain(&mut self.stream, self.tls.as_deref_mut().map(|t| &mut **t), buf)
     }
 
     /// Writes what can be written without blocking, and asks `registry` for writability while something
@@ -93,7 +82,8 @@ impl StreamConn {
             self.wbuf.clear();
             return;
         }
-        self.write_out();
+        // A failed connection shows as a read error or end of stream on the next readiness.
+        let _ = vienna_netio::write_plain(&mut self.stream, self.tls.as_deref_mut().map(|t| &mut **t), &mut self.wbuf);
         let want = self.has_output();
         if want != self.writable_interest {
             self.writable_interest = want;
@@ -108,39 +98,6 @@ impl StreamConn {
             self.closed = true;
             self.wbuf.clear();
             let _ = registry.deregister(&mut self.stream);
-        }
-    }
-
-    fn write_out(&mut self) {
-        let Some(tls) = &mut self.tls else {
-            let mut written = 0;
-            while written < self.wbuf.len() {
-                match self.stream.write(&self.wbuf[written..]) {
-                    Ok(0) => break,
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            self.wbuf.drain(..written);
-            return;
-        };
-        loop {
-            // rustls takes plaintext up to its buffer limit and encrypts it at once.
-            let taken = if self.wbuf.is_empty() { 0 } else { tls.writer().write(&self.wbuf).unwrap_or(0) };
-            self.wbuf.drain(..taken);
-            let mut sent = false;
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(0) => break,
-                    Ok(_) => sent = true,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            if self.wbuf.is_empty() || tls.wants_write() || (taken == 0 && !sent) {
-                return;
-            }
         }
     }
 }
