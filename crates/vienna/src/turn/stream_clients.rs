@@ -47,7 +47,10 @@ struct StreamClient {
     tls: Option<Box<rustls::ServerConnection>>,
     /// `None` until the first bytes tell.
     framing: Option<Framing>,
+    /// Read buffer: `rbuf[..rlen]` holds what was read and not yet framed; the rest is room for the next
+    /// read, zeroed once when the buffer grows rather than before every read.
     rbuf: Vec<u8>,
+    rlen: usize,
     /// Plaintext to write (with TLS, handed to rustls at the next flush).
     wbuf: Vec<u8>,
     writable_interest: bool,
@@ -116,6 +119,7 @@ impl StreamClients {
             tls,
             framing: None,
             rbuf: Vec::new(),
+            rlen: 0,
             wbuf: Vec::new(),
             writable_interest: false,
             queued: false,
@@ -154,10 +158,10 @@ impl StreamClients {
             }
         }
         if c.framing.is_none()
-            && let Some(framing) = detect(&c.rbuf)
+            && let Some(framing) = detect(&c.rbuf[..c.rlen])
         {
             if framing == Framing::PseudoTls {
-                c.rbuf.drain(..msturn::PSEUDO_TLS_CLIENT_HELLO_LEN);
+                c.consume(msturn::PSEUDO_TLS_CLIENT_HELLO_LEN);
                 c.wbuf.extend_from_slice(&msturn::PSEUDO_TLS_SERVER_HELLO);
                 self.shared.pseudo_tls_handshakes.fetch_add(1, Ordering::Relaxed);
             }
@@ -169,7 +173,7 @@ impl StreamClients {
         if let Some(framing) = c.framing {
             let mut at = 0;
             loop {
-                match next_frame(framing, &c.rbuf[at..]) {
+                match next_frame(framing, &c.rbuf[at..c.rlen]) {
                     Ok(Some((header, len))) => {
                         on_frame(c.tuple, &c.rbuf[at + header..at + len]);
                         at += len;
@@ -179,12 +183,12 @@ impl StreamClients {
                         self.shared.stream_framing_errors.fetch_add(1, Ordering::Relaxed);
                         debug_assert!(reason == BAD_FRAMING || reason == FRAME_TOO_LONG);
                         outcome = ReadOutcome::Closed(reason);
-                        at = c.rbuf.len();
+                        at = c.rlen;
                         break;
                     }
                 }
             }
-            c.rbuf.drain(..at);
+            c.consume(at);
         }
         // The handshake's answers, the pseudo-TLS hello, a TLS alert: written with the turn's flush.
         if c.has_output() && !c.queued {
@@ -283,15 +287,20 @@ impl StreamClient {
     /// One read from the socket into `rbuf` (through the TLS session, if any): bytes of plaintext
     /// added, `Ok(0)` at the end of the stream, `WouldBlock` when there is nothing.
     fn read_some(&mut self) -> io::Result<usize> {
-        let start = self.rbuf.len();
-        self.rbuf.resize(start + READ_CHUNK, 0);
-        let read = vienna_netio::read_plain(
-            &mut self.stream,
-            self.tls.as_deref_mut().map(|t| &mut **t),
-            &mut self.rbuf[start..],
-        );
-        self.rbuf.truncate(start + *read.as_ref().unwrap_or(&0));
-        read
+        let end = self.rlen + READ_CHUNK;
+        if self.rbuf.len() < end {
+            self.rbuf.resize(end, 0);
+        }
+        let tls = self.tls.as_deref_mut().map(|t| &mut **t);
+        let n = vienna_netio::read_plain(&mut self.stream, tls, &mut self.rbuf[self.rlen..end])?;
+        self.rlen += n;
+        Ok(n)
+    }
+
+    /// Drops the first `n` bytes read (framed, or the pseudo-TLS hello); what follows moves to the front.
+    fn consume(&mut self, n: usize) {
+        self.rbuf.copy_within(n..self.rlen, 0);
+        self.rlen -= n;
     }
 
     /// Writes what can be written now; `Err` when the connection failed.
