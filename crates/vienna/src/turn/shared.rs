@@ -83,6 +83,21 @@ impl TurnShared {
         }
     }
 
+    /// Takes one of the [`MAX_CONNECTIONS`](super::stream::MAX_CONNECTIONS) places of a stream client;
+    /// `false` when all are taken.
+    pub fn take_stream_place(&self) -> bool {
+        if self.stream_open.fetch_add(1, Ordering::Relaxed) >= super::stream::MAX_CONNECTIONS {
+            self.stream_open.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back a place taken with [`TurnShared::take_stream_place`] (the connection is gone).
+    pub fn free_stream_place(&self) {
+        self.stream_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Every live allocation as of the last snapshot.
     pub fn allocations(&self) -> Vec<AllocationView> {
         self.allocations.iter().flat_map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()

@@ -48,8 +48,7 @@ pub async fn accept_loop(
     let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
     let Ok(server) = listener.local_addr() else { return };
     while let Some((stream, client)) = accept(&listener, &mut stop, "turn").await {
-        if shared.stream_open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-            shared.stream_open.fetch_sub(1, Ordering::Relaxed);
+        if !shared.take_stream_place() {
             shared.stream_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%client, "turn: too many stream clients; connection refused");
             continue;
@@ -58,7 +57,7 @@ pub async fn accept_loop(
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(e) => {
-                shared.stream_open.fetch_sub(1, Ordering::Relaxed);
+                shared.free_stream_place();
                 tracing::debug!(%client, error = %e, "turn: cannot take over an accepted connection");
                 continue;
             }
@@ -66,7 +65,7 @@ pub async fn accept_loop(
         let tuple = FiveTuple { transport, client, server };
         let worker = &workers[owner(client, workers.len())];
         if !worker.send(Command::StreamAccepted { stream, tuple, tls: tls.clone() }) {
-            shared.stream_open.fetch_sub(1, Ordering::Relaxed);
+            shared.free_stream_place();
         }
     }
 }

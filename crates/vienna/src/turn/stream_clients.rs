@@ -19,7 +19,7 @@ use vienna_stun::msturn;
 use vienna_turn::FiveTuple;
 
 use super::shared::TurnShared;
-use super::stream::{BAD_FRAMING, FRAME_TOO_LONG, Framing, IDLE_TIMEOUT, detect, next_frame};
+use super::stream::{Framing, IDLE_TIMEOUT, detect, next_frame};
 
 /// Bytes queued to one client before more frames are dropped (its network or its reading is too slow).
 const MAX_BACKLOG: usize = 1 << 20;
@@ -69,6 +69,7 @@ pub struct StreamClients {
     first_token: usize,
     registry: Registry,
     shared: Arc<TurnShared>,
+    dropped: u64,
 }
 
 impl StreamClients {
@@ -82,6 +83,7 @@ impl StreamClients {
             first_token,
             registry,
             shared,
+            dropped: 0,
         }
     }
 
@@ -181,7 +183,6 @@ impl StreamClients {
                     Ok(None) => break,
                     Err(reason) => {
                         self.shared.stream_framing_errors.fetch_add(1, Ordering::Relaxed);
-                        debug_assert!(reason == BAD_FRAMING || reason == FRAME_TOO_LONG);
                         outcome = ReadOutcome::Closed(reason);
                         at = c.rlen;
                         break;
@@ -191,30 +192,36 @@ impl StreamClients {
             c.consume(at);
         }
         // The handshake's answers, the pseudo-TLS hello, a TLS alert: written with the turn's flush.
-        if c.has_output() && !c.queued {
-            c.queued = true;
-            self.pending.push(slot);
+        if c.has_output() {
+            c.mark_pending(slot, &mut self.pending);
         }
         outcome
     }
 
-    /// Queues `frame` for the client of `tuple`; `false` (the frame dropped) when it has no connection
-    /// here or its backlog is full.
+    /// Queues `frame` for the client of `tuple`; `false` when it is dropped (and counted,
+    /// [`StreamClients::dropped`]) because the client has no connection here or its backlog is full, as
+    /// UDP would.
     pub fn queue(&mut self, tuple: &FiveTuple, frame: &[u8]) -> bool {
-        let Some(&slot) = self.by_tuple.get(tuple) else { return false };
-        let Some(Some(c)) = self.conns.get_mut(slot) else { return false };
+        let slot = self.by_tuple.get(tuple).copied();
+        let Some((slot, c)) = slot.and_then(|slot| Some((slot, self.conns[slot].as_mut()?))) else {
+            self.dropped += 1;
+            return false;
+        };
         if c.wbuf.len() + frame.len() > MAX_BACKLOG {
+            self.dropped += 1;
             return false;
         }
         if c.framing.is_some_and(|f| f != Framing::Standard) {
             c.wbuf.extend_from_slice(&msturn::tcp_header(frame));
         }
         c.wbuf.extend_from_slice(frame);
-        if !c.queued {
-            c.queued = true;
-            self.pending.push(slot);
-        }
+        c.mark_pending(slot, &mut self.pending);
         true
+    }
+
+    /// Frames dropped by [`StreamClients::queue`] since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Writes what every connection has queued this turn; returns the clients whose connection failed
@@ -252,7 +259,7 @@ impl StreamClients {
         let _ = self.registry.deregister(&mut c.stream);
         self.by_tuple.remove(&c.tuple);
         self.free.push(slot);
-        self.shared.stream_open.fetch_sub(1, Ordering::Relaxed);
+        self.shared.free_stream_place();
         tracing::debug!(client = %c.tuple.client, transport = ?c.tuple.transport, reason, "turn: stream client gone");
         Some(c.tuple)
     }
@@ -280,6 +287,14 @@ impl StreamClients {
 }
 
 impl StreamClient {
+    /// Puts connection `slot` (this one) on the turn's list to write, once.
+    fn mark_pending(&mut self, slot: usize, pending: &mut Vec<usize>) {
+        if !self.queued {
+            self.queued = true;
+            pending.push(slot);
+        }
+    }
+
     fn has_output(&self) -> bool {
         vienna_netio::wants_write(self.tls.as_deref().map(|t| &**t), &self.wbuf)
     }

@@ -539,8 +539,8 @@ impl Worker {
                 let Ok(t) = self.relay.relay_peer_datagram(now, relayed, peer, payload, out) else { continue };
                 if t.tuple.transport == Transport::Udp {
                     self.to_clients.commit(t.len, t.tuple.client);
-                } else if !self.streams.queue(&t.tuple, &out[..t.len]) {
-                    self.stats.stream_dropped += 1;
+                } else {
+                    self.streams.queue(&t.tuple, &out[..t.len]);
                 }
             }
             if n < BATCH {
@@ -617,7 +617,7 @@ impl Worker {
                     if t.tuple.transport == Transport::Udp {
                         self.send_client(&t.tuple, out);
                     } else {
-                        self.send_stream(&t.tuple, &out);
+                        self.streams.queue(&t.tuple, &out);
                     }
                 }
                 Err(DropReason::NoPermission) => {
@@ -649,7 +649,7 @@ impl Worker {
             match self.inbox.try_recv() {
                 Ok(Command::StreamAccepted { stream, tuple, tls }) => {
                     if let Err(e) = self.streams.add(stream, tuple, tls, Instant::now()) {
-                        self.shared.stream_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        self.shared.free_stream_place();
                         tracing::warn!(worker = self.index, client = %tuple.client, error = %e, "turn: cannot take a stream client");
                     }
                 }
@@ -690,14 +690,7 @@ impl Worker {
                 self.stats.send_dropped += 1;
             }
         } else {
-            self.send_stream(tuple, &bytes);
-        }
-    }
-
-    fn send_stream(&mut self, tuple: &FiveTuple, frame: &[u8]) {
-        if !self.streams.queue(tuple, frame) {
-            // Gone, or that far behind: dropped, as UDP would.
-            self.stats.stream_dropped += 1;
+            self.streams.queue(tuple, &bytes);
         }
     }
 
@@ -712,8 +705,8 @@ impl Worker {
             ReadOutcome::More => self.unfinished.push(Token(FIRST_STREAM + slot)),
             ReadOutcome::Closed(reason) => self.streams_closed.extend(self.streams.close(slot, reason)),
         }
+        // Closed connections' allocations go with the turn's flush.
         self.drain_outputs(now);
-        self.close_streams();
     }
 
     /// Deletes the allocations of stream clients whose connection closed (RFC 8656 §3.1).
@@ -781,6 +774,7 @@ impl Worker {
         stats.send_dropped += self.peers.dropped;
         stats.relay_sockets = self.peers.by_addr.len() as u64;
         stats.stream_clients = self.streams.len() as u64;
+        stats.stream_dropped += self.streams.dropped();
         *self.shared.stats[self.index].lock().unwrap_or_else(|p| p.into_inner()) = stats;
     }
 
